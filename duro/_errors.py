@@ -1,0 +1,198 @@
+"""Every exception duro raises, in one tree.
+
+    DuroError
+    ├── OrchestrationFailureError        raised *inside* orchestration code, catchable there
+    │   ├── ActivityFailed               an activity raised (after its retries)
+    │   ├── SubOrchestrationFailed       a sub-orchestration ended in failure
+    │   └── TaskCancelledError           the awaited task was cancelled (select loser, shutdown)
+    ├── NondeterminismError              replay diverged from recorded history
+    ├── NonDurableAwaitError             orchestration awaited something that is not durable
+    ├── RegistrationError                bad or duplicate registration
+    ├── UnregisteredError                a name (and version) the registry does not know
+    ├── PayloadError                     a value that cannot be serialised / decoded, or too big
+    ├── InvalidInstanceIdError           instance id empty, too long or with forbidden characters
+    ├── InstanceAlreadyExistsError       start of an id that is pending, running or finished
+    ├── InstanceNotFoundError            management call on an unknown instance
+    ├── InstanceStillRunningError        delete without force of a running instance
+    ├── WaitTimeoutError                 a client wait ran out of time (also a TimeoutError)
+    └── ProviderError                    storage failed; ``retryable`` says whether to try again
+        ├── LockLostError                the lock/lease token is unknown, expired or stolen
+        ├── DuplicateEventError          history already has this (instance, execution, event id)
+        └── StoreCorruptionError         stored data cannot be decoded
+
+Errors carry structured fields; code never needs to match on message text.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._status import ErrorInfo
+
+
+class DuroError(Exception):
+    """Base class of every error raised by duro."""
+
+
+class OrchestrationFailureError(DuroError):
+    """A durable task failed; raised inside orchestration code so it can be caught there."""
+
+    def __init__(self, message: str, *, error: ErrorInfo) -> None:
+        super().__init__(message)
+        self.error = error
+
+    @property
+    def error_type(self) -> str:
+        """Name of the original exception type (for example ``"ValueError"``)."""
+        return self.error.error_type
+
+    @property
+    def error_message(self) -> str:
+        """Message of the original exception."""
+        return self.error.message
+
+
+class ActivityFailed(OrchestrationFailureError):  # noqa: N818 - public name fixed by the API
+    """An activity raised; carries the original error type and message.
+
+    ``name`` is the activity name and ``attempts`` how many attempts were made.
+    """
+
+    def __init__(self, name: str, error: ErrorInfo, *, attempts: int = 1) -> None:
+        super().__init__(
+            f"activity {name!r} failed after {attempts} attempt(s): "
+            f"{error.error_type}: {error.message}",
+            error=error,
+        )
+        self.name = name
+        self.attempts = attempts
+
+
+class SubOrchestrationFailed(OrchestrationFailureError):  # noqa: N818 - public name fixed
+    """A sub-orchestration ended in failure; carries its error."""
+
+    def __init__(self, name: str, instance_id: str, error: ErrorInfo) -> None:
+        super().__init__(
+            f"sub-orchestration {name!r} ({instance_id}) failed: "
+            f"{error.error_type}: {error.message}",
+            error=error,
+        )
+        self.name = name
+        self.instance_id = instance_id
+
+
+class TaskCancelledError(OrchestrationFailureError):
+    """The awaited durable task was cancelled before it finished."""
+
+
+class NondeterminismError(DuroError):
+    """Replaying history diverged from what the orchestration code does now.
+
+    ``position`` is the 1-based event id in the execution's history where the mismatch was
+    found; ``recorded`` describes what history holds there and ``requested`` what the code
+    asked for. Fix the code (or register the change as a new version) and start new instances.
+    """
+
+    def __init__(self, instance_id: str, position: int, recorded: str, requested: str) -> None:
+        super().__init__(
+            f"nondeterminism in instance {instance_id!r} at history position {position}: "
+            f"history recorded {recorded}, but the code now requests {requested}. "
+            "Orchestration code must make the same durable calls in the same order on replay; "
+            "register changed logic as a new version instead."
+        )
+        self.instance_id = instance_id
+        self.position = position
+        self.recorded = recorded
+        self.requested = requested
+
+
+class NonDurableAwaitError(DuroError):
+    """Orchestration code awaited something that is not a durable future (e.g. asyncio.sleep)."""
+
+
+class RegistrationError(DuroError):
+    """A function could not be registered (duplicate name/version, wrong signature, ...)."""
+
+
+class UnregisteredError(DuroError):
+    """The registry has no orchestration or activity under this name (and version)."""
+
+    def __init__(self, kind: str, name: str, version: str | None = None) -> None:
+        what = f"{kind} {name!r}" + (f" version {version!r}" if version else "")
+        super().__init__(f"{what} is not registered; register it with @registry.{kind}")
+        self.kind = kind
+        self.name = name
+        self.version = version
+
+
+class PayloadError(DuroError, TypeError):
+    """A value could not be serialised or decoded, or exceeds the payload size limit."""
+
+
+class InvalidInstanceIdError(DuroError, ValueError):
+    """An instance id is empty, too long, or contains characters stores cannot key on."""
+
+
+class InstanceAlreadyExistsError(DuroError):
+    """``start_orchestration`` for an id that already exists (pending, running or finished)."""
+
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(
+            f"instance {instance_id!r} already exists; delete it first or choose another id"
+        )
+        self.instance_id = instance_id
+
+
+class InstanceNotFoundError(DuroError):
+    """A management call named an instance the store does not have."""
+
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(f"instance {instance_id!r} not found")
+        self.instance_id = instance_id
+
+
+class InstanceStillRunningError(DuroError):
+    """Deleting a running instance needs ``force=True``."""
+
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(
+            f"instance {instance_id!r} is still running; cancel it first or pass force=True"
+        )
+        self.instance_id = instance_id
+
+
+class WaitTimeoutError(DuroError, TimeoutError):
+    """A client wait ran out of time before the instance reached the awaited state."""
+
+
+class ProviderError(DuroError):
+    """The store failed. ``retryable`` tells the runtime whether trying again may succeed."""
+
+    def __init__(self, operation: str, message: str, *, retryable: bool) -> None:
+        kind = "retryable" if retryable else "permanent"
+        super().__init__(f"{operation}: {message} ({kind})")
+        self.operation = operation
+        self.message = message
+        self.retryable = retryable
+
+
+class LockLostError(ProviderError):
+    """The lock token is unknown, expired or was taken over; the caller's work is void."""
+
+    def __init__(self, operation: str, message: str = "lock token is unknown or expired") -> None:
+        super().__init__(operation, message, retryable=False)
+
+
+class DuplicateEventError(ProviderError):
+    """A commit tried to append an event id the history already has."""
+
+    def __init__(self, operation: str, message: str) -> None:
+        super().__init__(operation, message, retryable=False)
+
+
+class StoreCorruptionError(ProviderError):
+    """Stored data could not be decoded."""
+
+    def __init__(self, operation: str, message: str) -> None:
+        super().__init__(operation, message, retryable=False)

@@ -1,0 +1,116 @@
+"""Queue messages: what flows between clients, orchestration turns and activity workers.
+
+``OrchestratorMessage`` variants go to the orchestrator queue of ``instance_id``; an
+``ActivityTask`` goes to the worker queue. Completions carry the ``execution_id`` they belong
+to; the engine drops completions for another execution (stale after continue-as-new).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ._history import NULL, ParentRef, QueuedEvent, Raw
+from ._status import ErrorInfo
+
+
+class OrchestratorMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    instance_id: str
+
+
+class StartOrchestration(OrchestratorMessage, tag="StartOrchestration"):
+    name: str
+    version: str | None = None
+    """None: the worker picks the latest registered version."""
+    input: Raw = NULL
+    parent: ParentRef | None = None
+
+
+class ContinueAsNewMessage(OrchestratorMessage, tag="ContinueAsNew"):
+    execution_id: int
+    """The *new* execution's id."""
+    name: str
+    version: str | None = None
+    input: Raw = NULL
+    carried_events: list[QueuedEvent] = []
+    parent: ParentRef | None = None
+
+
+class ActivityResult(OrchestratorMessage, tag="ActivityResult"):
+    execution_id: int
+    seq: int
+    result: Raw | None = None
+    error: ErrorInfo | None = None
+
+
+class TimerFiredMessage(OrchestratorMessage, tag="TimerFired"):
+    execution_id: int
+    seq: int
+    fire_at: int
+
+
+class SubOrchestrationResult(OrchestratorMessage, tag="SubOrchestrationResult"):
+    """Sent by a child's terminal turn to ``instance_id`` = the parent."""
+
+    execution_id: int
+    seq: int
+    child_instance_id: str
+    result: Raw | None = None
+    error: ErrorInfo | None = None
+
+
+class ExternalEvent(OrchestratorMessage, tag="ExternalEvent"):
+    name: str
+    data: Raw = NULL
+
+
+class QueueEvent(OrchestratorMessage, tag="QueueEvent"):
+    queue: str
+    data: Raw = NULL
+
+
+class CancelInstance(OrchestratorMessage, tag="CancelInstance"):
+    reason: str
+
+
+AnyOrchestratorMessage = (
+    StartOrchestration
+    | ContinueAsNewMessage
+    | ActivityResult
+    | TimerFiredMessage
+    | SubOrchestrationResult
+    | ExternalEvent
+    | QueueEvent
+    | CancelInstance
+)
+
+
+class ActivityTask(msgspec.Struct, frozen=True, kw_only=True):
+    """A request to run one activity attempt (the worker queue's message)."""
+
+    instance_id: str
+    execution_id: int
+    seq: int
+    name: str
+    input: Raw = NULL
+    attempt: int = 1
+    session: str | None = None
+    tag: str | None = None
+    orchestration_name: str = ""
+    orchestration_version: str = ""
+
+
+_encoder = msgspec.json.Encoder()
+_message_decoder = msgspec.json.Decoder(AnyOrchestratorMessage)
+_task_decoder = msgspec.json.Decoder(ActivityTask)
+
+
+def encode_message(message: AnyOrchestratorMessage | ActivityTask) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_message(data: bytes | str) -> AnyOrchestratorMessage:
+    return _message_decoder.decode(data)
+
+
+def decode_task(data: bytes | str) -> ActivityTask:
+    return _task_decoder.decode(data)

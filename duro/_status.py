@@ -1,0 +1,106 @@
+"""Instance states, error details and the status snapshot the client returns."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+
+class State(enum.Enum):
+    """Lifecycle state of an orchestration instance."""
+
+    PENDING = "pending"
+    """Started by a client but no turn has run yet."""
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    """Ended in failure; ``status.error.category`` tells application, cancelled, ..."""
+    NOT_FOUND = "not_found"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (State.COMPLETED, State.FAILED)
+
+
+class ErrorCategory(enum.Enum):
+    APPLICATION = "application"
+    """User code raised."""
+    CONFIGURATION = "configuration"
+    """Nondeterminism, unregistered names, non-durable awaits: fix the code or registration."""
+    INFRASTRUCTURE = "infrastructure"
+    """The store failed or a message was poison (delivered too many times)."""
+    CANCELLED = "cancelled"
+    """The instance (or its parent) was cancelled."""
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Persisted description of a failure."""
+
+    category: ErrorCategory
+    error_type: str
+    """Original exception type name, or a duro error kind (``"NondeterminismError"``)."""
+    message: str
+    retryable: bool = True
+    """Whether a retry policy may retry it (False for ``non_retryable`` types)."""
+    details: str | None = None
+    """Traceback or structured details, for humans."""
+
+    def __str__(self) -> str:
+        return f"{self.error_type}: {self.message}"
+
+
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def decode_payload(raw: bytes | None, type_: Any = Any) -> Any:
+    """Decode stored JSON ``raw`` as ``type_`` (builtins when ``Any``)."""
+    if raw is None:
+        return None
+    decoder = _decoders.get(type_)
+    if decoder is None:
+        decoder = _decoders.setdefault(type_, msgspec.json.Decoder(type_))
+    return decoder.decode(raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrchestrationStatus:
+    """A snapshot of one instance, as read by ``Client.get_status``."""
+
+    instance_id: str
+    state: State
+    name: str | None = None
+    version: str | None = None
+    execution_id: int = 0
+    output_json: bytes | None = None
+    """The raw JSON output; ``output`` decodes it."""
+    error: ErrorInfo | None = None
+    custom_status_json: bytes | None = None
+    custom_status_version: int = 0
+    parent_instance_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def output(self) -> Any:
+        """The orchestration's return value decoded to builtins (None until completed)."""
+        return decode_payload(self.output_json)
+
+    def output_as(self, type_: type[T]) -> T:
+        """The output decoded into ``type_`` (a Struct, dataclass, ...)."""
+        value: T = decode_payload(self.output_json, type_)
+        return value
+
+    @property
+    def custom_status(self) -> Any:
+        """The last value passed to ``ctx.set_custom_status``, decoded to builtins."""
+        return decode_payload(self.custom_status_json)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state.is_terminal

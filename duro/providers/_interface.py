@@ -1,0 +1,256 @@
+"""The provider contract: storage for instances, history, two peek-lock queues, sessions and KV.
+
+The runtime owns every orchestration semantic (event ids, execution ids, replay, what to
+schedule); a provider is storage with precise atomicity. Reading guide:
+
+* **Who generates ids.** The runtime assigns event ids, execution ids, activity ``seq`` numbers
+  and instance ids. The provider generates lock tokens only (unique per fetch; a UUID4 is fine).
+* **Locks.** Orchestrations are locked per *instance* (one holder; the lock expires after
+  ``lock_timeout`` unless renewed; an expired lock may be taken over by the next fetch, which
+  re-tags every visible message). Activity work items are locked per *item*. A stale token
+  fails every operation that takes it with ``LockLostError``.
+* **Errors.** Every method raises ``ProviderError`` (or a subclass) with ``retryable`` set:
+  busy/locked database, timeouts, throttling and network errors are retryable; bad tokens,
+  duplicate events, corruption and invalid input are permanent. A method that returns a locked
+  item never raises after taking the lock: it returns the item (``history_error`` set if the
+  history cannot be decoded) so the caller can commit or abandon it.
+* **Visibility.** Every queue message has a visible-at time; fetches only see messages whose
+  time has come (``clock.now_ms()`` of the provider's clock). Timers are ordinary orchestrator
+  messages with a future visible-at.
+* **Instance creation.** Instances come into existence only through a committed turn.
+  ``start_orchestration`` only enqueues the start message (and refuses duplicates).
+
+The shared contract suite in ``duro.testing.ProviderContract`` pins all of this down.
+"""
+
+from __future__ import annotations
+
+import abc
+from types import TracebackType
+from typing import Self
+
+from .._history import HistoryEvent
+from .._messages import StartOrchestration
+from ._types import (
+    AbandonRequest,
+    ActivityCommit,
+    ActivityWorkItem,
+    DeleteRequest,
+    DeleteResult,
+    FetchActivityRequest,
+    FetchTurnRequest,
+    InstancePage,
+    InstanceQuery,
+    InstanceRecord,
+    KvEntry,
+    OrchestrationWorkItem,
+    PruneRequest,
+    PruneResult,
+    QueueDepths,
+    RenewRequest,
+    ScheduledMessage,
+    SessionRenewal,
+    TurnCommit,
+)
+
+
+class Provider(abc.ABC):
+    """Abstract storage backend. Construction must do no blocking I/O; open lazily."""
+
+    name: str = "provider"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect and create the schema if needed. Idempotent; every method opens lazily."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Idempotent. The provider may be reopened by using it again."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- client side: starting and signalling -------------------------------------------------
+
+    @abc.abstractmethod
+    async def start_orchestration(self, start: StartOrchestration) -> None:
+        """Enqueue ``start`` (visible now) unless the instance already exists.
+
+        Atomic check-and-insert: raises ``InstanceAlreadyExistsError`` if the instance has a
+        committed turn (any state) or a pending start message. Does not create the instance.
+        """
+
+    @abc.abstractmethod
+    async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
+        """Insert one orchestrator-queue message (events, cancellations, test injection).
+
+        Never creates the instance. A message for an instance that does not exist yet is
+        still stored (it may be started later); ``fetch_turn`` decides its fate.
+        """
+
+    # -- orchestration turns -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def fetch_turn(self, request: FetchTurnRequest) -> OrchestrationWorkItem | None:
+        """Lock one instance that has visible messages and return its batch, or None.
+
+        * Picks an instance that has at least one visible message and no live lock (oldest
+          message first), takes its lock with a fresh token for ``request.lock_timeout``, tags
+          every currently visible message of that instance and increments each one's delivery
+          count, all in one atomic step. Messages arriving later are not in the batch and stay
+          queued for the next turn.
+        * Loads the instance record, the current execution's history (ordered by event id)
+          and the KV snapshot (``OrchestrationWorkItem.kv_snapshot``).
+        * An instance with no committed turn whose batch holds no ``StartOrchestration``:
+          messages other than external/queue events stay (release the lock, return None, and
+          do not let such messages starve other instances); the provider may drop orphaned
+          ``QueueEvent``/``CancelInstance`` messages.
+        * History that cannot be decoded: return the item with ``history_error`` set and an
+          empty history (lock held, attempt counted).
+        * May wait up to ``request.poll_timeout`` seconds for work (long polling) and must
+          return None promptly after that.
+        """
+
+    @abc.abstractmethod
+    async def commit_turn(self, commit: TurnCommit) -> None:
+        """Apply one turn atomically: all of it or nothing.
+
+        In one transaction, guarded by the instance lock (``LockLostError`` if the token is
+        unknown, expired or taken over; nothing is applied and a still-held lock stays held):
+
+        1. delete the messages tagged with this token (later arrivals stay);
+        2. create or update the instance record: name, version, parent (immutable once set),
+           current execution id = ``commit.execution_id``, execution status, output/error,
+           ``updated_at``; a new execution id creates a new execution;
+        3. append ``new_events`` to ``(instance, execution_id)``: never read, decode or
+           rewrite stored events; a duplicate event id fails the whole commit with
+           ``DuplicateEventError``;
+        4. custom status: if ``custom_status_changed``, store it and bump its version by one;
+        5. KV: ``kv_clear_all`` then ``kv_changes`` go to the current execution's delta;
+           when the execution status is terminal (completed, failed, continued-as-new) the
+           delta is merged into the committed KV and emptied;
+        6. insert ``activity_tasks`` into the worker queue (visible now), then withdraw
+           ``cancelled_activities`` (missing ones are ignored);
+        7. insert ``orchestrator_messages`` for whichever instances they target;
+        8. release the lock.
+        """
+
+    @abc.abstractmethod
+    async def abandon_turn(self, request: AbandonRequest) -> None:
+        """Release the lock without committing; messages become visible after ``delay``.
+
+        ``ignore_attempt`` undoes this delivery's increment. Messages already scheduled
+        further in the future (timers) keep their time. Unknown token: ``LockLostError``.
+        """
+
+    @abc.abstractmethod
+    async def renew_turn_lock(self, request: RenewRequest) -> None:
+        """Extend a live instance lock to now + ``extend_for``; ``LockLostError`` otherwise."""
+
+    # -- activity work items --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def fetch_activity(self, request: FetchActivityRequest) -> ActivityWorkItem | None:
+        """Lock the oldest visible, unlocked (or lock-expired) work item the filters accept.
+
+        Increments its delivery count. Session routing: without ``session_owner`` only items
+        without a session qualify; with it, also items whose session is owned by that owner or
+        has no live owner, and taking such an item claims (or renews) the session for
+        ``session_lock_timeout`` in the same atomic step. Does not check whether the
+        orchestration still runs. May long-poll up to ``poll_timeout``.
+        """
+
+    @abc.abstractmethod
+    async def complete_activity(self, commit: ActivityCommit) -> None:
+        """Atomically delete the locked item and enqueue ``commit.result`` (if any).
+
+        ``LockLostError`` (and nothing enqueued) if the item was withdrawn, its lock expired
+        or the token is unknown: this is how a worker learns its result is no longer wanted.
+        Refreshes the session's last-activity time.
+        """
+
+    @abc.abstractmethod
+    async def abandon_activity(self, request: AbandonRequest) -> None:
+        """Unlock the item; visible again after ``delay``. Unknown token: ``LockLostError``."""
+
+    @abc.abstractmethod
+    async def renew_activity_lock(self, request: RenewRequest) -> None:
+        """Extend a live item lock; ``LockLostError`` if withdrawn/expired (= cancellation)."""
+
+    # -- sessions ----------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def renew_sessions(self, request: SessionRenewal) -> int:
+        """Extend live sessions of these owners that were active within ``idle_timeout``.
+
+        Idle sessions are not renewed so they expire. Returns how many were renewed.
+        """
+
+    @abc.abstractmethod
+    async def cleanup_orphaned_sessions(self, idle_timeout: float) -> int:
+        """Delete expired sessions that no work item references; returns how many."""
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def read_instance(self, instance_id: str) -> InstanceRecord | None:
+        """The instance record; a PENDING record for a pending start; None if unknown."""
+
+    @abc.abstractmethod
+    async def read_history(
+        self, instance_id: str, execution_id: int | None = None
+    ) -> list[HistoryEvent]:
+        """One execution's events by event id (default: the current one); [] if unknown."""
+
+    @abc.abstractmethod
+    async def list_executions(self, instance_id: str) -> list[int]:
+        """Stored execution ids, ascending; [] if unknown."""
+
+    @abc.abstractmethod
+    async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
+        """Merged read: the current execution's delta over the committed KV."""
+
+    @abc.abstractmethod
+    async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
+        """Every key of the merged KV view."""
+
+    # -- management ----------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def list_instances(self, query: InstanceQuery) -> InstancePage:
+        """Instances matching ``query``, newest first, paged by an opaque continuation."""
+
+    @abc.abstractmethod
+    async def list_children(self, instance_id: str) -> list[str]:
+        """Direct sub-orchestrations (by parent link); [] for a leaf or unknown instance."""
+
+    @abc.abstractmethod
+    async def delete_instance(self, request: DeleteRequest) -> DeleteResult:
+        """Delete an instance and all its descendants atomically.
+
+        ``InstanceNotFoundError`` if unknown. Without ``force`` any running instance in the
+        tree raises ``InstanceStillRunningError`` and nothing is deleted. Removes history,
+        executions, queued messages, work items, locks, KV and the records, so a turn still in
+        flight for a deleted instance fails its commit (its lock is gone).
+        """
+
+    @abc.abstractmethod
+    async def prune_executions(self, request: PruneRequest) -> PruneResult:
+        """Delete old, finished executions and their history; never the current one.
+
+        Keeps the ``keep_last`` newest executions (current included); with
+        ``completed_before_ms`` only older completions go. ``InstanceNotFoundError`` if unknown.
+        """
+
+    @abc.abstractmethod
+    async def queue_depths(self) -> QueueDepths:
+        """Counts of queued messages (see ``QueueDepths``)."""

@@ -1,0 +1,297 @@
+"""Input and output objects of the provider contract (one input object per operation)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .._history import HistoryEvent
+from .._messages import ActivityTask, AnyOrchestratorMessage, StartOrchestration
+from .._status import ErrorInfo, State
+
+
+class ExecutionStatus(enum.Enum):
+    """Status of one execution (continue-as-new starts a new execution of the same instance)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CONTINUED_AS_NEW = "continued_as_new"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not ExecutionStatus.RUNNING
+
+    def instance_state(self) -> State:
+        """The instance state this execution status shows to clients."""
+        if self is ExecutionStatus.COMPLETED:
+            return State.COMPLETED
+        if self is ExecutionStatus.FAILED:
+            return State.FAILED
+        return State.RUNNING
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KvEntry:
+    value: bytes
+    """Raw JSON."""
+    updated_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KvChange:
+    key: str
+    value: bytes | None
+    """Raw JSON, or None to delete the key."""
+    updated_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceRecord:
+    """What the store knows about an instance, without reading its history."""
+
+    instance_id: str
+    state: State
+    """PENDING when only a start message exists (no turn committed yet)."""
+    name: str
+    version: str | None = None
+    execution_id: int = 0
+    execution_status: ExecutionStatus | None = None
+    output: bytes | None = None
+    error: ErrorInfo | None = None
+    custom_status: bytes | None = None
+    custom_status_version: int = 0
+    parent_instance_id: str | None = None
+    created_at_ms: int = 0
+    updated_at_ms: int = 0
+    completed_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduledMessage:
+    """An orchestrator-queue message, visible from ``visible_at_ms`` (None: now)."""
+
+    message: AnyOrchestratorMessage
+    visible_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityKey:
+    """Identity of one scheduled activity: used to withdraw (lock-steal) its work item."""
+
+    instance_id: str
+    execution_id: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchTurnRequest:
+    lock_timeout: float
+    """Seconds the instance lock lasts unless renewed."""
+    poll_timeout: float = 0.0
+    """Seconds a long-polling store may wait for work before returning None."""
+    owner_id: str = ""
+    """Who takes the lock (for diagnostics)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrchestrationWorkItem:
+    """One locked batch for one instance: its current history plus every visible message."""
+
+    instance_id: str
+    lock_token: str
+    execution_id: int
+    """Current execution (0 when the instance has no committed turn yet)."""
+    instance: InstanceRecord | None
+    history: list[HistoryEvent]
+    messages: list[AnyOrchestratorMessage]
+    """Visible messages at fetch time, in enqueue order."""
+    attempt: int
+    """Highest delivery count over ``messages`` (1 on the first delivery)."""
+    kv_snapshot: dict[str, KvEntry] = field(default_factory=dict)
+    """KV as of the end of the previous execution (this execution's writes replay on top)."""
+    history_error: str | None = None
+    """Set (with an empty history) when stored events could not be decoded."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnCommit:
+    """Everything one turn changes; ``commit_turn`` applies it atomically or not at all."""
+
+    lock_token: str
+    instance_id: str
+    execution_id: int
+    new_events: Sequence[HistoryEvent]
+    """Appended to ``(instance_id, execution_id)``; event ids continue the history."""
+    name: str
+    version: str
+    execution_status: ExecutionStatus
+    parent_instance_id: str | None = None
+    output: bytes | None = None
+    error: ErrorInfo | None = None
+    custom_status_changed: bool = False
+    custom_status: bytes | None = None
+    kv_clear_all: bool = False
+    """Applied before ``kv_changes``."""
+    kv_changes: Sequence[KvChange] = ()
+    activity_tasks: Sequence[ActivityTask] = ()
+    cancelled_activities: Sequence[ActivityKey] = ()
+    """Work items withdrawn; applied after ``activity_tasks`` (same-turn insert+cancel nets to
+    absent). Missing ones are ignored."""
+    orchestrator_messages: Sequence[ScheduledMessage] = ()
+    """May target any instance (child starts, parent results, timers, detached starts)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AbandonRequest:
+    lock_token: str
+    delay: float | None = None
+    """Seconds before the messages become visible again."""
+    ignore_attempt: bool = False
+    """Undo this delivery's attempt increment (it was not the message's fault)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewRequest:
+    lock_token: str
+    extend_for: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TagFilter:
+    """Which activity tags a worker runs. The default runs untagged activities only."""
+
+    tags: frozenset[str] = frozenset()
+    include_untagged: bool = True
+    any_tag: bool = False
+
+    def accepts(self, tag: str | None) -> bool:
+        if self.any_tag:
+            return True
+        if tag is None:
+            return self.include_untagged
+        return tag in self.tags
+
+    @classmethod
+    def any(cls) -> TagFilter:
+        return cls(any_tag=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchActivityRequest:
+    lock_timeout: float
+    poll_timeout: float = 0.0
+    tag_filter: TagFilter = TagFilter()
+    session_owner: str | None = None
+    """None: only activities without a session. Otherwise also sessions owned by this owner
+    or with no live owner (claimed atomically for ``session_lock_timeout``)."""
+    session_lock_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityWorkItem:
+    lock_token: str
+    task: ActivityTask
+    attempt: int
+    """Delivery count of this work item (1 on first delivery)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityCommit:
+    lock_token: str
+    result: ScheduledMessage | None
+    """The completion to enqueue for the orchestration, or None to drop the item."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionRenewal:
+    owner_ids: Sequence[str]
+    extend_for: float
+    idle_timeout: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceQuery:
+    states: frozenset[State] | None = None
+    name: str | None = None
+    parent_instance_id: str | None = None
+    created_after_ms: int | None = None
+    created_before_ms: int | None = None
+    limit: int = 100
+    continuation: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstancePage:
+    instances: list[InstanceRecord]
+    continuation: str | None = None
+    """Pass back in ``InstanceQuery.continuation`` for the next page; None when done."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteRequest:
+    instance_id: str
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteResult:
+    instances_deleted: int = 0
+    executions_deleted: int = 0
+    events_deleted: int = 0
+    messages_deleted: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PruneRequest:
+    instance_id: str
+    keep_last: int = 1
+    """Executions to keep, counting the current one (always kept)."""
+    completed_before_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PruneResult:
+    executions_deleted: int = 0
+    events_deleted: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueDepths:
+    orchestrator: int = 0
+    """Visible, unlocked orchestrator-queue messages."""
+    timers: int = 0
+    """Orchestrator-queue messages not yet visible (timers, delayed retries)."""
+    worker: int = 0
+    """Visible, unlocked worker-queue items."""
+    locked: int = 0
+    """Messages and items currently locked by a turn or an activity."""
+
+
+__all__ = [
+    "AbandonRequest",
+    "ActivityCommit",
+    "ActivityKey",
+    "ActivityWorkItem",
+    "DeleteRequest",
+    "DeleteResult",
+    "ExecutionStatus",
+    "FetchActivityRequest",
+    "FetchTurnRequest",
+    "InstancePage",
+    "InstanceQuery",
+    "InstanceRecord",
+    "KvChange",
+    "KvEntry",
+    "OrchestrationWorkItem",
+    "PruneRequest",
+    "PruneResult",
+    "QueueDepths",
+    "RenewRequest",
+    "ScheduledMessage",
+    "SessionRenewal",
+    "StartOrchestration",
+    "TagFilter",
+    "TurnCommit",
+]

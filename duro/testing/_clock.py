@@ -1,0 +1,55 @@
+"""A virtual clock: timers and lock expiry advance only when a test says so."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import anyio
+
+
+class VirtualClock:
+    """Clock whose time moves only through :meth:`advance`.
+
+    Hand the same instance to the provider and the runtime
+    (``InMemoryProvider(clock=clock)``, ``Runtime(..., clock=clock)``); a 30-day timer then
+    fires the moment the test advances 30 days, without sleeping.
+    """
+
+    def __init__(self, start_ms: int | None = None) -> None:
+        self._now_ms = start_ms if start_ms is not None else time.time_ns() // 1_000_000
+        self._sleepers: list[tuple[int, anyio.Event]] = []
+
+    def now_ms(self) -> int:
+        return self._now_ms
+
+    async def wait(self, event: anyio.Event, timeout: float | None) -> bool:
+        if timeout is not None:
+            deadline = self._now_ms + max(0, round(timeout * 1000))
+            if deadline <= self._now_ms:
+                return event.is_set()
+            entry = (deadline, event)
+            self._sleepers.append(entry)
+            try:
+                await event.wait()
+            finally:
+                if entry in self._sleepers:
+                    self._sleepers.remove(entry)
+            return self._now_ms < deadline or event.is_set()
+        await event.wait()
+        return True
+
+    async def advance(self, delta: float | timedelta) -> None:
+        """Move time forward and wake everything whose deadline has passed."""
+        seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
+        if seconds < 0:
+            raise ValueError("a clock cannot go backwards")
+        self._now_ms += round(seconds * 1000)
+        for deadline, event in list(self._sleepers):
+            if deadline <= self._now_ms:
+                event.set()
+        # Let woken tasks observe the new time before the caller continues.
+        await anyio.sleep(0)
+
+    def __repr__(self) -> str:
+        return f"VirtualClock(now_ms={self._now_ms})"
