@@ -35,7 +35,7 @@ class QueuedEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: Raw
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
     event_id: int
     ts: int
 

@@ -13,7 +13,9 @@ from ._history import NULL, ParentRef, QueuedEvent, Raw
 from ._status import ErrorInfo
 
 
-class OrchestratorMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+class OrchestratorMessage(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True
+):
     instance_id: str
 
 
@@ -84,7 +86,7 @@ AnyOrchestratorMessage = (
 )
 
 
-class ActivityTask(msgspec.Struct, frozen=True, kw_only=True):
+class ActivityTask(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A request to run one activity attempt (the worker queue's message)."""
 
     instance_id: str
