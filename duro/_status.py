@@ -28,6 +28,27 @@ class State(enum.Enum):
         return self in (State.COMPLETED, State.FAILED)
 
 
+class ExecutionStatus(enum.Enum):
+    """Status of one execution (continue-as-new starts a new execution of the same instance)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CONTINUED_AS_NEW = "continued_as_new"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not ExecutionStatus.RUNNING
+
+    def instance_state(self) -> State:
+        """The instance state this execution status shows to clients."""
+        if self is ExecutionStatus.COMPLETED:
+            return State.COMPLETED
+        if self is ExecutionStatus.FAILED:
+            return State.FAILED
+        return State.RUNNING
+
+
 class ErrorCategory(enum.Enum):
     APPLICATION = "application"
     """User code raised."""

@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .._history import HistoryEvent
 from .._messages import ActivityTask, AnyOrchestratorMessage, StartOrchestration
-from .._status import ErrorInfo, State
-
-
-class ExecutionStatus(enum.Enum):
-    """Status of one execution (continue-as-new starts a new execution of the same instance)."""
-
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CONTINUED_AS_NEW = "continued_as_new"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self is not ExecutionStatus.RUNNING
-
-    def instance_state(self) -> State:
-        """The instance state this execution status shows to clients."""
-        if self is ExecutionStatus.COMPLETED:
-            return State.COMPLETED
-        if self is ExecutionStatus.FAILED:
-            return State.FAILED
-        return State.RUNNING
+from .._status import ErrorInfo, ExecutionStatus, State
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

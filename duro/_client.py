@@ -1,0 +1,266 @@
+"""``Client``: start, signal, inspect and manage orchestration instances."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio
+
+from ._errors import InstanceNotFoundError, WaitTimeoutError
+from ._history import HistoryEvent
+from ._ids import validate_instance_id
+from ._messages import CancelInstance, ExternalEvent, QueueEvent, StartOrchestration
+from ._registry import Registry
+from ._serde import decode, encode
+from ._status import OrchestrationStatus, State
+from .providers import (
+    DeleteRequest,
+    DeleteResult,
+    InstanceQuery,
+    InstanceRecord,
+    Provider,
+    PruneRequest,
+    PruneResult,
+    QueueDepths,
+    ScheduledMessage,
+)
+
+_POLL_START = 0.005
+_POLL_MAX = 0.05
+
+
+def _name_of(target: str | Callable[..., Any], registry: Registry | None) -> str:
+    if isinstance(target, str):
+        return target
+    if registry is not None:
+        return registry.name_of(target)
+    # Decorators keep the function, so its registered name is its __name__ unless overridden.
+    return getattr(target, "__name__", repr(target))
+
+
+def _to_datetime(ms: int | None) -> datetime | None:
+    from datetime import UTC
+
+    return None if not ms else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _status_of(instance_id: str, record: InstanceRecord | None) -> OrchestrationStatus:
+    if record is None:
+        return OrchestrationStatus(instance_id=instance_id, state=State.NOT_FOUND)
+    return OrchestrationStatus(
+        instance_id=instance_id,
+        state=record.state,
+        name=record.name,
+        version=record.version,
+        execution_id=record.execution_id,
+        output_json=record.output,
+        error=record.error,
+        custom_status_json=record.custom_status,
+        custom_status_version=record.custom_status_version,
+        parent_instance_id=record.parent_instance_id,
+        created_at=_to_datetime(record.created_at_ms),
+        updated_at=_to_datetime(record.updated_at_ms),
+    )
+
+
+class Client:
+    """Talks to the store directly; needs no running ``Runtime`` in this process.
+
+    Pass the ``registry`` to start orchestrations registered under a custom ``name=`` by
+    function reference (otherwise the function's ``__name__`` is used).
+    """
+
+    def __init__(self, store: Provider, *, registry: Registry | None = None) -> None:
+        self.store = store
+        self.registry = registry
+
+    # -- starting and signalling ---------------------------------------------------------------
+
+    async def start_orchestration(
+        self,
+        instance_id: str,
+        orchestration: str | Callable[..., Any],
+        input: Any = None,  # noqa: A002 - public API name
+        *,
+        version: str | None = None,
+    ) -> str:
+        """Start a new instance; raises ``InstanceAlreadyExistsError`` if the id is taken.
+
+        Without ``version`` the worker picks the latest registered version.
+        """
+        validate_instance_id(instance_id)
+        name = _name_of(orchestration, self.registry)
+        raw = encode(input, what=f"input of orchestration {name!r}")
+        await self.store.start_orchestration(
+            StartOrchestration(instance_id=instance_id, name=name, version=version, input=raw)
+        )
+        return instance_id
+
+    async def _require(self, instance_id: str) -> InstanceRecord:
+        validate_instance_id(instance_id)
+        record = await self.store.read_instance(instance_id)
+        if record is None:
+            raise InstanceNotFoundError(instance_id)
+        return record
+
+    async def raise_event(self, instance_id: str, name: str, data: Any = None) -> None:
+        """Deliver external event ``name`` (``ctx.wait_for_event``). Buffered until waited for."""
+        await self._require(instance_id)
+        raw = encode(data, what=f"data of event {name!r}")
+        await self.store.enqueue_orchestrator_message(
+            ScheduledMessage(message=ExternalEvent(instance_id=instance_id, name=name, data=raw))
+        )
+
+    async def enqueue_event(self, instance_id: str, queue: str, data: Any = None) -> None:
+        """Append a message to mailbox ``queue`` (``ctx.dequeue_event``), strictly FIFO."""
+        await self._require(instance_id)
+        raw = encode(data, what=f"message for queue {queue!r}")
+        await self.store.enqueue_orchestrator_message(
+            ScheduledMessage(message=QueueEvent(instance_id=instance_id, queue=queue, data=raw))
+        )
+
+    async def cancel_orchestration(self, instance_id: str, reason: str = "cancelled") -> None:
+        """Cancel an instance: it fails with category CANCELLED; its running activities are
+        told to stop and its sub-orchestrations are cancelled too."""
+        await self._require(instance_id)
+        await self.store.enqueue_orchestrator_message(
+            ScheduledMessage(message=CancelInstance(instance_id=instance_id, reason=reason))
+        )
+
+    # -- reading state --------------------------------------------------------------------------
+
+    async def get_status(self, instance_id: str) -> OrchestrationStatus:
+        """Current status; ``State.NOT_FOUND`` for unknown ids."""
+        validate_instance_id(instance_id)
+        return _status_of(instance_id, await self.store.read_instance(instance_id))
+
+    async def wait_for_orchestration(
+        self, instance_id: str, timeout: float | timedelta = 30.0
+    ) -> OrchestrationStatus:
+        """Wait until the instance completes or fails; ``WaitTimeoutError`` after ``timeout``."""
+        return await self._wait(
+            instance_id, timeout, lambda s: s.state.is_terminal, "to finish"
+        )
+
+    async def wait_for_status_change(
+        self,
+        instance_id: str,
+        last_seen: OrchestrationStatus | None = None,
+        timeout: float | timedelta = 30.0,
+    ) -> OrchestrationStatus:
+        """Wait until the state or custom status differs from ``last_seen`` (or it ends)."""
+        seen_state = last_seen.state if last_seen else State.NOT_FOUND
+        seen_version = last_seen.custom_status_version if last_seen else 0
+        return await self._wait(
+            instance_id,
+            timeout,
+            lambda s: s.state is not seen_state
+            or s.custom_status_version != seen_version
+            or s.state.is_terminal,
+            "to change status",
+        )
+
+    async def _wait(
+        self,
+        instance_id: str,
+        timeout: float | timedelta,
+        done: Callable[[OrchestrationStatus], bool],
+        what: str,
+    ) -> OrchestrationStatus:
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        deadline = time.monotonic() + seconds
+        delay = _POLL_START
+        while True:
+            status = await self.get_status(instance_id)
+            if done(status):
+                return status
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeoutError(
+                    f"instance {instance_id!r} did not {what.removeprefix('to ')} within "
+                    f"{seconds} s (state: {status.state.value})"
+                )
+            await anyio.sleep(min(delay, remaining))
+            delay = min(delay * 2, _POLL_MAX)
+
+    async def get_value(self, instance_id: str, key: str, *, type: Any = Any) -> Any:  # noqa: A002
+        """One value of the instance's durable KV (``ctx.kv``); None if absent."""
+        validate_instance_id(instance_id)
+        entry = await self.store.get_kv_value(instance_id, key)
+        return None if entry is None else decode(entry.value, type, what=f"KV value {key!r}")
+
+    async def get_values(self, instance_id: str) -> dict[str, Any]:
+        """Every KV entry of the instance, decoded."""
+        validate_instance_id(instance_id)
+        entries = await self.store.get_kv_items(instance_id)
+        return {k: decode(v.value, what=f"KV value {k!r}") for k, v in entries.items()}
+
+    async def get_history(
+        self, instance_id: str, execution_id: int | None = None
+    ) -> list[HistoryEvent]:
+        """Recorded events of one execution (default: the current one)."""
+        validate_instance_id(instance_id)
+        return await self.store.read_history(instance_id, execution_id)
+
+    # -- management -------------------------------------------------------------------------------
+
+    async def list_instances(
+        self,
+        *,
+        states: set[State] | None = None,
+        name: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 100,
+    ) -> list[OrchestrationStatus]:
+        """Instances matching the filters, newest first (all pages, up to ``limit``)."""
+        results: list[OrchestrationStatus] = []
+        continuation: str | None = None
+        while len(results) < limit:
+            page = await self.store.list_instances(
+                InstanceQuery(
+                    states=frozenset(states) if states else None,
+                    name=name,
+                    created_after_ms=_ms(created_after),
+                    created_before_ms=_ms(created_before),
+                    limit=limit - len(results),
+                    continuation=continuation,
+                )
+            )
+            results.extend(_status_of(r.instance_id, r) for r in page.instances)
+            continuation = page.continuation
+            if continuation is None:
+                break
+        return results
+
+    async def delete_instance(self, instance_id: str, force: bool = False) -> DeleteResult:
+        """Delete an instance with its sub-orchestrations. Running ones need ``force=True``."""
+        validate_instance_id(instance_id)
+        return await self.store.delete_instance(DeleteRequest(instance_id=instance_id, force=force))
+
+    async def prune_executions(
+        self,
+        instance_id: str,
+        *,
+        keep_last: int = 1,
+        completed_before: datetime | None = None,
+    ) -> PruneResult:
+        """Delete old continue-as-new executions (history only; KV is kept)."""
+        validate_instance_id(instance_id)
+        return await self.store.prune_executions(
+            PruneRequest(
+                instance_id=instance_id,
+                keep_last=keep_last,
+                completed_before_ms=_ms(completed_before),
+            )
+        )
+
+    async def queue_depths(self) -> QueueDepths:
+        return await self.store.queue_depths()
+
+
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)

@@ -1,0 +1,399 @@
+"""``OrchestrationContext``: the only door from orchestration code to the outside world."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+from .._errors import ActivityFailed, PayloadError, UnregisteredError
+from .._history import (
+    ActivityScheduled,
+    CustomStatusSet,
+    KvCleared,
+    KvDeleted,
+    KvSet,
+    OrchestrationChained,
+    SubOrchestrationScheduled,
+    TimerCreated,
+)
+from .._ids import validate_instance_id
+from .._retry import RetryPolicy
+from .._serde import decode, encode
+from .._status import ErrorCategory, ErrorInfo
+from ._futures import DurableFuture, JoinFuture, SelectFuture
+from ._tasks import ActivityFuture, SubOrchestrationFuture, TimerFuture
+
+if TYPE_CHECKING:
+    from ._execution import Execution, KvState
+
+T = TypeVar("T")
+
+MAX_KV_KEYS = 100
+MAX_KV_VALUE_BYTES = 64 * 1024
+MAX_CUSTOM_STATUS_BYTES = 64 * 1024
+_GUID_NAMESPACE = uuid.UUID("4f1c2a9e-6b0d-4c57-9a3e-8d2f1b7c5e60")
+
+Awaitable = DurableFuture[Any] | Coroutine[Any, Any, Any]
+
+
+class _ReplaySafeLogger(logging.LoggerAdapter[logging.Logger]):
+    """Drops records while replaying, so each message is logged once per real execution."""
+
+    def __init__(self, logger: logging.Logger, execution: Execution) -> None:
+        super().__init__(logger, {"instance_id": execution.instance_id})
+        self._execution = execution
+
+    def isEnabledFor(self, level: int) -> bool:
+        return not self._execution.replaying and self.logger.isEnabledFor(level)
+
+
+class DurableKV:
+    """The instance's durable key-value map: reads are local, writes are recorded in history.
+
+    Survives ``continue_as_new`` and execution pruning; clients read it with
+    ``Client.get_value``. Limits: ``MAX_KV_KEYS`` keys, ``MAX_KV_VALUE_BYTES`` per value.
+    """
+
+    def __init__(self, execution: Execution) -> None:
+        self._execution = execution
+
+    def get(self, key: str, default: Any = None, *, type: Any = Any) -> Any:
+        entry = self._execution.kv.get(key)
+        if entry is None:
+            return default
+        return decode(entry.value, type, what=f"KV value {key!r}")
+
+    def set(self, key: str, value: Any) -> None:
+        from ._execution import KvState
+
+        if not isinstance(key, str) or not key:
+            raise PayloadError("KV keys must be non-empty strings")
+        raw = encode(value, what=f"KV value {key!r}", limit=MAX_KV_VALUE_BYTES)
+        kv = self._execution.kv
+        if key not in kv and len(kv) >= MAX_KV_KEYS:
+            raise PayloadError(f"KV holds {len(kv)} keys; the limit is {MAX_KV_KEYS}")
+        self._execution.emit(KvSet(event_id=0, ts=0, seq=0, key=key, value=raw))
+        kv[key] = KvState(bytes(raw), self._execution.now_ms)
+
+    def delete(self, key: str) -> None:
+        self._execution.emit(KvDeleted(event_id=0, ts=0, seq=0, key=key))
+        self._execution.kv.pop(key, None)
+
+    def clear(self) -> None:
+        self._execution.emit(KvCleared(event_id=0, ts=0, seq=0))
+        self._execution.kv.clear()
+
+    def items(self) -> dict[str, Any]:
+        """A decoded copy of every entry."""
+        return {k: decode(v.value, what=f"KV value {k!r}") for k, v in self._execution.kv.items()}
+
+    def keys(self) -> list[str]:
+        return list(self._execution.kv)
+
+    def updated_at(self, key: str) -> datetime | None:
+        entry: KvState | None = self._execution.kv.get(key)
+        return None if entry is None else datetime.fromtimestamp(entry.updated_at_ms / 1000, UTC)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._execution.kv
+
+    def __len__(self) -> int:
+        return len(self._execution.kv)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._execution.kv))
+
+
+def _seconds(delay: float | timedelta) -> float:
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if seconds < 0:
+        raise ValueError(f"timer delay must not be negative, got {seconds}")
+    return seconds
+
+
+class OrchestrationContext:
+    """Passed to every orchestration. All its methods are deterministic and replay-safe.
+
+    ``schedule_*`` methods record the step at once and return a durable future; ``await`` it
+    (directly, or through ``join`` / ``select``). Never await anything else.
+    """
+
+    def __init__(self, execution: Execution) -> None:
+        self._execution = execution
+        self.kv = DurableKV(execution)
+        self.logger: logging.LoggerAdapter[logging.Logger] = _ReplaySafeLogger(
+            logging.getLogger(f"duro.orchestration.{execution.orchestration.name}"), execution
+        )
+
+    # -- identity ------------------------------------------------------------------------------
+
+    @property
+    def instance_id(self) -> str:
+        return self._execution.instance_id
+
+    @property
+    def execution_id(self) -> int:
+        return self._execution.execution_id
+
+    @property
+    def orchestration_name(self) -> str:
+        return self._execution.orchestration.name
+
+    @property
+    def version(self) -> str:
+        return self._execution.orchestration.version
+
+    @property
+    def parent_instance_id(self) -> str | None:
+        parent = self._execution.parent
+        return parent.instance_id if parent else None
+
+    @property
+    def is_replaying(self) -> bool:
+        """True exactly while re-executing steps already recorded in history."""
+        return self._execution.replaying
+
+    # -- deterministic helpers -----------------------------------------------------------------
+
+    def utc_now(self) -> datetime:
+        """The time of the turn being executed (recorded, so replay sees the same value)."""
+        return datetime.fromtimestamp(self._execution.now_ms / 1000, UTC)
+
+    def new_guid(self) -> uuid.UUID:
+        """A UUID that is unique per call and identical on replay."""
+        execution = self._execution
+        execution.guid_counter += 1
+        return uuid.uuid5(
+            _GUID_NAMESPACE,
+            f"{execution.instance_id}/{execution.execution_id}/{execution.guid_counter}",
+        )
+
+    def set_custom_status(self, value: Any) -> None:
+        """Publish a small JSON value clients can read (``status.custom_status``)."""
+        raw = (
+            None
+            if value is None
+            else encode(value, what="custom status", limit=MAX_CUSTOM_STATUS_BYTES)
+        )
+        self._execution.emit(CustomStatusSet(event_id=0, ts=0, seq=0, value=raw))
+        self._execution.custom_status = None if raw is None else bytes(raw)
+
+    # -- activities ----------------------------------------------------------------------------
+
+    def schedule_activity(
+        self,
+        activity: str | Callable[..., Any],
+        input: Any = None,
+        *,
+        retry: RetryPolicy | None = None,
+        tag: str | None = None,
+        session: str | None = None,
+    ) -> DurableFuture[Any]:
+        """Run an activity (by function or registered name); await the returned future.
+
+        A failure raises ``duro.ActivityFailed``. With ``retry``, failed attempts are retried
+        after durable back-off timers. ``tag`` routes to workers serving that tag; ``session``
+        pins every activity of that session to one worker.
+        """
+        name = self._execution.registry.name_of(activity)
+        registered = self._execution.registry.get_activity(name)
+        if registered is None and tag is None:
+            raise UnregisteredError("activity", name)
+        output_type = registered.output_type if registered else Any
+        raw = encode(input, what=f"input of activity {name!r}")
+        if retry is None:
+            return self._schedule_attempt(name, raw, output_type, 1, tag, session)
+        return self._execution.spawn(
+            self._retry(name, raw, output_type, retry, tag, session), name=f"retry:{name}"
+        )
+
+    def _schedule_attempt(
+        self,
+        name: str,
+        raw: Any,
+        output_type: Any,
+        attempt: int,
+        tag: str | None,
+        session: str | None,
+    ) -> ActivityFuture:
+        execution = self._execution
+        seq = execution.emit(
+            ActivityScheduled(
+                event_id=0,
+                ts=0,
+                seq=0,
+                name=name,
+                input=raw,
+                attempt=attempt,
+                session=session,
+                tag=tag,
+            )
+        )
+        future = ActivityFuture(execution, seq, name, output_type)
+        execution.register(seq, future)
+        return future
+
+    async def _retry(
+        self,
+        name: str,
+        raw: Any,
+        output_type: Any,
+        policy: RetryPolicy,
+        tag: str | None,
+        session: str | None,
+    ) -> Any:
+        attempt = 1
+        while True:
+            call = self._schedule_attempt(name, raw, output_type, attempt, tag, session)
+            try:
+                timeout = policy.timeout_seconds
+                if timeout is None:
+                    return await call
+                index, value = await self.select(call, self.schedule_timer(timeout))
+                if index == 0:
+                    return value
+                error = ErrorInfo(
+                    category=ErrorCategory.APPLICATION,
+                    error_type="ActivityTimeout",
+                    message=f"attempt {attempt} did not finish within {timeout} s",
+                )
+                failure = ActivityFailed(name, error, attempts=attempt)
+            except ActivityFailed as exc:
+                failure = ActivityFailed(name, exc.error, attempts=attempt)
+            if attempt >= policy.max_attempts or not (
+                failure.error.retryable and policy.is_retryable(failure.error.error_type)
+            ):
+                raise failure
+            delay = policy.delay_after(attempt)
+            if delay > 0:
+                await self.schedule_timer(delay)
+            attempt += 1
+
+    # -- timers and events ---------------------------------------------------------------------
+
+    def schedule_timer(self, delay: float | timedelta) -> DurableFuture[None]:
+        """A durable timer: resolves ``delay`` after now, surviving restarts. Fires once."""
+        execution = self._execution
+        fire_at = execution.now_ms + round(_seconds(delay) * 1000)
+        seq = execution.emit(TimerCreated(event_id=0, ts=0, seq=0, fire_at=fire_at))
+        future = TimerFuture(execution, seq, fire_at)
+        execution.register(seq, future)
+        return future
+
+    def wait_for_event(self, name: str, *, type: Any = Any) -> DurableFuture[Any]:
+        """The next external event ``name`` raised by ``Client.raise_event``.
+
+        Events raised before anyone waits are buffered in history, so a later wait still gets
+        them; several waits for one name take arrivals in order. Buffered events do not carry
+        over ``continue_as_new`` (use ``dequeue_event`` for that).
+        """
+        return self._execution.wait_on(("event", name), type)
+
+    def dequeue_event(self, queue: str, *, type: Any = Any) -> DurableFuture[Any]:
+        """The next message of mailbox ``queue`` (``Client.enqueue_event``), strictly FIFO.
+
+        Unconsumed messages are carried into the next execution by ``continue_as_new``.
+        """
+        return self._execution.wait_on(("queue", queue), type)
+
+    # -- orchestrations ------------------------------------------------------------------------
+
+    def schedule_sub_orchestration(
+        self,
+        orchestration: str | Callable[..., Any],
+        input: Any = None,
+        *,
+        instance_id: str | None = None,
+        version: str | None = None,
+    ) -> DurableFuture[Any]:
+        """Run a child orchestration and await its result (``SubOrchestrationFailed`` on error).
+
+        The default child id is ``"<parent>:<execution>:<step>"``. Dropping the future (for
+        example losing a ``select``) cancels the child.
+        """
+        execution = self._execution
+        name = execution.registry.name_of(orchestration)
+        registered = execution.registry.get_orchestration(name)
+        raw = encode(input, what=f"input of sub-orchestration {name!r}")
+        seq_hint = execution.peek_seq()
+        child_id = validate_instance_id(
+            instance_id or f"{execution.instance_id}:{execution.execution_id}:{seq_hint}"
+        )
+        seq = execution.emit(
+            SubOrchestrationScheduled(
+                event_id=0, ts=0, seq=0, name=name, instance_id=child_id, version=version, input=raw
+            )
+        )
+        future = SubOrchestrationFuture(
+            execution, seq, name, child_id, registered.output_type if registered else Any
+        )
+        execution.register(seq, future)
+        return future
+
+    def start_orchestration(
+        self,
+        orchestration: str | Callable[..., Any],
+        input: Any = None,
+        *,
+        instance_id: str,
+        version: str | None = None,
+    ) -> None:
+        """Start another orchestration and do not wait for it (fire and forget, no parent link)."""
+        execution = self._execution
+        name = execution.registry.name_of(orchestration)
+        raw = encode(input, what=f"input of orchestration {name!r}")
+        execution.emit(
+            OrchestrationChained(
+                event_id=0,
+                ts=0,
+                seq=0,
+                name=name,
+                instance_id=validate_instance_id(instance_id),
+                version=version,
+                input=raw,
+            )
+        )
+
+    def continue_as_new(self, input: Any = None, *, version: str | None = None) -> NoReturn:
+        """End this execution now and start a fresh one with ``input`` (empty history).
+
+        No code after the call runs. KV, custom status and unconsumed ``dequeue_event``
+        messages carry over; new instances of a newer version are picked up unless ``version``
+        pins one.
+        """
+        from ._execution import ContinueAsNewSignal
+
+        raise ContinueAsNewSignal(encode(input, what="continue_as_new input"), version)
+
+    # -- composition ---------------------------------------------------------------------------
+
+    def _as_future(self, item: Awaitable) -> DurableFuture[Any]:
+        if isinstance(item, DurableFuture):
+            return item
+        if inspect.iscoroutine(item):
+            return self._execution.spawn(item)
+        raise TypeError(
+            f"expected a durable future or a coroutine, got {type(item).__name__}; "
+            "only ctx.* calls and async functions using ctx can be joined or selected"
+        )
+
+    def join(
+        self, futures: Iterable[Awaitable], *, return_exceptions: bool = False
+    ) -> DurableFuture[list[Any]]:
+        """Wait for all; results in argument order. Fails with the first failure in history
+        order unless ``return_exceptions`` puts exceptions in place of results."""
+        children = [self._as_future(f) for f in futures]
+        return JoinFuture(self._execution, children, return_exceptions)
+
+    def select(self, *futures: Awaitable) -> DurableFuture[tuple[int, Any]]:
+        """Wait for the first to finish in history order; returns ``(index, result)``.
+
+        The others are cancelled: activities get cooperative cancellation, sub-orchestrations
+        are cancelled, timers are dropped, branches stop where they are.
+        """
+        children = [self._as_future(f) for f in futures]
+        return SelectFuture(self._execution, children)

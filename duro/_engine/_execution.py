@@ -1,0 +1,770 @@
+"""The replay engine: one live execution of an orchestration, driven by history.
+
+Pure: no I/O, no clock, no anyio. The shell feeds it recorded history (``replay_event``),
+then new messages (``apply_message``) and collects the turn (``finish_turn``). The instance
+stays alive between turns, so a cached ``Execution`` only ever processes new messages.
+
+How determinism is kept:
+
+* Code runs only when a future resolves, and futures resolve only while the engine processes
+  a history event. Ready tasks run in FIFO order. So the order of everything code does is a
+  function of history.
+* Every durable call emits an *action* (a history event template) into ``_pending``. When
+  replaying, each recorded action event must match the next pending action, and a completion
+  event may only be processed once every earlier action was matched. New actions are recorded
+  right after the run that emitted them, so history interleaves exactly as code ran.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from .._errors import (
+    ActivityFailed,
+    NondeterminismError,
+    NonDurableAwaitError,
+    PayloadError,
+    TaskCancelledError,
+)
+from .._errors import SubOrchestrationFailed as SubOrchestrationFailedError
+from .._history import (
+    ACTION_EVENTS,
+    NULL,
+    ActivityCompleted,
+    ActivityScheduled,
+    CancelRequested,
+    ContinuedAsNew,
+    CustomStatusSet,
+    EventQueued,
+    EventRaised,
+    HistoryEvent,
+    KvCleared,
+    KvDeleted,
+    KvSet,
+    OrchestrationChained,
+    OrchestrationCompleted,
+    OrchestrationFailed,
+    OrchestrationStarted,
+    ParentRef,
+    QueuedEvent,
+    SubOrchestrationCompleted,
+    SubOrchestrationFailed,
+    SubOrchestrationScheduled,
+    TaskCancelled,
+    TimerCreated,
+    TimerFired,
+)
+from .._history import ActivityFailed as ActivityFailedEvent
+from .._messages import (
+    ActivityResult,
+    ActivityTask,
+    AnyOrchestratorMessage,
+    CancelInstance,
+    ContinueAsNewMessage,
+    ExternalEvent,
+    QueueEvent,
+    StartOrchestration,
+    SubOrchestrationResult,
+    TimerFiredMessage,
+)
+from .._registry import Registered, Registry
+from .._serde import decode
+from .._status import ErrorCategory, ErrorInfo, ExecutionStatus
+from ._futures import DurableFuture
+from ._tasks import (
+    ActivityFuture,
+    EventFuture,
+    SubOrchestrationFuture,
+    Task,
+    TaskFuture,
+    TimerFuture,
+)
+
+
+class ContinueAsNewSignal(BaseException):
+    """Raised by ``ctx.continue_as_new``; a BaseException so ``except Exception`` ignores it."""
+
+    def __init__(self, input: msgspec.Raw, version: str | None) -> None:
+        super().__init__("continue_as_new")
+        self.input = input
+        self.version = version
+
+
+@dataclass(slots=True)
+class KvState:
+    value: bytes
+    updated_at_ms: int
+
+
+@dataclass(slots=True)
+class TurnResult:
+    """What a turn decided, for the shell to commit."""
+
+    new_events: list[HistoryEvent] = field(default_factory=list)
+    status: ExecutionStatus = ExecutionStatus.RUNNING
+    output: bytes | None = None
+    error: ErrorInfo | None = None
+    activity_tasks: list[ActivityTask] = field(default_factory=list)
+    cancelled_activities: list[int] = field(default_factory=list)
+    """``seq`` numbers of this execution's activities to withdraw."""
+    messages: list[tuple[AnyOrchestratorMessage, int | None]] = field(default_factory=list)
+    """Orchestrator messages with their visible-at time (None: now)."""
+    custom_status_changed: bool = False
+    custom_status: bytes | None = None
+    kv_clear_all: bool = False
+    kv_changes: dict[str, bytes | None] = field(default_factory=dict)
+
+
+def application_error(exc: BaseException, *, retryable: bool = True) -> ErrorInfo:
+    return ErrorInfo(
+        category=ErrorCategory.APPLICATION,
+        error_type=type(exc).__name__,
+        message=str(exc),
+        retryable=retryable,
+        details="".join(traceback.format_exception(exc)),
+    )
+
+
+def configuration_error(exc: BaseException) -> ErrorInfo:
+    return ErrorInfo(
+        category=ErrorCategory.CONFIGURATION,
+        error_type=type(exc).__name__,
+        message=str(exc),
+        retryable=False,
+    )
+
+
+class Execution:
+    """One execution of one orchestration instance, alive across turns."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        orchestration: Registered,
+        instance_id: str,
+        execution_id: int,
+        kv_snapshot: dict[str, KvState] | None = None,
+    ) -> None:
+        from ._context import OrchestrationContext  # the context imports this module
+
+        self.registry = registry
+        self.orchestration = orchestration
+        self.instance_id = instance_id
+        self.execution_id = execution_id
+        self.history: list[HistoryEvent] = []
+        self.replaying = True
+        self.current_ts = 0
+        self.current_task: Task | None = None
+        self.outcome: OrchestrationCompleted | OrchestrationFailed | ContinuedAsNew | None = None
+        self.parent: ParentRef | None = None
+        self.kv: dict[str, KvState] = dict(kv_snapshot or {})
+        self.custom_status: bytes | None = None
+        self.guid_counter = 0
+        self.ctx = OrchestrationContext(self)
+
+        self._now_ms = 0
+        self._next_seq = 1
+        self._resolution_order = 0
+        self._pending: deque[HistoryEvent] = deque()
+        self._ready: deque[Task] = deque()
+        self._futures: dict[int, DurableFuture[Any]] = {}
+        self._waiters: dict[tuple[str, str], deque[EventFuture]] = {}
+        self._buffers: dict[tuple[str, str], deque[msgspec.Raw]] = {}
+        self._continue_version: str | None = None
+        self._turn = TurnResult()
+        self._turn_first_seq = 1
+
+    # -- bookkeeping used by futures and the context -------------------------------------------
+
+    def next_resolution_order(self) -> int:
+        self._resolution_order += 1
+        return self._resolution_order
+
+    def peek_seq(self) -> int:
+        """The seq the next action will get."""
+        return self._next_seq
+
+    def next_seq(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
+
+    @property
+    def now_ms(self) -> int:
+        return self.current_ts
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.outcome is not None
+
+    def emit(self, action: HistoryEvent) -> int:
+        """Queue an action; returns its seq. The event id and time are filled when recorded."""
+        task = self.current_task
+        if task is not None and task.closing:
+            raise TaskCancelledError(
+                "a cancelled branch cannot schedule durable work",
+                error=ErrorInfo(
+                    category=ErrorCategory.CANCELLED,
+                    error_type="TaskCancelledError",
+                    message="cancelled branch",
+                    retryable=False,
+                ),
+            )
+        seq = self.next_seq()
+        self._pending.append(msgspec.structs.replace(action, seq=seq))  # type: ignore[type-var]
+        return seq
+
+    def pending_result(self) -> TurnResult:
+        """The turn being built (the shell adds replies that are not the code's doing)."""
+        return self._turn
+
+    def register(self, seq: int, future: DurableFuture[Any]) -> None:
+        self._futures[seq] = future
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "branch") -> TaskFuture:
+        """Start ``coro`` as a branch; it runs eagerly until its first durable await."""
+        future = TaskFuture(self)
+        task = Task(coro, future, name)
+        future.task = task
+        self._step(task)
+        return future
+
+    def cancel_task(self, task: Task, reason: str) -> None:
+        if task.future.done or task.closing:
+            return
+        task.closing = True
+        previous, self.current_task = self.current_task, task
+        try:
+            task.coro.close()
+        except BaseException:
+            pass
+        finally:
+            self.current_task = previous
+        for owned in list(task.owned):
+            owned.cancel(reason)
+
+    def _step(self, task: Task) -> None:
+        if task.future.done or self.outcome is not None:
+            return
+        previous, self.current_task = self.current_task, task
+        try:
+            yielded = task.coro.send(None)
+        except StopIteration as stop:
+            task.future.set_result(stop.value)
+        except ContinueAsNewSignal as signal:
+            self._end(ContinuedAsNew(event_id=0, ts=0, input=signal.input, version=signal.version))
+        except NondeterminismError as exc:
+            self._fail(configuration_error(exc))
+        except BaseException as exc:  # user code raised: the task (or the root) failed
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            task.future.set_exception(exc)
+        else:
+            if isinstance(yielded, DurableFuture):
+                yielded.add_done_callback(lambda _f, t=task: self._ready.append(t))
+            else:
+                self._reject_foreign_await(task, yielded)
+        finally:
+            self.current_task = previous
+
+    def _reject_foreign_await(self, task: Task, yielded: object) -> None:
+        cancel = getattr(yielded, "cancel", None)
+        if callable(cancel):
+            try:
+                cancel()
+            except Exception:
+                pass
+        what = type(yielded).__name__ if yielded is not None else "a bare yield"
+        error = NonDurableAwaitError(
+            f"orchestration {self.orchestration.name!r} awaited {what}, which is not durable. "
+            "Orchestrations may only await ctx.* calls (use ctx.schedule_timer instead of "
+            "sleeping, and activities for I/O)."
+        )
+        self._fail(configuration_error(error))
+        try:
+            task.coro.close()
+        except BaseException:
+            pass
+
+    def _run_ready(self) -> None:
+        while self._ready and self.outcome is None:
+            self._step(self._ready.popleft())
+
+    # -- outcome -------------------------------------------------------------------------------
+
+    def _end(self, outcome: OrchestrationCompleted | OrchestrationFailed | ContinuedAsNew) -> None:
+        if self.outcome is None:
+            self.outcome = outcome
+            self._ready.clear()
+
+    def _fail(self, error: ErrorInfo) -> None:
+        self._end(OrchestrationFailed(event_id=0, ts=0, error=error))
+
+    def _root_done(self, future: DurableFuture[Any]) -> None:
+        exc = future.exception()
+        if exc is None:
+            from .._serde import encode
+
+            try:
+                output = encode(future.result(), what="orchestration output")
+            except PayloadError as payload_exc:
+                self._fail(application_error(payload_exc, retryable=False))
+                return
+            self._end(OrchestrationCompleted(event_id=0, ts=0, output=output))
+        elif isinstance(exc, NondeterminismError | NonDurableAwaitError):
+            self._fail(configuration_error(exc))
+        elif isinstance(exc, TaskCancelledError):
+            self._fail(exc.error)
+        else:
+            self._fail(application_error(exc))
+
+    # -- replay --------------------------------------------------------------------------------
+
+    def replay_event(self, event: HistoryEvent) -> None:
+        """Feed one recorded event. Raises ``NondeterminismError`` on divergence."""
+        position = event.event_id
+        if self.outcome is not None:
+            raise NondeterminismError(
+                self.instance_id, position, _describe(event), "nothing (the code already ended)"
+            )
+        if isinstance(event, ACTION_EVENTS):
+            if not self._pending:
+                raise NondeterminismError(
+                    self.instance_id, position, _describe(event), "no further durable call"
+                )
+            action = self._pending.popleft()
+            if not _matches(event, action):
+                raise NondeterminismError(
+                    self.instance_id, position, _describe(event), _describe(action)
+                )
+            self.history.append(event)
+            self._after_action_matched(event)
+            return
+        if self._pending:
+            raise NondeterminismError(
+                self.instance_id, position, _describe(event), _describe(self._pending[0])
+            )
+        self.history.append(event)
+        self.current_ts = event.ts
+        self._dispatch(event)
+
+    def _after_action_matched(self, event: HistoryEvent) -> None:
+        """Keep engine state in step with recorded actions (timers keep recorded fire times)."""
+        if isinstance(event, TimerCreated):
+            future = self._futures.get(event.seq)
+            if isinstance(future, TimerFuture):
+                future.fire_at = event.fire_at
+
+    def end_replay(self, now_ms: int) -> None:
+        """History is exhausted: from here on everything is new and gets recorded."""
+        self.replaying = False
+        self._now_ms = now_ms
+        self._turn = TurnResult()
+        self._turn_first_seq = self._next_seq
+        self._flush()
+
+    # -- new work ------------------------------------------------------------------------------
+
+    def abort_replay(self, history: list[HistoryEvent], error: ErrorInfo, now_ms: int) -> None:
+        """Replay failed: end the execution with ``error`` after the full stored history."""
+        self.history = list(history)
+        self._pending.clear()
+        self.outcome = None
+        self._fail(error)
+        self.begin_turn(now_ms)
+
+    def begin_turn(self, now_ms: int) -> None:
+        """Start a new turn on an execution that is already caught up (cached)."""
+        self.replaying = False
+        self._now_ms = now_ms
+        self._turn = TurnResult()
+        self._turn_first_seq = self._next_seq
+
+    def start(self, started: OrchestrationStarted) -> None:
+        """Record and run the first event of a brand-new execution."""
+        self._record(started)
+        self._dispatch(started)
+        self._flush()
+
+    def apply_message(self, message: AnyOrchestratorMessage) -> None:
+        """Turn one queue message into a recorded event and run the code it unblocks."""
+        if self.outcome is not None:
+            return
+        event = self._event_for(message)
+        if event is None:
+            return
+        self._record(event)
+        self._dispatch(event)
+        self._flush()
+
+    def _event_for(self, message: AnyOrchestratorMessage) -> HistoryEvent | None:
+        """The event a message becomes, or None if it is stale, duplicate or unknown."""
+        if isinstance(message, ActivityResult | TimerFiredMessage | SubOrchestrationResult):
+            if message.execution_id != self.execution_id:
+                return None
+            future = self._futures.get(message.seq)
+            if future is None or future.done:
+                return None
+            if isinstance(message, ActivityResult) and isinstance(future, ActivityFuture):
+                if message.error is not None:
+                    return ActivityFailedEvent(
+                        event_id=0, ts=0, seq=message.seq, error=message.error
+                    )
+                return ActivityCompleted(
+                    event_id=0, ts=0, seq=message.seq, result=message.result or NULL
+                )
+            if isinstance(message, TimerFiredMessage) and isinstance(future, TimerFuture):
+                return TimerFired(event_id=0, ts=0, seq=message.seq)
+            if isinstance(message, SubOrchestrationResult) and isinstance(
+                future, SubOrchestrationFuture
+            ):
+                if message.error is not None:
+                    return SubOrchestrationFailed(
+                        event_id=0, ts=0, seq=message.seq, error=message.error
+                    )
+                return SubOrchestrationCompleted(
+                    event_id=0, ts=0, seq=message.seq, result=message.result or NULL
+                )
+            return None
+        if isinstance(message, ExternalEvent):
+            return EventRaised(event_id=0, ts=0, name=message.name, data=message.data)
+        if isinstance(message, QueueEvent):
+            return EventQueued(event_id=0, ts=0, queue=message.queue, data=message.data)
+        if isinstance(message, CancelInstance):
+            return CancelRequested(event_id=0, ts=0, reason=message.reason)
+        return None  # duplicate starts are handled by the shell
+
+    def _record(self, event: HistoryEvent) -> HistoryEvent:
+        recorded = msgspec.structs.replace(event, event_id=len(self.history) + 1, ts=self._now_ms)
+        self.history.append(recorded)
+        self._turn.new_events.append(recorded)
+        if not isinstance(recorded, ACTION_EVENTS):
+            self.current_ts = recorded.ts
+        return recorded
+
+    def _flush(self) -> None:
+        """Record the actions the last run emitted, with their side effects."""
+        while self._pending:
+            action = self._record(self._pending.popleft())
+            self._side_effects(action)
+
+    def _side_effects(self, action: HistoryEvent) -> None:
+        turn = self._turn
+        if isinstance(action, ActivityScheduled):
+            turn.activity_tasks.append(
+                ActivityTask(
+                    instance_id=self.instance_id,
+                    execution_id=self.execution_id,
+                    seq=action.seq,
+                    name=action.name,
+                    input=action.input,
+                    attempt=action.attempt,
+                    session=action.session,
+                    tag=action.tag,
+                    orchestration_name=self.orchestration.name,
+                    orchestration_version=self.orchestration.version,
+                )
+            )
+        elif isinstance(action, TimerCreated):
+            turn.messages.append(
+                (
+                    TimerFiredMessage(
+                        instance_id=self.instance_id,
+                        execution_id=self.execution_id,
+                        seq=action.seq,
+                        fire_at=action.fire_at,
+                    ),
+                    action.fire_at,
+                )
+            )
+        elif isinstance(action, SubOrchestrationScheduled):
+            parent = ParentRef(
+                instance_id=self.instance_id, execution_id=self.execution_id, seq=action.seq
+            )
+            turn.messages.append(
+                (
+                    StartOrchestration(
+                        instance_id=action.instance_id,
+                        name=action.name,
+                        version=action.version,
+                        input=action.input,
+                        parent=parent,
+                    ),
+                    None,
+                )
+            )
+        elif isinstance(action, OrchestrationChained):
+            turn.messages.append(
+                (
+                    StartOrchestration(
+                        instance_id=action.instance_id,
+                        name=action.name,
+                        version=action.version,
+                        input=action.input,
+                    ),
+                    None,
+                )
+            )
+        elif isinstance(action, TaskCancelled):
+            target = self._futures.get(action.target)
+            if isinstance(target, ActivityFuture):
+                turn.cancelled_activities.append(action.target)
+            elif isinstance(target, SubOrchestrationFuture):
+                turn.messages.append(
+                    (
+                        CancelInstance(
+                            instance_id=target.instance_id,
+                            reason=f"parent {self.instance_id!r} dropped the sub-orchestration",
+                        ),
+                        None,
+                    )
+                )
+        elif isinstance(action, CustomStatusSet):
+            turn.custom_status_changed = True
+            turn.custom_status = bytes(action.value) if action.value is not None else None
+        elif isinstance(action, KvSet):
+            turn.kv_changes[action.key] = bytes(action.value)
+        elif isinstance(action, KvDeleted):
+            turn.kv_changes[action.key] = None
+        elif isinstance(action, KvCleared):
+            turn.kv_clear_all = True
+            turn.kv_changes.clear()
+
+    # -- applying events -----------------------------------------------------------------------
+
+    def _dispatch(self, event: HistoryEvent) -> None:
+        if isinstance(event, OrchestrationStarted):
+            self._start_root(event)
+        elif isinstance(event, ActivityCompleted | SubOrchestrationCompleted):
+            future = self._futures.get(event.seq)
+            if isinstance(future, ActivityFuture | SubOrchestrationFuture) and not future.done:
+                what = f"result of {future.name!r}"
+                try:
+                    future.set_result(decode(event.result, future.output_type, what=what))
+                except PayloadError as exc:
+                    future.set_exception(exc)
+        elif isinstance(event, ActivityFailedEvent):
+            future = self._futures.get(event.seq)
+            if isinstance(future, ActivityFuture):
+                attempts = self._attempt_of(event.seq)
+                future.set_exception(ActivityFailed(future.name, event.error, attempts=attempts))
+        elif isinstance(event, SubOrchestrationFailed):
+            future = self._futures.get(event.seq)
+            if isinstance(future, SubOrchestrationFuture):
+                future.set_exception(
+                    SubOrchestrationFailedError(future.name, future.instance_id, event.error)
+                )
+        elif isinstance(event, TimerFired):
+            future = self._futures.get(event.seq)
+            if future is not None:
+                future.set_result(None)
+        elif isinstance(event, EventRaised):
+            self._deliver(("event", event.name), event.data)
+        elif isinstance(event, EventQueued):
+            self._deliver(("queue", event.queue), event.data)
+        elif isinstance(event, CancelRequested):
+            self._cancel_instance(event.reason)
+        self._run_ready()
+
+    def _attempt_of(self, seq: int) -> int:
+        for event in reversed(self.history):
+            if isinstance(event, ActivityScheduled) and event.seq == seq:
+                return event.attempt
+        return 1
+
+    def _start_root(self, started: OrchestrationStarted) -> None:
+        self.parent = started.parent
+        for carried in started.carried_events:
+            self._buffers.setdefault(("queue", carried.queue), deque()).append(carried.data)
+        fn = self.orchestration.fn
+        try:
+            args: tuple[Any, ...] = (self.ctx,)
+            if self.orchestration.takes_input:
+                args += (
+                    decode(
+                        started.input,
+                        self.orchestration.input_type,
+                        what=f"input of orchestration {self.orchestration.name!r}",
+                    ),
+                )
+            coro = fn(*args)
+        except PayloadError as exc:
+            self._fail(application_error(exc, retryable=False))
+            return
+        except Exception as exc:
+            self._fail(application_error(exc))
+            return
+        root = self.spawn(coro, name="root")
+        root.add_done_callback(self._root_done)
+
+    def _deliver(self, channel: tuple[str, str], data: msgspec.Raw) -> None:
+        waiters = self._waiters.get(channel)
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done:
+                self._resolve_wait(waiter, data)
+                return
+        self._buffers.setdefault(channel, deque()).append(data)
+
+    def _resolve_wait(self, waiter: EventFuture, data: msgspec.Raw) -> None:
+        try:
+            waiter.set_result(
+                decode(data, waiter.output_type, what=f"{waiter.channel[0]} {waiter.channel[1]!r}")
+            )
+        except PayloadError as exc:
+            waiter.set_exception(exc)
+
+    def wait_on(self, channel: tuple[str, str], output_type: Any) -> EventFuture:
+        """A future for the next unconsumed arrival on ``channel`` (FIFO)."""
+        future = EventFuture(self, channel, output_type)
+        buffered = self._buffers.get(channel)
+        if buffered:
+            self._resolve_wait(future, buffered.popleft())
+        else:
+            self._waiters.setdefault(channel, deque()).append(future)
+        return future
+
+    def _cancel_instance(self, reason: str) -> None:
+        error = ErrorInfo(
+            category=ErrorCategory.CANCELLED,
+            error_type="Cancelled",
+            message=reason,
+            retryable=False,
+        )
+        self._fail(error)
+
+    # -- finishing a turn ----------------------------------------------------------------------
+
+    def finish_turn(self) -> TurnResult:
+        """Close the turn: record the terminal event and clean up if the execution ended."""
+        turn = self._turn
+        if self.outcome is None:
+            return turn
+        self._record(self.outcome)
+        self._close_tasks()
+        # Work scheduled by this very turn is never dispatched; earlier work is withdrawn.
+        turn.activity_tasks.clear()
+        turn.messages = [
+            (m, at)
+            for m, at in turn.messages
+            if not isinstance(m, TimerFiredMessage)
+            and not (isinstance(m, StartOrchestration) and m.parent is not None)
+        ]
+        for seq, future in self._futures.items():
+            if future.done:
+                continue
+            if isinstance(future, ActivityFuture) and seq < self._turn_first_seq:
+                turn.cancelled_activities.append(seq)
+            elif isinstance(future, SubOrchestrationFuture) and seq < self._turn_first_seq:
+                turn.messages.append(
+                    (
+                        CancelInstance(
+                            instance_id=future.instance_id,
+                            reason=f"parent {self.instance_id!r} ended",
+                        ),
+                        None,
+                    )
+                )
+        outcome = self.outcome
+        if isinstance(outcome, OrchestrationCompleted):
+            turn.status = ExecutionStatus.COMPLETED
+            turn.output = bytes(outcome.output)
+        elif isinstance(outcome, OrchestrationFailed):
+            turn.status = ExecutionStatus.FAILED
+            turn.error = outcome.error
+        else:
+            turn.status = ExecutionStatus.CONTINUED_AS_NEW
+            turn.messages.append((self._continue_message(outcome), None))
+            return turn
+        if self.parent is not None:
+            turn.messages.append(
+                (
+                    SubOrchestrationResult(
+                        instance_id=self.parent.instance_id,
+                        execution_id=self.parent.execution_id,
+                        seq=self.parent.seq,
+                        child_instance_id=self.instance_id,
+                        result=outcome.output
+                        if isinstance(outcome, OrchestrationCompleted)
+                        else None,
+                        error=outcome.error if isinstance(outcome, OrchestrationFailed) else None,
+                    ),
+                    None,
+                )
+            )
+        return turn
+
+    def _continue_message(self, outcome: ContinuedAsNew) -> ContinueAsNewMessage:
+        carried = [
+            QueuedEvent(queue=channel[1], data=data)
+            for channel, buffered in self._buffers.items()
+            if channel[0] == "queue"
+            for data in buffered
+        ]
+        return ContinueAsNewMessage(
+            instance_id=self.instance_id,
+            execution_id=self.execution_id + 1,
+            name=self.orchestration.name,
+            version=outcome.version,
+            input=outcome.input,
+            carried_events=carried,
+            parent=self.parent,
+        )
+
+    def _close_tasks(self) -> None:
+        """Close every suspended coroutine so user ``finally`` blocks run once, harmlessly."""
+        for future in list(self._futures.values()):
+            if isinstance(future, TaskFuture) and future.task is not None:
+                future.task.closing = True
+        self._ready.clear()
+
+
+def _describe(event: HistoryEvent) -> str:
+    if isinstance(event, ActivityScheduled):
+        return f"activity {event.name!r}"
+    if isinstance(event, TimerCreated):
+        return "a timer"
+    if isinstance(event, SubOrchestrationScheduled):
+        return f"sub-orchestration {event.name!r} ({event.instance_id})"
+    if isinstance(event, OrchestrationChained):
+        return f"detached start of {event.name!r} ({event.instance_id})"
+    if isinstance(event, CustomStatusSet):
+        return "set_custom_status"
+    if isinstance(event, KvSet):
+        return f"kv.set({event.key!r})"
+    if isinstance(event, KvDeleted):
+        return f"kv.delete({event.key!r})"
+    if isinstance(event, KvCleared):
+        return "kv.clear()"
+    if isinstance(event, TaskCancelled):
+        return f"cancellation of step {event.target}"
+    return type(event).__name__
+
+
+def _matches(recorded: HistoryEvent, action: HistoryEvent) -> bool:
+    if type(recorded) is not type(action):
+        return False
+    if isinstance(recorded, ActivityScheduled) and isinstance(action, ActivityScheduled):
+        return (recorded.name, recorded.session, recorded.tag) == (
+            action.name,
+            action.session,
+            action.tag,
+        )
+    if isinstance(recorded, SubOrchestrationScheduled | OrchestrationChained) and isinstance(
+        action, SubOrchestrationScheduled | OrchestrationChained
+    ):
+        return (recorded.name, recorded.instance_id) == (action.name, action.instance_id)
+    if isinstance(recorded, KvSet | KvDeleted) and isinstance(action, KvSet | KvDeleted):
+        return recorded.key == action.key
+    if isinstance(recorded, TaskCancelled) and isinstance(action, TaskCancelled):
+        return recorded.target == action.target
+    return True

@@ -1,0 +1,186 @@
+"""Durable futures: what orchestration code awaits.
+
+A future resolves only when the engine processes the matching history event, so resolution
+order *is* history order. ``order`` records that global position, which ``select`` uses to
+pick the first finisher among futures that were already done when it was called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .._errors import TaskCancelledError
+from .._status import ErrorCategory, ErrorInfo
+
+if TYPE_CHECKING:
+    from ._execution import Execution, Task
+
+T = TypeVar("T")
+
+_PENDING = object()
+
+
+class DurableFuture(Generic[T]):
+    """The result of a durable step; ``await`` it inside an orchestration."""
+
+    __slots__ = ("_callbacks", "_exception", "_result", "cancelled", "execution", "order", "owner")
+
+    def __init__(self, execution: Execution) -> None:
+        self.execution = execution
+        self.owner: Task | None = execution.current_task
+        if self.owner is not None:
+            self.owner.owned.append(self)
+        self._result: Any = _PENDING
+        self._exception: BaseException | None = None
+        self._callbacks: list[Callable[[DurableFuture[Any]], None]] = []
+        self.order = 0
+        self.cancelled = False
+
+    @property
+    def done(self) -> bool:
+        return self._result is not _PENDING or self._exception is not None
+
+    def result(self) -> T:
+        if self._exception is not None:
+            raise self._exception
+        if self._result is _PENDING:
+            raise RuntimeError("durable future is not done")
+        value: T = self._result
+        return value
+
+    def exception(self) -> BaseException | None:
+        return self._exception
+
+    def add_done_callback(self, callback: Callable[[DurableFuture[Any]], None]) -> None:
+        if self.done:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    def set_result(self, value: Any) -> None:
+        if self.done:
+            return
+        self._result = value
+        self._fire()
+
+    def set_exception(self, exc: BaseException) -> None:
+        if self.done:
+            return
+        self._exception = exc
+        self._fire()
+
+    def _fire(self) -> None:
+        self.order = self.execution.next_resolution_order()
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Cancel if still pending: withdraw the durable work behind it (subclasses)."""
+        if self.done:
+            return
+        self.cancelled = True
+        self.set_exception(_cancelled(reason))
+
+    def __await__(self) -> Generator[Any, None, T]:
+        if not self.done:
+            yield self
+        return self.result()
+
+
+def _cancelled(reason: str) -> TaskCancelledError:
+    return TaskCancelledError(
+        f"task cancelled: {reason}",
+        error=ErrorInfo(
+            category=ErrorCategory.CANCELLED,
+            error_type="TaskCancelledError",
+            message=reason,
+            retryable=False,
+        ),
+    )
+
+
+class JoinFuture(DurableFuture[list[Any]]):
+    """Resolves when every child has; fails at the first failure in history order."""
+
+    __slots__ = ("_children", "_remaining", "_return_exceptions")
+
+    def __init__(
+        self,
+        execution: Execution,
+        children: Sequence[DurableFuture[Any]],
+        return_exceptions: bool,
+    ) -> None:
+        super().__init__(execution)
+        self._children = list(children)
+        self._return_exceptions = return_exceptions
+        self._remaining = len(self._children)
+        if not self._children:
+            self.set_result([])
+            return
+        # Children already done resolve in the order they finished, not argument order.
+        for child in sorted(self._children, key=lambda c: (not c.done, c.order)):
+            child.add_done_callback(self._child_done)
+
+    def _child_done(self, child: DurableFuture[Any]) -> None:
+        if self.done:
+            return
+        exc = child.exception()
+        if exc is not None and not self._return_exceptions:
+            self.set_exception(exc)
+            return
+        self._remaining -= 1
+        if self._remaining == 0:
+            self.set_result(
+                [c.exception() if c.exception() is not None else c.result() for c in self._children]
+            )
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        if self.done:
+            return
+        for child in self._children:
+            child.cancel(reason)
+        super().cancel(reason)
+
+
+class SelectFuture(DurableFuture[tuple[int, Any]]):
+    """Resolves with ``(index, result)`` of the first child to finish in history order.
+
+    The losers are cancelled. A failing winner raises its exception.
+    """
+
+    __slots__ = ("_children",)
+
+    def __init__(self, execution: Execution, children: Sequence[DurableFuture[Any]]) -> None:
+        super().__init__(execution)
+        self._children = list(children)
+        if not self._children:
+            raise ValueError("select() needs at least one future")
+        done = [c for c in self._children if c.done]
+        if done:
+            self._child_done(min(done, key=lambda c: c.order))
+            return
+        for child in self._children:
+            child.add_done_callback(self._child_done)
+
+    def _child_done(self, child: DurableFuture[Any]) -> None:
+        if self.done:
+            return
+        index = next(i for i, c in enumerate(self._children) if c is child)
+        exc = child.exception()
+        # Resolve before cancelling the losers: their cancellation re-enters _child_done.
+        if exc is not None:
+            self.set_exception(exc)
+        else:
+            self.set_result((index, child.result()))
+        for other in self._children:
+            if other is not child:
+                other.cancel("lost a select")
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        if self.done:
+            return
+        for child in self._children:
+            child.cancel(reason)
+        super().cancel(reason)

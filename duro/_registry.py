@@ -1,0 +1,175 @@
+"""The registry: which orchestrations (by name and version) and activities a worker runs."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from ._errors import RegistrationError, UnregisteredError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_VERSION = "1.0.0"
+_RESERVED_PREFIX = "duro:"
+
+
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key for versions: numeric parts compare as numbers ("10.0" > "9.2")."""
+    parts = re.split(r"[.\-+]", version)
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """One registered function and the types its payloads decode to."""
+
+    name: str
+    version: str
+    fn: Callable[..., Any]
+    input_type: Any
+    output_type: Any
+    is_async: bool
+    takes_input: bool
+
+
+def _signature_types(fn: Callable[..., Any], kind: str) -> tuple[Any, Any, bool]:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise RegistrationError(f"cannot inspect {kind} {fn!r}: {exc}") from exc
+    params = list(sig.parameters.values())
+    if not params or len(params) > 2:
+        raise RegistrationError(
+            f"{kind} {getattr(fn, '__qualname__', fn)!r} must take (ctx) or (ctx, input)"
+        )
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable forward references: fall back to untyped payloads
+        hints = {}
+    input_type = hints.get(params[1].name, Any) if len(params) == 2 else Any
+    output_type = hints.get("return", Any)
+    if output_type is type(None):
+        output_type = Any
+    return input_type, output_type, len(params) == 2
+
+
+class Registry:
+    """Orchestrations and activities known to a worker.
+
+    ``@registry.activity`` and ``@registry.orchestration`` register under the function name
+    (or ``name=``); orchestrations may be registered under several ``version=`` values. New
+    instances start on the latest version; running instances keep the version they started on.
+    """
+
+    def __init__(self) -> None:
+        self._orchestrations: dict[str, dict[str, Registered]] = {}
+        self._activities: dict[str, Registered] = {}
+        self._names: dict[Callable[..., Any], str] = {}
+
+    # -- registration --------------------------------------------------------------------------
+
+    @overload
+    def activity(self, fn: F, /) -> F: ...
+    @overload
+    def activity(self, *, name: str | None = None) -> Callable[[F], F]: ...
+
+    def activity(self, fn: F | None = None, /, *, name: str | None = None) -> Any:
+        """Register an activity: ``async def`` or plain ``def`` taking ``(ctx, input)``."""
+
+        def register(f: F) -> F:
+            act_name = self._check_name(name or f.__name__, "activity")
+            if act_name in self._activities:
+                raise RegistrationError(f"activity {act_name!r} is already registered")
+            input_type, output_type, takes_input = _signature_types(f, "activity")
+            self._activities[act_name] = Registered(
+                act_name,
+                DEFAULT_VERSION,
+                f,
+                input_type,
+                output_type,
+                inspect.iscoroutinefunction(f),
+                takes_input,
+            )
+            self._names[f] = act_name
+            return f
+
+        return register(fn) if fn is not None else register
+
+    @overload
+    def orchestration(self, fn: F, /) -> F: ...
+    @overload
+    def orchestration(
+        self, *, name: str | None = None, version: str | None = None
+    ) -> Callable[[F], F]: ...
+
+    def orchestration(
+        self, fn: F | None = None, /, *, name: str | None = None, version: str | None = None
+    ) -> Any:
+        """Register an orchestration: ``async def f(ctx, input)``, optionally versioned."""
+
+        def register(f: F) -> F:
+            if not inspect.iscoroutinefunction(f):
+                raise RegistrationError(
+                    f"orchestration {f.__qualname__!r} must be an async def function"
+                )
+            orch_name = self._check_name(name or f.__name__, "orchestration")
+            ver = version or DEFAULT_VERSION
+            versions = self._orchestrations.setdefault(orch_name, {})
+            if ver in versions:
+                raise RegistrationError(
+                    f"orchestration {orch_name!r} version {ver!r} is already registered"
+                )
+            input_type, output_type, takes_input = _signature_types(f, "orchestration")
+            versions[ver] = Registered(
+                orch_name, ver, f, input_type, output_type, True, takes_input
+            )
+            self._names[f] = orch_name
+            return f
+
+        return register(fn) if fn is not None else register
+
+    @staticmethod
+    def _check_name(name: str, kind: str) -> str:
+        if not name or not isinstance(name, str):
+            raise RegistrationError(f"{kind} name must be a non-empty string")
+        if name.startswith(_RESERVED_PREFIX):
+            raise RegistrationError(f"{kind} names starting with {_RESERVED_PREFIX!r} are reserved")
+        return name
+
+    # -- lookup --------------------------------------------------------------------------------
+
+    def name_of(self, target: str | Callable[..., Any]) -> str:
+        """The registered name of a function, or the string itself."""
+        if isinstance(target, str):
+            return target
+        name = self._names.get(target)
+        if name is None:
+            raise UnregisteredError("function", getattr(target, "__qualname__", repr(target)))
+        return name
+
+    def get_activity(self, name: str) -> Registered | None:
+        return self._activities.get(name)
+
+    def get_orchestration(self, name: str, version: str | None = None) -> Registered | None:
+        """Exact version, or the latest when ``version`` is None."""
+        versions = self._orchestrations.get(name)
+        if not versions:
+            return None
+        if version is None:
+            return versions[max(versions, key=version_key)]
+        return versions.get(version)
+
+    def has_orchestration(self, name: str) -> bool:
+        return name in self._orchestrations
+
+    @property
+    def activity_names(self) -> list[str]:
+        return sorted(self._activities)
+
+    @property
+    def orchestration_names(self) -> list[str]:
+        return sorted(self._orchestrations)

@@ -1,0 +1,55 @@
+"""Runtime tuning knobs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+from ..providers import TagFilter
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeOptions:
+    """How a ``Runtime`` runs. All durations are seconds."""
+
+    orchestration_concurrency: int = 4
+    """Turns processed at once (each is short CPU work plus one commit)."""
+    activity_concurrency: int = 16
+    """Activities run at once (plain ``def`` activities use worker threads)."""
+    orchestration_lock_timeout: float = 30.0
+    activity_lock_timeout: float = 60.0
+    """An activity's lock is renewed automatically while it runs, so it may run longer."""
+    poll_timeout: float = 1.0
+    """How long one fetch may long-poll; wake-ups within the process are immediate."""
+    idle_backoff_min: float = 0.01
+    idle_backoff_max: float = 1.0
+    """Back-off between empty polls of a store that does not long-poll."""
+    max_attempts: int = 10
+    """Deliveries of one message before it is treated as poison and the instance fails."""
+    shutdown_grace_period: float = 10.0
+    """On exit, how long in-flight turns and activities may finish before they are cancelled."""
+    activity_cancellation_grace: float = 5.0
+    """After signalling cancellation, how long an async activity may run before it is cancelled."""
+    execution_cache_size: int = 10_000
+    """Live executions kept between turns so a turn does not replay history."""
+    commit_retries: int = 5
+    worker_id: str = field(default_factory=_default_worker_id)
+    """Identity used for locks and session ownership."""
+    tag_filter: TagFilter = TagFilter()
+    session_lock_timeout: float = 30.0
+    session_idle_timeout: float = 300.0
+    max_sessions: int = 10
+
+    def __post_init__(self) -> None:
+        if self.orchestration_concurrency < 0 or self.activity_concurrency < 0:
+            raise ValueError("concurrency cannot be negative")
+        if self.orchestration_lock_timeout <= 0 or self.activity_lock_timeout <= 0:
+            raise ValueError("lock timeouts must be positive")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")

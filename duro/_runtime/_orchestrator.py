@@ -1,0 +1,218 @@
+"""The orchestration dispatcher: fetch a locked batch, run the engine, commit the turn."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import anyio
+
+from .._clock import Clock
+from .._engine import Execution, KvState, TurnDecision, TurnInput, run_turn, terminate
+from .._errors import LockLostError, ProviderError
+from .._registry import Registry
+from .._status import ErrorCategory, ErrorInfo
+from ..providers import (
+    AbandonRequest,
+    ActivityKey,
+    FetchTurnRequest,
+    KvChange,
+    OrchestrationWorkItem,
+    Provider,
+    ScheduledMessage,
+    TurnCommit,
+)
+from ._options import RuntimeOptions
+from ._polling import FetchScopes, IdleBackoff, retry_provider_call
+
+log = logging.getLogger("duro.runtime.orchestrator")
+
+
+class ExecutionCache:
+    """Live executions between turns (LRU). Entries are validated against fetched history."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[str, Execution] = OrderedDict()
+
+    def take(self, instance_id: str) -> Execution | None:
+        return self._entries.pop(instance_id, None)
+
+    def put(self, instance_id: str, execution: Execution) -> None:
+        if self._capacity <= 0:
+            return
+        self._entries[instance_id] = execution
+        self._entries.move_to_end(instance_id)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class OrchestrationDispatcher:
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        registry: Registry,
+        options: RuntimeOptions,
+        clock: Clock,
+        on_cancelled_activities: Callable[[list[ActivityKey]], None],
+    ) -> None:
+        self._provider = provider
+        self._registry = registry
+        self._options = options
+        self._clock = clock
+        self._on_cancelled = on_cancelled_activities
+        self.cache = ExecutionCache(options.execution_cache_size)
+        self._fetch_scopes = FetchScopes()
+        self.turns_committed = 0
+        self.in_flight = 0
+
+    async def run_slot(self, stopping: anyio.Event) -> None:
+        """One dispatcher slot: loops until ``stopping`` is set, finishing its current turn."""
+        request = FetchTurnRequest(
+            lock_timeout=self._options.orchestration_lock_timeout,
+            poll_timeout=self._options.poll_timeout,
+            owner_id=self._options.worker_id,
+        )
+        backoff = IdleBackoff(self._options, self._clock)
+        while not stopping.is_set():
+            item: OrchestrationWorkItem | None = None
+            started = time.monotonic()
+            try:
+                with self._fetch_scopes.open():
+                    item = await self._provider.fetch_turn(request)
+            except ProviderError as exc:
+                log.warning("fetching a turn failed: %s", exc)
+                await backoff.failed(stopping, exc.retryable)
+                continue
+            if item is None:
+                await backoff.idle(stopping, time.monotonic() - started)
+                continue
+            backoff.reset()
+            self.in_flight += 1
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._process(item)
+            finally:
+                self.in_flight -= 1
+
+    def stop_fetching(self) -> None:
+        """Interrupt idle fetches so slots notice shutdown at once."""
+        self._fetch_scopes.cancel_all()
+
+    async def _process(self, item: OrchestrationWorkItem) -> None:
+        try:
+            decision = self._decide(item)
+        except Exception:  # an engine bug must not kill the slot; retry later
+            log.exception("turn for %s crashed the engine; abandoning", item.instance_id)
+            await self._abandon(item, 5.0)
+            return
+        if decision.abandon_delay is not None:
+            log.info("abandoning turn of %s: %s", item.instance_id, decision.abandon_reason)
+            await self._abandon(item, decision.abandon_delay)
+            return
+        commit = self._commit_for(item, decision)
+        try:
+            await retry_provider_call(
+                lambda: self._provider.commit_turn(commit), self._options.commit_retries
+            )
+        except LockLostError:
+            log.info("lock on %s was lost before commit; the turn is void", item.instance_id)
+            return
+        except ProviderError as exc:
+            log.error("committing the turn of %s failed: %s", item.instance_id, exc)
+            await self._abandon(item, 1.0)
+            return
+        self.turns_committed += 1
+        if decision.execution is not None:
+            self.cache.put(item.instance_id, decision.execution)
+        if commit.cancelled_activities:
+            self._on_cancelled(list(commit.cancelled_activities))
+
+    def _decide(self, item: OrchestrationWorkItem) -> TurnDecision:
+        record = item.instance
+        work = TurnInput(
+            instance_id=item.instance_id,
+            execution_id=item.execution_id,
+            execution_status=record.execution_status if record else None,
+            history=item.history,
+            messages=item.messages,
+            now_ms=self._clock.now_ms(),
+            kv_snapshot={
+                k: KvState(v.value, v.updated_at_ms) for k, v in item.kv_snapshot.items()
+            },
+        )
+        cached = self.cache.take(item.instance_id)
+        if item.history_error is not None:
+            return terminate(
+                work,
+                ErrorInfo(
+                    category=ErrorCategory.INFRASTRUCTURE,
+                    error_type="CorruptHistory",
+                    message=f"stored history cannot be decoded: {item.history_error}",
+                    retryable=False,
+                ),
+            )
+        if item.attempt > self._options.max_attempts:
+            return terminate(
+                work,
+                ErrorInfo(
+                    category=ErrorCategory.INFRASTRUCTURE,
+                    error_type="PoisonMessage",
+                    message=(
+                        f"a message for this instance was delivered {item.attempt} times "
+                        f"(limit {self._options.max_attempts}); the turn keeps failing"
+                    ),
+                    retryable=False,
+                ),
+            )
+        return run_turn(self._registry, work, cached)
+
+    def _commit_for(self, item: OrchestrationWorkItem, decision: TurnDecision) -> TurnCommit:
+        result = decision.result
+        now = self._clock.now_ms()
+        record = item.instance
+        output, error = result.output, result.error
+        if not result.new_events and record is not None:
+            # Nothing happened (messages for a finished instance): keep what is stored.
+            output, error = record.output, record.error
+        return TurnCommit(
+            lock_token=item.lock_token,
+            instance_id=item.instance_id,
+            execution_id=decision.execution_id,
+            new_events=result.new_events,
+            name=decision.name or (record.name if record else ""),
+            version=decision.version or ((record.version or "") if record else ""),
+            execution_status=result.status,
+            parent_instance_id=decision.parent_instance_id,
+            output=output,
+            error=error,
+            custom_status_changed=result.custom_status_changed,
+            custom_status=result.custom_status,
+            kv_clear_all=result.kv_clear_all,
+            kv_changes=[
+                KvChange(key=k, value=v, updated_at_ms=now) for k, v in result.kv_changes.items()
+            ],
+            activity_tasks=result.activity_tasks,
+            cancelled_activities=[
+                ActivityKey(instance_id=item.instance_id, execution_id=decision.execution_id, seq=s)
+                for s in result.cancelled_activities
+            ],
+            orchestrator_messages=[
+                ScheduledMessage(message=m, visible_at_ms=at) for m, at in result.messages
+            ],
+        )
+
+    async def _abandon(self, item: OrchestrationWorkItem, delay: float) -> None:
+        try:
+            await self._provider.abandon_turn(
+                AbandonRequest(lock_token=item.lock_token, delay=delay)
+            )
+        except ProviderError as exc:  # the lock will expire on its own
+            log.warning("abandoning the turn of %s failed: %s", item.instance_id, exc)
+

@@ -1,0 +1,80 @@
+"""Shared dispatcher plumbing: idle back-off, provider retries, interruptible fetches."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
+
+import anyio
+
+from .._clock import Clock
+from .._errors import ProviderError
+from ._options import RuntimeOptions
+
+T = TypeVar("T")
+
+
+class IdleBackoff:
+    """Exponential back-off between empty or failed polls, reset by work."""
+
+    def __init__(self, options: RuntimeOptions, clock: Clock) -> None:
+        self._min = options.idle_backoff_min
+        self._max = options.idle_backoff_max
+        self._clock = clock
+        self._delay = 0.0
+
+    def reset(self) -> None:
+        self._delay = 0.0
+
+    async def idle(self, stopping: anyio.Event, fetch_seconds: float) -> None:
+        """After an empty fetch: a store that long-polled already waited; others back off."""
+        if fetch_seconds >= self._min:
+            self._delay = 0.0
+            return
+        self._delay = min(self._max, max(self._min, self._delay * 2))
+        await self._clock.wait(stopping, self._delay)
+
+    async def failed(self, stopping: anyio.Event, retryable: bool) -> None:
+        self._delay = min(self._max * 3, max(0.1, self._delay * 2))
+        await self._clock.wait(stopping, self._delay if retryable else self._max)
+
+
+async def retry_provider_call(call: Callable[[], Awaitable[T]], attempts: int) -> T:
+    """Retry retryable provider errors with short exponential back-off (10 ms doubling)."""
+    delay = 0.01
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except ProviderError as exc:
+            attempt += 1
+            if not exc.retryable or attempt > attempts:
+                raise
+        await anyio.sleep(delay)
+        delay *= 2
+
+
+class FetchScopes:
+    """Cancel scopes of fetches in progress, so shutdown can interrupt long polls."""
+
+    def __init__(self) -> None:
+        self._scopes: set[anyio.CancelScope] = set()
+        self._cancelled = False
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[anyio.CancelScope]:
+        scope = anyio.CancelScope()
+        if self._cancelled:
+            scope.cancel()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._scopes.discard(scope)
+
+    def cancel_all(self) -> None:
+        self._cancelled = True
+        for scope in list(self._scopes):
+            scope.cancel()

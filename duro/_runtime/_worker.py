@@ -1,0 +1,248 @@
+"""The activity worker pool: fetch a work item, run it with lock renewal, report the result."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+
+from .._clock import Clock
+from .._engine._execution import application_error, configuration_error
+from .._errors import LockLostError, PayloadError, ProviderError, UnregisteredError
+from .._messages import ActivityResult
+from .._registry import Registered, Registry
+from .._serde import decode, encode
+from .._status import ErrorCategory, ErrorInfo
+from ..providers import (
+    AbandonRequest,
+    ActivityCommit,
+    ActivityKey,
+    ActivityWorkItem,
+    FetchActivityRequest,
+    Provider,
+    RenewRequest,
+    ScheduledMessage,
+)
+from ._activity_context import ActivityContext
+from ._options import RuntimeOptions
+from ._polling import FetchScopes, IdleBackoff, retry_provider_call
+
+if TYPE_CHECKING:
+    from .._client import Client
+
+log = logging.getLogger("duro.runtime.worker")
+
+_Key = tuple[str, int, int]
+
+
+class ActivityWorker:
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        registry: Registry,
+        options: RuntimeOptions,
+        clock: Clock,
+        client: Client,
+    ) -> None:
+        self._provider = provider
+        self._registry = registry
+        self._options = options
+        self._clock = clock
+        self._client = client
+        self._running: dict[_Key, ActivityContext] = {}
+        self._fetch_scopes = FetchScopes()
+        self._limiter = anyio.CapacityLimiter(max(1, options.activity_concurrency))
+        self.activities_completed = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def stop_fetching(self) -> None:
+        self._fetch_scopes.cancel_all()
+
+    def cancel_running(self, keys: list[ActivityKey], reason: str) -> None:
+        """Signal in-process activities whose work items were withdrawn."""
+        for key in keys:
+            ctx = self._running.get((key.instance_id, key.execution_id, key.seq))
+            if ctx is not None:
+                ctx.cancel(reason)
+
+    def cancel_all(self, reason: str) -> None:
+        for ctx in list(self._running.values()):
+            ctx.cancel(reason)
+
+    async def run_slot(self, stopping: anyio.Event) -> None:
+        options = self._options
+        request = FetchActivityRequest(
+            lock_timeout=options.activity_lock_timeout,
+            poll_timeout=options.poll_timeout,
+            tag_filter=options.tag_filter,
+            session_owner=options.worker_id if options.max_sessions > 0 else None,
+            session_lock_timeout=options.session_lock_timeout,
+        )
+        backoff = IdleBackoff(options, self._clock)
+        while not stopping.is_set():
+            item: ActivityWorkItem | None = None
+            started = time.monotonic()
+            try:
+                with self._fetch_scopes.open():
+                    item = await self._provider.fetch_activity(request)
+            except ProviderError as exc:
+                log.warning("fetching an activity failed: %s", exc)
+                await backoff.failed(stopping, exc.retryable)
+                continue
+            if item is None:
+                await backoff.idle(stopping, time.monotonic() - started)
+                continue
+            backoff.reset()
+            await self._execute(item)
+
+    async def _execute(self, item: ActivityWorkItem) -> None:
+        task = item.task
+        key = (task.instance_id, task.execution_id, task.seq)
+        ctx = ActivityContext(
+            instance_id=task.instance_id,
+            execution_id=task.execution_id,
+            activity_name=task.name,
+            attempt=max(task.attempt, 1) + max(item.attempt - 1, 0),
+            orchestration_name=task.orchestration_name,
+            orchestration_version=task.orchestration_version,
+            session=task.session,
+            tag=task.tag,
+            worker_id=self._options.worker_id,
+            client=self._client,
+        )
+        self._running[key] = ctx
+        try:
+            if item.attempt > self._options.max_attempts:
+                error = ErrorInfo(
+                    category=ErrorCategory.INFRASTRUCTURE,
+                    error_type="PoisonMessage",
+                    message=(
+                        f"activity {task.name!r} was delivered {item.attempt} times "
+                        f"(limit {self._options.max_attempts}) without completing"
+                    ),
+                    retryable=False,
+                )
+                await self._report(item, None, error)
+                return
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._renew_lock, item, ctx)
+                result, error = await self._run(item, ctx)
+                tg.cancel_scope.cancel()
+            if ctx.is_cancelled:
+                # Withdrawn or lock lost: the orchestration no longer wants this result.
+                await self._drop(item)
+                return
+            await self._report(item, result, error)
+        finally:
+            self._running.pop(key, None)
+
+    async def _run(
+        self, item: ActivityWorkItem, ctx: ActivityContext
+    ) -> tuple[msgspec.Raw | None, ErrorInfo | None]:
+        task = item.task
+        registered = self._registry.get_activity(task.name)
+        if registered is None:
+            return None, configuration_error(UnregisteredError("activity", task.name))
+        try:
+            args: tuple[Any, ...] = (ctx,)
+            if registered.takes_input:
+                what = f"input of activity {task.name!r}"
+                args += (decode(task.input, registered.input_type, what=what),)
+        except PayloadError as exc:
+            return None, application_error(exc, retryable=False)
+        try:
+            value = await self._invoke(registered, args, ctx)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as exc:
+            return None, application_error(exc)
+        try:
+            return encode(value, what=f"result of activity {task.name!r}"), None
+        except PayloadError as exc:
+            return None, application_error(exc, retryable=False)
+
+    async def _invoke(self, registered: Registered, args: tuple[Any, ...], ctx: ActivityContext) -> Any:
+        if not registered.is_async:
+            fn = functools.partial(registered.fn, *args)
+            return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+        outcome: list[Any] = []
+        async with anyio.create_task_group() as tg:
+
+            async def call() -> None:
+                outcome.append(await registered.fn(*args))
+                tg.cancel_scope.cancel()
+
+            async def watch_cancel() -> None:
+                await ctx.wait_cancelled()
+                await anyio.sleep(self._options.activity_cancellation_grace)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(call)
+            tg.start_soon(watch_cancel)
+        return outcome[0] if outcome else None
+
+    async def _renew_lock(self, item: ActivityWorkItem, ctx: ActivityContext) -> None:
+        interval = max(0.5, self._options.activity_lock_timeout / 3)
+        request = RenewRequest(
+            lock_token=item.lock_token, extend_for=self._options.activity_lock_timeout
+        )
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await self._provider.renew_activity_lock(request)
+            except LockLostError:
+                ctx.cancel("the work item was withdrawn or its lock was lost")
+                return
+            except ProviderError as exc:
+                log.warning("renewing the lock of %s failed: %s", item.task.name, exc)
+
+    async def _report(
+        self, item: ActivityWorkItem, result: msgspec.Raw | None, error: ErrorInfo | None
+    ) -> None:
+        task = item.task
+        message = ActivityResult(
+            instance_id=task.instance_id,
+            execution_id=task.execution_id,
+            seq=task.seq,
+            result=result,
+            error=error,
+        )
+        commit = ActivityCommit(lock_token=item.lock_token, result=ScheduledMessage(message=message))
+        try:
+            with anyio.CancelScope(shield=True):
+                await retry_provider_call(
+                    lambda: self._provider.complete_activity(commit), self._options.commit_retries
+                )
+            self.activities_completed += 1
+        except LockLostError:
+            log.info("result of %s for %s dropped: item withdrawn", task.name, task.instance_id)
+        except ProviderError as exc:
+            log.error("reporting %s for %s failed: %s", task.name, task.instance_id, exc)
+            await self._abandon(item)
+
+    async def _drop(self, item: ActivityWorkItem) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._provider.complete_activity(
+                    ActivityCommit(lock_token=item.lock_token, result=None)
+                )
+        except ProviderError:
+            pass  # already withdrawn: nothing to drop
+
+    async def _abandon(self, item: ActivityWorkItem) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._provider.abandon_activity(
+                    AbandonRequest(lock_token=item.lock_token, delay=1.0)
+                )
+        except ProviderError as exc:
+            log.warning("abandoning %s failed: %s", item.task.name, exc)
+
