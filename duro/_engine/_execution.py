@@ -332,7 +332,7 @@ class Execution:
     def replay_event(self, event: HistoryEvent) -> None:
         """Feed one recorded event. Raises ``NondeterminismError`` on divergence."""
         position = event.event_id
-        if self.outcome is not None:
+        if self.outcome is not None and not self._pending:
             raise NondeterminismError(
                 self.instance_id, position, _describe(event), "nothing (the code already ended)"
             )

@@ -1,0 +1,125 @@
+"""Tiny factories for engine tests: build histories and messages without a store or clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from duro._engine import TurnDecision, TurnInput, run_turn
+from duro._history import (
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityScheduled,
+    EventRaised,
+    HistoryEvent,
+    OrchestrationStarted,
+    TimerCreated,
+    TimerFired,
+)
+from duro._messages import (
+    ActivityResult,
+    AnyOrchestratorMessage,
+    CancelInstance,
+    ExternalEvent,
+    StartOrchestration,
+    TimerFiredMessage,
+)
+from duro._registry import Registry
+from duro._status import ErrorCategory, ErrorInfo, ExecutionStatus
+
+INSTANCE = "inst"
+T0 = 1_700_000_000_000
+
+
+def raw(value: Any) -> msgspec.Raw:
+    return msgspec.Raw(msgspec.json.encode(value))
+
+
+class History:
+    """Builds a history with consecutive event ids."""
+
+    def __init__(self) -> None:
+        self.events: list[HistoryEvent] = []
+
+    def _add(self, cls: type[Any], **fields: Any) -> History:
+        self.events.append(cls(event_id=len(self.events) + 1, ts=fields.pop("ts", T0), **fields))
+        return self
+
+    def started(self, name: str = "orch", input: Any = None, version: str = "1.0.0") -> History:
+        return self._add(OrchestrationStarted, name=name, version=version, input=raw(input))
+
+    def activity_scheduled(self, seq: int, name: str, input: Any = None) -> History:
+        return self._add(ActivityScheduled, seq=seq, name=name, input=raw(input))
+
+    def activity_completed(self, seq: int, result: Any = None) -> History:
+        return self._add(ActivityCompleted, seq=seq, result=raw(result))
+
+    def activity_failed(self, seq: int, message: str = "boom") -> History:
+        error = ErrorInfo(
+            category=ErrorCategory.APPLICATION, error_type="ValueError", message=message
+        )
+        return self._add(ActivityFailed, seq=seq, error=error)
+
+    def timer_created(self, seq: int, fire_at: int = T0 + 1000) -> History:
+        return self._add(TimerCreated, seq=seq, fire_at=fire_at)
+
+    def timer_fired(self, seq: int, ts: int = T0 + 1000) -> History:
+        return self._add(TimerFired, seq=seq, ts=ts)
+
+    def event_raised(self, name: str, data: Any = None) -> History:
+        return self._add(EventRaised, name=name, data=raw(data))
+
+
+def start(name: str = "orch", input: Any = None) -> StartOrchestration:
+    return StartOrchestration(instance_id=INSTANCE, name=name, input=raw(input))
+
+
+def completed(seq: int, result: Any = None, execution_id: int = 1) -> ActivityResult:
+    return ActivityResult(
+        instance_id=INSTANCE, execution_id=execution_id, seq=seq, result=raw(result)
+    )
+
+
+def failed(seq: int, message: str = "boom", error_type: str = "ValueError") -> ActivityResult:
+    error = ErrorInfo(category=ErrorCategory.APPLICATION, error_type=error_type, message=message)
+    return ActivityResult(instance_id=INSTANCE, execution_id=1, seq=seq, error=error)
+
+
+def timer_fired(seq: int, fire_at: int = T0 + 1000) -> TimerFiredMessage:
+    return TimerFiredMessage(instance_id=INSTANCE, execution_id=1, seq=seq, fire_at=fire_at)
+
+
+def event(name: str, data: Any = None) -> ExternalEvent:
+    return ExternalEvent(instance_id=INSTANCE, name=name, data=raw(data))
+
+
+def cancel(reason: str = "stop") -> CancelInstance:
+    return CancelInstance(instance_id=INSTANCE, reason=reason)
+
+
+def turn(
+    registry: Registry,
+    history: History | list[HistoryEvent] | None = None,
+    messages: list[AnyOrchestratorMessage] | None = None,
+    *,
+    now: int = T0,
+    status: ExecutionStatus | None = ExecutionStatus.RUNNING,
+) -> TurnDecision:
+    """Run one turn from history alone."""
+    events = history.events if isinstance(history, History) else list(history or [])
+    return run_turn(
+        registry,
+        TurnInput(
+            instance_id=INSTANCE,
+            execution_id=1 if events else 0,
+            execution_status=status if events else None,
+            history=events,
+            messages=list(messages or []),
+            now_ms=now,
+        ),
+    )
+
+
+def kinds(decision: TurnDecision) -> list[str]:
+    return [type(e).__name__ for e in decision.result.new_events]
