@@ -83,7 +83,7 @@ class Client:
         self,
         instance_id: str,
         orchestration: str | Callable[..., Any],
-        input: Any = None,  # noqa: A002 - public API name
+        input: Any = None,
         *,
         version: str | None = None,
     ) -> str:
@@ -141,9 +141,7 @@ class Client:
         self, instance_id: str, timeout: float | timedelta = 30.0
     ) -> OrchestrationStatus:
         """Wait until the instance completes or fails; ``WaitTimeoutError`` after ``timeout``."""
-        return await self._wait(
-            instance_id, timeout, lambda s: s.state.is_terminal, "to finish"
-        )
+        return await self._wait(instance_id, timeout, lambda s: s.state.is_terminal, "to finish")
 
     async def wait_for_status_change(
         self,
@@ -157,9 +155,11 @@ class Client:
         return await self._wait(
             instance_id,
             timeout,
-            lambda s: s.state is not seen_state
-            or s.custom_status_version != seen_version
-            or s.state.is_terminal,
+            lambda s: (
+                s.state is not seen_state
+                or s.custom_status_version != seen_version
+                or s.state.is_terminal
+            ),
             "to change status",
         )
 
@@ -186,7 +186,7 @@ class Client:
             await anyio.sleep(min(delay, remaining))
             delay = min(delay * 2, _POLL_MAX)
 
-    async def get_value(self, instance_id: str, key: str, *, type: Any = Any) -> Any:  # noqa: A002
+    async def get_value(self, instance_id: str, key: str, *, type: Any = Any) -> Any:
         """One value of the instance's durable KV (``ctx.kv``); None if absent."""
         validate_instance_id(instance_id)
         entry = await self.store.get_kv_value(instance_id, key)

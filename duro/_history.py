@@ -43,7 +43,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_de
 # -- lifecycle --------------------------------------------------------------------------------
 
 
-class OrchestrationStarted(Event, tag="OrchestrationStarted"):
+class OrchestrationStarted(Event, tag="OrchestrationStarted", frozen=True):
     name: str
     version: str
     input: Raw = NULL
@@ -52,27 +52,27 @@ class OrchestrationStarted(Event, tag="OrchestrationStarted"):
     """Queue messages carried from the previous execution, consumed before new arrivals."""
 
 
-class OrchestrationCompleted(Event, tag="OrchestrationCompleted"):
+class OrchestrationCompleted(Event, tag="OrchestrationCompleted", frozen=True):
     output: Raw = NULL
 
 
-class OrchestrationFailed(Event, tag="OrchestrationFailed"):
+class OrchestrationFailed(Event, tag="OrchestrationFailed", frozen=True):
     error: ErrorInfo
 
 
-class ContinuedAsNew(Event, tag="ContinuedAsNew"):
+class ContinuedAsNew(Event, tag="ContinuedAsNew", frozen=True):
     input: Raw = NULL
     version: str | None = None
 
 
-class CancelRequested(Event, tag="CancelRequested"):
+class CancelRequested(Event, tag="CancelRequested", frozen=True):
     reason: str
 
 
 # -- actions (seq-numbered, matched against code on replay) ----------------------------------
 
 
-class ActivityScheduled(Event, tag="ActivityScheduled"):
+class ActivityScheduled(Event, tag="ActivityScheduled", frozen=True):
     seq: int
     name: str
     input: Raw = NULL
@@ -81,13 +81,13 @@ class ActivityScheduled(Event, tag="ActivityScheduled"):
     tag: str | None = None
 
 
-class TimerCreated(Event, tag="TimerCreated"):
+class TimerCreated(Event, tag="TimerCreated", frozen=True):
     seq: int
     fire_at: int
     """Absolute wall-clock ms, fixed when first scheduled."""
 
 
-class SubOrchestrationScheduled(Event, tag="SubOrchestrationScheduled"):
+class SubOrchestrationScheduled(Event, tag="SubOrchestrationScheduled", frozen=True):
     seq: int
     name: str
     instance_id: str
@@ -95,7 +95,7 @@ class SubOrchestrationScheduled(Event, tag="SubOrchestrationScheduled"):
     input: Raw = NULL
 
 
-class OrchestrationChained(Event, tag="OrchestrationChained"):
+class OrchestrationChained(Event, tag="OrchestrationChained", frozen=True):
     """A detached (fire-and-forget) start of another orchestration."""
 
     seq: int
@@ -105,27 +105,27 @@ class OrchestrationChained(Event, tag="OrchestrationChained"):
     input: Raw = NULL
 
 
-class CustomStatusSet(Event, tag="CustomStatusSet"):
+class CustomStatusSet(Event, tag="CustomStatusSet", frozen=True):
     seq: int
     value: Raw | None = None
 
 
-class KvSet(Event, tag="KvSet"):
+class KvSet(Event, tag="KvSet", frozen=True):
     seq: int
     key: str
     value: Raw
 
 
-class KvDeleted(Event, tag="KvDeleted"):
+class KvDeleted(Event, tag="KvDeleted", frozen=True):
     seq: int
     key: str
 
 
-class KvCleared(Event, tag="KvCleared"):
+class KvCleared(Event, tag="KvCleared", frozen=True):
     seq: int
 
 
-class TaskCancelled(Event, tag="TaskCancelled"):
+class TaskCancelled(Event, tag="TaskCancelled", frozen=True):
     """The code dropped an outstanding activity or sub-orchestration (select loser, ...)."""
 
     seq: int
@@ -136,38 +136,38 @@ class TaskCancelled(Event, tag="TaskCancelled"):
 # -- completions and arrivals ------------------------------------------------------------------
 
 
-class ActivityCompleted(Event, tag="ActivityCompleted"):
+class ActivityCompleted(Event, tag="ActivityCompleted", frozen=True):
     seq: int
     result: Raw = NULL
 
 
-class ActivityFailed(Event, tag="ActivityFailed"):
+class ActivityFailed(Event, tag="ActivityFailed", frozen=True):
     seq: int
     error: ErrorInfo
 
 
-class TimerFired(Event, tag="TimerFired"):
+class TimerFired(Event, tag="TimerFired", frozen=True):
     seq: int
 
 
-class SubOrchestrationCompleted(Event, tag="SubOrchestrationCompleted"):
+class SubOrchestrationCompleted(Event, tag="SubOrchestrationCompleted", frozen=True):
     seq: int
     result: Raw = NULL
 
 
-class SubOrchestrationFailed(Event, tag="SubOrchestrationFailed"):
+class SubOrchestrationFailed(Event, tag="SubOrchestrationFailed", frozen=True):
     seq: int
     error: ErrorInfo
 
 
-class EventRaised(Event, tag="EventRaised"):
+class EventRaised(Event, tag="EventRaised", frozen=True):
     """An external event (``Client.raise_event``) reached the instance."""
 
     name: str
     data: Raw = NULL
 
 
-class EventQueued(Event, tag="EventQueued"):
+class EventQueued(Event, tag="EventQueued", frozen=True):
     """A mailbox message (``Client.enqueue_event``) reached the instance."""
 
     queue: str
@@ -221,7 +221,8 @@ def encode_event(event: HistoryEvent) -> bytes:
 
 
 def decode_event(data: bytes | str) -> HistoryEvent:
-    return _event_decoder.decode(data)
+    event: HistoryEvent = _event_decoder.decode(data)
+    return event
 
 
 def encode_events(events: list[HistoryEvent]) -> bytes:

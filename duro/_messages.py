@@ -19,7 +19,7 @@ class OrchestratorMessage(
     instance_id: str
 
 
-class StartOrchestration(OrchestratorMessage, tag="StartOrchestration"):
+class StartOrchestration(OrchestratorMessage, tag="StartOrchestration", frozen=True):
     name: str
     version: str | None = None
     """None: the worker picks the latest registered version."""
@@ -27,7 +27,7 @@ class StartOrchestration(OrchestratorMessage, tag="StartOrchestration"):
     parent: ParentRef | None = None
 
 
-class ContinueAsNewMessage(OrchestratorMessage, tag="ContinueAsNew"):
+class ContinueAsNewMessage(OrchestratorMessage, tag="ContinueAsNew", frozen=True):
     execution_id: int
     """The *new* execution's id."""
     name: str
@@ -37,20 +37,20 @@ class ContinueAsNewMessage(OrchestratorMessage, tag="ContinueAsNew"):
     parent: ParentRef | None = None
 
 
-class ActivityResult(OrchestratorMessage, tag="ActivityResult"):
+class ActivityResult(OrchestratorMessage, tag="ActivityResult", frozen=True):
     execution_id: int
     seq: int
     result: Raw | None = None
     error: ErrorInfo | None = None
 
 
-class TimerFiredMessage(OrchestratorMessage, tag="TimerFired"):
+class TimerFiredMessage(OrchestratorMessage, tag="TimerFired", frozen=True):
     execution_id: int
     seq: int
     fire_at: int
 
 
-class SubOrchestrationResult(OrchestratorMessage, tag="SubOrchestrationResult"):
+class SubOrchestrationResult(OrchestratorMessage, tag="SubOrchestrationResult", frozen=True):
     """Sent by a child's terminal turn to ``instance_id`` = the parent."""
 
     execution_id: int
@@ -60,17 +60,17 @@ class SubOrchestrationResult(OrchestratorMessage, tag="SubOrchestrationResult"):
     error: ErrorInfo | None = None
 
 
-class ExternalEvent(OrchestratorMessage, tag="ExternalEvent"):
+class ExternalEvent(OrchestratorMessage, tag="ExternalEvent", frozen=True):
     name: str
     data: Raw = NULL
 
 
-class QueueEvent(OrchestratorMessage, tag="QueueEvent"):
+class QueueEvent(OrchestratorMessage, tag="QueueEvent", frozen=True):
     queue: str
     data: Raw = NULL
 
 
-class CancelInstance(OrchestratorMessage, tag="CancelInstance"):
+class CancelInstance(OrchestratorMessage, tag="CancelInstance", frozen=True):
     reason: str
 
 
@@ -111,7 +111,8 @@ def encode_message(message: AnyOrchestratorMessage | ActivityTask) -> bytes:
 
 
 def decode_message(data: bytes | str) -> AnyOrchestratorMessage:
-    return _message_decoder.decode(data)
+    message: AnyOrchestratorMessage = _message_decoder.decode(data)
+    return message
 
 
 def decode_task(data: bytes | str) -> ActivityTask:

@@ -75,9 +75,9 @@ class Registry:
     @overload
     def activity(self, fn: F, /) -> F: ...
     @overload
-    def activity(self, *, name: str | None = None) -> Callable[[F], F]: ...
+    def activity(self, fn: None = None, /, *, name: str | None = None) -> Callable[[F], F]: ...
 
-    def activity(self, fn: F | None = None, /, *, name: str | None = None) -> Any:
+    def activity(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
         """Register an activity: ``async def`` or plain ``def`` taking ``(ctx, input)``."""
 
         def register(f: F) -> F:
@@ -103,11 +103,16 @@ class Registry:
     def orchestration(self, fn: F, /) -> F: ...
     @overload
     def orchestration(
-        self, *, name: str | None = None, version: str | None = None
+        self, fn: None = None, /, *, name: str | None = None, version: str | None = None
     ) -> Callable[[F], F]: ...
 
     def orchestration(
-        self, fn: F | None = None, /, *, name: str | None = None, version: str | None = None
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        version: str | None = None,
     ) -> Any:
         """Register an orchestration: ``async def f(ctx, input)``, optionally versioned."""
 

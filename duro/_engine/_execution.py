@@ -17,6 +17,7 @@ How determinism is kept:
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections import deque
 from collections.abc import Coroutine
@@ -218,7 +219,7 @@ class Execution:
                 ),
             )
         seq = self.next_seq()
-        self._pending.append(msgspec.structs.replace(action, seq=seq))  # type: ignore[type-var]
+        self._pending.append(msgspec.structs.replace(action, seq=seq))
         return seq
 
     def pending_result(self) -> TurnResult:
@@ -270,11 +271,14 @@ class Execution:
             task.future.set_exception(exc)
         else:
             if isinstance(yielded, DurableFuture):
-                yielded.add_done_callback(lambda _f, t=task: self._ready.append(t))
+                yielded.add_done_callback(functools.partial(self._wake, task))
             else:
                 self._reject_foreign_await(task, yielded)
         finally:
             self.current_task = previous
+
+    def _wake(self, task: Task, _future: DurableFuture[Any]) -> None:
+        self._ready.append(task)
 
     def _reject_foreign_await(self, task: Task, yielded: object) -> None:
         cancel = getattr(yielded, "cancel", None)

@@ -14,7 +14,8 @@ from .._errors import TaskCancelledError
 from .._status import ErrorCategory, ErrorInfo
 
 if TYPE_CHECKING:
-    from ._execution import Execution, Task
+    from ._execution import Execution
+    from ._tasks import Task
 
 T = TypeVar("T")
 

@@ -211,10 +211,10 @@ def _continue(registry: Registry, work: TurnInput, cached: Execution | None) -> 
         execution = cached
         execution.begin_turn(work.now_ms)
     else:
-        orchestration, error, abandon = _resolve(registry, started.name, started.version)
+        orchestration, unregistered, abandon = _resolve(registry, started.name, started.version)
         if abandon or orchestration is None:
-            if error is not None:
-                return terminate(work, error)
+            if unregistered is not None:
+                return terminate(work, unregistered)
             return TurnDecision(
                 result=TurnResult(),
                 execution_id=work.execution_id,

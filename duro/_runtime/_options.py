@@ -41,7 +41,7 @@ class RuntimeOptions:
     commit_retries: int = 5
     worker_id: str = field(default_factory=_default_worker_id)
     """Identity used for locks and session ownership."""
-    tag_filter: TagFilter = TagFilter()
+    tag_filter: TagFilter = field(default_factory=TagFilter)
     session_lock_timeout: float = 30.0
     session_idle_timeout: float = 300.0
     max_sessions: int = 10

@@ -143,9 +143,7 @@ class OrchestrationDispatcher:
             history=item.history,
             messages=item.messages,
             now_ms=self._clock.now_ms(),
-            kv_snapshot={
-                k: KvState(v.value, v.updated_at_ms) for k, v in item.kv_snapshot.items()
-            },
+            kv_snapshot={k: KvState(v.value, v.updated_at_ms) for k, v in item.kv_snapshot.items()},
         )
         cached = self.cache.take(item.instance_id)
         if item.history_error is not None:
@@ -215,4 +213,3 @@ class OrchestrationDispatcher:
             )
         except ProviderError as exc:  # the lock will expire on its own
             log.warning("abandoning the turn of %s failed: %s", item.instance_id, exc)
-

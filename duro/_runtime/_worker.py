@@ -121,7 +121,7 @@ class ActivityWorker:
         self._running[key] = ctx
         try:
             if item.attempt > self._options.max_attempts:
-                error = ErrorInfo(
+                poison = ErrorInfo(
                     category=ErrorCategory.INFRASTRUCTURE,
                     error_type="PoisonMessage",
                     message=(
@@ -130,7 +130,7 @@ class ActivityWorker:
                     ),
                     retryable=False,
                 )
-                await self._report(item, None, error)
+                await self._report(item, None, poison)
                 return
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._renew_lock, item, ctx)
@@ -169,7 +169,9 @@ class ActivityWorker:
         except PayloadError as exc:
             return None, application_error(exc, retryable=False)
 
-    async def _invoke(self, registered: Registered, args: tuple[Any, ...], ctx: ActivityContext) -> Any:
+    async def _invoke(
+        self, registered: Registered, args: tuple[Any, ...], ctx: ActivityContext
+    ) -> Any:
         if not registered.is_async:
             fn = functools.partial(registered.fn, *args)
             return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
@@ -215,7 +217,9 @@ class ActivityWorker:
             result=result,
             error=error,
         )
-        commit = ActivityCommit(lock_token=item.lock_token, result=ScheduledMessage(message=message))
+        commit = ActivityCommit(
+            lock_token=item.lock_token, result=ScheduledMessage(message=message)
+        )
         try:
             with anyio.CancelScope(shield=True):
                 await retry_provider_call(
@@ -245,4 +249,3 @@ class ActivityWorker:
                 )
         except ProviderError as exc:
             log.warning("abandoning %s failed: %s", item.task.name, exc)
-

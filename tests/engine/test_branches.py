@@ -11,7 +11,7 @@ from duro._history import ActivityScheduled, SubOrchestrationScheduled, TaskCanc
 from duro._messages import CancelInstance
 from duro._status import ExecutionStatus
 
-from .histories import History, completed, failed, kinds, start, timer_fired, turn
+from .histories import completed, failed, kinds, start, timer_fired, turn
 
 registry = duro.Registry()
 

@@ -325,7 +325,7 @@ def test_timer_keeps_its_recorded_fire_time_on_replay() -> None:
         await ctx.schedule_timer(3600)
 
     first = turn(reg, None, [start("sleeper")], now=T0)
-    [(message, visible_at)] = first.result.messages
+    [(_message, visible_at)] = first.result.messages
     assert visible_at == T0 + 3_600_000
     history = first.result.new_events
     second = turn(reg, history, [timer_fired(1, T0 + 3_600_000)], now=T0 + 3_600_000)
