@@ -26,6 +26,7 @@ from ..providers import (
 )
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, retry_provider_call
+from ._telemetry import tracer, turn_attributes
 
 log = logging.getLogger("duro.runtime.orchestrator")
 
@@ -106,6 +107,11 @@ class OrchestrationDispatcher:
         self._fetch_scopes.cancel_all()
 
     async def _process(self, item: OrchestrationWorkItem) -> None:
+        attributes = turn_attributes(item.instance_id, item.execution_id, len(item.messages))
+        with tracer.start_as_current_span("duro.turn", attributes=attributes):
+            await self._process_traced(item)
+
+    async def _process_traced(self, item: OrchestrationWorkItem) -> None:
         try:
             decision = self._decide(item)
         except Exception:  # an engine bug must not kill the slot; retry later

@@ -30,6 +30,7 @@ from ..providers import (
 from ._activity_context import ActivityContext
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, retry_provider_call
+from ._telemetry import activity_attributes, tracer
 
 if TYPE_CHECKING:
     from .._client import Client
@@ -132,9 +133,20 @@ class ActivityWorker:
                 )
                 await self._report(item, None, poison)
                 return
+            result: msgspec.Raw | None = None
+            error: ErrorInfo | None = None
             async with anyio.create_task_group() as tg:
+                run_scope = anyio.CancelScope()
                 tg.start_soon(self._renew_lock, item, ctx)
-                result, error = await self._run(item, ctx)
+                tg.start_soon(self._enforce_cancellation, ctx, run_scope)
+                with (
+                    run_scope,
+                    tracer.start_as_current_span(
+                        "duro.activity",
+                        attributes=activity_attributes(task.instance_id, task.name, ctx.attempt),
+                    ),
+                ):
+                    result, error = await self._run(item, ctx)
                 tg.cancel_scope.cancel()
             if ctx.is_cancelled:
                 # Withdrawn or lock lost: the orchestration no longer wants this result.
@@ -172,24 +184,16 @@ class ActivityWorker:
     async def _invoke(
         self, registered: Registered, args: tuple[Any, ...], ctx: ActivityContext
     ) -> Any:
-        if not registered.is_async:
-            fn = functools.partial(registered.fn, *args)
-            return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
-        outcome: list[Any] = []
-        async with anyio.create_task_group() as tg:
+        if registered.is_async:
+            return await registered.fn(*args)
+        fn = functools.partial(registered.fn, *args)
+        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
 
-            async def call() -> None:
-                outcome.append(await registered.fn(*args))
-                tg.cancel_scope.cancel()
-
-            async def watch_cancel() -> None:
-                await ctx.wait_cancelled()
-                await anyio.sleep(self._options.activity_cancellation_grace)
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(call)
-            tg.start_soon(watch_cancel)
-        return outcome[0] if outcome else None
+    async def _enforce_cancellation(self, ctx: ActivityContext, scope: anyio.CancelScope) -> None:
+        """Cooperative first; an async activity that ignores the signal is cancelled later."""
+        await ctx.wait_cancelled()
+        await anyio.sleep(self._options.activity_cancellation_grace)
+        scope.cancel()
 
     async def _renew_lock(self, item: ActivityWorkItem, ctx: ActivityContext) -> None:
         interval = max(0.5, self._options.activity_lock_timeout / 3)

@@ -59,7 +59,7 @@ class Provider(abc.ABC):
 
     name: str = "provider"
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Connect and create the schema if needed. Idempotent; every method opens lazily."""
@@ -79,7 +79,7 @@ class Provider(abc.ABC):
     ) -> None:
         await self.close()
 
-    # -- client side: starting and signalling -------------------------------------------------
+    # -- client side: starting and signalling --------------------------------------------------
 
     @abc.abstractmethod
     async def start_orchestration(self, start: StartOrchestration) -> None:
@@ -130,14 +130,16 @@ class Provider(abc.ABC):
         1. delete the messages tagged with this token (later arrivals stay);
         2. create or update the instance record: name, version, parent (immutable once set),
            current execution id = ``commit.execution_id``, execution status, output/error,
-           ``updated_at``; a new execution id creates a new execution;
+           ``updated_at``; a new execution id creates a new execution. A commit carries the
+           execution's full state (status, output, error), not a delta;
         3. append ``new_events`` to ``(instance, execution_id)``: never read, decode or
            rewrite stored events; a duplicate event id fails the whole commit with
            ``DuplicateEventError``;
         4. custom status: if ``custom_status_changed``, store it and bump its version by one;
         5. KV: ``kv_clear_all`` then ``kv_changes`` go to the current execution's delta;
            when the execution status is terminal (completed, failed, continued-as-new) the
-           delta is merged into the committed KV and emptied;
+           delta is merged into the committed KV and emptied. Entries keep the
+           ``updated_at_ms`` their change carries; values are stored byte for byte;
         6. insert ``activity_tasks`` into the worker queue (visible now), then withdraw
            ``cancelled_activities`` (missing ones are ignored);
         7. insert ``orchestrator_messages`` for whichever instances they target;
@@ -156,7 +158,7 @@ class Provider(abc.ABC):
     async def renew_turn_lock(self, request: RenewRequest) -> None:
         """Extend a live instance lock to now + ``extend_for``; ``LockLostError`` otherwise."""
 
-    # -- activity work items --------------------------------------------------------------------
+    # -- activity work items -------------------------------------------------------------------
 
     @abc.abstractmethod
     async def fetch_activity(self, request: FetchActivityRequest) -> ActivityWorkItem | None:
@@ -180,26 +182,36 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     async def abandon_activity(self, request: AbandonRequest) -> None:
-        """Unlock the item; visible again after ``delay``. Unknown token: ``LockLostError``."""
+        """Unlock the item; visible again after ``delay``.
+
+        ``ignore_attempt`` undoes this delivery's increment. Unknown token: ``LockLostError``.
+        """
 
     @abc.abstractmethod
     async def renew_activity_lock(self, request: RenewRequest) -> None:
-        """Extend a live item lock; ``LockLostError`` if withdrawn/expired (= cancellation)."""
+        """Extend a live item lock; ``LockLostError`` if withdrawn/expired (= cancellation).
 
-    # -- sessions ----------------------------------------------------------------------------------
+        Refreshes the session's last-activity time, like ``complete_activity``.
+        """
+
+    # -- sessions ------------------------------------------------------------------------------
 
     @abc.abstractmethod
     async def renew_sessions(self, request: SessionRenewal) -> int:
-        """Extend live sessions of these owners that were active within ``idle_timeout``.
+        """Extend live sessions of these owners whose last activity is later than
+        now - ``idle_timeout``.
 
         Idle sessions are not renewed so they expire. Returns how many were renewed.
         """
 
     @abc.abstractmethod
     async def cleanup_orphaned_sessions(self, idle_timeout: float) -> int:
-        """Delete expired sessions that no work item references; returns how many."""
+        """Delete expired sessions that no work item references; returns how many.
 
-    # -- reads ---------------------------------------------------------------------------------------
+        ``idle_timeout`` is advisory (a store may also sweep sessions idle that long).
+        """
+
+    # -- reads ---------------------------------------------------------------------------------
 
     @abc.abstractmethod
     async def read_instance(self, instance_id: str) -> InstanceRecord | None:
@@ -217,17 +229,23 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
-        """Merged read: the current execution's delta over the committed KV."""
+        """Merged read: the current execution's delta over the committed KV; None if absent
+        or the instance is unknown."""
 
     @abc.abstractmethod
     async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
-        """Every key of the merged KV view."""
+        """Every key of the merged KV view; {} for an unknown instance."""
 
-    # -- management ----------------------------------------------------------------------------------
+    # -- management ----------------------------------------------------------------------------
 
     @abc.abstractmethod
     async def list_instances(self, query: InstanceQuery) -> InstancePage:
-        """Instances matching ``query``, newest first, paged by an opaque continuation."""
+        """Instances matching ``query``, newest first, paged by an opaque continuation.
+
+        Pending starts are listed as PENDING records. Time bounds are
+        ``created_after_ms <= created_at_ms < created_before_ms``. The continuation is a
+        position, not an offset: instances created meanwhile never cause duplicates.
+        """
 
     @abc.abstractmethod
     async def list_children(self, instance_id: str) -> list[str]:
@@ -236,6 +254,8 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def delete_instance(self, request: DeleteRequest) -> DeleteResult:
         """Delete an instance and all its descendants atomically.
+
+        A pending start counts as a running instance (``force`` removes the start).
 
         ``InstanceNotFoundError`` if unknown. Without ``force`` any running instance in the
         tree raises ``InstanceStillRunningError`` and nothing is deleted. Removes history,
@@ -248,7 +268,8 @@ class Provider(abc.ABC):
         """Delete old, finished executions and their history; never the current one.
 
         Keeps the ``keep_last`` newest executions (current included); with
-        ``completed_before_ms`` only older completions go. ``InstanceNotFoundError`` if unknown.
+        ``completed_before_ms`` only older completions go. ``InstanceNotFoundError`` if unknown;
+        a pending start has nothing to prune.
         """
 
     @abc.abstractmethod

@@ -42,6 +42,7 @@ class InstanceRecord:
     custom_status_version: int = 0
     parent_instance_id: str | None = None
     created_at_ms: int = 0
+    """When the start was enqueued."""
     updated_at_ms: int = 0
     completed_at_ms: int | None = None
 
@@ -219,6 +220,7 @@ class DeleteResult:
     executions_deleted: int = 0
     events_deleted: int = 0
     messages_deleted: int = 0
+    """Orchestrator-queue messages plus worker-queue items."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
