@@ -36,6 +36,14 @@ from ._runtime import ActivityContext, Runtime, RuntimeOptions
 from ._status import ErrorCategory, ErrorInfo, OrchestrationStatus, State
 from .providers import TagFilter
 from .providers._memory import InMemoryProvider
+from .providers._sqlite import SqliteProvider
+from .providers._sqlite_errors import (
+    NotADuroDatabaseError,
+    ReadOnlyStoreError,
+    SchemaVersionError,
+    StoreBusyError,
+    StoreFullError,
+)
 
 __all__ = [
     "ActivityContext",
@@ -56,17 +64,24 @@ __all__ = [
     "LockLostError",
     "NonDurableAwaitError",
     "NondeterminismError",
+    "NotADuroDatabaseError",
     "OrchestrationContext",
     "OrchestrationFailureError",
     "OrchestrationStatus",
     "PayloadError",
     "ProviderError",
+    "ReadOnlyStoreError",
     "RegistrationError",
+    "Registry",
     "RetryPolicy",
     "Runtime",
     "RuntimeOptions",
+    "SchemaVersionError",
+    "SqliteProvider",
     "State",
+    "StoreBusyError",
     "StoreCorruptionError",
+    "StoreFullError",
     "SubOrchestrationFailed",
     "SystemClock",
     "TagFilter",

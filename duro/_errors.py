@@ -53,7 +53,7 @@ class OrchestrationFailureError(DuroError):
         return self.error.message
 
 
-class ActivityFailed(OrchestrationFailureError):  # noqa: N818 - public name fixed by the API
+class ActivityFailed(OrchestrationFailureError):
     """An activity raised; carries the original error type and message.
 
     ``name`` is the activity name and ``attempts`` how many attempts were made.
@@ -69,7 +69,7 @@ class ActivityFailed(OrchestrationFailureError):  # noqa: N818 - public name fix
         self.attempts = attempts
 
 
-class SubOrchestrationFailed(OrchestrationFailureError):  # noqa: N818 - public name fixed
+class SubOrchestrationFailed(OrchestrationFailureError):
     """A sub-orchestration ended in failure; carries its error."""
 
     def __init__(self, name: str, instance_id: str, error: ErrorInfo) -> None:

@@ -28,11 +28,13 @@ class ParentRef(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
 
 
-class QueuedEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """An unconsumed ``dequeue_event`` message carried across ``continue_as_new``."""
+class QueuedEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An arrival carried across ``continue_as_new``: an unconsumed ``dequeue_event`` message,
+    or an event that reached the instance in the turn that continued (kind ``"event"``)."""
 
     queue: str
     data: Raw
+    kind: str = "queue"
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
@@ -107,7 +109,8 @@ class OrchestrationChained(Event, tag="OrchestrationChained", frozen=True):
 
 class CustomStatusSet(Event, tag="CustomStatusSet", frozen=True):
     seq: int
-    value: Raw | None = None
+    value: Raw = NULL
+    """JSON ``null`` clears the status."""
 
 
 class KvSet(Event, tag="KvSet", frozen=True):

@@ -40,7 +40,8 @@ class ContinueAsNewMessage(OrchestratorMessage, tag="ContinueAsNew", frozen=True
 class ActivityResult(OrchestratorMessage, tag="ActivityResult", frozen=True):
     execution_id: int
     seq: int
-    result: Raw | None = None
+    result: Raw = NULL
+    """Ignored when ``error`` is set."""
     error: ErrorInfo | None = None
 
 
@@ -56,7 +57,8 @@ class SubOrchestrationResult(OrchestratorMessage, tag="SubOrchestrationResult", 
     execution_id: int
     seq: int
     child_instance_id: str
-    result: Raw | None = None
+    result: Raw = NULL
+    """Ignored when ``error`` is set."""
     error: ErrorInfo | None = None
 
 

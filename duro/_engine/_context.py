@@ -173,14 +173,10 @@ class OrchestrationContext:
         )
 
     def set_custom_status(self, value: Any) -> None:
-        """Publish a small JSON value clients can read (``status.custom_status``)."""
-        raw = (
-            None
-            if value is None
-            else encode(value, what="custom status", limit=MAX_CUSTOM_STATUS_BYTES)
-        )
+        """Publish a small JSON value clients can read (``status.custom_status``); None clears."""
+        raw = encode(value, what="custom status", limit=MAX_CUSTOM_STATUS_BYTES)
         self._execution.emit(CustomStatusSet(event_id=0, ts=0, seq=0, value=raw))
-        self._execution.custom_status = None if raw is None else bytes(raw)
+        self._execution.custom_status = None if value is None else bytes(raw)
 
     # -- activities ----------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from .._errors import (
     NonDurableAwaitError,
     PayloadError,
     TaskCancelledError,
+    UnregisteredError,
 )
 from .._errors import SubOrchestrationFailed as SubOrchestrationFailedError
 from .._history import (
@@ -173,20 +174,23 @@ class Execution:
         self._now_ms = 0
         self._next_seq = 1
         self._resolution_order = 0
+        self._position = 0
+        self._unprocessed: list[AnyOrchestratorMessage] = []
         self._pending: deque[HistoryEvent] = deque()
         self._ready: deque[Task] = deque()
         self._futures: dict[int, DurableFuture[Any]] = {}
         self._waiters: dict[tuple[str, str], deque[EventFuture]] = {}
-        self._buffers: dict[tuple[str, str], deque[msgspec.Raw]] = {}
+        self._buffers: dict[tuple[str, str], deque[tuple[int, msgspec.Raw]]] = {}
         self._continue_version: str | None = None
         self._turn = TurnResult()
         self._turn_first_seq = 1
 
     # -- bookkeeping used by futures and the context -------------------------------------------
 
-    def next_resolution_order(self) -> int:
+    def next_resolution_order(self, position: int | None = None) -> tuple[int, int]:
+        """Sort key of a resolution: the history position that caused it, then a counter."""
         self._resolution_order += 1
-        return self._resolution_order
+        return (self._position if position is None else position, self._resolution_order)
 
     def peek_seq(self) -> int:
         """The seq the next action will get."""
@@ -324,7 +328,7 @@ class Execution:
                 self._fail(application_error(payload_exc, retryable=False))
                 return
             self._end(OrchestrationCompleted(event_id=0, ts=0, output=output))
-        elif isinstance(exc, NondeterminismError | NonDurableAwaitError):
+        elif isinstance(exc, NondeterminismError | NonDurableAwaitError | UnregisteredError):
             self._fail(configuration_error(exc))
         elif isinstance(exc, TaskCancelledError):
             self._fail(exc.error)
@@ -395,19 +399,18 @@ class Execution:
 
     def start(self, started: OrchestrationStarted) -> None:
         """Record and run the first event of a brand-new execution."""
-        self._record(started)
-        self._dispatch(started)
+        self._dispatch(self._record(started))
         self._flush()
 
     def apply_message(self, message: AnyOrchestratorMessage) -> None:
         """Turn one queue message into a recorded event and run the code it unblocks."""
         if self.outcome is not None:
+            self._unprocessed.append(message)
             return
         event = self._event_for(message)
         if event is None:
             return
-        self._record(event)
-        self._dispatch(event)
+        self._dispatch(self._record(event))
         self._flush()
 
     def _event_for(self, message: AnyOrchestratorMessage) -> HistoryEvent | None:
@@ -423,9 +426,7 @@ class Execution:
                     return ActivityFailedEvent(
                         event_id=0, ts=0, seq=message.seq, error=message.error
                     )
-                return ActivityCompleted(
-                    event_id=0, ts=0, seq=message.seq, result=message.result or NULL
-                )
+                return ActivityCompleted(event_id=0, ts=0, seq=message.seq, result=message.result)
             if isinstance(message, TimerFiredMessage) and isinstance(future, TimerFuture):
                 return TimerFired(event_id=0, ts=0, seq=message.seq)
             if isinstance(message, SubOrchestrationResult) and isinstance(
@@ -436,7 +437,7 @@ class Execution:
                         event_id=0, ts=0, seq=message.seq, error=message.error
                     )
                 return SubOrchestrationCompleted(
-                    event_id=0, ts=0, seq=message.seq, result=message.result or NULL
+                    event_id=0, ts=0, seq=message.seq, result=message.result
                 )
             return None
         if isinstance(message, ExternalEvent):
@@ -534,7 +535,8 @@ class Execution:
                 )
         elif isinstance(action, CustomStatusSet):
             turn.custom_status_changed = True
-            turn.custom_status = bytes(action.value) if action.value is not None else None
+            value = bytes(action.value)
+            turn.custom_status = None if value == b"null" else value
         elif isinstance(action, KvSet):
             turn.kv_changes[action.key] = bytes(action.value)
         elif isinstance(action, KvDeleted):
@@ -546,6 +548,7 @@ class Execution:
     # -- applying events -----------------------------------------------------------------------
 
     def _dispatch(self, event: HistoryEvent) -> None:
+        self._position = event.event_id
         if isinstance(event, OrchestrationStarted):
             self._start_root(event)
         elif isinstance(event, ActivityCompleted | SubOrchestrationCompleted):
@@ -572,9 +575,9 @@ class Execution:
             if future is not None:
                 future.set_result(None)
         elif isinstance(event, EventRaised):
-            self._deliver(("event", event.name), event.data)
+            self._deliver(("event", event.name), event.event_id, event.data)
         elif isinstance(event, EventQueued):
-            self._deliver(("queue", event.queue), event.data)
+            self._deliver(("queue", event.queue), event.event_id, event.data)
         elif isinstance(event, CancelRequested):
             self._cancel_instance(event.reason)
         self._run_ready()
@@ -588,7 +591,9 @@ class Execution:
     def _start_root(self, started: OrchestrationStarted) -> None:
         self.parent = started.parent
         for carried in started.carried_events:
-            self._buffers.setdefault(("queue", carried.queue), deque()).append(carried.data)
+            self._buffers.setdefault((carried.kind, carried.queue), deque()).append(
+                (started.event_id, carried.data)
+            )
         fn = self.orchestration.fn
         try:
             args: tuple[Any, ...] = (self.ctx,)
@@ -610,32 +615,42 @@ class Execution:
         root = self.spawn(coro, name="root")
         root.add_done_callback(self._root_done)
 
-    def _deliver(self, channel: tuple[str, str], data: msgspec.Raw) -> None:
+    def _deliver(self, channel: tuple[str, str], position: int, data: msgspec.Raw) -> None:
         waiters = self._waiters.get(channel)
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done:
-                self._resolve_wait(waiter, data)
+                self._resolve_wait(waiter, position, data)
                 return
-        self._buffers.setdefault(channel, deque()).append(data)
+        self._buffers.setdefault(channel, deque()).append((position, data))
 
-    def _resolve_wait(self, waiter: EventFuture, data: msgspec.Raw) -> None:
+    def _resolve_wait(self, waiter: EventFuture, position: int, data: msgspec.Raw) -> None:
+        waiter.taken = (position, data)
+        what = f"{waiter.channel[0]} {waiter.channel[1]!r}"
         try:
-            waiter.set_result(
-                decode(data, waiter.output_type, what=f"{waiter.channel[0]} {waiter.channel[1]!r}")
-            )
+            waiter.set_result(decode(data, waiter.output_type, what=what), position=position)
         except PayloadError as exc:
-            waiter.set_exception(exc)
+            waiter.set_exception(exc, position=position)
 
     def wait_on(self, channel: tuple[str, str], output_type: Any) -> EventFuture:
         """A future for the next unconsumed arrival on ``channel`` (FIFO)."""
         future = EventFuture(self, channel, output_type)
         buffered = self._buffers.get(channel)
         if buffered:
-            self._resolve_wait(future, buffered.popleft())
+            position, data = buffered.popleft()
+            self._resolve_wait(future, position, data)
         else:
             self._waiters.setdefault(channel, deque()).append(future)
         return future
+
+    def give_back(self, future: EventFuture) -> None:
+        """Un-consume the arrival a losing wait took from the buffer, keeping arrival order."""
+        if future.taken is None:
+            return
+        buffered = self._buffers.setdefault(future.channel, deque())
+        buffered.append(future.taken)
+        self._buffers[future.channel] = deque(sorted(buffered, key=lambda item: item[0]))
+        future.taken = None
 
     def _cancel_instance(self, reason: str) -> None:
         error = ErrorInfo(
@@ -688,6 +703,10 @@ class Execution:
         else:
             turn.status = ExecutionStatus.CONTINUED_AS_NEW
             turn.messages.append((self._continue_message(outcome), None))
+            # A cancellation this execution never saw applies to the next one.
+            turn.messages.extend(
+                (m, None) for m in self._unprocessed if isinstance(m, CancelInstance)
+            )
             return turn
         if self.parent is not None:
             turn.messages.append(
@@ -699,7 +718,7 @@ class Execution:
                         child_instance_id=self.instance_id,
                         result=outcome.output
                         if isinstance(outcome, OrchestrationCompleted)
-                        else None,
+                        else NULL,
                         error=outcome.error if isinstance(outcome, OrchestrationFailed) else None,
                     ),
                     None,
@@ -712,8 +731,15 @@ class Execution:
             QueuedEvent(queue=channel[1], data=data)
             for channel, buffered in self._buffers.items()
             if channel[0] == "queue"
-            for data in buffered
+            for _position, data in buffered
         ]
+        # Arrivals this execution never processed go first in line for the next one, ahead of
+        # anything enqueued later (re-sending them would put them behind newer messages).
+        for message in self._unprocessed:
+            if isinstance(message, QueueEvent):
+                carried.append(QueuedEvent(queue=message.queue, data=message.data))
+            elif isinstance(message, ExternalEvent):
+                carried.append(QueuedEvent(queue=message.name, data=message.data, kind="event"))
         return ContinueAsNewMessage(
             instance_id=self.instance_id,
             execution_id=self.execution_id + 1,

@@ -1,8 +1,9 @@
 """Durable futures: what orchestration code awaits.
 
 A future resolves only when the engine processes the matching history event, so resolution
-order *is* history order. ``order`` records that global position, which ``select`` uses to
-pick the first finisher among futures that were already done when it was called.
+order *is* history order. ``order`` records ``(history position, sequence)`` of the
+resolution, which ``select`` uses to pick the first finisher among futures that were already
+done when it was called (a wait served from the event buffer takes its arrival position).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class DurableFuture(Generic[T]):
         self._result: Any = _PENDING
         self._exception: BaseException | None = None
         self._callbacks: list[Callable[[DurableFuture[Any]], None]] = []
-        self.order = 0
+        self.order: tuple[int, int] = (0, 0)
         self.cancelled = False
 
     @property
@@ -59,20 +60,20 @@ class DurableFuture(Generic[T]):
         else:
             self._callbacks.append(callback)
 
-    def set_result(self, value: Any) -> None:
+    def set_result(self, value: Any, *, position: int | None = None) -> None:
         if self.done:
             return
         self._result = value
-        self._fire()
+        self._fire(position)
 
-    def set_exception(self, exc: BaseException) -> None:
+    def set_exception(self, exc: BaseException, *, position: int | None = None) -> None:
         if self.done:
             return
         self._exception = exc
-        self._fire()
+        self._fire(position)
 
-    def _fire(self) -> None:
-        self.order = self.execution.next_resolution_order()
+    def _fire(self, position: int | None) -> None:
+        self.order = self.execution.next_resolution_order(position)
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback(self)

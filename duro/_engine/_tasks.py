@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from .._history import TaskCancelled
 from ._futures import DurableFuture
 
@@ -62,12 +64,27 @@ class TimerFuture(DurableFuture[None]):
 class EventFuture(DurableFuture[Any]):
     """A wait for an external event or a mailbox message; cancelled waits consume nothing."""
 
-    __slots__ = ("channel", "output_type")
+    __slots__ = ("channel", "output_type", "taken")
 
     def __init__(self, execution: Execution, channel: tuple[str, str], output_type: Any) -> None:
         super().__init__(execution)
         self.channel = channel
         self.output_type = output_type
+        self.taken: tuple[int, msgspec.Raw] | None = None
+        """(position, data) of the arrival this wait consumed."""
+
+    def result(self) -> Any:
+        self.taken = None  # observed: the arrival is consumed for good
+        return super().result()
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        if self.done:
+            # A wait served from the buffer that loses a select hands its arrival back.
+            if not self.cancelled:
+                self.cancelled = True
+                self.execution.give_back(self)
+            return
+        super().cancel(reason)
 
 
 class TaskFuture(DurableFuture[Any]):

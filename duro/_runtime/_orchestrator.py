@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -25,7 +24,7 @@ from ..providers import (
     TurnCommit,
 )
 from ._options import RuntimeOptions
-from ._polling import FetchScopes, IdleBackoff, retry_provider_call
+from ._polling import FetchScopes, IdleBackoff, retry_provider_call, run_fetch_loop
 from ._telemetry import tracer, turn_attributes
 
 log = logging.getLogger("duro.runtime.orchestrator")
@@ -73,34 +72,31 @@ class OrchestrationDispatcher:
         self.turns_committed = 0
         self.in_flight = 0
 
-    async def run_slot(self, stopping: anyio.Event) -> None:
-        """One dispatcher slot: loops until ``stopping`` is set, finishing its current turn."""
+    async def run(self, stopping: anyio.Event) -> None:
+        """Dispatch turns until ``stopping`` is set; returns when in-flight turns are done."""
         request = FetchTurnRequest(
             lock_timeout=self._options.orchestration_lock_timeout,
             poll_timeout=self._options.poll_timeout,
             owner_id=self._options.worker_id,
         )
-        backoff = IdleBackoff(self._options, self._clock)
-        while not stopping.is_set():
-            item: OrchestrationWorkItem | None = None
-            started = time.monotonic()
-            try:
-                with self._fetch_scopes.open():
-                    item = await self._provider.fetch_turn(request)
-            except ProviderError as exc:
-                log.warning("fetching a turn failed: %s", exc)
-                await backoff.failed(stopping, exc.retryable)
-                continue
-            if item is None:
-                await backoff.idle(stopping, time.monotonic() - started)
-                continue
-            backoff.reset()
-            self.in_flight += 1
-            try:
-                with anyio.CancelScope(shield=True):
-                    await self._process(item)
-            finally:
-                self.in_flight -= 1
+        await run_fetch_loop(
+            fetch=lambda: self._provider.fetch_turn(request),
+            handle=self._handle,
+            concurrency=self._options.orchestration_concurrency,
+            stopping=stopping,
+            backoff=IdleBackoff(self._options, self._clock),
+            scopes=self._fetch_scopes,
+            what="a turn",
+        )
+
+    async def _handle(self, item: OrchestrationWorkItem) -> None:
+        self.in_flight += 1
+        try:
+            # A started turn always finishes: shutdown never leaves a half-processed batch.
+            with anyio.CancelScope(shield=True):
+                await self._process(item)
+        finally:
+            self.in_flight -= 1
 
     def stop_fetching(self) -> None:
         """Interrupt idle fetches so slots notice shutdown at once."""

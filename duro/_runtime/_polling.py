@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
@@ -13,6 +15,8 @@ from .._errors import ProviderError
 from ._options import RuntimeOptions
 
 T = TypeVar("T")
+
+log = logging.getLogger("duro.runtime")
 
 
 class IdleBackoff:
@@ -78,3 +82,53 @@ class FetchScopes:
         self._cancelled = True
         for scope in list(self._scopes):
             scope.cancel()
+
+
+async def run_fetch_loop(
+    *,
+    fetch: Callable[[], Awaitable[T | None]],
+    handle: Callable[[T], Awaitable[None]],
+    concurrency: int,
+    stopping: anyio.Event,
+    backoff: IdleBackoff,
+    scopes: FetchScopes,
+    what: str,
+) -> None:
+    """Fetch one item at a time and hand it to ``handle`` with at most ``concurrency`` running.
+
+    A single fetcher per dispatcher keeps a wake-up from sending every idle slot to the store
+    at once; a free slot is reserved before fetching so nothing is locked without capacity.
+    Returns after ``stopping`` is set, once every handled item is done.
+    """
+    free = anyio.Semaphore(max(1, concurrency))
+
+    async def run(item: T) -> None:
+        try:
+            await handle(item)
+        finally:
+            free.release()
+
+    async with anyio.create_task_group() as tg:
+        while not stopping.is_set():
+            item: T | None = None
+            reserved = False
+            started = time.monotonic()
+            try:
+                with scopes.open():
+                    await free.acquire()
+                    reserved = True
+                    started = time.monotonic()
+                    item = await fetch()
+            except ProviderError as exc:
+                log.warning("fetching %s failed: %s", what, exc)
+                if reserved:
+                    free.release()
+                await backoff.failed(stopping, exc.retryable)
+                continue
+            if item is None:
+                if reserved:
+                    free.release()
+                await backoff.idle(stopping, time.monotonic() - started)
+                continue
+            backoff.reset()
+            tg.start_soon(run, item)

@@ -71,10 +71,10 @@ class Runtime:
         self._stopping = anyio.Event()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
-        for _ in range(self.options.orchestration_concurrency):
-            self._task_group.start_soon(self._orchestrator.run_slot, self._stopping)
-        for _ in range(self.options.activity_concurrency):
-            self._task_group.start_soon(self._worker.run_slot, self._stopping)
+        if self.options.orchestration_concurrency:
+            self._task_group.start_soon(self._orchestrator.run, self._stopping)
+        if self.options.activity_concurrency:
+            self._task_group.start_soon(self._worker.run, self._stopping)
         if self.options.activity_concurrency and self.options.max_sessions > 0:
             self._task_group.start_soon(self._maintain_sessions, self._stopping)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -13,6 +12,7 @@ import msgspec
 from .._clock import Clock
 from .._engine._execution import application_error, configuration_error
 from .._errors import LockLostError, PayloadError, ProviderError, UnregisteredError
+from .._history import NULL
 from .._messages import ActivityResult
 from .._registry import Registered, Registry
 from .._serde import decode, encode
@@ -29,7 +29,7 @@ from ..providers import (
 )
 from ._activity_context import ActivityContext
 from ._options import RuntimeOptions
-from ._polling import FetchScopes, IdleBackoff, retry_provider_call
+from ._polling import FetchScopes, IdleBackoff, retry_provider_call, run_fetch_loop
 from ._telemetry import activity_attributes, tracer
 
 if TYPE_CHECKING:
@@ -78,7 +78,8 @@ class ActivityWorker:
         for ctx in list(self._running.values()):
             ctx.cancel(reason)
 
-    async def run_slot(self, stopping: anyio.Event) -> None:
+    async def run(self, stopping: anyio.Event) -> None:
+        """Run activities until ``stopping`` is set; returns when in-flight ones are done."""
         options = self._options
         request = FetchActivityRequest(
             lock_timeout=options.activity_lock_timeout,
@@ -87,22 +88,15 @@ class ActivityWorker:
             session_owner=options.worker_id if options.max_sessions > 0 else None,
             session_lock_timeout=options.session_lock_timeout,
         )
-        backoff = IdleBackoff(options, self._clock)
-        while not stopping.is_set():
-            item: ActivityWorkItem | None = None
-            started = time.monotonic()
-            try:
-                with self._fetch_scopes.open():
-                    item = await self._provider.fetch_activity(request)
-            except ProviderError as exc:
-                log.warning("fetching an activity failed: %s", exc)
-                await backoff.failed(stopping, exc.retryable)
-                continue
-            if item is None:
-                await backoff.idle(stopping, time.monotonic() - started)
-                continue
-            backoff.reset()
-            await self._execute(item)
+        await run_fetch_loop(
+            fetch=lambda: self._provider.fetch_activity(request),
+            handle=self._execute,
+            concurrency=options.activity_concurrency,
+            stopping=stopping,
+            backoff=IdleBackoff(options, self._clock),
+            scopes=self._fetch_scopes,
+            what="an activity",
+        )
 
     async def _execute(self, item: ActivityWorkItem) -> None:
         task = item.task
@@ -218,7 +212,7 @@ class ActivityWorker:
             instance_id=task.instance_id,
             execution_id=task.execution_id,
             seq=task.seq,
-            result=result,
+            result=result if result is not None else NULL,
             error=error,
         )
         commit = ActivityCommit(

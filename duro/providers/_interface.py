@@ -103,17 +103,17 @@ class Provider(abc.ABC):
     async def fetch_turn(self, request: FetchTurnRequest) -> OrchestrationWorkItem | None:
         """Lock one instance that has visible messages and return its batch, or None.
 
-        * Picks an instance that has at least one visible message and no live lock (oldest
-          message first), takes its lock with a fresh token for ``request.lock_timeout``, tags
-          every currently visible message of that instance and increments each one's delivery
-          count, all in one atomic step. Messages arriving later are not in the batch and stay
-          queued for the next turn.
+        * Picks an instance that has at least one visible message and no live lock (the
+          instance whose message became visible first), takes its lock with a fresh token for
+          ``request.lock_timeout``, tags every currently visible message of that instance and
+          increments each one's delivery count, all in one atomic step. Messages arriving
+          later are not in the batch and stay queued for the next turn.
         * Loads the instance record, the current execution's history (ordered by event id)
           and the KV snapshot (``OrchestrationWorkItem.kv_snapshot``).
-        * An instance with no committed turn whose batch holds no ``StartOrchestration``:
-          messages other than external/queue events stay (release the lock, return None, and
-          do not let such messages starve other instances); the provider may drop orphaned
-          ``QueueEvent``/``CancelInstance`` messages.
+        * Never started (no committed turn and no ``StartOrchestration`` in the batch): leave
+          the instance unlocked and skip it, so its messages cannot starve others.
+          ``QueueEvent`` and ``CancelInstance`` messages may be dropped; all others stay
+          queued for a later start.
         * History that cannot be decoded: return the item with ``history_error`` set and an
           empty history (lock held, attempt counted).
         * May wait up to ``request.poll_timeout`` seconds for work (long polling) and must
@@ -150,8 +150,10 @@ class Provider(abc.ABC):
     async def abandon_turn(self, request: AbandonRequest) -> None:
         """Release the lock without committing; messages become visible after ``delay``.
 
-        ``ignore_attempt`` undoes this delivery's increment. Messages already scheduled
-        further in the future (timers) keep their time. Unknown token: ``LockLostError``.
+        Every message of the instance that would become visible before now + ``delay``
+        (arrivals during the turn included) becomes visible at now + ``delay``; later ones
+        (timers) keep their time. ``ignore_attempt`` undoes this delivery's increment.
+        Unknown, expired or taken-over token: ``LockLostError``.
         """
 
     @abc.abstractmethod

@@ -83,9 +83,11 @@ class OrchestrationWorkItem:
     execution_id: int
     """Current execution (0 when the instance has no committed turn yet)."""
     instance: InstanceRecord | None
+    """None until the instance's first commit."""
     history: list[HistoryEvent]
     messages: list[AnyOrchestratorMessage]
-    """Visible messages at fetch time, in enqueue order."""
+    """Visible messages at fetch time, in the order they became visible (visible-at time,
+    then enqueue order)."""
     attempt: int
     """Highest delivery count over ``messages`` (1 on the first delivery)."""
     kv_snapshot: dict[str, KvEntry] = field(default_factory=dict)

@@ -1,7 +1,25 @@
-"""Tools for testing workflows and providers."""
+"""Tools for testing workflows and providers.
+
+``VirtualClock`` runs timers and lock expiry on virtual time. ``ProviderContract`` is the
+shared pytest suite every provider must pass (importing it needs pytest).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._clock import VirtualClock
 
-__all__ = ["VirtualClock"]
+if TYPE_CHECKING:
+    from ._contract import ProviderContract
+
+__all__ = ["ProviderContract", "VirtualClock"]
+
+
+def __getattr__(name: str) -> Any:
+    # The contract suite imports pytest; load it only for those who ask for it.
+    if name == "ProviderContract":
+        from ._contract import ProviderContract
+
+        return ProviderContract
+    raise AttributeError(name)

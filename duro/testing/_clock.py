@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 import anyio
+import anyio.lowlevel
 
 
 class VirtualClock:
@@ -49,7 +50,7 @@ class VirtualClock:
             if deadline <= self._now_ms:
                 event.set()
         # Let woken tasks observe the new time before the caller continues.
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
     def __repr__(self) -> str:
         return f"VirtualClock(now_ms={self._now_ms})"

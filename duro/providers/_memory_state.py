@@ -1,0 +1,328 @@
+"""Rows and pure helpers behind ``InMemoryProvider``.
+
+Everything here is synchronous: the provider calls it between awaits, so each operation is
+atomic with respect to every other task on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .._errors import ProviderError
+from .._history import HistoryEvent
+from .._messages import ActivityTask, AnyOrchestratorMessage, StartOrchestration
+from .._status import ErrorInfo, State
+from ._types import (
+    ExecutionStatus,
+    InstancePage,
+    InstanceQuery,
+    InstanceRecord,
+    KvChange,
+    KvEntry,
+    TurnCommit,
+)
+
+
+@dataclass(slots=True, kw_only=True)
+class OrchestratorRow:
+    """One orchestrator-queue message."""
+
+    seq: int
+    instance_id: str
+    message: AnyOrchestratorMessage
+    visible_at_ms: int
+    enqueued_at_ms: int
+    lock_token: str | None = None
+    """Token of the turn whose batch holds this message (only meaningful while that lock lives)."""
+    attempt: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class TurnLock:
+    token: str
+    locked_until_ms: int
+    owner_id: str
+
+
+@dataclass(slots=True, kw_only=True)
+class WorkRow:
+    """One worker-queue item."""
+
+    seq: int
+    task: ActivityTask
+    visible_at_ms: int
+    lock_token: str | None = None
+    locked_until_ms: int = 0
+    attempt: int = 0
+
+    def is_locked(self, now_ms: int) -> bool:
+        return self.lock_token is not None and self.locked_until_ms > now_ms
+
+
+@dataclass(slots=True, kw_only=True)
+class SessionRow:
+    owner_id: str
+    locked_until_ms: int
+    last_activity_ms: int
+
+    def is_live(self, now_ms: int) -> bool:
+        return self.locked_until_ms > now_ms
+
+
+@dataclass(slots=True, kw_only=True)
+class ExecutionRow:
+    status: ExecutionStatus = ExecutionStatus.RUNNING
+    events: list[HistoryEvent] = field(default_factory=list)
+    event_ids: set[int] = field(default_factory=set)
+    started_at_ms: int = 0
+    completed_at_ms: int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class InstanceRow:
+    """A committed instance: created by its first committed turn."""
+
+    instance_id: str
+    name: str
+    version: str
+    parent_instance_id: str | None
+    created_at_ms: int
+    created_seq: int
+    """Tie-breaker for newest-first listing (the start message's queue sequence)."""
+    updated_at_ms: int
+    execution_id: int
+    executions: dict[int, ExecutionRow] = field(default_factory=dict)
+    output: bytes | None = None
+    error: ErrorInfo | None = None
+    completed_at_ms: int | None = None
+    custom_status: bytes | None = None
+    custom_status_version: int = 0
+    kv: dict[str, KvEntry] = field(default_factory=dict)
+    """Committed KV: the merged state of every finished execution."""
+    kv_delta: dict[str, KvEntry | None] = field(default_factory=dict)
+    """The current execution's writes; None is a tombstone."""
+
+    @property
+    def status(self) -> ExecutionStatus:
+        return self.executions[self.execution_id].status
+
+    def record(self) -> InstanceRecord:
+        status = self.status
+        return InstanceRecord(
+            instance_id=self.instance_id,
+            state=status.instance_state(),
+            name=self.name,
+            version=self.version,
+            execution_id=self.execution_id,
+            execution_status=status,
+            output=self.output,
+            error=self.error,
+            custom_status=self.custom_status,
+            custom_status_version=self.custom_status_version,
+            parent_instance_id=self.parent_instance_id,
+            created_at_ms=self.created_at_ms,
+            updated_at_ms=self.updated_at_ms,
+            completed_at_ms=self.completed_at_ms,
+        )
+
+    def merged_kv(self) -> dict[str, KvEntry]:
+        merged = dict(self.kv)
+        for key, entry in self.kv_delta.items():
+            if entry is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = entry
+        return merged
+
+    def apply_kv(self, clear_all: bool, changes: Sequence[KvChange]) -> None:
+        if clear_all:
+            self.kv_delta = dict.fromkeys(self.kv.keys() | self.kv_delta.keys())
+        for change in changes:
+            self.kv_delta[change.key] = (
+                None
+                if change.value is None
+                else KvEntry(value=change.value, updated_at_ms=change.updated_at_ms)
+            )
+
+    def merge_kv_delta(self) -> None:
+        self.kv = self.merged_kv()
+        self.kv_delta = {}
+
+    def apply_commit(self, commit: TurnCommit, now_ms: int) -> None:
+        """Steps 2-5 of ``commit_turn`` (record, history, custom status, KV); never fails."""
+        self.name = commit.name
+        self.version = commit.version
+        if self.parent_instance_id is None:
+            self.parent_instance_id = commit.parent_instance_id
+        execution = self.executions.setdefault(
+            commit.execution_id, ExecutionRow(started_at_ms=now_ms)
+        )
+        self.execution_id = commit.execution_id
+        if commit.new_events:
+            in_order = not execution.events or (
+                commit.new_events[0].event_id > execution.events[-1].event_id
+            )
+            execution.events.extend(commit.new_events)
+            execution.event_ids.update(event.event_id for event in commit.new_events)
+            if not in_order:
+                execution.events.sort(key=lambda event: event.event_id)
+        status = commit.execution_status
+        execution.status = status
+        if status.is_terminal and execution.completed_at_ms is None:
+            execution.completed_at_ms = now_ms
+        self.output = commit.output
+        self.error = commit.error
+        self.updated_at_ms = now_ms
+        self.completed_at_ms = now_ms if status.instance_state().is_terminal else None
+        if commit.custom_status_changed:
+            self.custom_status = commit.custom_status
+            self.custom_status_version += 1
+        self.apply_kv(commit.kv_clear_all, commit.kv_changes)
+        if status.is_terminal:
+            self.merge_kv_delta()
+
+
+class OrchestratorQueue:
+    """Orchestrator-queue rows in enqueue order, indexed by instance."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, OrchestratorRow] = {}
+        self._by_instance: dict[str, dict[int, OrchestratorRow]] = {}
+
+    def rows(self) -> list[OrchestratorRow]:
+        """Every row, oldest first (a copy, so callers may remove rows as they go)."""
+        return list(self._rows.values())
+
+    def of(self, instance_id: str) -> list[OrchestratorRow]:
+        """The rows of one instance, oldest first."""
+        return list(self._by_instance.get(instance_id, {}).values())
+
+    def instance_ids(self) -> list[str]:
+        return list(self._by_instance)
+
+    def add(self, row: OrchestratorRow) -> None:
+        self._rows[row.seq] = row
+        self._by_instance.setdefault(row.instance_id, {})[row.seq] = row
+
+    def remove(self, row: OrchestratorRow) -> None:
+        self._rows.pop(row.seq, None)
+        rows = self._by_instance.get(row.instance_id)
+        if rows is not None:
+            rows.pop(row.seq, None)
+            if not rows:
+                del self._by_instance[row.instance_id]
+
+
+class WorkQueue:
+    """Worker-queue rows in enqueue order, with the live lock tokens that point at them."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, WorkRow] = {}
+        self._tokens: dict[str, int] = {}
+
+    def rows(self) -> list[WorkRow]:
+        return list(self._rows.values())
+
+    def add(self, row: WorkRow) -> None:
+        self._rows[row.seq] = row
+
+    def remove(self, row: WorkRow) -> None:
+        self._rows.pop(row.seq, None)
+        self.unlock(row)
+
+    def lock(self, row: WorkRow, token: str, until_ms: int) -> None:
+        self.unlock(row)
+        row.lock_token = token
+        row.locked_until_ms = until_ms
+        row.attempt += 1
+        self._tokens[token] = row.seq
+
+    def unlock(self, row: WorkRow) -> None:
+        if row.lock_token is not None:
+            self._tokens.pop(row.lock_token, None)
+        row.lock_token = None
+        row.locked_until_ms = 0
+
+    def by_token(self, token: str) -> WorkRow | None:
+        seq = self._tokens.get(token)
+        return None if seq is None else self._rows.get(seq)
+
+
+def arrival_order(rows: Iterable[OrchestratorRow]) -> list[OrchestratorRow]:
+    """Messages in the order they became visible (a timer arrives when it falls due)."""
+    return sorted(rows, key=lambda row: (row.visible_at_ms, row.seq))
+
+
+def to_ms(seconds: float | None) -> int:
+    return 0 if seconds is None else max(0, round(seconds * 1000))
+
+
+def pending_record(row: OrchestratorRow) -> InstanceRecord:
+    """The PENDING record a queued start stands for."""
+    start = row.message
+    if not isinstance(start, StartOrchestration):
+        raise TypeError("a pending record needs a StartOrchestration row")
+    return InstanceRecord(
+        instance_id=row.instance_id,
+        state=State.PENDING,
+        name=start.name,
+        version=start.version,
+        parent_instance_id=start.parent.instance_id if start.parent else None,
+        created_at_ms=row.enqueued_at_ms,
+        updated_at_ms=row.enqueued_at_ms,
+    )
+
+
+def _sort_key(record: InstanceRecord, seq: int) -> tuple[int, int]:
+    return (record.created_at_ms, seq)
+
+
+def _encode_continuation(key: tuple[int, int]) -> str:
+    return f"{key[0]}.{key[1]}"
+
+
+def _decode_continuation(token: str) -> tuple[int, int]:
+    try:
+        created, _, seq = token.partition(".")
+        return (int(created), int(seq))
+    except ValueError:
+        raise ProviderError(
+            "list_instances", f"invalid continuation token {token!r}", retryable=False
+        ) from None
+
+
+def _matches(record: InstanceRecord, query: InstanceQuery) -> bool:
+    if query.states is not None and record.state not in query.states:
+        return False
+    if query.name is not None and record.name != query.name:
+        return False
+    if query.parent_instance_id is not None and (
+        record.parent_instance_id != query.parent_instance_id
+    ):
+        return False
+    if query.created_after_ms is not None and record.created_at_ms <= query.created_after_ms:
+        return False
+    return not (
+        query.created_before_ms is not None and record.created_at_ms >= query.created_before_ms
+    )
+
+
+def page_instances(records: list[tuple[InstanceRecord, int]], query: InstanceQuery) -> InstancePage:
+    """Newest first; the continuation is the (created_at, seq) key of the last row returned."""
+    if query.limit < 1:
+        raise ProviderError("list_instances", "limit must be at least 1", retryable=False)
+    after = _decode_continuation(query.continuation) if query.continuation else None
+    rows = sorted(
+        ((_sort_key(record, seq), record) for record, seq in records if _matches(record, query)),
+        key=lambda pair: pair[0],
+        reverse=True,
+    )
+    if after is not None:
+        rows = [pair for pair in rows if pair[0] < after]
+    page = rows[: query.limit]
+    more = len(rows) > query.limit
+    return InstancePage(
+        instances=[record for _, record in page],
+        continuation=_encode_continuation(page[-1][0]) if more and page else None,
+    )

@@ -1,0 +1,321 @@
+"""``SqliteProvider``: the embedded, durable default store.
+
+Layout of the implementation:
+
+* ``_sqlite_db``: connections and threads. One writer connection behind a thread lock plus a
+  pool of WAL reader connections; every call runs in a worker thread so the event loop never
+  waits on SQLite (see that module for why this beats a single async-limited connection).
+* ``_sqlite_schema``: identity check, DDL and numbered migrations (``PRAGMA user_version``).
+* ``_sqlite_turns`` / ``_sqlite_activities`` / ``_sqlite_manage``: one ``*_txn`` function per
+  contract operation, each run as exactly one transaction (``BEGIN IMMEDIATE`` for writes).
+* ``_sqlite_errors``: typed errors and the translation of ``sqlite3`` errors.
+
+Correctness never depends on in-process state: locks are rows with tokens and expiry times
+(milliseconds from the provider's clock, computed in Python), so several providers, runtimes
+or processes can share one file. In-process state is only used to wake long-polling fetches
+early: writes through this provider object notify its waiters at once; writes from other
+processes are noticed by re-checking every ``poll_interval`` seconds of real time.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
+
+import anyio
+
+from .._clock import SYSTEM_CLOCK, Clock
+from .._history import HistoryEvent
+from .._messages import StartOrchestration
+from ._interface import Provider
+from ._signal import WorkSignal
+from ._sqlite_activities import (
+    abandon_activity_txn,
+    cleanup_sessions_txn,
+    complete_activity_txn,
+    fetch_activity_txn,
+    renew_activity_txn,
+    renew_sessions_txn,
+)
+from ._sqlite_db import MEMORY, Database
+from ._sqlite_manage import (
+    children_txn,
+    delete_instance_txn,
+    kv_items_txn,
+    list_executions_txn,
+    list_instances_txn,
+    prune_txn,
+    queue_depths_txn,
+    read_history_txn,
+    read_instance_txn,
+)
+from ._sqlite_turns import (
+    abandon_turn_txn,
+    commit_turn_txn,
+    decode_turn,
+    fetch_turn_txn,
+    insert_message_txn,
+    ms,
+    renew_turn_txn,
+    start_txn,
+)
+from ._types import (
+    AbandonRequest,
+    ActivityCommit,
+    ActivityWorkItem,
+    DeleteRequest,
+    DeleteResult,
+    FetchActivityRequest,
+    FetchTurnRequest,
+    InstancePage,
+    InstanceQuery,
+    InstanceRecord,
+    KvEntry,
+    OrchestrationWorkItem,
+    PruneRequest,
+    PruneResult,
+    QueueDepths,
+    RenewRequest,
+    ScheduledMessage,
+    SessionRenewal,
+    TurnCommit,
+)
+
+W = TypeVar("W", OrchestrationWorkItem, ActivityWorkItem)
+
+
+class SqliteProvider(Provider):
+    """Stores everything in one SQLite file (WAL mode), safe to share between processes.
+
+    ``SqliteProvider("app.db")`` does no I/O until first used; ``async with`` or ``close()``
+    releases the connections (using the provider again reopens it). The schema is created on
+    first use and upgraded in place by numbered migrations.
+
+    ``busy_timeout`` is how long a write waits for another process's write lock before
+    failing with a retryable ``StoreBusyError``. ``poll_interval`` is how often (real seconds)
+    a long-polling fetch re-checks the file for work written by other processes.
+    """
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Clock | None = None,
+        busy_timeout: float = 30.0,
+        poll_interval: float = 0.25,
+    ) -> None:
+        self._path = os.fspath(path)
+        self._clock: Clock = clock if clock is not None else SYSTEM_CLOCK
+        self._poll_interval = poll_interval
+        self._db = Database(self._path, busy_timeout=busy_timeout)
+        self._turn_signal = WorkSignal()
+        self._activity_signal = WorkSignal()
+
+    @classmethod
+    def in_memory(cls, *, clock: Clock | None = None) -> SqliteProvider:
+        """A private in-memory database (for tests and demos); kept across close/reopen."""
+        return cls(MEMORY, clock=clock)
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def __repr__(self) -> str:
+        return f"SqliteProvider({self._path!r}, clock={self._clock!r})"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._db.open()
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # -- client side ----------------------------------------------------------------------------
+
+    async def start_orchestration(self, start: StartOrchestration) -> None:
+        await self._db.write(
+            "start_orchestration", partial(start_txn, start=start, now=self._clock.now_ms())
+        )
+        self._turn_signal.notify()
+
+    async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
+        await self._db.write(
+            "enqueue_orchestrator_message",
+            partial(
+                insert_message_txn,
+                message=message.message,
+                visible_at_ms=message.visible_at_ms,
+                now=self._clock.now_ms(),
+            ),
+        )
+        self._turn_signal.notify()
+
+    # -- orchestration turns --------------------------------------------------------------------
+
+    async def fetch_turn(self, request: FetchTurnRequest) -> OrchestrationWorkItem | None:
+        async def attempt() -> OrchestrationWorkItem | int | None:
+            now = self._clock.now_ms()
+            txn = partial(
+                fetch_turn_txn,
+                now=now,
+                lock_until=now + ms(request.lock_timeout),
+                owner_id=request.owner_id,
+                token=uuid.uuid4().hex,
+            )
+            return await self._db.write_then("fetch_turn", txn, decode_turn)
+
+        return await self._long_poll(
+            self._turn_signal, request.poll_timeout, OrchestrationWorkItem, attempt
+        )
+
+    async def commit_turn(self, commit: TurnCommit) -> None:
+        await self._db.write(
+            "commit_turn", partial(commit_turn_txn, commit=commit, now=self._clock.now_ms())
+        )
+        self._turn_signal.notify()
+        if commit.activity_tasks:
+            self._activity_signal.notify()
+
+    async def abandon_turn(self, request: AbandonRequest) -> None:
+        await self._db.write(
+            "abandon_turn", partial(abandon_turn_txn, request=request, now=self._clock.now_ms())
+        )
+        self._turn_signal.notify()
+
+    async def renew_turn_lock(self, request: RenewRequest) -> None:
+        await self._db.write(
+            "renew_turn_lock", partial(renew_turn_txn, request=request, now=self._clock.now_ms())
+        )
+
+    # -- activity work items --------------------------------------------------------------------
+
+    async def fetch_activity(self, request: FetchActivityRequest) -> ActivityWorkItem | None:
+        async def attempt() -> ActivityWorkItem | int | None:
+            txn = partial(
+                fetch_activity_txn,
+                request=request,
+                now=self._clock.now_ms(),
+                token=uuid.uuid4().hex,
+            )
+            return await self._db.write("fetch_activity", txn)
+
+        return await self._long_poll(
+            self._activity_signal, request.poll_timeout, ActivityWorkItem, attempt
+        )
+
+    async def complete_activity(self, commit: ActivityCommit) -> None:
+        await self._db.write(
+            "complete_activity",
+            partial(complete_activity_txn, commit=commit, now=self._clock.now_ms()),
+        )
+        self._activity_signal.notify()
+        if commit.result is not None:
+            self._turn_signal.notify()
+
+    async def abandon_activity(self, request: AbandonRequest) -> None:
+        await self._db.write(
+            "abandon_activity",
+            partial(abandon_activity_txn, request=request, now=self._clock.now_ms()),
+        )
+        self._activity_signal.notify()
+
+    async def renew_activity_lock(self, request: RenewRequest) -> None:
+        await self._db.write(
+            "renew_activity_lock",
+            partial(renew_activity_txn, request=request, now=self._clock.now_ms()),
+        )
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    async def renew_sessions(self, request: SessionRenewal) -> int:
+        return await self._db.write(
+            "renew_sessions",
+            partial(renew_sessions_txn, request=request, now=self._clock.now_ms()),
+        )
+
+    async def cleanup_orphaned_sessions(self, idle_timeout: float) -> int:
+        # Only expired sessions go, and an expired session is idle by definition.
+        return await self._db.write(
+            "cleanup_orphaned_sessions", partial(cleanup_sessions_txn, now=self._clock.now_ms())
+        )
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def read_instance(self, instance_id: str) -> InstanceRecord | None:
+        return await self._db.read(
+            "read_instance", partial(read_instance_txn, instance_id=instance_id)
+        )
+
+    async def read_history(
+        self, instance_id: str, execution_id: int | None = None
+    ) -> list[HistoryEvent]:
+        return await self._db.read(
+            "read_history",
+            partial(read_history_txn, instance_id=instance_id, execution_id=execution_id),
+        )
+
+    async def list_executions(self, instance_id: str) -> list[int]:
+        return await self._db.read(
+            "list_executions", partial(list_executions_txn, instance_id=instance_id)
+        )
+
+    async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
+        items = await self._db.read(
+            "get_kv_value", partial(kv_items_txn, instance_id=instance_id, key=key)
+        )
+        return items.get(key)
+
+    async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
+        return await self._db.read("get_kv_items", partial(kv_items_txn, instance_id=instance_id))
+
+    # -- management -----------------------------------------------------------------------------
+
+    async def list_instances(self, query: InstanceQuery) -> InstancePage:
+        return await self._db.read("list_instances", partial(list_instances_txn, query=query))
+
+    async def list_children(self, instance_id: str) -> list[str]:
+        return await self._db.read("list_children", partial(children_txn, instance_id=instance_id))
+
+    async def delete_instance(self, request: DeleteRequest) -> DeleteResult:
+        return await self._db.write(
+            "delete_instance", partial(delete_instance_txn, request=request)
+        )
+
+    async def prune_executions(self, request: PruneRequest) -> PruneResult:
+        return await self._db.write("prune_executions", partial(prune_txn, request=request))
+
+    async def queue_depths(self) -> QueueDepths:
+        return await self._db.read(
+            "queue_depths", partial(queue_depths_txn, now=self._clock.now_ms())
+        )
+
+    # -- long polling ---------------------------------------------------------------------------
+
+    async def _long_poll(
+        self,
+        signal: WorkSignal,
+        poll_timeout: float,
+        item_type: type[W],
+        attempt: Callable[[], Awaitable[W | int | None]],
+    ) -> W | None:
+        """Try, then wait for a wake-up, the next due time or the deadline, and try again."""
+        deadline = self._clock.now_ms() + ms(poll_timeout)
+        while True:
+            # Taken before the query, so a write that lands in between still wakes us.
+            event = signal.current()
+            result = await attempt()
+            if isinstance(result, item_type):
+                return result
+            now = self._clock.now_ms()
+            if now >= deadline:
+                return None
+            until = min(deadline, result) if isinstance(result, int) else deadline
+            # Other processes' writes do not notify us: look again every poll_interval.
+            with anyio.move_on_after(self._poll_interval):
+                await WorkSignal.wait(self._clock, event, max(until - now, 1) / 1000)

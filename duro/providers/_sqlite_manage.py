@@ -1,0 +1,293 @@
+"""Reads and management transactions of the SQLite provider.
+
+Reads run in a read transaction on a reader connection (a consistent WAL snapshot); delete and
+prune run in ``BEGIN IMMEDIATE`` on the writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from .._errors import (
+    InstanceNotFoundError,
+    InstanceStillRunningError,
+    ProviderError,
+    StoreCorruptionError,
+)
+from .._history import HistoryEvent, decode_event
+from .._status import State
+from ._sqlite_rows import INSTANCE_COLUMNS, PENDING_COLUMNS, instance_from_row
+from ._types import (
+    DeleteRequest,
+    DeleteResult,
+    ExecutionStatus,
+    InstancePage,
+    InstanceQuery,
+    InstanceRecord,
+    KvEntry,
+    PruneRequest,
+    PruneResult,
+    QueueDepths,
+)
+
+# The first queued start of each instance that has no committed turn, as instance columns.
+_PENDING_SQL = f"""
+SELECT {PENDING_COLUMNS}, q.id AS seq FROM orchestrator_queue q
+WHERE q.kind = 'StartOrchestration'
+  AND q.id = (SELECT min(s.id) FROM orchestrator_queue s
+              WHERE s.instance_id = q.instance_id AND s.kind = 'StartOrchestration')
+  AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = q.instance_id)
+"""
+
+_CORRUPT = (msgspec.DecodeError, msgspec.ValidationError, ValueError)
+
+
+def _record(op: str, row: tuple[Any, ...]) -> InstanceRecord:
+    try:
+        return instance_from_row(row)
+    except _CORRUPT as exc:
+        raise StoreCorruptionError(op, f"instance record of {row[0]!r}: {exc}") from exc
+
+
+def read_instance_txn(conn: sqlite3.Connection, instance_id: str) -> InstanceRecord | None:
+    row = conn.execute(
+        f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?", (instance_id,)
+    ).fetchone()
+    if row is None:
+        row = conn.execute(f"{_PENDING_SQL} AND q.instance_id = ?", (instance_id,)).fetchone()
+        if row is None:
+            return None
+        row = row[:-1]
+    return _record("read_instance", row)
+
+
+def read_history_txn(
+    conn: sqlite3.Connection, instance_id: str, execution_id: int | None
+) -> list[HistoryEvent]:
+    if execution_id is None:
+        row = conn.execute(
+            "SELECT execution_id FROM instances WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        if row is None:
+            return []
+        execution_id = row[0]
+    events: list[HistoryEvent] = []
+    for event_id, data in conn.execute(
+        "SELECT event_id, data FROM history WHERE instance_id = ? AND execution_id = ?"
+        " ORDER BY event_id",
+        (instance_id, execution_id),
+    ):
+        try:
+            events.append(decode_event(data))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise StoreCorruptionError(
+                "read_history",
+                f"event {event_id} of execution {execution_id} of {instance_id!r} "
+                f"cannot be decoded: {exc}",
+            ) from exc
+    return events
+
+
+def list_executions_txn(conn: sqlite3.Connection, instance_id: str) -> list[int]:
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT execution_id FROM executions WHERE instance_id = ? ORDER BY execution_id",
+            (instance_id,),
+        )
+    ]
+
+
+def kv_items_txn(
+    conn: sqlite3.Connection, instance_id: str, key: str | None = None
+) -> dict[str, KvEntry]:
+    """The merged view: the current execution's delta over the committed store."""
+    key_filter = "" if key is None else " AND key = :key"
+    merged: dict[str, KvEntry] = {}
+    params = {"iid": instance_id, "key": key}
+    for k, value, updated in conn.execute(
+        f"SELECT key, value, updated_at_ms FROM kv_store WHERE instance_id = :iid{key_filter}",
+        params,
+    ):
+        merged[k] = KvEntry(value=value, updated_at_ms=updated)
+    for k, value, updated in conn.execute(
+        f"SELECT key, value, updated_at_ms FROM kv_delta WHERE instance_id = :iid{key_filter}",
+        params,
+    ):
+        if value is None:
+            merged.pop(k, None)
+        else:
+            merged[k] = KvEntry(value=value, updated_at_ms=updated)
+    return merged
+
+
+def _parse_continuation(token: str) -> tuple[int, int]:
+    created, _, seq = token.partition(".")
+    try:
+        return int(created), int(seq)
+    except ValueError:
+        raise ProviderError(
+            "list_instances", f"invalid continuation token {token!r}", retryable=False
+        ) from None
+
+
+def list_instances_txn(conn: sqlite3.Connection, query: InstanceQuery) -> InstancePage:
+    if query.limit < 1:
+        raise ProviderError("list_instances", "limit must be at least 1", retryable=False)
+    where: list[str] = []
+    params: dict[str, Any] = {"limit": query.limit + 1}
+    if query.states is not None:
+        statuses = [
+            status.value for status in ExecutionStatus if status.instance_state() in query.states
+        ]
+        marks = [f":st{i}" for i in range(len(statuses))]
+        params.update({f"st{i}": value for i, value in enumerate(statuses)})
+        clause = f"execution_status IN ({', '.join(marks)})" if marks else "0"
+        if State.PENDING in query.states:
+            clause = f"({clause} OR execution_status IS NULL)"
+        where.append(clause)
+    if query.name is not None:
+        where.append("name = :name")
+        params["name"] = query.name
+    if query.parent_instance_id is not None:
+        where.append("parent_instance_id = :parent")
+        params["parent"] = query.parent_instance_id
+    if query.created_after_ms is not None:
+        where.append("created_at_ms > :after")
+        params["after"] = query.created_after_ms
+    if query.created_before_ms is not None:
+        where.append("created_at_ms < :before")
+        params["before"] = query.created_before_ms
+    if query.continuation:
+        params["c_at"], params["c_seq"] = _parse_continuation(query.continuation)
+        where.append("(created_at_ms, seq) < (:c_at, :c_seq)")
+    sql = (
+        f"SELECT * FROM (SELECT {INSTANCE_COLUMNS}, created_seq AS seq FROM instances"
+        f" UNION ALL {_PENDING_SQL})"
+        f" {'WHERE ' + ' AND '.join(where) if where else ''}"
+        " ORDER BY created_at_ms DESC, seq DESC LIMIT :limit"
+    )
+    rows = conn.execute(sql, params).fetchall()
+    page = rows[: query.limit]
+    more = len(rows) > query.limit
+    return InstancePage(
+        instances=[_record("list_instances", row[:-1]) for row in page],
+        continuation=f"{page[-1][10]}.{page[-1][-1]}" if more and page else None,
+    )
+
+
+def children_txn(conn: sqlite3.Connection, instance_id: str) -> list[str]:
+    committed = [
+        row[0]
+        for row in conn.execute(
+            "SELECT instance_id FROM instances WHERE parent_instance_id = ?"
+            " ORDER BY created_at_ms, created_seq",
+            (instance_id,),
+        )
+    ]
+    pending = [
+        row[0]
+        for row in conn.execute(
+            f"{_PENDING_SQL} AND q.start_parent_id = ? ORDER BY q.id",
+            (instance_id,),
+        )
+    ]
+    return committed + pending
+
+
+def delete_instance_txn(conn: sqlite3.Connection, request: DeleteRequest) -> DeleteResult:
+    root = request.instance_id
+    if read_instance_txn(conn, root) is None:
+        raise InstanceNotFoundError(root)
+    tree = [root]
+    for instance_id in tree:  # grows while iterating: breadth-first over descendants
+        tree.extend(child for child in children_txn(conn, instance_id) if child not in tree)
+    if not request.force:
+        for instance_id in tree:
+            record = read_instance_txn(conn, instance_id)
+            if record is not None and not record.state.is_terminal:
+                raise InstanceStillRunningError(instance_id)
+    executions = events = messages = 0
+    for iid in tree:
+        args = (iid,)
+        events += conn.execute("DELETE FROM history WHERE instance_id = ?", args).rowcount
+        executions += conn.execute("DELETE FROM executions WHERE instance_id = ?", args).rowcount
+        messages += conn.execute(
+            "DELETE FROM orchestrator_queue WHERE instance_id = ?", args
+        ).rowcount
+        messages += conn.execute("DELETE FROM worker_queue WHERE instance_id = ?", args).rowcount
+        for table in ("instance_locks", "kv_store", "kv_delta", "instances"):
+            conn.execute(f"DELETE FROM {table} WHERE instance_id = ?", args)
+    return DeleteResult(
+        instances_deleted=len(tree),
+        executions_deleted=executions,
+        events_deleted=events,
+        messages_deleted=messages,
+    )
+
+
+def prune_txn(conn: sqlite3.Connection, request: PruneRequest) -> PruneResult:
+    iid = request.instance_id
+    row = conn.execute("SELECT execution_id FROM instances WHERE instance_id = ?", (iid,))
+    current = row.fetchone()
+    if current is None:
+        if read_instance_txn(conn, iid) is not None:
+            return PruneResult()  # pending: nothing has run yet
+        raise InstanceNotFoundError(iid)
+    executions = conn.execute(
+        "SELECT execution_id, status, completed_at_ms FROM executions WHERE instance_id = ?"
+        " ORDER BY execution_id",
+        (iid,),
+    ).fetchall()
+    keep = {e[0] for e in executions[-max(1, request.keep_last) :]} | {current[0]}
+    cutoff = request.completed_before_ms
+    deleted_executions = deleted_events = 0
+    for execution_id, status, completed_at in executions:
+        if execution_id in keep or status == ExecutionStatus.RUNNING.value:
+            continue
+        if cutoff is not None and (completed_at is None or completed_at >= cutoff):
+            continue
+        args = (iid, execution_id)
+        deleted_events += conn.execute(
+            "DELETE FROM history WHERE instance_id = ? AND execution_id = ?", args
+        ).rowcount
+        conn.execute("DELETE FROM executions WHERE instance_id = ? AND execution_id = ?", args)
+        deleted_executions += 1
+    return PruneResult(executions_deleted=deleted_executions, events_deleted=deleted_events)
+
+
+def queue_depths_txn(conn: sqlite3.Connection, now: int) -> QueueDepths:
+    row = conn.execute(
+        """
+        SELECT
+          sum(CASE WHEN live THEN 0 WHEN q.visible_at_ms > :now THEN 0 ELSE 1 END),
+          sum(CASE WHEN live THEN 0 WHEN q.visible_at_ms > :now THEN 1 ELSE 0 END),
+          sum(live)
+        FROM (
+          SELECT q.visible_at_ms, EXISTS (
+            SELECT 1 FROM instance_locks l
+            WHERE l.lock_token = q.lock_token AND l.locked_until_ms > :now) AS live
+          FROM orchestrator_queue q
+        ) AS q
+        """,
+        {"now": now},
+    ).fetchone()
+    work = conn.execute(
+        """
+        SELECT
+          sum(CASE WHEN lock_token IS NOT NULL AND locked_until_ms > :now THEN 0
+                   WHEN visible_at_ms <= :now THEN 1 ELSE 0 END),
+          sum(CASE WHEN lock_token IS NOT NULL AND locked_until_ms > :now THEN 1 ELSE 0 END)
+        FROM worker_queue
+        """,
+        {"now": now},
+    ).fetchone()
+    return QueueDepths(
+        orchestrator=row[0] or 0,
+        timers=row[1] or 0,
+        worker=work[0] or 0,
+        locked=(row[2] or 0) + (work[1] or 0),
+    )

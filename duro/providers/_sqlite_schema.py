@@ -1,0 +1,210 @@
+"""The SQLite provider's schema: identity check, DDL and numbered migrations.
+
+A duro database is recognised by ``PRAGMA application_id`` (``DURO_APPLICATION_ID``); its
+schema version is ``PRAGMA user_version``. Both live in the database header and change
+transactionally, so a migration and its version bump commit together or not at all.
+
+``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``. Never edit a released
+migration: append a new one. Each runs in its own ``BEGIN IMMEDIATE`` transaction that
+re-reads the version first, so several processes opening one old file concurrently upgrade
+it exactly once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from ._sqlite_errors import NotADuroDatabaseError, SchemaVersionError
+
+DURO_APPLICATION_ID = 0x6475726F
+"""``b"duro"`` as a big-endian int, stored in the SQLite header."""
+
+_V1 = (
+    # Instances exist only once a turn committed. State is derived from execution_status.
+    """
+    CREATE TABLE instances (
+        instance_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        version TEXT,
+        execution_id INTEGER NOT NULL,
+        execution_status TEXT NOT NULL,
+        output BLOB,
+        error BLOB,
+        custom_status BLOB,
+        custom_status_version INTEGER NOT NULL DEFAULT 0,
+        parent_instance_id TEXT,
+        created_at_ms INTEGER NOT NULL,
+        created_seq INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        completed_at_ms INTEGER
+    )
+    """,
+    "CREATE INDEX instances_by_parent ON instances (parent_instance_id)"
+    " WHERE parent_instance_id IS NOT NULL",
+    # created_seq is the queue id of the start message: it orders instances created in the
+    # same millisecond (newest first) exactly as their starts were enqueued.
+    "CREATE INDEX instances_by_created ON instances (created_at_ms, created_seq)",
+    """
+    CREATE TABLE executions (
+        instance_id TEXT NOT NULL,
+        execution_id INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        output BLOB,
+        error BLOB,
+        started_at_ms INTEGER NOT NULL,
+        completed_at_ms INTEGER,
+        PRIMARY KEY (instance_id, execution_id)
+    ) WITHOUT ROWID
+    """,
+    # Append-only; the primary key is what rejects duplicate event ids.
+    """
+    CREATE TABLE history (
+        instance_id TEXT NOT NULL,
+        execution_id INTEGER NOT NULL,
+        event_id INTEGER NOT NULL,
+        event_type TEXT NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (instance_id, execution_id, event_id)
+    ) WITHOUT ROWID
+    """,
+    # start_* columns are copied from StartOrchestration messages so pending instances can be
+    # listed, filtered and cascaded without decoding every queued message.
+    """
+    CREATE TABLE orchestrator_queue (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        data BLOB NOT NULL,
+        visible_at_ms INTEGER NOT NULL,
+        enqueued_at_ms INTEGER NOT NULL,
+        lock_token TEXT,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        start_name TEXT,
+        start_version TEXT,
+        start_parent_id TEXT
+    )
+    """,
+    "CREATE INDEX orchestrator_queue_by_visible ON orchestrator_queue (visible_at_ms, id)",
+    "CREATE INDEX orchestrator_queue_by_instance ON orchestrator_queue (instance_id, id)",
+    "CREATE INDEX orchestrator_queue_by_token ON orchestrator_queue (lock_token)"
+    " WHERE lock_token IS NOT NULL",
+    "CREATE INDEX orchestrator_queue_by_start_parent ON orchestrator_queue (start_parent_id)"
+    " WHERE start_parent_id IS NOT NULL",
+    """
+    CREATE TABLE instance_locks (
+        instance_id TEXT PRIMARY KEY,
+        lock_token TEXT NOT NULL UNIQUE,
+        locked_until_ms INTEGER NOT NULL,
+        owner_id TEXT NOT NULL DEFAULT ''
+    )
+    """,
+    """
+    CREATE TABLE worker_queue (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance_id TEXT NOT NULL,
+        execution_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        session_id TEXT,
+        tag TEXT,
+        data BLOB NOT NULL,
+        visible_at_ms INTEGER NOT NULL,
+        lock_token TEXT UNIQUE,
+        locked_until_ms INTEGER,
+        attempt INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    "CREATE INDEX worker_queue_by_visible ON worker_queue (visible_at_ms, id)",
+    "CREATE INDEX worker_queue_by_activity ON worker_queue (instance_id, execution_id, seq)",
+    "CREATE INDEX worker_queue_by_session ON worker_queue (session_id)"
+    " WHERE session_id IS NOT NULL",
+    """
+    CREATE TABLE sessions (
+        session_id TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL,
+        locked_until_ms INTEGER NOT NULL,
+        last_activity_ms INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX sessions_by_owner ON sessions (owner_id)",
+    """
+    CREATE TABLE kv_store (
+        instance_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (instance_id, key)
+    ) WITHOUT ROWID
+    """,
+    # value NULL is a tombstone: the key was deleted by the current execution.
+    """
+    CREATE TABLE kv_delta (
+        instance_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (instance_id, key)
+    ) WITHOUT ROWID
+    """,
+    # Rows that could not be decoded are moved here instead of being dropped or blocking a
+    # queue forever; an operator can inspect and repair them.
+    """
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        instance_id TEXT,
+        data BLOB,
+        reason TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    )
+    """,
+)
+
+MIGRATIONS: Sequence[Sequence[str]] = (_V1,)
+"""``MIGRATIONS[n]`` upgrades schema version ``n`` to ``n + 1``."""
+
+
+def latest_version() -> int:
+    return len(MIGRATIONS)
+
+
+def check_identity(conn: sqlite3.Connection, path: str) -> int:
+    """Return the file's schema version; refuse foreign databases and newer schemas.
+
+    Reads the header only (no writes), so a file that is not ours is never modified.
+    """
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if app_id == 0:
+        tables = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+        ).fetchone()[0]
+        if tables:
+            raise NotADuroDatabaseError(path, "it holds tables but no duro application id")
+        return 0
+    if app_id != DURO_APPLICATION_ID:
+        raise NotADuroDatabaseError(path, f"its application id is {app_id:#x}")
+    if version > latest_version():
+        raise SchemaVersionError(path, found=version, supported=latest_version())
+    return int(version)
+
+
+def migrate(conn: sqlite3.Connection, path: str, *, target: int | None = None) -> None:
+    """Bring the schema up to ``target`` (default: the latest), one transaction per step."""
+    goal = latest_version() if target is None else target
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = check_identity(conn, path)
+            if current >= goal:
+                conn.execute("COMMIT")
+                return
+            for statement in MIGRATIONS[current]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {DURO_APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {current + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise

@@ -1,0 +1,458 @@
+"""Orchestrator-queue transactions of the SQLite provider (starts, turns, locks).
+
+Every ``*_txn`` function runs inside the caller's ``BEGIN IMMEDIATE`` transaction on the
+writer connection and takes ``now`` (ms) from the provider's clock: SQLite never reads time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from .._errors import (
+    DuplicateEventError,
+    InstanceAlreadyExistsError,
+    LockLostError,
+    ProviderError,
+)
+from .._history import HistoryEvent, decode_event, encode_event
+from .._messages import (
+    AnyOrchestratorMessage,
+    StartOrchestration,
+    decode_message,
+    encode_message,
+)
+from .._status import ErrorInfo
+from ._sqlite_rows import INSTANCE_COLUMNS, instance_from_row
+from ._types import (
+    AbandonRequest,
+    InstanceRecord,
+    KvEntry,
+    OrchestrationWorkItem,
+    RenewRequest,
+    TurnCommit,
+)
+
+_ORPHAN_DROPPABLE = ("QueueEvent", "CancelInstance")
+_START = "StartOrchestration"
+
+
+def ms(seconds: float | None) -> int:
+    return 0 if seconds is None else max(0, round(seconds * 1000))
+
+
+def insert_message_txn(
+    conn: sqlite3.Connection, message: AnyOrchestratorMessage, visible_at_ms: int | None, now: int
+) -> None:
+    kind = message.__struct_config__.tag
+    start_name = start_version = start_parent = None
+    if isinstance(message, StartOrchestration):
+        start_name, start_version = message.name, message.version
+        start_parent = message.parent.instance_id if message.parent else None
+    conn.execute(
+        "INSERT INTO orchestrator_queue (instance_id, kind, data, visible_at_ms, enqueued_at_ms,"
+        " start_name, start_version, start_parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            message.instance_id,
+            kind,
+            encode_message(message),
+            now if visible_at_ms is None else visible_at_ms,
+            now,
+            start_name,
+            start_version,
+            start_parent,
+        ),
+    )
+
+
+def start_txn(conn: sqlite3.Connection, start: StartOrchestration, now: int) -> None:
+    exists = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM instances WHERE instance_id = ?)"
+        " OR EXISTS (SELECT 1 FROM orchestrator_queue WHERE instance_id = ? AND kind = ?)",
+        (start.instance_id, start.instance_id, _START),
+    ).fetchone()[0]
+    if exists:
+        raise InstanceAlreadyExistsError(start.instance_id)
+    insert_message_txn(conn, start, None, now)
+
+
+# -- fetch ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RawTurn:
+    """What ``fetch_turn_txn`` read under the lock; decoded after COMMIT."""
+
+    instance_id: str
+    token: str
+    execution_id: int
+    instance_row: tuple[object, ...] | None
+    history_rows: list[tuple[int, bytes]]
+    messages: list[AnyOrchestratorMessage]
+    attempt: int
+    kv_rows: list[tuple[str, bytes, int]]
+
+
+# Candidates in the order their messages became visible (enqueue order breaks ties), which
+# walks the (visible_at_ms, id) index and stops at the first qualifying message. Messages of a
+# never-started instance only qualify when a start is visible (or when they are droppable
+# orphans), so they cannot starve the queue.
+_CANDIDATE_SQL = f"""
+SELECT q.instance_id, EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = q.instance_id)
+FROM orchestrator_queue q
+LEFT JOIN instance_locks l ON l.instance_id = q.instance_id
+WHERE q.visible_at_ms <= :now
+  AND (l.locked_until_ms IS NULL OR l.locked_until_ms <= :now)
+  AND (
+    q.kind IN ('{_START}', '{_ORPHAN_DROPPABLE[0]}', '{_ORPHAN_DROPPABLE[1]}')
+    OR EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = q.instance_id)
+    OR EXISTS (
+      SELECT 1 FROM orchestrator_queue s
+      WHERE s.instance_id = q.instance_id AND s.kind = '{_START}' AND s.visible_at_ms <= :now
+    )
+  )
+ORDER BY q.visible_at_ms, q.id
+LIMIT 1
+"""
+
+
+def fetch_turn_txn(
+    conn: sqlite3.Connection, *, now: int, lock_until: int, owner_id: str, token: str
+) -> RawTurn | int | None:
+    """Lock one instance and read its batch; else the next time work may fall due (or None)."""
+    while True:
+        row = conn.execute(_CANDIDATE_SQL, {"now": now}).fetchone()
+        if row is None:
+            return _turn_due_txn(conn, now)
+        instance_id, has_instance = row[0], bool(row[1])
+        batch = _visible_batch_txn(conn, instance_id, now)
+        if not has_instance and not any(isinstance(m, StartOrchestration) for _, m in batch):
+            # Never started and no start in sight: drop what only a running instance could
+            # use; everything else stays for a later start.
+            conn.execute(
+                "DELETE FROM orchestrator_queue WHERE instance_id = ? AND visible_at_ms <= ?"
+                f" AND kind IN ('{_ORPHAN_DROPPABLE[0]}', '{_ORPHAN_DROPPABLE[1]}')",
+                (instance_id, now),
+            )
+            continue
+        if not batch:
+            continue
+        conn.execute(
+            "INSERT INTO instance_locks (instance_id, lock_token, locked_until_ms, owner_id)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (instance_id) DO UPDATE SET"
+            " lock_token = excluded.lock_token, locked_until_ms = excluded.locked_until_ms,"
+            " owner_id = excluded.owner_id",
+            (instance_id, token, lock_until, owner_id),
+        )
+        # The batch is every visible message of the instance (undecodable ones were just set
+        # aside), so tagging by visibility tags exactly the batch.
+        conn.execute(
+            "UPDATE orchestrator_queue SET lock_token = ?, attempt = attempt + 1"
+            " WHERE instance_id = ? AND visible_at_ms <= ?",
+            (token, instance_id, now),
+        )
+        attempt: int = conn.execute(
+            "SELECT max(attempt) FROM orchestrator_queue WHERE lock_token = ?", (token,)
+        ).fetchone()[0]
+        instance_row = conn.execute(
+            f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        history_rows: list[tuple[int, bytes]] = []
+        kv_rows: list[tuple[str, bytes, int]] = []
+        if instance_row is not None:
+            history_rows = conn.execute(
+                "SELECT event_id, data FROM history WHERE instance_id = ? AND execution_id = ?"
+                " ORDER BY event_id",
+                (instance_id, instance_row[3]),
+            ).fetchall()
+            kv_rows = conn.execute(
+                "SELECT key, value, updated_at_ms FROM kv_store WHERE instance_id = ?",
+                (instance_id,),
+            ).fetchall()
+        return RawTurn(
+            instance_id=instance_id,
+            token=token,
+            execution_id=0 if instance_row is None else int(instance_row[3]),
+            instance_row=instance_row,
+            history_rows=history_rows,
+            messages=[message for _, message in batch],
+            attempt=attempt,
+            kv_rows=kv_rows,
+        )
+
+
+def _visible_batch_txn(
+    conn: sqlite3.Connection, instance_id: str, now: int
+) -> list[tuple[int, AnyOrchestratorMessage]]:
+    """Visible messages of one instance in visibility order; undecodable ones are set aside."""
+    batch: list[tuple[int, AnyOrchestratorMessage]] = []
+    rows = conn.execute(
+        "SELECT id, data FROM orchestrator_queue WHERE instance_id = ? AND visible_at_ms <= ?"
+        " ORDER BY visible_at_ms, id",
+        (instance_id, now),
+    ).fetchall()
+    for message_id, data in rows:
+        try:
+            batch.append((message_id, decode_message(data)))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            dead_letter_txn(conn, "orchestrator_queue", instance_id, data, str(exc), now)
+            conn.execute("DELETE FROM orchestrator_queue WHERE id = ?", (message_id,))
+    return batch
+
+
+def dead_letter_txn(
+    conn: sqlite3.Connection,
+    source: str,
+    instance_id: str | None,
+    data: bytes | None,
+    reason: str,
+    now: int,
+) -> None:
+    conn.execute(
+        "INSERT INTO dead_letters (source, instance_id, data, reason, created_at_ms)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (source, instance_id, data, reason, now),
+    )
+
+
+def _turn_due_txn(conn: sqlite3.Connection, now: int) -> int | None:
+    due: int | None = conn.execute(
+        "SELECT min(t) FROM ("
+        " SELECT min(visible_at_ms) AS t FROM orchestrator_queue WHERE visible_at_ms > :now"
+        " UNION ALL"
+        " SELECT min(locked_until_ms) FROM instance_locks WHERE locked_until_ms > :now)",
+        {"now": now},
+    ).fetchone()[0]
+    return due
+
+
+def decode_turn(raw: RawTurn | int | None) -> OrchestrationWorkItem | int | None:
+    """Decode a fetched batch. Never raises: the lock is held, so problems go in the item."""
+    if not isinstance(raw, RawTurn):
+        return raw
+    history: list[HistoryEvent] = []
+    history_error: str | None = None
+    instance: InstanceRecord | None = None
+    if raw.instance_row is not None:
+        try:
+            instance = instance_from_row(raw.instance_row)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            history_error = f"instance record of {raw.instance_id!r} cannot be decoded: {exc}"
+    for event_id, data in raw.history_rows:
+        if history_error is not None:
+            break
+        try:
+            history.append(decode_event(data))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            history_error = f"history event {event_id} of {raw.instance_id!r}: {exc}"
+    if history_error is not None:
+        history = []
+    return OrchestrationWorkItem(
+        instance_id=raw.instance_id,
+        lock_token=raw.token,
+        execution_id=raw.execution_id,
+        instance=instance,
+        history=history,
+        messages=raw.messages,
+        attempt=raw.attempt,
+        kv_snapshot={
+            key: KvEntry(value=value, updated_at_ms=updated) for key, value, updated in raw.kv_rows
+        },
+        history_error=history_error,
+    )
+
+
+# -- commit, abandon, renew --------------------------------------------------------------------
+
+
+def live_turn_lock_txn(conn: sqlite3.Connection, op: str, token: str, now: int) -> str:
+    row = conn.execute(
+        "SELECT instance_id, locked_until_ms FROM instance_locks WHERE lock_token = ?", (token,)
+    ).fetchone()
+    if row is None:
+        raise LockLostError(op, "lock token is unknown, released or taken over")
+    if row[1] <= now:
+        raise LockLostError(op, "instance lock expired")
+    instance_id: str = row[0]
+    return instance_id
+
+
+_ERROR_ENCODER = msgspec.json.Encoder()
+
+
+def encode_error(error: ErrorInfo | None) -> bytes | None:
+    return None if error is None else _ERROR_ENCODER.encode(error)
+
+
+def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> None:
+    op = "commit_turn"
+    iid = commit.instance_id
+    if live_turn_lock_txn(conn, op, commit.lock_token, now) != iid:
+        raise LockLostError(op, "lock token belongs to another instance")
+    current = conn.execute(
+        "SELECT execution_id FROM instances WHERE instance_id = ?", (iid,)
+    ).fetchone()
+    if current is not None and commit.execution_id < current[0]:
+        raise ProviderError(
+            op,
+            f"execution {commit.execution_id} is older than the current execution "
+            f"{current[0]} of {iid!r}",
+            retryable=False,
+        )
+    start = conn.execute(
+        "SELECT enqueued_at_ms, id FROM orchestrator_queue WHERE lock_token = ? AND kind = ?"
+        " ORDER BY id LIMIT 1",
+        (commit.lock_token, _START),
+    ).fetchone()
+    created_at, created_seq = (now, 0) if start is None else start
+    conn.execute("DELETE FROM orchestrator_queue WHERE lock_token = ?", (commit.lock_token,))
+
+    status = commit.execution_status
+    error = encode_error(commit.error)
+    instance_completed = now if status.instance_state().is_terminal else None
+    conn.execute(
+        "INSERT INTO instances (instance_id, name, version, execution_id, execution_status,"
+        " output, error, parent_instance_id, created_at_ms, created_seq, updated_at_ms,"
+        " completed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (instance_id) DO UPDATE SET name = excluded.name,"
+        " version = excluded.version, execution_id = excluded.execution_id,"
+        " execution_status = excluded.execution_status, output = excluded.output,"
+        " error = excluded.error,"
+        " parent_instance_id = coalesce(instances.parent_instance_id,"
+        " excluded.parent_instance_id),"
+        " updated_at_ms = excluded.updated_at_ms, completed_at_ms = excluded.completed_at_ms",
+        (
+            iid,
+            commit.name,
+            commit.version,
+            commit.execution_id,
+            status.value,
+            commit.output,
+            error,
+            commit.parent_instance_id,
+            created_at,
+            created_seq,
+            now,
+            instance_completed,
+        ),
+    )
+    conn.execute(
+        "INSERT INTO executions (instance_id, execution_id, status, output, error,"
+        " started_at_ms, completed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (instance_id, execution_id) DO UPDATE SET status = excluded.status,"
+        " output = excluded.output, error = excluded.error,"
+        " completed_at_ms = CASE WHEN excluded.completed_at_ms IS NULL THEN NULL"
+        " ELSE coalesce(executions.completed_at_ms, excluded.completed_at_ms) END",
+        (
+            iid,
+            commit.execution_id,
+            status.value,
+            commit.output,
+            error,
+            now,
+            now if status.is_terminal else None,
+        ),
+    )
+    _append_history_txn(conn, iid, commit.execution_id, commit.new_events)
+    if commit.custom_status_changed:
+        conn.execute(
+            "UPDATE instances SET custom_status = ?,"
+            " custom_status_version = custom_status_version + 1 WHERE instance_id = ?",
+            (commit.custom_status, iid),
+        )
+    _apply_kv_txn(conn, commit, now)
+    conn.executemany(
+        "INSERT INTO worker_queue (instance_id, execution_id, seq, session_id, tag, data,"
+        " visible_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (t.instance_id, t.execution_id, t.seq, t.session, t.tag, encode_message(t), now)
+            for t in commit.activity_tasks
+        ],
+    )
+    conn.executemany(
+        "DELETE FROM worker_queue WHERE instance_id = ? AND execution_id = ? AND seq = ?",
+        [(k.instance_id, k.execution_id, k.seq) for k in commit.cancelled_activities],
+    )
+    for scheduled in commit.orchestrator_messages:
+        insert_message_txn(conn, scheduled.message, scheduled.visible_at_ms, now)
+    conn.execute("DELETE FROM instance_locks WHERE instance_id = ?", (iid,))
+
+
+def _append_history_txn(
+    conn: sqlite3.Connection, iid: str, execution_id: int, events: Sequence[HistoryEvent]
+) -> None:
+    try:
+        conn.executemany(
+            "INSERT INTO history (instance_id, execution_id, event_id, event_type, data)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (iid, execution_id, e.event_id, e.__struct_config__.tag, encode_event(e))
+                for e in events
+            ],
+        )
+    except sqlite3.IntegrityError as exc:
+        raise DuplicateEventError(
+            "commit_turn",
+            f"an event id of this commit already exists in execution {execution_id} "
+            f"of {iid!r} ({exc})",
+        ) from exc
+
+
+def _apply_kv_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> None:
+    iid = commit.instance_id
+    if commit.kv_clear_all:
+        conn.execute("UPDATE kv_delta SET value = NULL WHERE instance_id = ?", (iid,))
+        conn.execute(
+            "INSERT OR IGNORE INTO kv_delta (instance_id, key, value, updated_at_ms)"
+            " SELECT instance_id, key, NULL, ? FROM kv_store WHERE instance_id = ?",
+            (now, iid),
+        )
+    conn.executemany(
+        "INSERT INTO kv_delta (instance_id, key, value, updated_at_ms) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (instance_id, key) DO UPDATE SET value = excluded.value,"
+        " updated_at_ms = excluded.updated_at_ms",
+        [(iid, c.key, c.value, c.updated_at_ms) for c in commit.kv_changes],
+    )
+    if commit.execution_status.is_terminal:
+        conn.execute(
+            "INSERT INTO kv_store (instance_id, key, value, updated_at_ms)"
+            " SELECT instance_id, key, value, updated_at_ms FROM kv_delta"
+            " WHERE instance_id = ? AND value IS NOT NULL"
+            " ON CONFLICT (instance_id, key) DO UPDATE SET value = excluded.value,"
+            " updated_at_ms = excluded.updated_at_ms",
+            (iid,),
+        )
+        conn.execute(
+            "DELETE FROM kv_store WHERE instance_id = ? AND key IN"
+            " (SELECT key FROM kv_delta WHERE instance_id = ? AND value IS NULL)",
+            (iid, iid),
+        )
+        conn.execute("DELETE FROM kv_delta WHERE instance_id = ?", (iid,))
+
+
+def abandon_turn_txn(conn: sqlite3.Connection, request: AbandonRequest, now: int) -> None:
+    iid = live_turn_lock_txn(conn, "abandon_turn", request.lock_token, now)
+    attempt = "max(attempt - 1, 0)" if request.ignore_attempt else "attempt"
+    conn.execute(
+        f"UPDATE orchestrator_queue SET lock_token = NULL, attempt = {attempt}"
+        " WHERE lock_token = ?",
+        (request.lock_token,),
+    )
+    # Every message of the instance moves, not just the batch, so a message that arrived
+    # during the turn is not served alone ahead of older ones (as InMemoryProvider does).
+    conn.execute(
+        "UPDATE orchestrator_queue SET visible_at_ms = max(visible_at_ms, ?) WHERE instance_id = ?",
+        (now + ms(request.delay), iid),
+    )
+    conn.execute("DELETE FROM instance_locks WHERE instance_id = ?", (iid,))
+
+
+def renew_turn_txn(conn: sqlite3.Connection, request: RenewRequest, now: int) -> None:
+    live_turn_lock_txn(conn, "renew_turn_lock", request.lock_token, now)
+    conn.execute(
+        "UPDATE instance_locks SET locked_until_ms = ? WHERE lock_token = ?",
+        (now + ms(request.extend_for), request.lock_token),
+    )

@@ -1,0 +1,647 @@
+"""SQLite-specific behaviour: files, schema, bad input, locking across connections and processes.
+
+The shared contract suite (``test_contract_sqlite.py``) covers the provider semantics; these
+tests cover what only a real file can show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+
+from duro._errors import LockLostError, ProviderError, StoreCorruptionError
+from duro._history import OrchestrationFailed, OrchestrationStarted
+from duro._messages import ActivityResult, ActivityTask, ExternalEvent, StartOrchestration
+from duro._status import ErrorCategory, ErrorInfo, State
+from duro.providers import _sqlite_schema
+from duro.providers._sqlite import SqliteProvider
+from duro.providers._sqlite_errors import (
+    NotADuroDatabaseError,
+    ReadOnlyStoreError,
+    SchemaVersionError,
+    StoreBusyError,
+    StoreFullError,
+    translate,
+)
+from duro.providers._types import (
+    ActivityCommit,
+    ExecutionStatus,
+    FetchActivityRequest,
+    FetchTurnRequest,
+    KvChange,
+    ScheduledMessage,
+    TagFilter,
+    TurnCommit,
+)
+from duro.testing import VirtualClock
+
+pytestmark = pytest.mark.anyio
+
+EPOCH_MS = 1_700_000_000_000
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def started(name: str = "orch") -> OrchestrationStarted:
+    return OrchestrationStarted(event_id=1, ts=EPOCH_MS, name=name, version="1")
+
+
+def first_turn(
+    token: str,
+    instance_id: str,
+    status: ExecutionStatus = ExecutionStatus.RUNNING,
+    **changes: Any,
+) -> TurnCommit:
+    commit = TurnCommit(
+        lock_token=token,
+        instance_id=instance_id,
+        execution_id=1,
+        new_events=[started()],
+        name="orch",
+        version="1",
+        execution_status=status,
+    )
+    return dataclasses.replace(commit, **changes)
+
+
+async def create_instance(provider: SqliteProvider, instance_id: str, **changes: Any) -> None:
+    await provider.start_orchestration(StartOrchestration(instance_id=instance_id, name="orch"))
+    item = await provider.fetch_turn(FetchTurnRequest(lock_timeout=30))
+    assert item is not None and item.instance_id == instance_id
+    await provider.commit_turn(first_turn(item.lock_token, instance_id, **changes))
+
+
+def raw_connection(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None, timeout=5)
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    backend: str = request.param
+    return backend
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(start_ms=EPOCH_MS)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "duro.db"
+
+
+# -- lifecycle and persistence ---------------------------------------------------------------
+
+
+async def test_construction_does_no_io_and_first_use_creates_the_file(db_path: Path) -> None:
+    provider = SqliteProvider(db_path)
+    assert not await anyio.Path(db_path).exists()
+    async with provider:
+        assert await anyio.Path(db_path).exists()
+        assert await provider.read_instance("nope") is None
+
+
+async def test_committed_state_survives_close_and_reopen(
+    db_path: Path, clock: VirtualClock
+) -> None:
+    async with SqliteProvider(db_path, clock=clock) as provider:
+        await create_instance(
+            provider,
+            "i1",
+            kv_changes=[KvChange(key="k", value=b'"v"', updated_at_ms=EPOCH_MS)],
+            activity_tasks=[ActivityTask(instance_id="i1", execution_id=1, seq=1, name="a")],
+        )
+        await provider.enqueue_orchestrator_message(
+            ScheduledMessage(message=ExternalEvent(instance_id="i1", name="go"))
+        )
+
+    async with SqliteProvider(db_path, clock=clock) as reopened:
+        record = await reopened.read_instance("i1")
+        assert record is not None and record.state is State.RUNNING
+        assert await reopened.read_history("i1") == [started()]
+        assert (await reopened.get_kv_items("i1"))["k"].value == b'"v"'
+        work = await reopened.fetch_activity(FetchActivityRequest(lock_timeout=5))
+        assert work is not None and work.task.name == "a"
+        turn = await reopened.fetch_turn(FetchTurnRequest(lock_timeout=5))
+        assert turn is not None and turn.messages == [ExternalEvent(instance_id="i1", name="go")]
+
+
+async def test_close_is_idempotent_and_use_after_close_reopens(db_path: Path) -> None:
+    provider = SqliteProvider(db_path)
+    await provider.close()
+    await provider.start_orchestration(StartOrchestration(instance_id="i1", name="orch"))
+    await provider.close()
+    await provider.close()
+    record = await provider.read_instance("i1")
+    assert record is not None and record.state is State.PENDING
+    await provider.close()
+
+
+async def test_file_database_runs_in_wal_mode_with_the_latest_schema(db_path: Path) -> None:
+    async with SqliteProvider(db_path) as provider:
+        await provider.open()
+        conn = raw_connection(db_path)
+        try:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == (
+                _sqlite_schema.latest_version()
+            )
+            assert conn.execute("PRAGMA application_id").fetchone()[0] == (
+                _sqlite_schema.DURO_APPLICATION_ID
+            )
+        finally:
+            conn.close()
+
+
+async def test_in_memory_provider_round_trips_and_keeps_data_across_close(
+    clock: VirtualClock,
+) -> None:
+    provider = SqliteProvider.in_memory(clock=clock)
+    async with provider:
+        await create_instance(provider, "i1")
+    async with provider:
+        assert await provider.read_history("i1") == [started()]
+        assert await provider.list_executions("i1") == [1]
+
+
+# -- schema versions and foreign files -------------------------------------------------------
+
+
+async def test_older_schema_is_upgraded_in_place_keeping_data(
+    db_path: Path, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with SqliteProvider(db_path, clock=clock) as provider:
+        await create_instance(provider, "i1")
+    old_version = _sqlite_schema.latest_version()
+    upgraded = (
+        *_sqlite_schema.MIGRATIONS,
+        ("ALTER TABLE instances ADD COLUMN note TEXT", "CREATE TABLE extra (x INTEGER)"),
+    )
+    monkeypatch.setattr(_sqlite_schema, "MIGRATIONS", upgraded)
+
+    async with SqliteProvider(db_path, clock=clock) as provider:
+        assert await provider.read_history("i1") == [started()]
+        await create_instance(provider, "i2")
+
+    conn = raw_connection(db_path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == old_version + 1
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(instances)")]
+        assert "note" in columns
+        assert conn.execute("SELECT count(*) FROM extra").fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
+def test_migrations_run_one_step_per_version_from_an_empty_file(db_path: Path) -> None:
+    conn = raw_connection(db_path)
+    try:
+        _sqlite_schema.migrate(conn, str(db_path), target=0)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+        _sqlite_schema.migrate(conn, str(db_path))
+        _sqlite_schema.migrate(conn, str(db_path))  # a second run is a no-op
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == (
+            _sqlite_schema.latest_version()
+        )
+    finally:
+        conn.close()
+
+
+async def test_newer_schema_version_is_refused_without_touching_the_file(db_path: Path) -> None:
+    async with SqliteProvider(db_path):
+        pass
+    conn = raw_connection(db_path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+
+    with pytest.raises(SchemaVersionError) as caught:
+        await SqliteProvider(db_path).read_instance("i1")
+
+    assert caught.value.found == 99
+    assert caught.value.supported == _sqlite_schema.latest_version()
+    assert not caught.value.retryable
+    conn = raw_connection(db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 99
+    conn.close()
+
+
+async def test_file_that_is_not_sqlite_is_refused_and_left_intact(db_path: Path) -> None:
+    content = b"these are not the pages you are looking for\n" * 200
+    await anyio.Path(db_path).write_bytes(content)
+
+    provider = SqliteProvider(db_path)
+    with pytest.raises(NotADuroDatabaseError) as caught:
+        await provider.start_orchestration(StartOrchestration(instance_id="i1", name="orch"))
+
+    assert not caught.value.retryable
+    assert await anyio.Path(db_path).read_bytes() == content
+    await provider.close()
+
+
+async def test_sqlite_file_of_another_application_is_refused_and_left_intact(
+    db_path: Path,
+) -> None:
+    conn = raw_connection(db_path)
+    conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.close()
+    before = await anyio.Path(db_path).read_bytes()
+
+    with pytest.raises(NotADuroDatabaseError):
+        await SqliteProvider(db_path).open()
+
+    assert await anyio.Path(db_path).read_bytes() == before
+    conn = raw_connection(db_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Make ``path`` unwritable, even for root (which ignores permission bits)."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(0o644)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", path], capture_output=True).returncode:
+        pytest.skip("running as root without a working chattr: cannot make a file read-only")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", path], check=True)
+
+
+async def test_read_only_file_gives_a_permanent_typed_error_on_write(
+    db_path: Path, clock: VirtualClock
+) -> None:
+    async with SqliteProvider(db_path, clock=clock) as provider:
+        await create_instance(provider, "i1")
+
+    with read_only(db_path):
+        provider = SqliteProvider(db_path, clock=clock)
+        try:
+            # Reading still works: nothing is lost, the store just cannot change.
+            assert await provider.read_history("i1") == [started()]
+            with pytest.raises(ReadOnlyStoreError) as caught:
+                await provider.start_orchestration(
+                    StartOrchestration(instance_id="i2", name="orch")
+                )
+            assert not caught.value.retryable
+        finally:
+            await provider.close()
+
+
+# -- corruption --------------------------------------------------------------------------------
+
+
+async def test_corrupt_history_row_surfaces_as_history_error_and_blocks_nobody(
+    db_path: Path, clock: VirtualClock
+) -> None:
+    async with SqliteProvider(db_path, clock=clock) as provider:
+        await create_instance(provider, "bad")
+        await create_instance(provider, "good")
+        conn = raw_connection(db_path)
+        conn.execute("UPDATE history SET data = x'7b7b6e6f74206a736f6e' WHERE instance_id = 'bad'")
+        conn.close()
+        for instance_id in ("bad", "good"):
+            await provider.enqueue_orchestrator_message(
+                ScheduledMessage(message=ExternalEvent(instance_id=instance_id, name="go"))
+            )
+
+        bad = await provider.fetch_turn(FetchTurnRequest(lock_timeout=30))
+        assert bad is not None and bad.instance_id == "bad"
+        assert bad.history == [] and bad.history_error is not None
+        assert bad.attempt == 1
+
+        good = await provider.fetch_turn(FetchTurnRequest(lock_timeout=30))
+        assert good is not None and good.instance_id == "good"
+        assert good.history == [started()] and good.history_error is None
+
+        with pytest.raises(StoreCorruptionError):
+            await provider.read_history("bad")
+
+        # Append-only commits still work on a corrupt history (the poison path relies on it).
+        error = ErrorInfo(category=ErrorCategory.INFRASTRUCTURE, error_type="Corrupt", message="x")
+        await provider.commit_turn(
+            TurnCommit(
+                lock_token=bad.lock_token,
+                instance_id="bad",
+                execution_id=1,
+                new_events=[OrchestrationFailed(event_id=99999, ts=EPOCH_MS, error=error)],
+                name="orch",
+                version="1",
+                execution_status=ExecutionStatus.FAILED,
+                error=error,
+            )
+        )
+        record = await provider.read_instance("bad")
+        assert record is not None and record.state is State.FAILED
+
+
+async def test_undecodable_queue_message_is_dead_lettered_not_dropped(
+    db_path: Path, clock: VirtualClock
+) -> None:
+    async with SqliteProvider(db_path, clock=clock) as provider:
+        await create_instance(provider, "i1")
+        await provider.enqueue_orchestrator_message(
+            ScheduledMessage(message=ExternalEvent(instance_id="i1", name="broken"))
+        )
+        await provider.enqueue_orchestrator_message(
+            ScheduledMessage(message=ExternalEvent(instance_id="i1", name="fine"))
+        )
+        conn = raw_connection(db_path)
+        conn.execute(
+            "UPDATE orchestrator_queue SET data = x'00ff' WHERE CAST(data AS TEXT) LIKE '%broken%'"
+        )
+        conn.close()
+
+        item = await provider.fetch_turn(FetchTurnRequest(lock_timeout=30))
+
+        assert item is not None
+        assert item.messages == [ExternalEvent(instance_id="i1", name="fine")]
+        conn = raw_connection(db_path)
+        dead = conn.execute("SELECT source, instance_id, data FROM dead_letters").fetchall()
+        conn.close()
+        assert dead == [("orchestrator_queue", "i1", b"\x00\xff")]
+
+
+# -- full disk and locked database -------------------------------------------------------------
+
+
+def test_full_database_translates_to_retryable_store_full_error(tmp_path: Path) -> None:
+    conn = raw_connection(tmp_path / "small.db")
+    conn.execute("CREATE TABLE t (x BLOB)")
+    conn.execute("PRAGMA max_page_count = 3")
+    with pytest.raises(sqlite3.Error) as caught:
+        for _ in range(10):
+            conn.execute("INSERT INTO t VALUES (zeroblob(4096))")
+    conn.close()
+
+    error = translate("commit_turn", caught.value, str(tmp_path / "small.db"))
+
+    assert isinstance(error, StoreFullError) and error.retryable
+
+
+async def test_full_disk_during_commit_applies_nothing_and_keeps_the_lock(
+    db_path: Path, clock: VirtualClock
+) -> None:
+    async with SqliteProvider(db_path, clock=clock) as provider:
+        await provider.start_orchestration(StartOrchestration(instance_id="i1", name="orch"))
+        item = await provider.fetch_turn(FetchTurnRequest(lock_timeout=30))
+        assert item is not None
+
+        def limit_size() -> None:
+            writer = provider._db._writer
+            assert writer is not None
+            pages = writer.execute("PRAGMA page_count").fetchone()[0]
+            writer.execute(f"PRAGMA max_page_count = {pages}")
+
+        await anyio.to_thread.run_sync(limit_size)
+        big = [
+            ActivityTask(
+                instance_id="i1",
+                execution_id=1,
+                seq=n,
+                name="a",
+                input=msgspec.Raw(b'"' + b"x" * 5000 + b'"'),
+            )
+            for n in range(1, 50)
+        ]
+        with pytest.raises(StoreFullError) as caught:
+            await provider.commit_turn(first_turn(item.lock_token, "i1", activity_tasks=big))
+        assert caught.value.retryable
+
+        assert await provider.read_instance("i1") is not None  # still the PENDING start
+        assert await provider.fetch_activity(FetchActivityRequest(lock_timeout=5)) is None
+        # The lock is still ours: once space is back, the same commit succeeds.
+        await anyio.to_thread.run_sync(
+            lambda: provider._db._writer.execute("PRAGMA max_page_count = 1073741823")  # type: ignore[union-attr]
+        )
+        await provider.commit_turn(first_turn(item.lock_token, "i1", activity_tasks=big))
+        record = await provider.read_instance("i1")
+        assert record is not None and record.state is State.RUNNING
+
+
+async def test_database_locked_past_busy_timeout_gives_retryable_error(db_path: Path) -> None:
+    async with SqliteProvider(db_path, busy_timeout=0.1) as provider:
+        await provider.open()
+        holder = raw_connection(db_path)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreBusyError) as caught:
+                await provider.start_orchestration(StartOrchestration(instance_id="i1", name="o"))
+            assert caught.value.retryable
+            assert isinstance(caught.value, ProviderError)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        # Nothing stuck: the retry goes through.
+        await provider.start_orchestration(StartOrchestration(instance_id="i1", name="o"))
+
+
+async def test_write_waits_for_a_locked_database_without_blocking_the_event_loop(
+    db_path: Path,
+) -> None:
+    async with SqliteProvider(db_path, busy_timeout=10) as provider:
+        await provider.open()
+        holder = raw_connection(db_path)
+        holder.execute("BEGIN IMMEDIATE")
+        ticks = 0
+
+        async def release_later() -> None:
+            nonlocal ticks
+            # If the provider blocked the loop, these ticks (and the release) could not run
+            # and the start below would wait the whole busy_timeout.
+            for _ in range(20):
+                await anyio.sleep(0.01)
+                ticks += 1
+            holder.execute("ROLLBACK")
+
+        started_at = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(release_later)
+            await provider.start_orchestration(StartOrchestration(instance_id="i1", name="o"))
+        holder.close()
+
+        assert ticks == 20
+        assert time.monotonic() - started_at < 5
+        assert await provider.read_instance("i1") is not None
+
+
+async def test_event_loop_keeps_ticking_during_many_commits(db_path: Path) -> None:
+    async with SqliteProvider(db_path) as provider:
+        gaps: list[float] = []
+        done = anyio.Event()
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while not done.is_set():
+                await anyio.sleep(0.002)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        async def workload() -> None:
+            for n in range(150):
+                await create_instance(provider, f"i{n}")
+            done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            tg.start_soon(workload)
+
+        assert len(gaps) > 20
+        assert max(gaps) < 0.5
+
+
+# -- sharing one file ----------------------------------------------------------------------------
+
+
+async def _drain(provider: SqliteProvider, seen: list[str], holding: set[str]) -> None:
+    """Fetch and complete turns until none are left, recording overlaps in ``holding``."""
+    idle = 0
+    while idle < 3:
+        item = await provider.fetch_turn(FetchTurnRequest(lock_timeout=30, poll_timeout=0.05))
+        if item is None:
+            idle += 1
+            continue
+        idle = 0
+        assert item.instance_id not in holding, f"{item.instance_id} locked twice at once"
+        holding.add(item.instance_id)
+        seen.append(item.instance_id)
+        await anyio.sleep(0.001)
+        holding.discard(item.instance_id)
+        await provider.commit_turn(
+            first_turn(item.lock_token, item.instance_id, status=ExecutionStatus.COMPLETED)
+        )
+
+
+async def test_two_providers_on_one_file_never_lock_the_same_instance(db_path: Path) -> None:
+    first, second = SqliteProvider(db_path), SqliteProvider(db_path)
+    async with first, second:
+        for n in range(60):
+            await first.start_orchestration(StartOrchestration(instance_id=f"i{n}", name="o"))
+        seen: list[str] = []
+        holding: set[str] = set()
+        async with anyio.create_task_group() as tg:
+            for provider in (first, second, first, second):
+                tg.start_soon(_drain, provider, seen, holding)
+
+    assert sorted(seen) == sorted(f"i{n}" for n in range(60))
+
+
+_WORKER_SCRIPT = textwrap.dedent(
+    """
+    import sys, anyio
+    from duro.providers._sqlite import SqliteProvider
+    from duro.providers._types import ExecutionStatus, FetchTurnRequest, TurnCommit
+    from duro._history import OrchestrationStarted
+
+    async def main(path, ready):
+        idle = 0
+        async with SqliteProvider(path) as provider:
+            await anyio.Path(ready).touch()
+            while idle < 10:
+                item = await provider.fetch_turn(
+                    FetchTurnRequest(lock_timeout=30, poll_timeout=0.05)
+                )
+                if item is None:
+                    idle += 1
+                    continue
+                idle = 0
+                print(item.instance_id, flush=True)
+                await anyio.sleep(0.001)
+                await provider.commit_turn(TurnCommit(
+                    lock_token=item.lock_token, instance_id=item.instance_id, execution_id=1,
+                    new_events=[OrchestrationStarted(event_id=1, ts=1, name="o", version="1")],
+                    name="o", version="1", execution_status=ExecutionStatus.COMPLETED,
+                ))
+
+    anyio.run(main, sys.argv[1], sys.argv[2])
+    """
+)
+
+
+async def test_other_processes_on_one_file_never_take_the_same_instance(db_path: Path) -> None:
+    total = 120
+    async with SqliteProvider(db_path) as provider:
+        await provider.open()
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        ready = [db_path.with_name(f"ready{n}") for n in range(2)]
+        children = [
+            await anyio.open_process(
+                [sys.executable, "-c", _WORKER_SCRIPT, str(db_path), str(marker)], env=env
+            )
+            for marker in ready
+        ]
+        for marker in ready:  # children have imported duro and opened the file
+            for _ in range(6000):
+                if await anyio.Path(marker).exists():
+                    break
+                await anyio.sleep(0.01)
+            else:
+                pytest.fail("a worker process did not start")
+        for n in range(total):
+            await provider.start_orchestration(StartOrchestration(instance_id=f"i{n}", name="o"))
+        seen: list[str] = []
+        await _drain(provider, seen, set())
+        for child in children:
+            with anyio.fail_after(60):
+                await child.wait()
+        outputs = []
+        for child in children:
+            assert child.stdout is not None
+            data = b""
+            async for chunk in child.stdout:
+                data += chunk
+            outputs.extend(data.decode().split())
+            await child.aclose()
+            assert child.returncode == 0
+        everything = seen + outputs
+        assert sorted(everything) == sorted(f"i{n}" for n in range(total))
+        assert outputs, "the other processes took no work at all"
+
+
+# -- basic round trips ---------------------------------------------------------------------------
+
+
+async def test_turn_and_activity_round_trip(db_path: Path, clock: VirtualClock) -> None:
+    async with SqliteProvider(db_path, clock=clock) as provider:
+        task = ActivityTask(instance_id="i1", execution_id=1, seq=1, name="charge", tag="gpu")
+        await create_instance(provider, "i1", activity_tasks=[task])
+        assert await provider.fetch_activity(FetchActivityRequest(lock_timeout=5)) is None
+
+        work = await provider.fetch_activity(
+            FetchActivityRequest(lock_timeout=5, tag_filter=TagFilter(tags=frozenset({"gpu"})))
+        )
+        assert work is not None and work.task == task and work.attempt == 1
+
+        result = ActivityResult(instance_id="i1", execution_id=1, seq=1, result=msgspec.Raw(b"7"))
+        await provider.complete_activity(
+            ActivityCommit(lock_token=work.lock_token, result=ScheduledMessage(message=result))
+        )
+        with pytest.raises(LockLostError):
+            await provider.complete_activity(
+                ActivityCommit(lock_token=work.lock_token, result=None)
+            )
+
+        turn = await provider.fetch_turn(FetchTurnRequest(lock_timeout=5))
+        assert turn is not None and turn.messages == [result]
+        assert turn.history == [started()] and turn.execution_id == 1
