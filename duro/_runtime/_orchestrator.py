@@ -84,7 +84,7 @@ class OrchestrationDispatcher:
             handle=self._handle,
             concurrency=self._options.orchestration_concurrency,
             stopping=stopping,
-            backoff=IdleBackoff(self._options, self._clock),
+            backoff=IdleBackoff(self._options),
             scopes=self._fetch_scopes,
             what="a turn",
         )

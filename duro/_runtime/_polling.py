@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import anyio
 
-from .._clock import Clock
+from .._clock import SYSTEM_CLOCK
 from .._errors import ProviderError
 from ._options import RuntimeOptions
 
@@ -20,12 +20,15 @@ log = logging.getLogger("duro.runtime")
 
 
 class IdleBackoff:
-    """Exponential back-off between empty or failed polls, reset by work."""
+    """Exponential back-off between empty or failed polls, reset by work.
 
-    def __init__(self, options: RuntimeOptions, clock: Clock) -> None:
+    It limits load on the store, so it runs on real time even when the runtime's clock is
+    virtual (a virtual pause would never end unless a test advanced the clock).
+    """
+
+    def __init__(self, options: RuntimeOptions) -> None:
         self._min = options.idle_backoff_min
         self._max = options.idle_backoff_max
-        self._clock = clock
         self._delay = 0.0
 
     def reset(self) -> None:
@@ -37,11 +40,11 @@ class IdleBackoff:
             self._delay = 0.0
             return
         self._delay = min(self._max, max(self._min, self._delay * 2))
-        await self._clock.wait(stopping, self._delay)
+        await SYSTEM_CLOCK.wait(stopping, self._delay)
 
     async def failed(self, stopping: anyio.Event, retryable: bool) -> None:
         self._delay = min(self._max * 3, max(0.1, self._delay * 2))
-        await self._clock.wait(stopping, self._delay if retryable else self._max)
+        await SYSTEM_CLOCK.wait(stopping, self._delay if retryable else self._max)
 
 
 async def retry_provider_call(call: Callable[[], Awaitable[T]], attempts: int) -> T:

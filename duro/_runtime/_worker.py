@@ -93,7 +93,7 @@ class ActivityWorker:
             handle=self._execute,
             concurrency=options.activity_concurrency,
             stopping=stopping,
-            backoff=IdleBackoff(options, self._clock),
+            backoff=IdleBackoff(options),
             scopes=self._fetch_scopes,
             what="an activity",
         )
@@ -190,7 +190,7 @@ class ActivityWorker:
         scope.cancel()
 
     async def _renew_lock(self, item: ActivityWorkItem, ctx: ActivityContext) -> None:
-        interval = max(0.5, self._options.activity_lock_timeout / 3)
+        interval = max(0.01, self._options.activity_lock_timeout / 3)
         request = RenewRequest(
             lock_token=item.lock_token, extend_for=self._options.activity_lock_timeout
         )

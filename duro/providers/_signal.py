@@ -24,7 +24,6 @@ class WorkSignal:
 
     def current(self) -> anyio.Event:
         """The event to wait on; take it *before* querying for work."""
-        # A clock time-out may have set the event without a notify: start a fresh one.
         if self._event is None or self._event.is_set():
             self._event = anyio.Event()
         return self._event

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import anyio
 import anyio.lowlevel
+import anyio.lowlevel
 
 
 class VirtualClock:
@@ -25,20 +26,27 @@ class VirtualClock:
         return self._now_ms
 
     async def wait(self, event: anyio.Event, timeout: float | None) -> bool:
-        if timeout is not None:
-            deadline = self._now_ms + max(0, round(timeout * 1000))
-            if deadline <= self._now_ms:
-                return event.is_set()
-            entry = (deadline, event)
-            self._sleepers.append(entry)
-            try:
-                await event.wait()
-            finally:
-                if entry in self._sleepers:
-                    self._sleepers.remove(entry)
-            return self._now_ms < deadline or event.is_set()
-        await event.wait()
-        return True
+        if event.is_set():
+            return True
+        if timeout is None:
+            await event.wait()
+            return True
+        deadline = self._now_ms + max(0, round(timeout * 1000))
+        if deadline <= self._now_ms:
+            return False
+        # Time-outs wake a private event: the caller's event (often shared, like a runtime's
+        # stop signal) must only ever be set by its owner.
+        wake = anyio.Event()
+        entry = (deadline, wake)
+        self._sleepers.append(entry)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_when_set, event, tg.cancel_scope)
+                tg.start_soon(_cancel_when_set, wake, tg.cancel_scope)
+        finally:
+            if entry in self._sleepers:
+                self._sleepers.remove(entry)
+        return event.is_set()
 
     async def advance(self, delta: float | timedelta) -> None:
         """Move time forward and wake everything whose deadline has passed."""
@@ -54,3 +62,8 @@ class VirtualClock:
 
     def __repr__(self) -> str:
         return f"VirtualClock(now_ms={self._now_ms})"
+
+
+async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
