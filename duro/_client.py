@@ -35,7 +35,7 @@ _POLL_MAX = 0.05
 def _name_of(target: str | Callable[..., Any], registry: Registry | None) -> str:
     if isinstance(target, str):
         return target
-    if registry is not None:
+    if registry is not None and registry.knows(target):
         return registry.name_of(target)
     # Decorators keep the function, so its registered name is its __name__ unless overridden.
     return getattr(target, "__name__", repr(target))

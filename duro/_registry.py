@@ -156,6 +156,10 @@ class Registry:
             raise UnregisteredError("function", getattr(target, "__qualname__", repr(target)))
         return name
 
+    def knows(self, target: Callable[..., Any]) -> bool:
+        """Whether ``target`` was registered here (as an activity or orchestration)."""
+        return target in self._names
+
     def get_activity(self, name: str) -> Registered | None:
         return self._activities.get(name)
 

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import anyio
 import anyio.lowlevel
-import anyio.lowlevel
 
 
 class VirtualClock:

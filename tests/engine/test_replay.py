@@ -91,9 +91,9 @@ def test_replayed_steps_return_recorded_results_and_is_replaying_flips_at_the_en
     history = (
         History()
         .started("replay_probe")
-        .activity_scheduled(1, "greet")
+        .activity_scheduled(1, "greet", "a")
         .activity_completed(1, "x")
-        .activity_scheduled(2, "greet")
+        .activity_scheduled(2, "greet", "b")
     )
     decision = turn(registry, history, [completed(2, "y")])
     assert decision.result.status is ExecutionStatus.COMPLETED
@@ -125,13 +125,13 @@ def test_join_fails_with_the_first_failure_in_history_order() -> None:
 
 
 def test_select_returns_first_completion_in_history_order() -> None:
-    history = History().started("race").activity_scheduled(1, "greet").timer_created(2)
+    history = History().started("race").activity_scheduled(1, "greet", "slow").timer_created(2)
     decision = turn(registry, history, [timer_fired(2), completed(1, "late")])
     assert msgspec.json.decode(decision.result.output) == [1, None]
 
 
 def test_select_loser_activity_is_cancelled_and_withdrawn() -> None:
-    history = History().started("race").activity_scheduled(1, "greet").timer_created(2)
+    history = History().started("race").activity_scheduled(1, "greet", "slow").timer_created(2)
     decision = turn(registry, history, [timer_fired(2)])
     cancelled = [e for e in decision.result.new_events if isinstance(e, TaskCancelled)]
     assert [c.target for c in cancelled] == [1]
@@ -139,7 +139,7 @@ def test_select_loser_activity_is_cancelled_and_withdrawn() -> None:
 
 
 def test_select_replay_reproduces_the_recorded_cancellation() -> None:
-    first = History().started("race").activity_scheduled(1, "greet").timer_created(2)
+    first = History().started("race").activity_scheduled(1, "greet", "slow").timer_created(2)
     decision = turn(registry, first, [timer_fired(2)])
     full = first.events + decision.result.new_events[:-1]  # drop the terminal event
     replayed = turn(registry, full, [])
@@ -188,7 +188,7 @@ def test_nondeterminism_when_history_has_a_step_the_code_no_longer_makes() -> No
     async def changed(ctx: duro.OrchestrationContext, _: None) -> None:
         await ctx.wait_for_event("go")
 
-    history = History().started("orch").activity_scheduled(1, "greet")
+    history = History().started("orch").activity_scheduled(1, "greet", "x")
     decision = turn(waits, history, [])
     assert decision.result.error is not None
     assert "no further durable call" in decision.result.error.message
@@ -311,7 +311,10 @@ def test_completions_for_another_execution_are_dropped() -> None:
 
 def test_duplicate_completion_is_recorded_once() -> None:
     history = (
-        History().started("pair").activity_scheduled(1, "greet").activity_scheduled(2, "charge")
+        History()
+        .started("pair")
+        .activity_scheduled(1, "greet", "a")
+        .activity_scheduled(2, "charge", 2)
     )
     decision = turn(registry, history, [completed(1, "a"), completed(1, "a-again")])
     assert kinds(decision) == ["ActivityCompleted"]
@@ -377,3 +380,11 @@ def test_actions_scheduled_in_the_final_turn_are_not_dispatched() -> None:
     assert isinstance(decision.result.new_events[-1], OrchestrationCompleted)
     assert any(isinstance(e, ActivityScheduled) for e in decision.result.new_events)
     assert decision.result.activity_tasks == []
+
+
+def test_same_activity_with_different_input_is_nondeterminism() -> None:
+    history = History().started("orch", "Ada").activity_scheduled(1, "greet", "Grace")
+    decision = turn(registry, history, [])
+    assert decision.result.error is not None
+    assert decision.result.error.error_type == "NondeterminismError"
+    assert '"Grace"' in decision.result.error.message and '"Ada"' in decision.result.error.message

@@ -1,0 +1,1 @@
+"""Runnable samples: ``python -m samples.demo``, ``python -m samples.hello``, ..."""
