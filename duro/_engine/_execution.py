@@ -134,11 +134,18 @@ def application_error(exc: BaseException, *, retryable: bool = True) -> ErrorInf
 
 
 def configuration_error(exc: BaseException) -> ErrorInfo:
+    details = None
+    if isinstance(exc, NondeterminismError):
+        # Structured, so tools can show the divergence without parsing the message.
+        details = msgspec.json.encode(
+            {"position": exc.position, "recorded": exc.recorded, "requested": exc.requested}
+        ).decode()
     return ErrorInfo(
         category=ErrorCategory.CONFIGURATION,
         error_type=type(exc).__name__,
         message=str(exc),
         retryable=False,
+        details=details,
     )
 
 
@@ -176,6 +183,7 @@ class Execution:
         self._resolution_order = 0
         self._position = 0
         self._unprocessed: list[AnyOrchestratorMessage] = []
+        self._tasks: list[Task] = []
         self._pending: deque[HistoryEvent] = deque()
         self._ready: deque[Task] = deque()
         self._futures: dict[int, DurableFuture[Any]] = {}
@@ -240,6 +248,7 @@ class Execution:
         future = TaskFuture(self)
         task = Task(coro, future, name)
         future.task = task
+        self._tasks.append(task)
         self._step(task)
         return future
 
@@ -751,11 +760,24 @@ class Execution:
         )
 
     def _close_tasks(self) -> None:
-        """Close every suspended coroutine so user ``finally`` blocks run once, harmlessly."""
-        for future in list(self._futures.values()):
-            if isinstance(future, TaskFuture) and future.task is not None:
-                future.task.closing = True
         self._ready.clear()
+        self.discard()
+
+    def discard(self) -> None:
+        """Close every suspended coroutine now, deterministically, rather than whenever the
+        garbage collector gets to them. Their ``finally`` blocks run but can record nothing."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            if task.future.done:  # finished, failed or already closed
+                continue
+            task.closing = True
+            previous, self.current_task = self.current_task, task
+            try:
+                task.coro.close()
+            except BaseException:  # user cleanup failing cannot change history
+                pass
+            finally:
+                self.current_task = previous
 
 
 def _describe(event: HistoryEvent) -> str:

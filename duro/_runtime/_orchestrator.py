@@ -42,11 +42,13 @@ class ExecutionCache:
 
     def put(self, instance_id: str, execution: Execution) -> None:
         if self._capacity <= 0:
+            execution.discard()
             return
         self._entries[instance_id] = execution
         self._entries.move_to_end(instance_id)
         while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
+            _, evicted = self._entries.popitem(last=False)
+            evicted.discard()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -115,8 +117,10 @@ class OrchestrationDispatcher:
             await self._abandon(item, 5.0)
             return
         if decision.abandon_delay is not None:
-            log.info("abandoning turn of %s: %s", item.instance_id, decision.abandon_reason)
-            await self._abandon(item, decision.abandon_delay)
+            # Not this batch's fault (e.g. a version only newer workers have): do not count
+            # the delivery toward poison, or a rolling upgrade would fail instances.
+            log.warning("deferring turn of %s: %s", item.instance_id, decision.abandon_reason)
+            await self._abandon(item, decision.abandon_delay, ignore_attempt=True)
             return
         commit = self._commit_for(item, decision)
         try:
@@ -125,9 +129,11 @@ class OrchestrationDispatcher:
             )
         except LockLostError:
             log.info("lock on %s was lost before commit; the turn is void", item.instance_id)
+            _discard(decision)
             return
         except ProviderError as exc:
             log.error("committing the turn of %s failed: %s", item.instance_id, exc)
+            _discard(decision)
             await self._abandon(item, 1.0)
             return
         self.turns_committed += 1
@@ -148,6 +154,12 @@ class OrchestrationDispatcher:
             kv_snapshot={k: KvState(v.value, v.updated_at_ms) for k, v in item.kv_snapshot.items()},
         )
         cached = self.cache.take(item.instance_id)
+        if cached is not None and (
+            cached.execution_id != item.execution_id or len(cached.history) != len(item.history)
+        ):
+            # Another process moved this instance on: rebuild from history.
+            cached.discard()
+            cached = None
         if item.history_error is not None:
             return terminate(
                 work,
@@ -208,10 +220,20 @@ class OrchestrationDispatcher:
             ],
         )
 
-    async def _abandon(self, item: OrchestrationWorkItem, delay: float) -> None:
+    async def _abandon(
+        self, item: OrchestrationWorkItem, delay: float, *, ignore_attempt: bool = False
+    ) -> None:
         try:
             await self._provider.abandon_turn(
-                AbandonRequest(lock_token=item.lock_token, delay=delay)
+                AbandonRequest(
+                    lock_token=item.lock_token, delay=delay, ignore_attempt=ignore_attempt
+                )
             )
         except ProviderError as exc:  # the lock will expire on its own
             log.warning("abandoning the turn of %s failed: %s", item.instance_id, exc)
+
+
+def _discard(decision: TurnDecision) -> None:
+    """The turn did not commit: its live execution ran ahead of stored history."""
+    if decision.execution is not None:
+        decision.execution.discard()
