@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import anyio
 
 import duro
-from duro.providers import HistoryEvent
+from duro.providers import HistoryEvent, Provider
 from duro.testing import VirtualClock
 
 E = TypeVar("E")
@@ -36,7 +36,7 @@ def options(**overrides: Any) -> duro.RuntimeOptions:
 
 
 def runtime(
-    store: duro.providers.Provider,
+    store: Provider,
     registry: duro.Registry,
     clock: VirtualClock | None = None,
     **overrides: Any,

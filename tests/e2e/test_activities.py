@@ -7,7 +7,7 @@ import threading
 import pytest
 
 import duro
-from duro.providers import ActivityCompleted, ActivityFailed, ActivityScheduled
+from duro.providers import ActivityCompleted, ActivityFailed, ActivityScheduled, Provider
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, failed, history_has, of_type, runtime, wait_until
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_async_activity_result_becomes_orchestration_output(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity
     async def greet(ctx: duro.ActivityContext, name: str) -> str:
@@ -35,7 +35,7 @@ async def test_async_activity_result_becomes_orchestration_output(
 
 
 async def test_plain_def_activity_runs_in_a_worker_thread(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     main_thread = threading.get_ident()
 
@@ -53,7 +53,7 @@ async def test_plain_def_activity_runs_in_a_worker_thread(
 
 
 async def test_activity_scheduled_by_registered_name_and_custom_name(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity(name="Greet")
     async def greet_impl(ctx: duro.ActivityContext, name: str) -> str:
@@ -76,7 +76,7 @@ async def test_activity_scheduled_by_registered_name_and_custom_name(
 
 
 async def test_activity_context_describes_the_step(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     seen: list[tuple[str, str, int, str]] = []
 
@@ -97,7 +97,7 @@ async def test_activity_context_describes_the_step(
 
 
 async def test_activities_without_input_parameter_and_with_none_output(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity
     async def no_input(ctx: duro.ActivityContext) -> int:
@@ -113,7 +113,7 @@ async def test_activities_without_input_parameter_and_with_none_output(
 
 
 async def test_failed_activity_raises_activity_failed_with_original_type_and_message(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity
     async def explode(ctx: duro.ActivityContext, what: str) -> None:
@@ -147,7 +147,7 @@ async def test_failed_activity_raises_activity_failed_with_original_type_and_mes
 
 
 async def test_uncaught_activity_failure_fails_instance_with_application_error(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity
     def explode(ctx: duro.ActivityContext, _: None) -> None:
@@ -166,7 +166,7 @@ async def test_uncaught_activity_failure_fails_instance_with_application_error(
 
 
 async def test_activity_can_start_and_signal_orchestrations_through_its_client(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def listener(ctx: duro.OrchestrationContext, _: None) -> str:
@@ -189,7 +189,7 @@ async def test_activity_can_start_and_signal_orchestrations_through_its_client(
 
 
 async def test_async_activity_awaiting_cancellation_is_released_when_select_drops_it(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
 
@@ -215,7 +215,7 @@ async def test_async_activity_awaiting_cancellation_is_released_when_select_drop
 
 
 async def test_plain_def_activity_can_poll_cancellation(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     started = threading.Event()
     observed = threading.Event()
@@ -243,7 +243,7 @@ async def test_plain_def_activity_can_poll_cancellation(
 
 
 async def test_activity_tag_routes_to_workers_serving_that_tag(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     ran_on: list[str] = []
 
@@ -277,7 +277,7 @@ async def test_activity_tag_routes_to_workers_serving_that_tag(
 
 
 async def test_activities_of_one_session_run_on_one_worker(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity
     async def who(ctx: duro.ActivityContext, _: None) -> str:
@@ -297,7 +297,7 @@ async def test_activities_of_one_session_run_on_one_worker(
 
 
 async def test_each_activity_runs_once_even_when_every_turn_replays_history(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
 

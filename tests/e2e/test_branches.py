@@ -9,6 +9,7 @@ import duro
 from duro.providers import (
     ActivityCompleted,
     ActivityScheduled,
+    Provider,
     SubOrchestrationScheduled,
     TaskCancelled,
     TimerCreated,
@@ -39,7 +40,7 @@ async def ship(ctx: duro.OrchestrationContext, item: str) -> str:
 
 
 async def test_join_over_multi_step_branches_returns_results_in_argument_order(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     _register_shipping(registry, calls)
@@ -57,7 +58,7 @@ async def test_join_over_multi_step_branches_returns_results_in_argument_order(
 
 
 async def test_join_accepts_a_mix_of_branches_and_futures(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     _register_shipping(registry, calls)
@@ -77,7 +78,7 @@ async def test_join_accepts_a_mix_of_branches_and_futures(
 
 
 async def test_branch_actions_are_recorded_in_the_order_branches_ran(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     gates = {k: anyio.Event() for k in ("a1", "b1")}
 
@@ -115,7 +116,7 @@ def msgspec_decode(raw: object) -> object:
 
 
 async def test_branches_nest(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity
     async def leaf(ctx: duro.ActivityContext, n: int) -> int:
@@ -141,7 +142,7 @@ async def test_branches_nest(
 
 
 async def test_failing_branch_fails_the_join_with_its_own_error(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     _register_shipping(registry, calls)
@@ -181,7 +182,7 @@ async def test_failing_branch_fails_the_join_with_its_own_error(
 
 
 async def test_select_returns_first_branch_to_finish_and_times_out_with_a_timer(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     _register_shipping(registry, calls)
@@ -208,7 +209,7 @@ async def test_select_returns_first_branch_to_finish_and_times_out_with_a_timer(
 
 
 async def test_select_loser_branch_is_cancelled_with_everything_it_started(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     hold = anyio.Event()
@@ -285,7 +286,7 @@ async def _running(client: duro.Client, instance_id: str) -> bool:
 
 
 async def test_branches_resume_after_a_runtime_restart_without_rerunning_steps(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     _register_shipping(registry, calls)
@@ -309,7 +310,7 @@ async def test_branches_resume_after_a_runtime_restart_without_rerunning_steps(
 
 
 async def test_reordering_branches_in_code_is_reported_as_nondeterminism(
-    store: duro.InMemoryProvider, client: duro.Client, clock: VirtualClock
+    store: Provider, client: duro.Client, clock: VirtualClock
 ) -> None:
     def build(order: tuple[str, str]) -> duro.Registry:
         registry = duro.Registry()

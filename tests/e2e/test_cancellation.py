@@ -7,7 +7,7 @@ import threading
 import pytest
 
 import duro
-from duro.providers import ActivityCompleted, CancelRequested, SubOrchestrationScheduled
+from duro.providers import ActivityCompleted, CancelRequested, Provider, SubOrchestrationScheduled
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, failed, of_type, runtime, wait_until
@@ -20,7 +20,7 @@ async def _running(client: duro.Client, instance_id: str) -> bool:
 
 
 async def test_cancelled_instance_fails_with_cancelled_category_and_reason(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def waiter(ctx: duro.OrchestrationContext, _: None) -> None:
@@ -38,7 +38,7 @@ async def test_cancelled_instance_fails_with_cancelled_category_and_reason(
 
 
 async def test_cancellation_reaches_running_async_and_sync_activities(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     sync_started = threading.Event()
@@ -76,7 +76,7 @@ async def test_cancellation_reaches_running_async_and_sync_activities(
 
 
 async def test_cancellation_reaches_sub_orchestrations_and_their_children(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def leaf(ctx: duro.OrchestrationContext, _: None) -> None:
@@ -100,7 +100,7 @@ async def test_cancellation_reaches_sub_orchestrations_and_their_children(
 
 
 async def test_cancelling_a_finished_instance_changes_nothing(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def quick(ctx: duro.OrchestrationContext, _: None) -> str:
@@ -121,7 +121,7 @@ async def _queues_idle(client: duro.Client) -> bool:
 
 
 async def test_cancelled_parent_drops_pending_timers_and_child_results(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
 
@@ -148,7 +148,7 @@ async def test_cancelled_parent_drops_pending_timers_and_child_results(
 
 
 async def test_orchestration_keeps_running_other_instances_after_a_cancel(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def waiter(ctx: duro.OrchestrationContext, _: None) -> object:

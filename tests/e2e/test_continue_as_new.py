@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import duro
-from duro.providers import ContinuedAsNew, OrchestrationStarted
+from duro.providers import ContinuedAsNew, OrchestrationStarted, Provider
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, of_type, runtime
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_continue_as_new_runs_a_loop_as_successive_executions(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
 
@@ -44,7 +44,7 @@ async def test_continue_as_new_runs_a_loop_as_successive_executions(
 
 
 async def test_no_code_after_continue_as_new_runs(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
 
@@ -70,7 +70,7 @@ async def test_no_code_after_continue_as_new_runs(
 
 
 async def test_continue_as_new_carries_kv_and_custom_status(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def carry(ctx: duro.OrchestrationContext, n: int) -> list[object]:
@@ -89,7 +89,7 @@ async def test_continue_as_new_carries_kv_and_custom_status(
 
 
 async def test_continue_as_new_as_a_sub_orchestration_reports_the_final_result_to_the_parent(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def looping_child(ctx: duro.OrchestrationContext, n: int) -> int:
@@ -108,7 +108,7 @@ async def test_continue_as_new_as_a_sub_orchestration_reports_the_final_result_t
 
 
 async def test_stale_activity_result_from_a_previous_execution_is_ignored(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
 

@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 import duro
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import completed, failed, runtime
@@ -22,7 +23,7 @@ def _register_echo(registry: duro.Registry) -> None:
 
 
 async def test_unregistered_orchestration_fails_with_configuration_error_and_dispatch_continues(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_echo(registry)
     async with runtime(store, registry, clock, orchestration_concurrency=1):
@@ -36,7 +37,7 @@ async def test_unregistered_orchestration_fails_with_configuration_error_and_dis
 
 
 async def test_unregistered_activity_fails_the_instance_with_configuration_error(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def calls_missing(ctx: duro.OrchestrationContext, _: None) -> None:
@@ -51,7 +52,7 @@ async def test_unregistered_activity_fails_the_instance_with_configuration_error
 
 
 async def test_activity_missing_on_the_worker_fails_the_activity_with_configuration_error(
-    store: duro.InMemoryProvider, client: duro.Client, clock: VirtualClock
+    store: Provider, client: duro.Client, clock: VirtualClock
 ) -> None:
     orchestrator = duro.Registry()
     worker = duro.Registry()
@@ -77,7 +78,7 @@ async def test_activity_missing_on_the_worker_fails_the_activity_with_configurat
 
 
 async def test_non_serialisable_client_input_raises_and_stores_nothing(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_echo(registry)
     with pytest.raises(duro.PayloadError):
@@ -91,7 +92,7 @@ async def test_non_serialisable_client_input_raises_and_stores_nothing(
 
 
 async def test_oversized_payloads_are_rejected_with_payload_error(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     big = "x" * (257 * 1024)
 
@@ -113,7 +114,7 @@ async def test_oversized_payloads_are_rejected_with_payload_error(
 
 
 async def test_non_serialisable_values_inside_orchestrations_and_activities(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     attempts: list[int] = []
 
@@ -166,7 +167,7 @@ async def test_non_serialisable_values_inside_orchestrations_and_activities(
 
 
 async def test_input_that_does_not_match_the_annotation_fails_with_payload_error(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def wants_int(ctx: duro.OrchestrationContext, n: int) -> int:
@@ -205,7 +206,7 @@ async def test_non_string_instance_id_is_rejected(client: duro.Client) -> None:
 
 
 async def test_invalid_sub_orchestration_id_fails_the_parent_with_a_typed_error(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_echo(registry)
 
@@ -223,7 +224,7 @@ async def test_invalid_sub_orchestration_id_fails_the_parent_with_a_typed_error(
 
 
 async def test_duplicate_start_is_rejected_and_leaves_the_original_untouched(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_echo(registry)
     await client.start_orchestration("dup", "echo", "first")
@@ -240,7 +241,7 @@ async def test_duplicate_start_is_rejected_and_leaves_the_original_untouched(
 
 
 async def test_non_durable_await_fails_the_instance_and_does_not_wedge_the_dispatcher(
-    store: duro.InMemoryProvider,
+    store: Provider,
     registry: duro.Registry,
     client: duro.Client,
     clock: VirtualClock,
@@ -274,7 +275,7 @@ async def test_non_durable_await_fails_the_instance_and_does_not_wedge_the_dispa
 
 
 async def test_orchestration_exception_fails_with_type_message_and_traceback(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def raises(ctx: duro.OrchestrationContext, _: None) -> None:

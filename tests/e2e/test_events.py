@@ -12,7 +12,13 @@ import msgspec
 import pytest
 
 import duro
-from duro.providers import ActivityCompleted, EventQueued, EventRaised, OrchestrationStarted
+from duro.providers import (
+    ActivityCompleted,
+    EventQueued,
+    EventRaised,
+    OrchestrationStarted,
+    Provider,
+)
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, history_has, of_type, runtime, wait_until
@@ -26,7 +32,7 @@ class Approval(msgspec.Struct):
 
 
 async def test_wait_for_event_returns_the_event_data(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def waiter(ctx: duro.OrchestrationContext, _: None) -> object:
@@ -45,7 +51,7 @@ async def _state_is(client: duro.Client, instance_id: str, state: duro.State) ->
 
 
 async def test_event_raised_before_the_wait_is_not_lost(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity
     async def gate(ctx: duro.ActivityContext, _: None) -> None:
@@ -70,7 +76,7 @@ async def test_event_raised_before_the_wait_is_not_lost(
 
 
 async def test_repeated_events_of_one_name_are_consumed_in_arrival_order(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def collector(ctx: duro.OrchestrationContext, n: int) -> list[int]:
@@ -84,7 +90,7 @@ async def test_repeated_events_of_one_name_are_consumed_in_arrival_order(
 
 
 async def test_event_data_decodes_into_the_requested_type(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def typed(ctx: duro.OrchestrationContext, _: None) -> str:
@@ -99,7 +105,7 @@ async def test_event_data_decodes_into_the_requested_type(
 
 
 async def test_dequeue_event_is_strict_fifo(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity
     async def work(ctx: duro.ActivityContext, item: int) -> int:
@@ -126,7 +132,7 @@ async def test_dequeue_event_is_strict_fifo(
 
 
 async def test_mailboxes_are_independent_per_queue_name(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def two(ctx: duro.OrchestrationContext, _: None) -> list[str]:
@@ -142,7 +148,7 @@ async def test_mailboxes_are_independent_per_queue_name(
 
 
 async def test_unconsumed_queue_messages_survive_continue_as_new_in_order(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def drain(ctx: duro.OrchestrationContext, seen: list[int]) -> list[int]:
@@ -164,7 +170,7 @@ async def test_unconsumed_queue_messages_survive_continue_as_new_in_order(
 
 
 async def test_buffered_wait_for_event_arrivals_do_not_survive_continue_as_new(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def once(ctx: duro.OrchestrationContext, round_: int) -> object:
@@ -188,7 +194,7 @@ async def _execution_is(client: duro.Client, instance_id: str, execution_id: int
 
 
 async def test_events_for_missing_instances_raise_instance_not_found(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     with pytest.raises(duro.InstanceNotFoundError) as raised:
         await client.raise_event("ghost", "x", 1)
@@ -202,7 +208,7 @@ async def test_events_for_missing_instances_raise_instance_not_found(
 
 
 async def test_event_for_a_completed_instance_changes_nothing(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
 

@@ -10,6 +10,7 @@ from duro.providers import (
     ActivityCompleted,
     ActivityScheduled,
     EventRaised,
+    Provider,
     SubOrchestrationScheduled,
     TaskCancelled,
 )
@@ -44,7 +45,7 @@ def _register_gated(registry: duro.Registry, gates: dict[str, anyio.Event], call
 
 
 async def test_join_returns_results_in_argument_order(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     gates: dict[str, anyio.Event] = {k: anyio.Event() for k in "abc"}
     calls = Calls()
@@ -66,7 +67,7 @@ async def test_join_returns_results_in_argument_order(
 
 
 async def test_join_of_nothing_returns_an_empty_list(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def empty(ctx: duro.OrchestrationContext, _: None) -> list[object]:
@@ -78,7 +79,7 @@ async def test_join_of_nothing_returns_an_empty_list(
 
 
 async def test_join_raises_the_first_failure_in_history_order(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     gates: dict[str, anyio.Event] = {k: anyio.Event() for k in ("fail-1", "fail-2", "ok")}
     calls = Calls()
@@ -112,7 +113,7 @@ async def _has_failure(client: duro.Client, instance_id: str) -> bool:
 
 
 async def test_join_with_return_exceptions_puts_failures_in_place(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     gates: dict[str, anyio.Event] = {}
     calls = Calls()
@@ -138,7 +139,7 @@ async def test_join_with_return_exceptions_puts_failures_in_place(
 
 
 async def test_select_returns_first_completion_in_history_order(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def first(ctx: duro.OrchestrationContext, _: None) -> list[object]:
@@ -156,7 +157,7 @@ async def test_select_returns_first_completion_in_history_order(
 
 
 async def test_select_over_already_buffered_events_picks_the_earliest_arrival(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def later(ctx: duro.OrchestrationContext, _: None) -> list[object]:
@@ -174,7 +175,7 @@ async def test_select_over_already_buffered_events_picks_the_earliest_arrival(
 
 
 async def test_select_loser_activity_is_cancelled_and_its_result_never_recorded(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     gates: dict[str, anyio.Event] = {k: anyio.Event() for k in ("fast", "slow")}
     calls = Calls()
@@ -199,7 +200,7 @@ async def test_select_loser_activity_is_cancelled_and_its_result_never_recorded(
 
 
 async def test_select_loser_sub_orchestration_is_cancelled(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def waits_forever(ctx: duro.OrchestrationContext, _: None) -> None:
@@ -228,7 +229,7 @@ async def _state(client: duro.Client, instance_id: str, state: duro.State) -> bo
 
 
 async def test_select_with_a_failing_winner_raises_its_error(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     gates: dict[str, anyio.Event] = {k: anyio.Event() for k in ("fail-now", "slow")}
     gates["fail-now"].set()
@@ -252,7 +253,7 @@ async def test_select_with_a_failing_winner_raises_its_error(
 
 
 async def test_join_of_activities_and_timers_completes_after_the_last(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity
     async def quick(ctx: duro.ActivityContext, n: int) -> int:
@@ -276,7 +277,7 @@ async def test_join_of_activities_and_timers_completes_after_the_last(
 
 
 async def test_select_loser_wait_does_not_consume_a_buffered_event(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def probe(ctx: duro.OrchestrationContext, _: None) -> list[object]:

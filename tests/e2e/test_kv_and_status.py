@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import duro
-from duro.providers import CustomStatusSet, KvCleared, KvDeleted, KvSet
+from duro.providers import CustomStatusSet, KvCleared, KvDeleted, KvSet, Provider
 from duro.testing import VirtualClock
 
 from ._support import completed, history_has, of_type, runtime, wait_until
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_kv_set_get_delete_items_and_clear(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def kv(ctx: duro.OrchestrationContext, _: None) -> dict[str, object]:
@@ -56,7 +56,7 @@ async def test_kv_set_get_delete_items_and_clear(
 
 
 async def test_kv_values_replay_without_new_writes(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def counter(ctx: duro.OrchestrationContext, _: None) -> int:
@@ -75,7 +75,7 @@ async def test_kv_values_replay_without_new_writes(
 
 
 async def test_kv_limits_raise_payload_error_in_the_orchestration(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def greedy(ctx: duro.OrchestrationContext, _: None) -> list[str]:
@@ -103,7 +103,7 @@ async def test_kv_limits_raise_payload_error_in_the_orchestration(
 
 
 async def test_custom_status_is_visible_to_clients_while_running(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def phases(ctx: duro.OrchestrationContext, _: None) -> str:
@@ -132,7 +132,7 @@ async def test_custom_status_is_visible_to_clients_while_running(
 
 
 async def test_wait_for_status_change_times_out_with_a_typed_error(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def idle(ctx: duro.OrchestrationContext, _: None) -> None:
@@ -153,7 +153,7 @@ async def _running(client: duro.Client, instance_id: str) -> bool:
 
 
 async def test_oversized_custom_status_raises_payload_error(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def chatty(ctx: duro.OrchestrationContext, _: None) -> str:
@@ -170,7 +170,7 @@ async def test_oversized_custom_status_raises_payload_error(
 
 
 async def test_new_guid_is_unique_per_call_and_stable_on_replay(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     seen: list[tuple[str, str]] = []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import duro
-from duro.providers import OrchestrationCompleted, OrchestrationStarted
+from duro.providers import OrchestrationCompleted, OrchestrationStarted, Provider
 from duro.testing import VirtualClock
 
 from ._support import completed, failed, runtime, wait_until
@@ -46,7 +46,7 @@ async def _running(client: duro.Client, instance_id: str) -> bool:
 
 
 async def test_list_instances_filters_by_state_and_name(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register(registry)
     async with runtime(store, registry, clock):
@@ -69,7 +69,7 @@ async def test_list_instances_filters_by_state_and_name(
 
 
 async def test_list_instances_pages_through_many_and_returns_newest_first(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register(registry)
     for i in range(30):
@@ -81,7 +81,7 @@ async def test_list_instances_pages_through_many_and_returns_newest_first(
 
 
 async def test_get_history_returns_the_recorded_events_in_order(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register(registry)
     async with runtime(store, registry, clock):
@@ -95,7 +95,7 @@ async def test_get_history_returns_the_recorded_events_in_order(
 
 
 async def test_delete_completed_instance_removes_everything_and_frees_the_id(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register(registry)
     async with runtime(store, registry, clock):
@@ -110,7 +110,7 @@ async def test_delete_completed_instance_removes_everything_and_frees_the_id(
 
 
 async def test_delete_running_instance_needs_force(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register(registry)
     async with runtime(store, registry, clock):
@@ -129,7 +129,7 @@ async def test_delete_running_instance_needs_force(
 
 
 async def test_delete_cascades_to_sub_orchestrations(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register(registry)
     async with runtime(store, registry, clock):
@@ -143,7 +143,7 @@ async def test_delete_cascades_to_sub_orchestrations(
 
 
 async def test_delete_with_a_running_child_needs_force_and_then_removes_the_tree(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register(registry)
     async with runtime(store, registry, clock):
@@ -167,7 +167,7 @@ async def test_delete_unknown_instance_raises_not_found(client: duro.Client) -> 
 
 
 async def test_prune_executions_keeps_the_latest_and_the_kv(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register(registry)
     async with runtime(store, registry, clock):

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 import duro
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import completed, failed, runtime
@@ -47,7 +48,7 @@ class Label:
 
 
 async def test_struct_inputs_and_outputs_round_trip_through_orchestrations_and_activities(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity
     async def check(ctx: duro.ActivityContext, order: Order) -> Receipt:
@@ -73,7 +74,7 @@ async def test_struct_inputs_and_outputs_round_trip_through_orchestrations_and_a
 
 
 async def test_dataclass_inputs_and_outputs_round_trip(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     tracking = uuid.UUID("12345678-1234-5678-1234-567812345678")
 
@@ -96,7 +97,7 @@ async def test_dataclass_inputs_and_outputs_round_trip(
 
 
 async def test_structs_round_trip_through_sub_orchestrations_events_and_kv(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def child(ctx: duro.OrchestrationContext, item: Item) -> Item:
@@ -133,7 +134,7 @@ async def test_structs_round_trip_through_sub_orchestrations_events_and_kv(
 
 
 async def test_unannotated_payloads_decode_to_builtins(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def loose(ctx, value):  # type: ignore[no-untyped-def]
@@ -145,7 +146,7 @@ async def test_unannotated_payloads_decode_to_builtins(
 
 
 async def test_struct_that_does_not_validate_fails_with_payload_error(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity
     async def wants_item(ctx: duro.ActivityContext, item: Item) -> int:
@@ -171,7 +172,7 @@ async def test_struct_that_does_not_validate_fails_with_payload_error(
 
 
 async def test_json_builtin_values_round_trip(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity
     async def echo(ctx: duro.ActivityContext, value: object) -> object:

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 import duro
-from duro.providers import ActivityCompleted, TimerCreated
+from duro.providers import ActivityCompleted, Provider, TimerCreated
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, failed, history_has, runtime
@@ -23,7 +23,7 @@ def _register_steps(registry: duro.Registry, calls: Calls) -> None:
 
 
 async def test_restarted_runtime_resumes_without_rerunning_completed_activities(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     _register_steps(registry, calls)
@@ -47,7 +47,7 @@ async def test_restarted_runtime_resumes_without_rerunning_completed_activities(
 
 
 async def test_is_replaying_is_true_exactly_while_re_executing_recorded_history(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     _register_steps(registry, calls)
@@ -78,7 +78,7 @@ async def test_is_replaying_is_true_exactly_while_re_executing_recorded_history(
 
 
 async def test_replay_safe_logger_logs_each_message_once(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     _register_steps(registry, calls)
@@ -107,7 +107,7 @@ async def test_replay_safe_logger_logs_each_message_once(
 
 
 async def test_changed_code_fails_the_instance_with_nondeterminism_error(
-    store: duro.InMemoryProvider, client: duro.Client, clock: VirtualClock
+    store: Provider, client: duro.Client, clock: VirtualClock
 ) -> None:
     def build(second: str) -> duro.Registry:
         registry = duro.Registry()
@@ -151,7 +151,7 @@ async def test_changed_code_fails_the_instance_with_nondeterminism_error(
 
 
 async def test_replacing_an_activity_with_a_timer_is_nondeterminism(
-    store: duro.InMemoryProvider, client: duro.Client, clock: VirtualClock
+    store: Provider, client: duro.Client, clock: VirtualClock
 ) -> None:
     def build(use_timer: bool) -> duro.Registry:
         registry = duro.Registry()
@@ -181,7 +181,7 @@ async def test_replacing_an_activity_with_a_timer_is_nondeterminism(
 
 
 async def test_dropping_a_recorded_step_is_nondeterminism(
-    store: duro.InMemoryProvider, client: duro.Client, clock: VirtualClock
+    store: Provider, client: duro.Client, clock: VirtualClock
 ) -> None:
     def build(with_step: bool) -> duro.Registry:
         registry = duro.Registry()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import duro
-from duro.providers import ActivityFailed, ActivityScheduled, TimerCreated
+from duro.providers import ActivityFailed, ActivityScheduled, Provider, TimerCreated
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, failed, history_has, of_type, runtime
@@ -36,7 +36,7 @@ def _register_flaky(registry: duro.Registry, calls: Calls) -> None:
 
 
 async def test_retry_succeeds_after_failures_with_backoff_timers(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     _register_flaky(registry, calls)
@@ -64,7 +64,7 @@ async def test_retry_succeeds_after_failures_with_backoff_timers(
 
 
 async def test_retry_gives_up_after_max_attempts_with_the_last_error(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     _register_flaky(registry, calls)
@@ -85,7 +85,7 @@ async def test_retry_gives_up_after_max_attempts_with_the_last_error(
 
 
 async def test_non_retryable_errors_fail_at_once(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     _register_flaky(registry, calls)
@@ -112,7 +112,7 @@ async def test_non_retryable_errors_fail_at_once(
 
 
 async def test_attempt_timeout_cancels_a_hung_attempt_and_retries(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
 
@@ -138,7 +138,7 @@ async def test_attempt_timeout_cancels_a_hung_attempt_and_retries(
 
 
 async def test_attempt_timeout_exhausted_reports_activity_timeout(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity
     async def hangs(ctx: duro.ActivityContext, _: None) -> None:
@@ -161,7 +161,7 @@ async def test_attempt_timeout_exhausted_reports_activity_timeout(
 
 
 async def test_backoff_is_capped_by_max_interval(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     _register_flaky(registry, calls)
@@ -184,7 +184,7 @@ async def test_backoff_is_capped_by_max_interval(
 
 
 async def test_retry_backoff_survives_a_runtime_restart(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     _register_flaky(registry, calls)

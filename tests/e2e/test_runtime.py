@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 import duro
-from duro.providers import ActivityCompleted, ActivityScheduled, TimerCreated
+from duro.providers import ActivityCompleted, ActivityScheduled, Provider, TimerCreated
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, history_has, of_type, runtime, wait_until
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_graceful_shutdown_lets_an_in_flight_activity_finish_and_report(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
     release = anyio.Event()
@@ -51,7 +51,7 @@ async def test_graceful_shutdown_lets_an_in_flight_activity_finish_and_report(
 
 
 async def test_shutdown_cancels_activities_that_outlive_the_grace_period(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
 
@@ -102,7 +102,7 @@ async def test_long_activity_keeps_its_lock_by_renewal_and_runs_once(
 
 
 async def test_activity_whose_lock_expires_is_redelivered_with_a_higher_attempt(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
 
@@ -127,7 +127,7 @@ async def test_activity_whose_lock_expires_is_redelivered_with_a_higher_attempt(
 
 
 async def test_activity_redelivered_too_often_fails_as_poison(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
 
@@ -153,7 +153,7 @@ async def test_activity_redelivered_too_often_fails_as_poison(
 
 
 async def test_two_runtimes_on_one_store_complete_every_instance_exactly_once(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
 
@@ -175,7 +175,7 @@ async def test_two_runtimes_on_one_store_complete_every_instance_exactly_once(
 
 
 async def test_advancing_the_virtual_clock_with_default_options_keeps_the_runtime_dispatching(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def sleeper(ctx: duro.OrchestrationContext, _: None) -> str:
@@ -192,7 +192,7 @@ async def test_advancing_the_virtual_clock_with_default_options_keeps_the_runtim
 
 
 async def test_runtime_counters_report_work_done(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.activity
     async def work(ctx: duro.ActivityContext, _: None) -> None:

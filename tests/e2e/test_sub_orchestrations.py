@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import duro
-from duro.providers import OrchestrationChained, SubOrchestrationScheduled
+from duro.providers import OrchestrationChained, Provider, SubOrchestrationScheduled
 from duro.testing import VirtualClock
 
 from ._support import completed, failed, history_has, of_type, runtime, wait_until
@@ -36,7 +36,7 @@ def _register_children(registry: duro.Registry) -> None:
 
 
 async def test_sub_orchestration_result_is_returned_to_the_parent(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_children(registry)
 
@@ -54,7 +54,7 @@ async def test_sub_orchestration_result_is_returned_to_the_parent(
 
 
 async def test_sub_orchestration_with_explicit_instance_id(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_children(registry)
 
@@ -70,7 +70,7 @@ async def test_sub_orchestration_with_explicit_instance_id(
 
 
 async def test_failed_sub_orchestration_raises_sub_orchestration_failed_in_parent(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_children(registry)
 
@@ -94,7 +94,7 @@ async def test_failed_sub_orchestration_raises_sub_orchestration_failed_in_paren
 
 
 async def test_uncaught_sub_orchestration_failure_fails_the_parent(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_children(registry)
 
@@ -111,7 +111,7 @@ async def test_uncaught_sub_orchestration_failure_fails_the_parent(
 
 
 async def test_unregistered_sub_orchestration_fails_the_child_with_configuration_error(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def parent(ctx: duro.OrchestrationContext, _: None) -> list[str]:
@@ -127,7 +127,7 @@ async def test_unregistered_sub_orchestration_fails_the_child_with_configuration
 
 
 async def test_sub_orchestrations_nest_and_fan_out(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_children(registry)
 
@@ -149,7 +149,7 @@ async def test_sub_orchestrations_nest_and_fan_out(
 
 
 async def test_detached_start_does_not_wait_and_has_no_parent_link(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_children(registry)
 
@@ -175,7 +175,7 @@ async def _running(client: duro.Client, instance_id: str) -> bool:
 
 
 async def test_detached_start_survives_parent_failure(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_children(registry)
 
@@ -199,7 +199,7 @@ async def test_detached_start_survives_parent_failure(
 
 
 async def test_child_id_already_taken_fails_the_sub_orchestration_not_the_existing_instance(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_children(registry)
 
@@ -221,7 +221,7 @@ async def test_child_id_already_taken_fails_the_sub_orchestration_not_the_existi
 
 
 async def test_parent_waits_for_a_long_running_child(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_children(registry)
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 import duro
-from duro.providers import TimerCreated, TimerFired
+from duro.providers import Provider, TimerCreated, TimerFired
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, history_has, of_type, runtime
@@ -28,7 +28,7 @@ def _register_noop(registry: duro.Registry) -> None:
 
 
 async def test_timer_does_not_fire_before_its_delay_and_fires_once_after(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_noop(registry)
 
@@ -52,7 +52,7 @@ async def test_timer_does_not_fire_before_its_delay_and_fires_once_after(
 
 
 async def test_timedelta_delay_records_absolute_fire_time(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     start = clock.now_ms()
 
@@ -69,7 +69,7 @@ async def test_timedelta_delay_records_absolute_fire_time(
 
 
 async def test_thirty_day_timer_fires_without_waiting(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def month(ctx: duro.OrchestrationContext, _: None) -> str:
@@ -85,7 +85,7 @@ async def test_thirty_day_timer_fires_without_waiting(
 
 
 async def test_utc_now_is_the_turn_time_and_is_stable_on_replay(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     start_ms = clock.now_ms()
     seen: list[float] = []
@@ -113,7 +113,7 @@ async def test_utc_now_is_the_turn_time_and_is_stable_on_replay(
 
 
 async def test_timer_survives_runtime_restart_and_fires_once(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
 
@@ -141,7 +141,7 @@ async def test_timer_survives_runtime_restart_and_fires_once(
 
 
 async def test_event_beats_timeout_timer_and_late_timer_is_ignored(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def approval(ctx: duro.OrchestrationContext, _: None) -> str:
@@ -167,7 +167,7 @@ async def test_event_beats_timeout_timer_and_late_timer_is_ignored(
 
 
 async def test_shorter_timer_wins_select_when_both_fall_due_in_one_jump(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def race(ctx: duro.OrchestrationContext, _: None) -> int:
@@ -182,7 +182,7 @@ async def test_shorter_timer_wins_select_when_both_fall_due_in_one_jump(
 
 
 async def test_zero_delay_timer_fires_without_advancing_the_clock(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def zero(ctx: duro.OrchestrationContext, _: None) -> str:
@@ -195,7 +195,7 @@ async def test_zero_delay_timer_fires_without_advancing_the_clock(
 
 
 async def test_negative_timer_delay_fails_the_instance(
-    store: duro.InMemoryProvider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
     async def negative(ctx: duro.OrchestrationContext, _: None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import duro
-from duro.providers import ActivityCompleted
+from duro.providers import ActivityCompleted, Provider
 from duro.testing import VirtualClock
 
 from ._support import completed, history_has, runtime, wait_until
@@ -48,7 +48,7 @@ def _versioned(*versions: str) -> duro.Registry:
 
 
 async def test_new_instances_start_on_the_latest_version(
-    store: duro.InMemoryProvider, client: duro.Client, clock: VirtualClock
+    store: Provider, client: duro.Client, clock: VirtualClock
 ) -> None:
     async with runtime(store, _versioned("1.0.0", "2.0.0"), clock):
         await client.start_orchestration("v-1", "flow")
@@ -58,7 +58,7 @@ async def test_new_instances_start_on_the_latest_version(
 
 
 async def test_versions_compare_numerically(
-    store: duro.InMemoryProvider, client: duro.Client, clock: VirtualClock
+    store: Provider, client: duro.Client, clock: VirtualClock
 ) -> None:
     async with runtime(store, _versioned("2.0.0", "10.0.0"), clock):
         await client.start_orchestration("v-2", "flow")
@@ -67,7 +67,7 @@ async def test_versions_compare_numerically(
 
 
 async def test_explicit_version_on_start_is_honoured(
-    store: duro.InMemoryProvider, client: duro.Client, clock: VirtualClock
+    store: Provider, client: duro.Client, clock: VirtualClock
 ) -> None:
     async with runtime(store, _versioned("1.0.0", "2.0.0"), clock):
         await client.start_orchestration("v-3", "flow", version="1.0.0")
@@ -76,7 +76,7 @@ async def test_explicit_version_on_start_is_honoured(
 
 
 async def test_running_instance_keeps_its_version_after_a_new_one_is_deployed(
-    store: duro.InMemoryProvider, client: duro.Client, clock: VirtualClock
+    store: Provider, client: duro.Client, clock: VirtualClock
 ) -> None:
     async with runtime(store, _versioned("1.0.0"), clock):
         await client.start_orchestration("v-4", "flow")
@@ -91,7 +91,7 @@ async def test_running_instance_keeps_its_version_after_a_new_one_is_deployed(
 
 
 async def test_continue_as_new_moves_to_the_latest_version_unless_pinned(
-    store: duro.InMemoryProvider, clock: VirtualClock, client: duro.Client
+    store: Provider, clock: VirtualClock, client: duro.Client
 ) -> None:
     def build(with_v2: bool) -> duro.Registry:
         registry = duro.Registry()
@@ -134,7 +134,7 @@ async def _execution(client: duro.Client, instance_id: str, execution_id: int) -
 
 
 async def test_unknown_version_waits_for_a_worker_that_has_it(
-    store: duro.InMemoryProvider, client: duro.Client, clock: VirtualClock
+    store: Provider, client: duro.Client, clock: VirtualClock
 ) -> None:
     async with runtime(store, _versioned("1.0.0"), clock):
         await client.start_orchestration("v-8", "flow", version="2.0.0")
@@ -148,7 +148,7 @@ async def test_unknown_version_waits_for_a_worker_that_has_it(
 
 
 async def test_sub_orchestration_can_request_a_version(
-    store: duro.InMemoryProvider, client: duro.Client, clock: VirtualClock
+    store: Provider, client: duro.Client, clock: VirtualClock
 ) -> None:
     registry = _versioned("1.0.0", "2.0.0")
 
