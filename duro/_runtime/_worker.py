@@ -24,10 +24,10 @@ from ..providers import (
     ActivityWorkItem,
     FetchActivityRequest,
     Provider,
-    RenewRequest,
     ScheduledMessage,
 )
 from ._activity_context import ActivityContext
+from ._leases import ActivityLeases
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, retry_provider_call, run_fetch_loop
 from ._telemetry import activity_attributes, tracer
@@ -55,14 +55,14 @@ class ActivityWorker:
         self._options = options
         self._clock = clock
         self._client = client
-        self._running: dict[_Key, ActivityContext] = {}
+        self._leases = ActivityLeases(provider, options)
         self._fetch_scopes = FetchScopes()
         self._limiter = anyio.CapacityLimiter(max(1, options.activity_concurrency))
         self.activities_completed = 0
 
     @property
     def in_flight(self) -> int:
-        return len(self._running)
+        return len(self._leases)
 
     def stop_fetching(self) -> None:
         self._fetch_scopes.cancel_all()
@@ -70,13 +70,10 @@ class ActivityWorker:
     def cancel_running(self, keys: list[ActivityKey], reason: str) -> None:
         """Signal in-process activities whose work items were withdrawn."""
         for key in keys:
-            ctx = self._running.get((key.instance_id, key.execution_id, key.seq))
-            if ctx is not None:
-                ctx.cancel(reason)
+            self._leases.cancel((key.instance_id, key.execution_id, key.seq), reason)
 
     def cancel_all(self, reason: str) -> None:
-        for ctx in list(self._running.values()):
-            ctx.cancel(reason)
+        self._leases.cancel_all(reason)
 
     async def run(self, stopping: anyio.Event) -> None:
         """Run activities until ``stopping`` is set; returns when in-flight ones are done."""
@@ -88,15 +85,18 @@ class ActivityWorker:
             session_owner=options.worker_id if options.max_sessions > 0 else None,
             session_lock_timeout=options.session_lock_timeout,
         )
-        await run_fetch_loop(
-            fetch=lambda: self._provider.fetch_activity(request),
-            handle=self._execute,
-            concurrency=options.activity_concurrency,
-            stopping=stopping,
-            backoff=IdleBackoff(options),
-            scopes=self._fetch_scopes,
-            what="an activity",
-        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._leases.maintain)
+            await run_fetch_loop(
+                fetch=lambda: self._provider.fetch_activity(request),
+                handle=self._execute,
+                concurrency=options.activity_concurrency,
+                stopping=stopping,
+                backoff=IdleBackoff(options),
+                scopes=self._fetch_scopes,
+                what="an activity",
+            )
+            tg.cancel_scope.cancel()
 
     async def _execute(self, item: ActivityWorkItem) -> None:
         task = item.task
@@ -113,7 +113,7 @@ class ActivityWorker:
             worker_id=self._options.worker_id,
             client=self._client,
         )
-        self._running[key] = ctx
+        running = self._leases.add(key, item, ctx)
         try:
             if item.attempt > self._options.max_attempts:
                 poison = ErrorInfo(
@@ -129,26 +129,19 @@ class ActivityWorker:
                 return
             result: msgspec.Raw | None = None
             error: ErrorInfo | None = None
-            async with anyio.create_task_group() as tg:
-                run_scope = anyio.CancelScope()
-                tg.start_soon(self._renew_lock, item, ctx)
-                tg.start_soon(self._enforce_cancellation, ctx, run_scope)
-                with (
-                    run_scope,
-                    tracer.start_as_current_span(
-                        "duro.activity",
-                        attributes=activity_attributes(task.instance_id, task.name, ctx.attempt),
-                    ),
-                ):
-                    result, error = await self._run(item, ctx)
-                tg.cancel_scope.cancel()
+            attributes = activity_attributes(task.instance_id, task.name, ctx.attempt)
+            with (
+                running.scope,
+                tracer.start_as_current_span("duro.activity", attributes=attributes),
+            ):
+                result, error = await self._run(item, ctx)
             if ctx.is_cancelled:
                 # Withdrawn or lock lost: the orchestration no longer wants this result.
                 await self._drop(item)
                 return
             await self._report(item, result, error)
         finally:
-            self._running.pop(key, None)
+            self._leases.remove(key)
 
     async def _run(
         self, item: ActivityWorkItem, ctx: ActivityContext
@@ -182,27 +175,6 @@ class ActivityWorker:
             return await registered.fn(*args)
         fn = functools.partial(registered.fn, *args)
         return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
-
-    async def _enforce_cancellation(self, ctx: ActivityContext, scope: anyio.CancelScope) -> None:
-        """Cooperative first; an async activity that ignores the signal is cancelled later."""
-        await ctx.wait_cancelled()
-        await anyio.sleep(self._options.activity_cancellation_grace)
-        scope.cancel()
-
-    async def _renew_lock(self, item: ActivityWorkItem, ctx: ActivityContext) -> None:
-        interval = max(0.01, self._options.activity_lock_timeout / 3)
-        request = RenewRequest(
-            lock_token=item.lock_token, extend_for=self._options.activity_lock_timeout
-        )
-        while True:
-            await anyio.sleep(interval)
-            try:
-                await self._provider.renew_activity_lock(request)
-            except LockLostError:
-                ctx.cancel("the work item was withdrawn or its lock was lost")
-                return
-            except ProviderError as exc:
-                log.warning("renewing the lock of %s failed: %s", item.task.name, exc)
 
     async def _report(
         self, item: ActivityWorkItem, result: msgspec.Raw | None, error: ErrorInfo | None

@@ -1,0 +1,108 @@
+"""Lock renewal and forced cancellation for every running activity, from one task.
+
+One maintenance task per worker replaces a renewal task and a cancellation watcher per
+activity: with thousands of short activities, per-activity tasks cost more than the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import anyio
+
+from .._errors import LockLostError, ProviderError
+from ..providers import ActivityWorkItem, Provider, RenewRequest
+from ._activity_context import ActivityContext
+from ._options import RuntimeOptions
+
+log = logging.getLogger("duro.runtime.worker")
+
+Key = tuple[str, int, int]
+
+
+@dataclass(slots=True)
+class RunningActivity:
+    item: ActivityWorkItem
+    ctx: ActivityContext
+    scope: anyio.CancelScope
+    renew_at: float
+    """Monotonic time of the next lock renewal."""
+    force_cancel_at: float | None = None
+    """Monotonic time after which an ignored cancellation becomes a hard cancel."""
+
+
+class ActivityLeases:
+    def __init__(self, provider: Provider, options: RuntimeOptions) -> None:
+        self._provider = provider
+        self._renew_every = max(0.01, options.activity_lock_timeout / 3)
+        self._lock_timeout = options.activity_lock_timeout
+        self._grace = options.activity_cancellation_grace
+        self._running: dict[Key, RunningActivity] = {}
+        self._changed = anyio.Event()
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def add(self, key: Key, item: ActivityWorkItem, ctx: ActivityContext) -> RunningActivity:
+        running = RunningActivity(
+            item=item,
+            ctx=ctx,
+            scope=anyio.CancelScope(),
+            renew_at=time.monotonic() + self._renew_every,
+        )
+        self._running[key] = running
+        return running
+
+    def remove(self, key: Key) -> None:
+        self._running.pop(key, None)
+
+    def cancel(self, key: Key, reason: str) -> None:
+        running = self._running.get(key)
+        if running is not None:
+            self._request_cancel(running, reason)
+
+    def cancel_all(self, reason: str) -> None:
+        for running in list(self._running.values()):
+            self._request_cancel(running, reason)
+
+    def _request_cancel(self, running: RunningActivity, reason: str) -> None:
+        if running.ctx.is_cancelled:
+            return
+        running.ctx.cancel(reason)
+        running.force_cancel_at = time.monotonic() + self._grace
+        self._changed.set()
+
+    async def maintain(self) -> None:
+        """Renew due locks and hard-cancel activities that ignored cancellation; forever."""
+        while True:
+            now = time.monotonic()
+            for running in list(self._running.values()):
+                if running.force_cancel_at is not None and now >= running.force_cancel_at:
+                    running.force_cancel_at = None
+                    running.scope.cancel()
+                if now >= running.renew_at and not running.ctx.is_cancelled:
+                    running.renew_at = now + self._renew_every
+                    await self._renew(running)
+            await self._sleep_until_due()
+
+    async def _renew(self, running: RunningActivity) -> None:
+        request = RenewRequest(lock_token=running.item.lock_token, extend_for=self._lock_timeout)
+        try:
+            await self._provider.renew_activity_lock(request)
+        except LockLostError:
+            self._request_cancel(running, "the work item was withdrawn or its lock was lost")
+        except ProviderError as exc:
+            log.warning("renewing the lock of %s failed: %s", running.item.task.name, exc)
+
+    async def _sleep_until_due(self) -> None:
+        deadlines = [r.renew_at for r in self._running.values() if not r.ctx.is_cancelled]
+        deadlines += [
+            r.force_cancel_at for r in self._running.values() if r.force_cancel_at is not None
+        ]
+        delay = (min(deadlines) - time.monotonic()) if deadlines else self._renew_every
+        if self._changed.is_set():
+            self._changed = anyio.Event()
+        with anyio.move_on_after(max(0.0, min(delay, self._renew_every))):
+            await self._changed.wait()
