@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from ._execution import Execution
 
 
-class ActivityFuture(DurableFuture[Any]):
+class StepFuture(DurableFuture[Any]):
+    """An activity or sub-orchestration: durable work that cancelling must withdraw."""
+
     __slots__ = ("name", "output_type", "seq")
 
     def __init__(self, execution: Execution, seq: int, name: str, output_type: Any) -> None:
@@ -26,28 +28,24 @@ class ActivityFuture(DurableFuture[Any]):
     def cancel(self, reason: str = "cancelled") -> None:
         if self.done:
             return
-        # Recorded so replay reproduces it; the commit withdraws the work item.
+        # Recorded so replay reproduces it; the commit withdraws the activity's work item or
+        # cancels the child instance.
         self.execution.emit(TaskCancelled(event_id=0, ts=0, seq=0, target=self.seq))
         super().cancel(reason)
 
 
-class SubOrchestrationFuture(DurableFuture[Any]):
-    __slots__ = ("instance_id", "name", "output_type", "seq")
+class ActivityFuture(StepFuture):
+    __slots__ = ()
+
+
+class SubOrchestrationFuture(StepFuture):
+    __slots__ = ("instance_id",)
 
     def __init__(
         self, execution: Execution, seq: int, name: str, instance_id: str, output_type: Any
     ) -> None:
-        super().__init__(execution)
-        self.seq = seq
-        self.name = name
+        super().__init__(execution, seq, name, output_type)
         self.instance_id = instance_id
-        self.output_type = output_type
-
-    def cancel(self, reason: str = "cancelled") -> None:
-        if self.done:
-            return
-        self.execution.emit(TaskCancelled(event_id=0, ts=0, seq=0, target=self.seq))
-        super().cancel(reason)
 
 
 class TimerFuture(DurableFuture[None]):
