@@ -25,6 +25,8 @@ class RuntimeOptions:
     orchestration_lock_timeout: float = 30.0
     activity_lock_timeout: float = 60.0
     """An activity's lock is renewed automatically while it runs, so it may run longer."""
+    activity_fetch_batch: int = 32
+    """Most work items taken from the store in one fetch (never more than free slots)."""
     poll_timeout: float = 1.0
     """How long one fetch may long-poll; wake-ups within the process are immediate."""
     idle_backoff_min: float = 0.01

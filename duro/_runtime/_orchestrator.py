@@ -82,7 +82,7 @@ class OrchestrationDispatcher:
             owner_id=self._options.worker_id,
         )
         await run_fetch_loop(
-            fetch=lambda: self._provider.fetch_turn(request),
+            fetch=lambda _max_items: self._fetch_one(request),
             handle=self._handle,
             concurrency=self._options.orchestration_concurrency,
             stopping=stopping,
@@ -90,6 +90,10 @@ class OrchestrationDispatcher:
             scopes=self._fetch_scopes,
             what="a turn",
         )
+
+    async def _fetch_one(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
+        item = await self._provider.fetch_turn(request)
+        return [] if item is None else [item]
 
     async def _handle(self, item: OrchestrationWorkItem) -> None:
         self.in_flight += 1

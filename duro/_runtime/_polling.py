@@ -89,19 +89,21 @@ class FetchScopes:
 
 async def run_fetch_loop(
     *,
-    fetch: Callable[[], Awaitable[T | None]],
+    fetch: Callable[[int], Awaitable[list[T]]],
     handle: Callable[[T], Awaitable[None]],
     concurrency: int,
     stopping: anyio.Event,
     backoff: IdleBackoff,
     scopes: FetchScopes,
     what: str,
+    batch_limit: int = 1,
 ) -> None:
-    """Fetch one item at a time and hand it to ``handle`` with at most ``concurrency`` running.
+    """Fetch items and hand each to ``handle`` with at most ``concurrency`` running.
 
     A single fetcher per dispatcher keeps a wake-up from sending every idle slot to the store
-    at once; a free slot is reserved before fetching so nothing is locked without capacity.
-    Returns after ``stopping`` is set, once every handled item is done.
+    at once. Free slots are reserved before fetching (at least one, up to ``batch_limit``) so
+    nothing is locked without capacity to run it. Returns after ``stopping`` is set, once
+    every handled item is done.
     """
     free = anyio.Semaphore(max(1, concurrency))
 
@@ -113,25 +115,40 @@ async def run_fetch_loop(
 
     async with anyio.create_task_group() as tg:
         while not stopping.is_set():
-            item: T | None = None
-            reserved = False
+            items: list[T] = []
+            reserved = 0
             started = time.monotonic()
             try:
                 with scopes.open():
                     await free.acquire()
-                    reserved = True
+                    reserved = 1 + _take_more(free, batch_limit - 1)
                     started = time.monotonic()
-                    item = await fetch()
+                    items = await fetch(reserved)
             except ProviderError as exc:
                 log.warning("fetching %s failed: %s", what, exc)
-                if reserved:
-                    free.release()
+                _release(free, reserved)
                 await backoff.failed(stopping, exc.retryable)
                 continue
-            if item is None:
-                if reserved:
-                    free.release()
+            _release(free, reserved - len(items))
+            if not items:
                 await backoff.idle(stopping, time.monotonic() - started)
                 continue
             backoff.reset()
-            tg.start_soon(run, item)
+            for item in items:
+                tg.start_soon(run, item)
+
+
+def _take_more(free: anyio.Semaphore, wanted: int) -> int:
+    taken = 0
+    while taken < wanted:
+        try:
+            free.acquire_nowait()
+        except anyio.WouldBlock:
+            break
+        taken += 1
+    return taken
+
+
+def _release(free: anyio.Semaphore, count: int) -> None:
+    for _ in range(count):
+        free.release()

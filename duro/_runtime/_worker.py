@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,8 @@ from ..providers import (
 from ._activity_context import ActivityContext
 from ._leases import ActivityLeases
 from ._options import RuntimeOptions
-from ._polling import FetchScopes, IdleBackoff, retry_provider_call, run_fetch_loop
+from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
+from ._reporter import CompletionReporter
 from ._telemetry import activity_attributes, tracer
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ class ActivityWorker:
         self._clock = clock
         self._client = client
         self._leases = ActivityLeases(provider, options)
+        self._reporter = CompletionReporter(provider, options.commit_retries)
         self._fetch_scopes = FetchScopes()
         self._limiter = anyio.CapacityLimiter(max(1, options.activity_concurrency))
         self.activities_completed = 0
@@ -87,8 +90,12 @@ class ActivityWorker:
         )
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._leases.maintain)
+            tg.start_soon(self._reporter.run)
             await run_fetch_loop(
-                fetch=lambda: self._provider.fetch_activity(request),
+                fetch=lambda n: self._provider.fetch_activities(
+                    dataclasses.replace(request, max_items=n)
+                ),
+                batch_limit=options.activity_fetch_batch,
                 handle=self._execute,
                 concurrency=options.activity_concurrency,
                 stopping=stopping,
@@ -190,26 +197,18 @@ class ActivityWorker:
         commit = ActivityCommit(
             lock_token=item.lock_token, result=ScheduledMessage(message=message)
         )
-        try:
-            with anyio.CancelScope(shield=True):
-                await retry_provider_call(
-                    lambda: self._provider.complete_activity(commit), self._options.commit_retries
-                )
+        failure = await self._reporter.report(commit)
+        if failure is None:
             self.activities_completed += 1
-        except LockLostError:
+        elif isinstance(failure, LockLostError):
             log.info("result of %s for %s dropped: item withdrawn", task.name, task.instance_id)
-        except ProviderError as exc:
-            log.error("reporting %s for %s failed: %s", task.name, task.instance_id, exc)
+        else:
+            log.error("reporting %s for %s failed: %s", task.name, task.instance_id, failure)
             await self._abandon(item)
 
     async def _drop(self, item: ActivityWorkItem) -> None:
-        try:
-            with anyio.CancelScope(shield=True):
-                await self._provider.complete_activity(
-                    ActivityCommit(lock_token=item.lock_token, result=None)
-                )
-        except ProviderError:
-            pass  # already withdrawn: nothing to drop
+        # An error means the item is already withdrawn: nothing left to drop.
+        await self._reporter.report(ActivityCommit(lock_token=item.lock_token, result=None))
 
     async def _abandon(self, item: ActivityWorkItem) -> None:
         try:

@@ -26,9 +26,11 @@ The shared contract suite in ``duro.testing.ProviderContract`` pins all of this 
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
+from .._errors import ProviderError
 from .._history import HistoryEvent
 from .._messages import StartOrchestration
 from ._types import (
@@ -172,6 +174,35 @@ class Provider(abc.ABC):
         ``session_lock_timeout`` in the same atomic step. Does not check whether the
         orchestration still runs. May long-poll up to ``poll_timeout``.
         """
+
+    async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
+        """Lock up to ``request.max_items`` work items, each with its own token.
+
+        The same rules as ``fetch_activity`` per item; ``[]`` when nothing qualifies. The
+        default takes one item; stores override it to take a batch in one round trip.
+        """
+        item = await self.fetch_activity(request)
+        return [] if item is None else [item]
+
+    async def complete_activities(
+        self, commits: Sequence[ActivityCommit]
+    ) -> list[ProviderError | None]:
+        """Apply several ``complete_activity`` commits; each is atomic on its own.
+
+        Returns, per commit and in order, None or the ``ProviderError`` it failed with (one
+        failing commit does not undo the others). An error raised instead means none of them
+        was applied. The default applies them one by one; stores override it to apply them in
+        one round trip.
+        """
+        results: list[ProviderError | None] = []
+        for commit in commits:
+            try:
+                await self.complete_activity(commit)
+            except ProviderError as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
 
     @abc.abstractmethod
     async def complete_activity(self, commit: ActivityCommit) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import anyio.lowlevel
 
@@ -194,8 +194,38 @@ class InMemoryProvider(Provider):
                 self._clock, event, self._wait_s(now, deadline, self._activity_due)
             )
 
+    async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
+        first = await self.fetch_activity(request)
+        if first is None:
+            return []
+        items = [first]
+        now = self._clock.now_ms()
+        while len(items) < request.max_items:
+            item = self._fetch_activity_nowait(request, now)
+            if item is None:
+                break
+            items.append(item)
+        return items
+
+    async def complete_activities(
+        self, commits: Sequence[ActivityCommit]
+    ) -> list[ProviderError | None]:
+        await anyio.lowlevel.checkpoint()
+        results: list[ProviderError | None] = []
+        for commit in commits:
+            try:
+                self._complete_activity_nowait(commit)
+            except ProviderError as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
+
     async def complete_activity(self, commit: ActivityCommit) -> None:
         await anyio.lowlevel.checkpoint()
+        self._complete_activity_nowait(commit)
+
+    def _complete_activity_nowait(self, commit: ActivityCommit) -> None:
         now = self._clock.now_ms()
         row = self._live_work_row("complete_activity", commit.lock_token, now)
         self._work.remove(row)

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import TypeVar
 
 import anyio
 
 from .._clock import SYSTEM_CLOCK, Clock
+from .._errors import ProviderError
 from .._history import HistoryEvent
 from .._messages import StartOrchestration
 from ._interface import Provider
@@ -35,7 +36,9 @@ from ._signal import WorkSignal
 from ._sqlite_activities import (
     abandon_activity_txn,
     cleanup_sessions_txn,
+    complete_activities_txn,
     complete_activity_txn,
+    fetch_activities_txn,
     fetch_activity_txn,
     renew_activity_txn,
     renew_sessions_txn,
@@ -84,7 +87,7 @@ from ._types import (
     TurnCommit,
 )
 
-W = TypeVar("W", OrchestrationWorkItem, ActivityWorkItem)
+W = TypeVar("W")
 
 
 class SqliteProvider(Provider):
@@ -208,6 +211,34 @@ class SqliteProvider(Provider):
         return await self._long_poll(
             self._activity_signal, request.poll_timeout, ActivityWorkItem, attempt
         )
+
+    async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
+        async def attempt() -> list[ActivityWorkItem] | int | None:
+            txn = partial(
+                fetch_activities_txn,
+                request=request,
+                now=self._clock.now_ms(),
+                tokens=[uuid.uuid4().hex for _ in range(max(1, request.max_items))],
+            )
+            return await self._db.write("fetch_activities", txn)
+
+        return (
+            await self._long_poll(self._activity_signal, request.poll_timeout, list, attempt) or []
+        )
+
+    async def complete_activities(
+        self, commits: Sequence[ActivityCommit]
+    ) -> list[ProviderError | None]:
+        if not commits:
+            return []
+        results = await self._db.write(
+            "complete_activities",
+            partial(complete_activities_txn, commits=commits, now=self._clock.now_ms()),
+        )
+        self._activity_signal.notify()
+        if any(c.result is not None for c in commits):
+            self._turn_signal.notify()
+        return results
 
     async def complete_activity(self, commit: ActivityCommit) -> None:
         await self._db.write(

@@ -6,11 +6,12 @@ Every ``*_txn`` function runs inside the caller's ``BEGIN IMMEDIATE`` transactio
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from .._errors import LockLostError
+from .._errors import LockLostError, ProviderError
 from .._messages import decode_task
 from ._sqlite_turns import dead_letter_txn, insert_message_txn, ms
 from ._types import (
@@ -140,6 +141,37 @@ def _touch_session_txn(conn: sqlite3.Connection, session_id: str | None, now: in
             "UPDATE sessions SET last_activity_ms = ? WHERE session_id = ? AND locked_until_ms > ?",
             (now, session_id, now),
         )
+
+
+def fetch_activities_txn(
+    conn: sqlite3.Connection, request: FetchActivityRequest, *, now: int, tokens: list[str]
+) -> list[ActivityWorkItem] | int | None:
+    """Lock up to ``len(tokens)`` items; else the next time one may fall due (or None)."""
+    items: list[ActivityWorkItem] = []
+    for token in tokens:
+        result = fetch_activity_txn(conn, request, now=now, token=token)
+        if not isinstance(result, ActivityWorkItem):
+            return items or result
+        items.append(result)
+    return items
+
+
+def complete_activities_txn(
+    conn: sqlite3.Connection, commits: Sequence[ActivityCommit], now: int
+) -> list[ProviderError | None]:
+    """Each commit in its own savepoint: a stale token undoes only its own commit."""
+    results: list[ProviderError | None] = []
+    for commit in commits:
+        conn.execute("SAVEPOINT completion")
+        try:
+            complete_activity_txn(conn, commit, now)
+        except ProviderError as exc:
+            conn.execute("ROLLBACK TO completion")
+            results.append(exc)
+        else:
+            results.append(None)
+        conn.execute("RELEASE completion")
+    return results
 
 
 def complete_activity_txn(conn: sqlite3.Connection, commit: ActivityCommit, now: int) -> None:

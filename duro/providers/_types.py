@@ -168,6 +168,8 @@ class FetchActivityRequest:
     """None: only activities without a session. Otherwise also sessions owned by this owner
     or with no live owner (claimed atomically for ``session_lock_timeout``)."""
     session_lock_timeout: float = 30.0
+    max_items: int = 1
+    """``fetch_activities`` locks up to this many items in one round trip."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

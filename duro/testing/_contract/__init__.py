@@ -8,6 +8,7 @@ import pytest
 # contract check shows the values involved. Must run before the mixins are imported.
 pytest.register_assert_rewrite(
     "duro.testing._contract._activities",
+    "duro.testing._contract._batches",
     "duro.testing._contract._deletion",
     "duro.testing._contract._kv",
     "duro.testing._contract._locks",
@@ -21,6 +22,7 @@ pytest.register_assert_rewrite(
 
 from ._activities import ActivityQueueContract, TagContract  # noqa: E402
 from ._base import ContractBase  # noqa: E402
+from ._batches import ActivityBatchContract  # noqa: E402
 from ._deletion import DeletionContract, PruneContract  # noqa: E402
 from ._kv import KvContract  # noqa: E402
 from ._locks import InstanceLockingContract, LockExpiryContract  # noqa: E402
@@ -52,6 +54,7 @@ class ProviderContract(
     PoisonContract,
     LongPollingContract,
     ActivityQueueContract,
+    ActivityBatchContract,
     TagContract,
     SessionContract,
     ManagementContract,
@@ -76,6 +79,7 @@ class ProviderContract(
 
 
 __all__ = [
+    "ActivityBatchContract",
     "ActivityQueueContract",
     "ArrivalOrderContract",
     "AtomicityContract",
