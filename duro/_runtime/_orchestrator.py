@@ -9,7 +9,15 @@ from collections.abc import Callable
 import anyio
 
 from .._clock import Clock
-from .._engine import Execution, KvState, TurnDecision, TurnInput, run_turn, terminate
+from .._engine import (
+    Execution,
+    KvState,
+    TurnDecision,
+    TurnInput,
+    TurnResult,
+    run_turn,
+    terminate,
+)
 from .._errors import LockLostError, ProviderError
 from .._registry import Registry
 from .._status import ErrorCategory, ErrorInfo
@@ -31,13 +39,19 @@ log = logging.getLogger("duro.runtime.orchestrator")
 
 
 class ExecutionCache:
-    """Live executions between turns (LRU). Entries are validated against fetched history."""
+    """Live executions between turns (LRU). Entries are validated against fetched history.
+
+    ``index`` tells the store which histories are held here, so a fetch can skip loading
+    them: with it, a turn's cost does not grow with the length of the history.
+    """
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._entries: OrderedDict[str, Execution] = OrderedDict()
+        self.index: dict[str, tuple[int, int]] = {}
 
     def take(self, instance_id: str) -> Execution | None:
+        self.index.pop(instance_id, None)
         return self._entries.pop(instance_id, None)
 
     def put(self, instance_id: str, execution: Execution) -> None:
@@ -46,8 +60,10 @@ class ExecutionCache:
             return
         self._entries[instance_id] = execution
         self._entries.move_to_end(instance_id)
+        self.index[instance_id] = (execution.execution_id, len(execution.history))
         while len(self._entries) > self._capacity:
-            _, evicted = self._entries.popitem(last=False)
+            evicted_id, evicted = self._entries.popitem(last=False)
+            self.index.pop(evicted_id, None)
             evicted.discard()
 
     def __len__(self) -> int:
@@ -80,6 +96,7 @@ class OrchestrationDispatcher:
             lock_timeout=self._options.orchestration_lock_timeout,
             poll_timeout=self._options.poll_timeout,
             owner_id=self._options.worker_id,
+            cached_histories=self.cache.index,
         )
         await run_fetch_loop(
             fetch=lambda _max_items: self._fetch_one(request),
@@ -148,22 +165,33 @@ class OrchestrationDispatcher:
 
     def _decide(self, item: OrchestrationWorkItem) -> TurnDecision:
         record = item.instance
-        work = TurnInput(
-            instance_id=item.instance_id,
-            execution_id=item.execution_id,
-            execution_status=record.execution_status if record else None,
-            history=item.history,
-            messages=item.messages,
-            now_ms=self._clock.now_ms(),
-            kv_snapshot={k: KvState(v.value, v.updated_at_ms) for k, v in item.kv_snapshot.items()},
-        )
         cached = self.cache.take(item.instance_id)
-        if cached is not None and (
-            cached.execution_id != item.execution_id or len(cached.history) != len(item.history)
+        history = item.history
+        if item.history_omitted:
+            if cached is None or cached.execution_id != item.execution_id:
+                # Evicted while the fetch ran: fetch again, this time with the history.
+                return TurnDecision(
+                    result=TurnResult(),
+                    execution_id=item.execution_id,
+                    abandon_delay=0.0,
+                    abandon_reason="the cached execution was evicted during the fetch",
+                )
+            history = cached.history
+        elif cached is not None and (
+            cached.execution_id != item.execution_id or len(cached.history) != len(history)
         ):
             # Another process moved this instance on: rebuild from history.
             cached.discard()
             cached = None
+        work = TurnInput(
+            instance_id=item.instance_id,
+            execution_id=item.execution_id,
+            execution_status=record.execution_status if record else None,
+            history=history,
+            messages=item.messages,
+            now_ms=self._clock.now_ms(),
+            kv_snapshot={k: KvState(v.value, v.updated_at_ms) for k, v in item.kv_snapshot.items()},
+        )
         if item.history_error is not None:
             return terminate(
                 work,

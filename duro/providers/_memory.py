@@ -504,15 +504,22 @@ class InMemoryProvider(Provider):
                 row.lock_token = token
                 row.attempt += 1
             execution = instance.executions[instance.execution_id] if instance else None
+            cached = request.cached_histories.get(instance_id)
+            omitted = (
+                instance is not None
+                and execution is not None
+                and cached == (instance.execution_id, len(execution.events))
+            )
             return OrchestrationWorkItem(
                 instance_id=instance_id,
                 lock_token=token,
                 execution_id=instance.execution_id if instance else 0,
                 instance=instance.record() if instance else None,
-                history=list(execution.events) if execution else [],
+                history=list(execution.events) if execution and not omitted else [],
                 messages=[row.message for row in batch],
                 attempt=max(row.attempt for row in batch),
-                kv_snapshot=dict(instance.kv) if instance else {},
+                kv_snapshot=dict(instance.kv) if instance and not omitted else {},
+                history_omitted=omitted,
             )
         return None
 

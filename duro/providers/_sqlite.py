@@ -170,6 +170,7 @@ class SqliteProvider(Provider):
                 lock_until=now + ms(request.lock_timeout),
                 owner_id=request.owner_id,
                 token=uuid.uuid4().hex,
+                cached=request.cached_histories,
             )
             return await self._db.write_then("fetch_turn", txn, decode_turn)
 

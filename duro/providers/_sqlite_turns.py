@@ -7,7 +7,7 @@ writer connection and takes ``now`` (ms) from the provider's clock: SQLite never
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -94,6 +94,7 @@ class RawTurn:
     messages: list[AnyOrchestratorMessage]
     attempt: int
     kv_rows: list[tuple[str, bytes, int]]
+    history_omitted: bool = False
 
 
 # Candidates in the order their messages became visible (enqueue order breaks ties), which
@@ -120,7 +121,13 @@ LIMIT 1
 
 
 def fetch_turn_txn(
-    conn: sqlite3.Connection, *, now: int, lock_until: int, owner_id: str, token: str
+    conn: sqlite3.Connection,
+    *,
+    now: int,
+    lock_until: int,
+    owner_id: str,
+    token: str,
+    cached: Mapping[str, tuple[int, int]] | None = None,
 ) -> RawTurn | int | None:
     """Lock one instance and read its batch; else the next time work may fall due (or None)."""
     while True:
@@ -162,7 +169,10 @@ def fetch_turn_txn(
         ).fetchone()
         history_rows: list[tuple[int, bytes]] = []
         kv_rows: list[tuple[str, bytes, int]] = []
-        if instance_row is not None:
+        omitted = instance_row is not None and _cached_copy_is_current(
+            conn, instance_id, int(instance_row[3]), (cached or {}).get(instance_id)
+        )
+        if instance_row is not None and not omitted:
             history_rows = conn.execute(
                 "SELECT event_id, data FROM history WHERE instance_id = ? AND execution_id = ?"
                 " ORDER BY event_id",
@@ -181,7 +191,22 @@ def fetch_turn_txn(
             messages=[message for _, message in batch],
             attempt=attempt,
             kv_rows=kv_rows,
+            history_omitted=omitted,
         )
+
+
+def _cached_copy_is_current(
+    conn: sqlite3.Connection, instance_id: str, execution_id: int, cached: tuple[int, int] | None
+) -> bool:
+    """Whether the caller's in-memory history is exactly the stored one (event ids are dense,
+    so the highest id is the count): then reading and decoding it again is wasted work."""
+    if cached is None or cached[0] != execution_id:
+        return False
+    count = conn.execute(
+        "SELECT max(event_id) FROM history WHERE instance_id = ? AND execution_id = ?",
+        (instance_id, execution_id),
+    ).fetchone()[0]
+    return (count or 0) == cached[1]
 
 
 def _visible_batch_txn(
@@ -262,6 +287,7 @@ def decode_turn(raw: RawTurn | int | None) -> OrchestrationWorkItem | int | None
             key: KvEntry(value=value, updated_at_ms=updated) for key, value, updated in raw.kv_rows
         },
         history_error=history_error,
+        history_omitted=raw.history_omitted,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .._history import HistoryEvent
@@ -72,6 +72,10 @@ class FetchTurnRequest:
     """Seconds a long-polling store may wait for work before returning None."""
     owner_id: str = ""
     """Who takes the lock (for diagnostics)."""
+    cached_histories: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    """Instances whose history the caller holds in memory: ``(execution_id, event count)``.
+    When the locked instance's current execution and count match, the store may skip loading
+    history and KV and set ``OrchestrationWorkItem.history_omitted`` (optional optimisation)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +98,9 @@ class OrchestrationWorkItem:
     """KV as of the end of the previous execution (this execution's writes replay on top)."""
     history_error: str | None = None
     """Set (with an empty history) when stored events could not be decoded."""
+    history_omitted: bool = False
+    """True when ``history`` and ``kv_snapshot`` were left empty because the caller's cached
+    copy (``FetchTurnRequest.cached_histories``) matched the stored execution and count."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,6 +9,7 @@ import pytest
 pytest.register_assert_rewrite(
     "duro.testing._contract._activities",
     "duro.testing._contract._batches",
+    "duro.testing._contract._cached",
     "duro.testing._contract._deletion",
     "duro.testing._contract._kv",
     "duro.testing._contract._locks",
@@ -23,6 +24,7 @@ pytest.register_assert_rewrite(
 from ._activities import ActivityQueueContract, TagContract  # noqa: E402
 from ._base import ContractBase  # noqa: E402
 from ._batches import ActivityBatchContract  # noqa: E402
+from ._cached import CachedHistoryContract  # noqa: E402
 from ._deletion import DeletionContract, PruneContract  # noqa: E402
 from ._kv import KvContract  # noqa: E402
 from ._locks import InstanceLockingContract, LockExpiryContract  # noqa: E402
@@ -55,6 +57,7 @@ class ProviderContract(
     LongPollingContract,
     ActivityQueueContract,
     ActivityBatchContract,
+    CachedHistoryContract,
     TagContract,
     SessionContract,
     ManagementContract,
@@ -83,6 +86,7 @@ __all__ = [
     "ActivityQueueContract",
     "ArrivalOrderContract",
     "AtomicityContract",
+    "CachedHistoryContract",
     "ContractBase",
     "CustomStatusContract",
     "DeletionContract",
