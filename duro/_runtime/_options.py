@@ -22,6 +22,8 @@ class RuntimeOptions:
     """Turns processed at once (each is short CPU work plus one commit)."""
     activity_concurrency: int = 16
     """Activities run at once (plain ``def`` activities use worker threads)."""
+    orchestration_fetch_batch: int = 16
+    """Most instances locked in one fetch (never more than free turn slots)."""
     orchestration_lock_timeout: float = 30.0
     activity_lock_timeout: float = 60.0
     """An activity's lock is renewed automatically while it runs, so it may run longer."""

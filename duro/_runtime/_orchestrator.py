@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,8 +32,9 @@ from ..providers import (
     ScheduledMessage,
     TurnCommit,
 )
+from ._batching import BatchCommitter
 from ._options import RuntimeOptions
-from ._polling import FetchScopes, IdleBackoff, retry_provider_call, run_fetch_loop
+from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
 from ._telemetry import tracer, turn_attributes
 
 log = logging.getLogger("duro.runtime.orchestrator")
@@ -86,6 +88,9 @@ class OrchestrationDispatcher:
         self._clock = clock
         self._on_cancelled = on_cancelled_activities
         self.cache = ExecutionCache(options.execution_cache_size)
+        self._committer = BatchCommitter[TurnCommit](
+            provider.commit_turns, options.commit_retries, "commit_turn"
+        )
         self._fetch_scopes = FetchScopes()
         self.turns_committed = 0
         self.in_flight = 0
@@ -98,19 +103,21 @@ class OrchestrationDispatcher:
             owner_id=self._options.worker_id,
             cached_histories=self.cache.index,
         )
-        await run_fetch_loop(
-            fetch=lambda _max_items: self._fetch_one(request),
-            handle=self._handle,
-            concurrency=self._options.orchestration_concurrency,
-            stopping=stopping,
-            backoff=IdleBackoff(self._options),
-            scopes=self._fetch_scopes,
-            what="a turn",
-        )
-
-    async def _fetch_one(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
-        item = await self._provider.fetch_turn(request)
-        return [] if item is None else [item]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._committer.run)
+            await run_fetch_loop(
+                fetch=lambda n: self._provider.fetch_turns(
+                    dataclasses.replace(request, max_items=n)
+                ),
+                handle=self._handle,
+                concurrency=self._options.orchestration_concurrency,
+                stopping=stopping,
+                backoff=IdleBackoff(self._options),
+                scopes=self._fetch_scopes,
+                what="a turn",
+                batch_limit=self._options.orchestration_fetch_batch,
+            )
+            tg.cancel_scope.cancel()
 
     async def _handle(self, item: OrchestrationWorkItem) -> None:
         self.in_flight += 1
@@ -144,16 +151,13 @@ class OrchestrationDispatcher:
             await self._abandon(item, decision.abandon_delay, ignore_attempt=True)
             return
         commit = self._commit_for(item, decision)
-        try:
-            await retry_provider_call(
-                lambda: self._provider.commit_turn(commit), self._options.commit_retries
-            )
-        except LockLostError:
+        failure = await self._committer.submit(commit)
+        if isinstance(failure, LockLostError):
             log.info("lock on %s was lost before commit; the turn is void", item.instance_id)
             _discard(decision)
             return
-        except ProviderError as exc:
-            log.error("committing the turn of %s failed: %s", item.instance_id, exc)
+        if failure is not None:
+            log.error("committing the turn of %s failed: %s", item.instance_id, failure)
             _discard(decision)
             await self._abandon(item, 1.0)
             return

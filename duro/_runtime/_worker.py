@@ -28,10 +28,10 @@ from ..providers import (
     ScheduledMessage,
 )
 from ._activity_context import ActivityContext
+from ._batching import BatchCommitter
 from ._leases import ActivityLeases
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
-from ._reporter import CompletionReporter
 from ._telemetry import activity_attributes, tracer
 
 if TYPE_CHECKING:
@@ -58,7 +58,9 @@ class ActivityWorker:
         self._clock = clock
         self._client = client
         self._leases = ActivityLeases(provider, options)
-        self._reporter = CompletionReporter(provider, options.commit_retries)
+        self._reporter = BatchCommitter[ActivityCommit](
+            provider.complete_activities, options.commit_retries, "complete_activity"
+        )
         self._fetch_scopes = FetchScopes()
         self._limiter = anyio.CapacityLimiter(max(1, options.activity_concurrency))
         self.activities_completed = 0
@@ -197,7 +199,7 @@ class ActivityWorker:
         commit = ActivityCommit(
             lock_token=item.lock_token, result=ScheduledMessage(message=message)
         )
-        failure = await self._reporter.report(commit)
+        failure = await self._reporter.submit(commit)
         if failure is None:
             self.activities_completed += 1
         elif isinstance(failure, LockLostError):
@@ -208,7 +210,7 @@ class ActivityWorker:
 
     async def _drop(self, item: ActivityWorkItem) -> None:
         # An error means the item is already withdrawn: nothing left to drop.
-        await self._reporter.report(ActivityCommit(lock_token=item.lock_token, result=None))
+        await self._reporter.submit(ActivityCommit(lock_token=item.lock_token, result=None))
 
     async def _abandon(self, item: ActivityWorkItem) -> None:
         try:

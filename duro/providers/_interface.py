@@ -122,6 +122,32 @@ class Provider(abc.ABC):
           return None promptly after that.
         """
 
+    async def fetch_turns(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
+        """Lock up to ``request.max_items`` instances, each with its own token and batch.
+
+        The same rules as ``fetch_turn`` per instance; ``[]`` when there is no work. The default
+        takes one; stores override it to take several in one round trip.
+        """
+        item = await self.fetch_turn(request)
+        return [] if item is None else [item]
+
+    async def commit_turns(self, commits: Sequence[TurnCommit]) -> list[ProviderError | None]:
+        """Apply several ``commit_turn`` commits; each is atomic on its own.
+
+        Returns, per commit and in order, None or the ``ProviderError`` it failed with (a
+        failing commit changes nothing and does not undo the others). An error raised instead
+        means none was applied. The default applies them one by one.
+        """
+        results: list[ProviderError | None] = []
+        for commit in commits:
+            try:
+                await self.commit_turn(commit)
+            except ProviderError as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
+
     @abc.abstractmethod
     async def commit_turn(self, commit: TurnCommit) -> None:
         """Apply one turn atomically: all of it or nothing.

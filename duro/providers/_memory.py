@@ -124,6 +124,19 @@ class InMemoryProvider(Provider):
                 return item
             await WorkSignal.wait(self._clock, event, self._wait_s(now, deadline, self._turn_due))
 
+    async def fetch_turns(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
+        first = await self.fetch_turn(request)
+        if first is None:
+            return []
+        items = [first]
+        now = self._clock.now_ms()
+        while len(items) < request.max_items:
+            item = self._fetch_turn_nowait(request, now)
+            if item is None:
+                break
+            items.append(item)
+        return items
+
     async def commit_turn(self, commit: TurnCommit) -> None:
         await anyio.lowlevel.checkpoint()
         now = self._clock.now_ms()

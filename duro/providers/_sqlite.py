@@ -58,8 +58,11 @@ from ._sqlite_manage import (
 from ._sqlite_turns import (
     abandon_turn_txn,
     commit_turn_txn,
+    commit_turns_txn,
     decode_turn,
+    decode_turns,
     fetch_turn_txn,
+    fetch_turns_txn,
     insert_message_txn,
     ms,
     renew_turn_txn,
@@ -178,6 +181,34 @@ class SqliteProvider(Provider):
             self._turn_signal, request.poll_timeout, OrchestrationWorkItem, attempt
         )
 
+    async def fetch_turns(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
+        async def attempt() -> list[OrchestrationWorkItem] | int | None:
+            now = self._clock.now_ms()
+            txn = partial(
+                fetch_turns_txn,
+                now=now,
+                lock_until=now + ms(request.lock_timeout),
+                owner_id=request.owner_id,
+                new_token=_new_token,
+                max_items=request.max_items,
+                cached=request.cached_histories,
+            )
+            return await self._db.write_then("fetch_turns", txn, decode_turns)
+
+        batch = await self._long_poll(self._turn_signal, request.poll_timeout, list, attempt)
+        return batch or []
+
+    async def commit_turns(self, commits: Sequence[TurnCommit]) -> list[ProviderError | None]:
+        if not commits:
+            return []
+        results = await self._db.write(
+            "commit_turns", partial(commit_turns_txn, commits=commits, now=self._clock.now_ms())
+        )
+        self._turn_signal.notify()
+        if any(c.activity_tasks for c in commits):
+            self._activity_signal.notify()
+        return results
+
     async def commit_turn(self, commit: TurnCommit) -> None:
         await self._db.write(
             "commit_turn", partial(commit_turn_txn, commit=commit, now=self._clock.now_ms())
@@ -219,7 +250,7 @@ class SqliteProvider(Provider):
                 fetch_activities_txn,
                 request=request,
                 now=self._clock.now_ms(),
-                tokens=[uuid.uuid4().hex for _ in range(max(1, request.max_items))],
+                new_token=_new_token,
             )
             return await self._db.write("fetch_activities", txn)
 
@@ -351,3 +382,7 @@ class SqliteProvider(Provider):
             # Other processes' writes do not notify us: look again every poll_interval.
             with anyio.move_on_after(self._poll_interval):
                 await WorkSignal.wait(self._clock, event, max(until - now, 1) / 1000)
+
+
+def _new_token() -> str:
+    return uuid.uuid4().hex

@@ -6,7 +6,7 @@ Every ``*_txn`` function runs inside the caller's ``BEGIN IMMEDIATE`` transactio
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -144,12 +144,16 @@ def _touch_session_txn(conn: sqlite3.Connection, session_id: str | None, now: in
 
 
 def fetch_activities_txn(
-    conn: sqlite3.Connection, request: FetchActivityRequest, *, now: int, tokens: list[str]
+    conn: sqlite3.Connection,
+    request: FetchActivityRequest,
+    *,
+    now: int,
+    new_token: Callable[[], str],
 ) -> list[ActivityWorkItem] | int | None:
-    """Lock up to ``len(tokens)`` items; else the next time one may fall due (or None)."""
+    """Lock up to ``request.max_items`` items; else the next time one may fall due (or None)."""
     items: list[ActivityWorkItem] = []
-    for token in tokens:
-        result = fetch_activity_txn(conn, request, now=now, token=token)
+    for _ in range(max(1, request.max_items)):
+        result = fetch_activity_txn(conn, request, now=now, token=new_token())
         if not isinstance(result, ActivityWorkItem):
             return items or result
         items.append(result)

@@ -7,7 +7,7 @@ writer connection and takes ``now`` (ms) from the provider's clock: SQLite never
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -193,6 +193,57 @@ def fetch_turn_txn(
             kv_rows=kv_rows,
             history_omitted=omitted,
         )
+
+
+def fetch_turns_txn(
+    conn: sqlite3.Connection,
+    *,
+    now: int,
+    lock_until: int,
+    owner_id: str,
+    new_token: Callable[[], str],
+    max_items: int,
+    cached: Mapping[str, tuple[int, int]] | None = None,
+) -> list[RawTurn] | int | None:
+    """Lock up to ``max_items`` instances; else the next time work may fall due (or None)."""
+    turns: list[RawTurn] = []
+    for _ in range(max(1, max_items)):
+        result = fetch_turn_txn(
+            conn,
+            now=now,
+            lock_until=lock_until,
+            owner_id=owner_id,
+            token=new_token(),
+            cached=cached,
+        )
+        if not isinstance(result, RawTurn):
+            return turns or result
+        turns.append(result)
+    return turns
+
+
+def decode_turns(raw: list[RawTurn] | int | None) -> list[OrchestrationWorkItem] | int | None:
+    if not isinstance(raw, list):
+        return raw
+    return [item for item in map(decode_turn, raw) if isinstance(item, OrchestrationWorkItem)]
+
+
+def commit_turns_txn(
+    conn: sqlite3.Connection, commits: Sequence[TurnCommit], now: int
+) -> list[ProviderError | None]:
+    """Each commit in its own savepoint: a failing one changes nothing, the others stand."""
+    results: list[ProviderError | None] = []
+    for commit in commits:
+        conn.execute("SAVEPOINT turn")
+        try:
+            commit_turn_txn(conn, commit, now)
+        except ProviderError as exc:
+            conn.execute("ROLLBACK TO turn")
+            results.append(exc)
+        else:
+            results.append(None)
+        conn.execute("RELEASE turn")
+    return results
 
 
 def _cached_copy_is_current(

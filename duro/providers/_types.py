@@ -72,6 +72,8 @@ class FetchTurnRequest:
     """Seconds a long-polling store may wait for work before returning None."""
     owner_id: str = ""
     """Who takes the lock (for diagnostics)."""
+    max_items: int = 1
+    """``fetch_turns`` locks up to this many instances in one round trip."""
     cached_histories: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     """Instances whose history the caller holds in memory: ``(execution_id, event count)``.
     When the locked instance's current execution and count match, the store may skip loading
