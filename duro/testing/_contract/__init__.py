@@ -23,7 +23,7 @@ pytest.register_assert_rewrite(
 
 from ._activities import ActivityQueueContract, TagContract  # noqa: E402
 from ._base import ContractBase  # noqa: E402
-from ._batches import ActivityBatchContract  # noqa: E402
+from ._batches import ActivityBatchContract, TurnBatchContract  # noqa: E402
 from ._cached import CachedHistoryContract  # noqa: E402
 from ._deletion import DeletionContract, PruneContract  # noqa: E402
 from ._kv import KvContract  # noqa: E402
@@ -57,6 +57,7 @@ class ProviderContract(
     LongPollingContract,
     ActivityQueueContract,
     ActivityBatchContract,
+    TurnBatchContract,
     CachedHistoryContract,
     TagContract,
     SessionContract,
@@ -104,4 +105,5 @@ __all__ = [
     "QueueSemanticsContract",
     "SessionContract",
     "TagContract",
+    "TurnBatchContract",
 ]
