@@ -16,6 +16,7 @@ from ._messages import CancelInstance, ExternalEvent, QueueEvent, StartOrchestra
 from ._registry import Registry
 from ._serde import decode, encode
 from ._status import OrchestrationStatus, State
+from ._watch import watch_for
 from .providers import (
     DeleteRequest,
     DeleteResult,
@@ -173,7 +174,9 @@ class Client:
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         deadline = time.monotonic() + seconds
         delay = _POLL_START
+        watch = watch_for(self.store)
         while True:
+            changed = watch.event(instance_id)  # before reading, so no change slips between
             status = await self.get_status(instance_id)
             if done(status):
                 return status
@@ -183,7 +186,9 @@ class Client:
                     f"instance {instance_id!r} did not {what.removeprefix('to ')} within "
                     f"{seconds} s (state: {status.state.value})"
                 )
-            await anyio.sleep(min(delay, remaining))
+            # A runtime in this process wakes us at once; polling covers every other writer.
+            with anyio.move_on_after(min(delay, remaining)):
+                await changed.wait()
             delay = min(delay * 2, _POLL_MAX)
 
     async def get_value(self, instance_id: str, key: str, *, type: Any = Any) -> Any:

@@ -22,6 +22,7 @@ from .._engine import (
 from .._errors import LockLostError, ProviderError
 from .._registry import Registry
 from .._status import ErrorCategory, ErrorInfo
+from .._watch import watch_for
 from ..providers import (
     AbandonRequest,
     ActivityKey,
@@ -88,6 +89,7 @@ class OrchestrationDispatcher:
         self._clock = clock
         self._on_cancelled = on_cancelled_activities
         self.cache = ExecutionCache(options.execution_cache_size)
+        self._watch = watch_for(provider)
         self._committer = BatchCommitter[TurnCommit](
             provider.commit_turns, options.commit_retries, "commit_turn"
         )
@@ -162,6 +164,7 @@ class OrchestrationDispatcher:
             await self._abandon(item, 1.0)
             return
         self.turns_committed += 1
+        self._watch.notify(item.instance_id)
         if decision.execution is not None:
             self.cache.put(item.instance_id, decision.execution)
         if commit.cancelled_activities:
