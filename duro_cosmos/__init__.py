@@ -1,1 +1,15 @@
-"""duro_cosmos: the Azure Cosmos DB (NoSQL API) provider for duro, over raw REST."""
+"""duro on Azure Cosmos DB (NoSQL API): ``CosmosProvider`` over raw REST, no Azure SDK."""
+
+from ._provider import CosmosProvider
+from ._rest import CosmosConfig, CosmosConfigError, RequestStatistics, RetryPolicy
+from ._store import INDEXING_POLICY, TurnTooLargeError
+
+__all__ = [
+    "INDEXING_POLICY",
+    "CosmosConfig",
+    "CosmosConfigError",
+    "CosmosProvider",
+    "RequestStatistics",
+    "RetryPolicy",
+    "TurnTooLargeError",
+]

@@ -1,0 +1,272 @@
+"""Reads and management: records, history, KV, listings, deletion, pruning, queue depths.
+
+Cross-partition queries here are plain filters (the gateway serves them without a query
+plan); sorting, paging and counting happen in the client. ``list_instances`` continues from
+the ``(createdAt, createdSeq)`` of the last row it returned, so instances created meanwhile
+never shift a page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from duro._errors import InstanceNotFoundError, InstanceStillRunningError, ProviderError
+from duro._history import HistoryEvent
+from duro._status import ExecutionStatus
+from duro.providers._types import (
+    DeleteRequest,
+    DeleteResult,
+    InstancePage,
+    InstanceQuery,
+    InstanceRecord,
+    KvEntry,
+    PruneRequest,
+    PruneResult,
+    QueueDepths,
+)
+
+from ._context import Context
+from ._documents import INSTANCE_DOC_ID, InstanceDoc, KvDoc, dump, load
+from ._model import kv_merged, record_of
+from ._rest import MAX_BATCH_OPERATIONS, BatchOperation, CosmosBatchFailed, CosmosError
+from ._turns import Turns
+
+
+class Management:
+    def __init__(self, ctx: Context, turns: Turns) -> None:
+        self._ctx = ctx
+        self._turns = turns
+
+    async def _instance(self, instance_id: str) -> InstanceDoc | None:
+        raw = await self._ctx.store.read(INSTANCE_DOC_ID, instance_id)
+        return None if raw is None else load(raw, InstanceDoc)
+
+    async def read_instance(self, instance_id: str) -> InstanceRecord | None:
+        doc = await self._instance(instance_id)
+        return None if doc is None else record_of(doc)
+
+    async def read_history(self, instance_id: str, execution_id: int | None) -> list[HistoryEvent]:
+        if execution_id is None:
+            doc = await self._instance(instance_id)
+            if doc is None or doc.state != "active":
+                return []
+            execution_id = doc.execution_id
+        return await self._turns.load_history(instance_id, execution_id)
+
+    async def list_executions(self, instance_id: str) -> list[int]:
+        doc = await self._instance(instance_id)
+        if doc is None:
+            return []
+        return sorted(e.execution_id for e in doc.executions)
+
+    async def _kv(self, instance_id: str) -> dict[str, KvEntry]:
+        rows = await self._ctx.store.query_partition(
+            instance_id,
+            "SELECT * FROM c WHERE c.instanceId = @pk AND (c.type = 'kv' OR c.type = 'instance')",
+        )
+        if not any(r.get("type") == "instance" for r in rows):
+            return {}
+        return kv_merged(load(r, KvDoc) for r in rows if r.get("type") == "kv")
+
+    async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
+        return (await self._kv(instance_id)).get(key)
+
+    async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
+        return await self._kv(instance_id)
+
+    # -- listings -------------------------------------------------------------------------------
+
+    async def list_instances(self, query: InstanceQuery) -> InstancePage:
+        if query.limit < 1:
+            raise ProviderError("list_instances", "limit must be at least 1", retryable=False)
+        after: tuple[int, int] | None = None
+        if query.continuation:
+            try:
+                created, _, seq = query.continuation.partition(".")
+                after = (int(created), int(seq))
+            except ValueError:
+                raise ProviderError(
+                    "list_instances",
+                    f"invalid continuation token {query.continuation!r}",
+                    retryable=False,
+                ) from None
+        sql = "SELECT * FROM c WHERE c.type = 'instance'"
+        params: dict[str, Any] = {}
+        if query.name is not None:
+            sql += " AND c.name = @name"
+            params["name"] = query.name
+        if query.parent_instance_id is not None:
+            sql += " AND c.parentInstanceId = @parent"
+            params["parent"] = query.parent_instance_id
+        if query.created_after_ms is not None:
+            sql += " AND c.createdAt > @after"
+            params["after"] = query.created_after_ms
+        if query.created_before_ms is not None:
+            sql += " AND c.createdAt < @before"
+            params["before"] = query.created_before_ms
+        if after is not None:
+            sql += " AND c.createdAt <= @cursor"
+            params["cursor"] = after[0]
+        rows = []
+        for raw in await self._ctx.store.query_cross(sql, params):
+            doc = load(raw, InstanceDoc)
+            key = (doc.created_at, doc.created_seq)
+            if after is not None and key >= after:
+                continue
+            record = record_of(doc)
+            if query.states is not None and record.state not in query.states:
+                continue
+            rows.append((key, record))
+        rows.sort(key=lambda pair: pair[0], reverse=True)
+        page = rows[: query.limit]
+        more = len(rows) > query.limit
+        return InstancePage(
+            instances=[record for _, record in page],
+            continuation=f"{page[-1][0][0]}.{page[-1][0][1]}" if more and page else None,
+        )
+
+    async def list_children(self, instance_id: str) -> list[str]:
+        rows = await self._ctx.store.query_cross(
+            "SELECT c.instanceId FROM c WHERE c.type = 'instance' AND c.parentInstanceId = @p",
+            {"p": instance_id},
+        )
+        return [row["instanceId"] for row in rows]
+
+    # -- deletion and pruning -------------------------------------------------------------------
+
+    async def delete_instance(self, request: DeleteRequest) -> DeleteResult:
+        root = await self._instance(request.instance_id)
+        if root is None:
+            raise InstanceNotFoundError(request.instance_id)
+        tree = [request.instance_id]
+        for instance_id in tree:  # grows while iterating: breadth-first over descendants
+            tree.extend(c for c in await self.list_children(instance_id) if c not in tree)
+        if not request.force:
+            for instance_id in tree:
+                doc = root if instance_id == root.instance_id else await self._instance(instance_id)
+                if doc is not None and not record_of(doc).state.is_terminal:
+                    raise InstanceStillRunningError(instance_id)
+        total = DeleteResult()
+        # Deepest first, the root last: an interrupted delete leaves a root to delete again.
+        for instance_id in reversed(tree):
+            part = await self._delete_partition(instance_id)
+            total = DeleteResult(
+                instances_deleted=total.instances_deleted + 1,
+                executions_deleted=total.executions_deleted + part.executions_deleted,
+                events_deleted=total.events_deleted + part.events_deleted,
+                messages_deleted=total.messages_deleted + part.messages_deleted,
+            )
+        return total
+
+    async def _delete_partition(self, instance_id: str) -> DeleteResult:
+        """Delete every document of one partition; the instance document goes in the first
+        batch, so in-flight turns and completions fail from that moment on."""
+        store = self._ctx.store
+        rows = await store.query_partition(
+            instance_id, "SELECT c.id, c.type, c.executions FROM c WHERE c.instanceId = @pk"
+        )
+        rows.sort(key=lambda r: r.get("type") != "instance")
+        executions = events = messages = 0
+        for row in rows:
+            if row.get("type") == "instance":
+                infos = row.get("executions") or []
+                executions += len(infos)
+                events += sum(int(info.get("eventCount", 0)) for info in infos)
+            elif row.get("type") in ("orch_queue", "worker_queue"):
+                messages += 1
+        for start in range(0, len(rows), MAX_BATCH_OPERATIONS):
+            chunk = rows[start : start + MAX_BATCH_OPERATIONS]
+            try:
+                await store.batch(instance_id, [BatchOperation.delete(r["id"]) for r in chunk])
+            except (CosmosBatchFailed, CosmosError):
+                for row in chunk:  # something moved meanwhile: one by one, absent is fine
+                    await store.delete(row["id"], instance_id)
+        return DeleteResult(
+            executions_deleted=executions, events_deleted=events, messages_deleted=messages
+        )
+
+    async def prune_executions(self, request: PruneRequest) -> PruneResult:
+        store = self._ctx.store
+        for _ in range(5):
+            doc = await self._instance(request.instance_id)
+            if doc is None:
+                raise InstanceNotFoundError(request.instance_id)
+            if doc.state != "active":
+                return PruneResult()
+            ordered = sorted(e.execution_id for e in doc.executions)
+            keep = set(ordered[-max(1, request.keep_last) :]) | {doc.execution_id}
+            doomed = []
+            for info in doc.executions:
+                if info.execution_id in keep or info.status == ExecutionStatus.RUNNING.value:
+                    continue
+                cutoff = request.completed_before_ms
+                if cutoff is not None and (
+                    info.completed_at is None or info.completed_at >= cutoff
+                ):
+                    continue
+                doomed.append(info)
+            if not doomed:
+                return PruneResult()
+            ids = [info.execution_id for info in doomed]
+            pages = await store.query_partition(
+                request.instance_id,
+                "SELECT c.id, c.executionId FROM c WHERE c.instanceId = @pk "
+                "AND c.type = 'history' AND ARRAY_CONTAINS(@ids, c.executionId)",
+                {"ids": ids},
+            )
+            kept = msgspec.structs.replace(
+                doc, executions=[e for e in doc.executions if e.execution_id not in ids], etag=None
+            )
+            ops = [
+                BatchOperation.replace(INSTANCE_DOC_ID, dump(kept), if_match=doc.etag),
+                *(BatchOperation.delete(p["id"]) for p in pages[: MAX_BATCH_OPERATIONS - 1]),
+            ]
+            try:
+                await store.batch(request.instance_id, ops)
+            except CosmosBatchFailed as exc:
+                if exc.failed_index == 0:
+                    continue  # the instance moved on meanwhile: read again
+                raise
+            for page in pages[MAX_BATCH_OPERATIONS - 1 :]:
+                await store.delete(page["id"], request.instance_id)
+            return PruneResult(
+                executions_deleted=len(doomed),
+                events_deleted=sum(info.event_count for info in doomed),
+            )
+        raise ProviderError("prune_executions", "the instance kept changing", retryable=True)
+
+    async def queue_depths(self) -> QueueDepths:
+        store = self._ctx.store
+        now = self._ctx.clock.now_ms()
+        queued = await store.query_cross(
+            "SELECT c.id, c.instanceId, c.visibleAt FROM c WHERE c.type = 'orch_queue'"
+        )
+        locks = await store.query_cross(
+            "SELECT c.instanceId, c.lock FROM c WHERE c.type = 'instance' AND c.lock.until > @now",
+            {"now": now},
+        )
+        work = await store.query_cross(
+            "SELECT c.visibleAt, c.lockedUntil FROM c WHERE c.type = 'worker_queue'"
+        )
+        locked_ids = {
+            (row["instanceId"], doc_id) for row in locks for doc_id in row["lock"].get("batch", [])
+        }
+        orchestrator = timers = worker = locked = 0
+        for row in queued:
+            if (row["instanceId"], row["id"]) in locked_ids:
+                locked += 1
+            elif row["visibleAt"] > now:
+                timers += 1
+            else:
+                orchestrator += 1
+        for row in work:
+            if row["lockedUntil"] > now:
+                locked += 1
+            elif row["visibleAt"] <= now:
+                worker += 1
+        return QueueDepths(orchestrator=orchestrator, timers=timers, worker=worker, locked=locked)
+
+
+__all__ = ["Management"]

@@ -1,0 +1,120 @@
+"""Delivering messages into a partition, and the transactional outbox.
+
+A commit cannot write to other partitions in its batch, so it records an ``outbox_intent``
+document (in its own partition, in the same batch) listing what must reach other partitions.
+Right after the batch the committer delivers it; if the process dies first, the reconciler
+(:meth:`Outbox.reconcile`, run from the fetch loops) finds it later. Delivery is idempotent:
+every target document has an id derived from the intent (``m:{commit id}:{n}``), so a repeat
+gets 409 and counts as delivered; the intent is deleted last.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from duro._messages import StartOrchestration, decode_message
+
+from ._context import Context
+from ._documents import OutboxDoc, OutboxItem, QueueDoc, dump, load
+from ._model import pending_instance
+from ._rest import BatchOperation, CosmosAmbiguousWrite, CosmosBatchFailed, CosmosConflict
+
+RECONCILE_GRACE_MS = 5_000
+"""Intents younger than this belong to a committer that is probably still delivering them."""
+RECONCILE_INTERVAL_MS = 10_000
+
+
+class Outbox:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._next_reconcile = 0
+
+    async def put_message(self, doc: QueueDoc) -> None:
+        """Create ``doc`` in its partition; an existing id means it was delivered already.
+
+        A ``StartOrchestration`` also creates the pending instance document (in one batch),
+        unless the instance exists, in which case the start is queued for the runtime to judge.
+        """
+        store = self._ctx.store
+        pk = doc.instance_id
+        if doc.kind == StartOrchestration.__name__:
+            start = decode_message(doc.msg)
+            if isinstance(start, StartOrchestration):
+                instance = pending_instance(start, doc.enqueued_at, doc.seq)
+                try:
+                    await store.batch(
+                        pk,
+                        [BatchOperation.create(dump(instance)), BatchOperation.create(dump(doc))],
+                    )
+                    return
+                except CosmosBatchFailed as exc:
+                    if exc.failed_status != 409:
+                        raise
+                    if exc.failed_index == 1:
+                        return
+                except CosmosAmbiguousWrite:
+                    pass  # resolved by the plain create below: 409 if it was applied
+        try:
+            await store.create(dump(doc), pk)
+        except CosmosConflict:
+            return
+        except CosmosAmbiguousWrite:
+            if await store.read(doc.id, pk) is None:
+                await store.create(dump(doc), pk)
+
+    async def deliver(self, intent: OutboxDoc) -> None:
+        """Carry out every item of ``intent``, then delete it (all steps idempotent)."""
+        store = self._ctx.store
+        for item in intent.items:
+            await self._deliver_item(intent, item)
+        await store.delete(intent.id, intent.instance_id)
+        self._ctx.turn_signal.notify()
+        self._ctx.activity_signal.notify()
+
+    async def _deliver_item(self, intent: OutboxDoc, item: OutboxItem) -> None:
+        store = self._ctx.store
+        if item.kind == "message":
+            await self.put_message(load_queue(item.body))
+        elif item.kind == "work":
+            body: dict[str, Any] = _json(item.body)
+            try:
+                await store.create(body, item.target)
+            except CosmosConflict:
+                pass
+            except CosmosAmbiguousWrite:
+                if await store.read(item.doc_id, item.target) is None:
+                    await store.create(body, item.target)
+        elif item.kind == "withdraw":
+            await store.delete(item.doc_id, item.target)
+
+    async def deliver_pending(self, instance_id: str, docs: list[dict[str, Any]]) -> None:
+        for raw in docs:
+            await self.deliver(load(raw, OutboxDoc))
+
+    async def reconcile(self, *, force: bool = False) -> int:
+        """Deliver intents a crashed committer left behind; returns how many were delivered."""
+        now = self._ctx.clock.now_ms()
+        if not force and now < self._next_reconcile:
+            return 0
+        self._next_reconcile = now + RECONCILE_INTERVAL_MS
+        cutoff = now if force else now - RECONCILE_GRACE_MS
+        rows = await self._ctx.store.query_cross(
+            "SELECT * FROM c WHERE c.type = 'outbox_intent' AND c.createdAt <= @cutoff",
+            {"cutoff": cutoff},
+        )
+        for raw in rows:
+            await self.deliver(load(raw, OutboxDoc))
+        return len(rows)
+
+
+def load_queue(body: str) -> QueueDoc:
+    return load(_json(body), QueueDoc)
+
+
+def _json(body: str) -> Any:
+    return msgspec.json.decode(body)
+
+
+__all__ = ["Outbox", "load_queue"]

@@ -1,0 +1,202 @@
+"""``CosmosProvider``: the duro provider contract on one Azure Cosmos DB (NoSQL) container."""
+
+from __future__ import annotations
+
+import httpx
+
+from duro._clock import SYSTEM_CLOCK, Clock
+from duro._history import HistoryEvent
+from duro._messages import StartOrchestration
+from duro.providers._interface import Provider
+from duro.providers._types import (
+    AbandonRequest,
+    ActivityCommit,
+    ActivityWorkItem,
+    DeleteRequest,
+    DeleteResult,
+    FetchActivityRequest,
+    FetchTurnRequest,
+    InstancePage,
+    InstanceQuery,
+    InstanceRecord,
+    KvEntry,
+    OrchestrationWorkItem,
+    PruneRequest,
+    PruneResult,
+    QueueDepths,
+    RenewRequest,
+    ScheduledMessage,
+    SessionRenewal,
+    TurnCommit,
+)
+
+from ._activities import Activities
+from ._context import Context
+from ._manage import Management
+from ._outbox import Outbox
+from ._rest import CosmosConfig, CosmosError, RequestStatistics, RetryPolicy
+from ._slots import DEFAULT_LEASE_MS, Slots
+from ._store import Store
+from ._turns import Turns
+
+
+class CosmosProvider(Provider):
+    """Stores instances in one Cosmos DB container, partitioned by instance id.
+
+    ``CosmosProvider(CosmosConfig.from_env())`` does no I/O until first use; it then creates
+    the database and container if missing. ``async with`` / :meth:`close` release the HTTP
+    pool. ``transport`` replaces httpx's network layer (tests put a Cosmos compatibility layer
+    there), ``clock`` is the time locks and timers are measured in (never the server's), and
+    ``owner_id`` names this runtime in slot leases and lock diagnostics.
+    ``batch_partition_key`` repeats the partition key in every batch operation, which the
+    local ``@vercel/cosmosdb-server`` needs when used without the test compat layer.
+    """
+
+    name = "cosmos"
+
+    def __init__(
+        self,
+        config: CosmosConfig | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
+        retry: RetryPolicy | None = None,
+        owner_id: str | None = None,
+        slot_lease_ms: int = DEFAULT_LEASE_MS,
+        batch_partition_key: bool = False,
+    ) -> None:
+        self._config = config if config is not None else CosmosConfig.from_env()
+        store = Store(
+            self._config,
+            transport=transport,
+            retry=retry,
+            batch_partition_key=batch_partition_key,
+        )
+        self._ctx = Context(store=store, clock=clock if clock is not None else SYSTEM_CLOCK)
+        if owner_id is not None:
+            self._ctx.owner_id = owner_id
+        self._outbox = Outbox(self._ctx)
+        self._slots = Slots(self._ctx, lease_ms=slot_lease_ms)
+        self._turns = Turns(self._ctx, self._outbox, self._slots)
+        self._activities = Activities(self._ctx, self._outbox)
+        self._manage = Management(self._ctx, self._turns)
+
+    def __repr__(self) -> str:
+        config = self._config
+        return (
+            f"CosmosProvider(endpoint={config.endpoint!r}, database={config.database!r}, "
+            f"container={config.container!r}, owner_id={self._ctx.owner_id!r})"
+        )
+
+    @property
+    def config(self) -> CosmosConfig:
+        return self._config
+
+    @property
+    def owner_id(self) -> str:
+        return self._ctx.owner_id
+
+    def statistics(self) -> RequestStatistics:
+        """Requests sent so far, by kind (a frozen snapshot of the REST client's counters)."""
+        return self._ctx.store.client.statistics()
+
+    def reset_statistics(self) -> None:
+        self._ctx.store.client.reset_statistics()
+
+    async def owned_slots(self) -> frozenset[int] | None:
+        """The dispatch slots this runtime serves now (None: all, it is alone)."""
+        return await self._slots.owned(self._ctx.clock.now_ms())
+
+    async def reconcile_outbox(self) -> int:
+        """Deliver every outbox intent left behind now (the fetch loops do this periodically)."""
+        return await self._outbox.reconcile(force=True)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._ctx.store.open()
+
+    async def close(self) -> None:
+        try:
+            await self._slots.leave()
+        except CosmosError:
+            pass  # the lease expires by itself
+        await self._ctx.store.close()
+
+    # -- the contract ---------------------------------------------------------------------------
+
+    async def start_orchestration(self, start: StartOrchestration) -> None:
+        await self._turns.start(start)
+
+    async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
+        await self._turns.enqueue(message)
+
+    async def fetch_turn(self, request: FetchTurnRequest) -> OrchestrationWorkItem | None:
+        items = await self._turns.fetch(request)
+        return items[0] if items else None
+
+    async def fetch_turns(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
+        return await self._turns.fetch(request, request.max_items)
+
+    async def commit_turn(self, commit: TurnCommit) -> None:
+        await self._turns.commit(commit)
+
+    async def abandon_turn(self, request: AbandonRequest) -> None:
+        await self._turns.abandon(request)
+
+    async def renew_turn_lock(self, request: RenewRequest) -> None:
+        await self._turns.renew(request)
+
+    async def fetch_activity(self, request: FetchActivityRequest) -> ActivityWorkItem | None:
+        items = await self._activities.fetch(request)
+        return items[0] if items else None
+
+    async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
+        return await self._activities.fetch(request, request.max_items)
+
+    async def complete_activity(self, commit: ActivityCommit) -> None:
+        await self._activities.complete(commit)
+
+    async def abandon_activity(self, request: AbandonRequest) -> None:
+        await self._activities.abandon(request)
+
+    async def renew_activity_lock(self, request: RenewRequest) -> None:
+        await self._activities.renew(request)
+
+    async def renew_sessions(self, request: SessionRenewal) -> int:
+        return await self._activities.renew_sessions(request)
+
+    async def cleanup_orphaned_sessions(self, idle_timeout: float) -> int:
+        return await self._activities.cleanup_sessions()
+
+    async def read_instance(self, instance_id: str) -> InstanceRecord | None:
+        return await self._manage.read_instance(instance_id)
+
+    async def read_history(
+        self, instance_id: str, execution_id: int | None = None
+    ) -> list[HistoryEvent]:
+        return await self._manage.read_history(instance_id, execution_id)
+
+    async def list_executions(self, instance_id: str) -> list[int]:
+        return await self._manage.list_executions(instance_id)
+
+    async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
+        return await self._manage.get_kv_value(instance_id, key)
+
+    async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
+        return await self._manage.get_kv_items(instance_id)
+
+    async def list_instances(self, query: InstanceQuery) -> InstancePage:
+        return await self._manage.list_instances(query)
+
+    async def list_children(self, instance_id: str) -> list[str]:
+        return await self._manage.list_children(instance_id)
+
+    async def delete_instance(self, request: DeleteRequest) -> DeleteResult:
+        return await self._manage.delete_instance(request)
+
+    async def prune_executions(self, request: PruneRequest) -> PruneResult:
+        return await self._manage.prune_executions(request)
+
+    async def queue_depths(self) -> QueueDepths:
+        return await self._manage.queue_depths()

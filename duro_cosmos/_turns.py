@@ -1,0 +1,498 @@
+"""Starting instances and orchestration turns: fetch (lock), commit, abandon, renew.
+
+The instance document is the lock: a fetch replaces it with If-Match on the etag it read,
+writing the lock (token, expiry, ids of the batch) and the batch's delivery counts in that one
+write. ``commit_turn`` is one transactional batch in the instance's partition whose first
+operation replaces the instance document with If-Match on the lock's etag: if the lock was
+taken over, renewed elsewhere or the instance deleted, the whole batch fails (412/404) and
+nothing is applied.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from duro._errors import (
+    DuplicateEventError,
+    InstanceAlreadyExistsError,
+    LockLostError,
+    ProviderError,
+)
+from duro._history import HistoryEvent
+from duro._messages import StartOrchestration, decode_message
+from duro.providers._signal import WorkSignal
+from duro.providers._types import (
+    AbandonRequest,
+    FetchTurnRequest,
+    OrchestrationWorkItem,
+    RenewRequest,
+    ScheduledMessage,
+    TurnCommit,
+)
+
+from ._commit import turn_effects
+from ._context import Context, TurnLock
+from ._documents import (
+    INSTANCE_DOC_ID,
+    SEQUENCE,
+    HistoryDoc,
+    InstanceDoc,
+    KvDoc,
+    LockState,
+    OutboxDoc,
+    QueueDoc,
+    dump,
+    load,
+    make_token,
+    new_id,
+    parse_token,
+)
+from ._model import (
+    apply_commit,
+    check_new_events,
+    events_of,
+    history_doc,
+    kv_apply,
+    kv_snapshot,
+    pending_instance,
+    queue_doc,
+    record_of,
+    to_ms,
+)
+from ._outbox import Outbox
+from ._rest import (
+    MAX_BATCH_OPERATIONS,
+    BatchOperation,
+    CosmosAmbiguousWrite,
+    CosmosBatchFailed,
+    CosmosError,
+    CosmosNotFound,
+    CosmosPreconditionFailed,
+    CosmosRequestTooLarge,
+)
+from ._slots import Slots
+from ._store import TurnTooLargeError
+
+MAX_BATCH_MESSAGES = 64
+"""Messages one turn takes at most (the rest wait for the next turn): keeps the commit's
+fixed part (instance, history page, message deletes, KV buckets, intent) under 100 ops."""
+POLL_INTERVAL_S = 1.0
+"""How often a waiting fetch re-queries for work written by other processes."""
+_PARTITION_DOCS = (
+    "SELECT * FROM c WHERE c.instanceId = @pk AND (c.type = 'instance' OR c.type = 'orch_queue'"
+    " OR c.type = 'kv' OR c.type = 'outbox_intent')"
+)
+
+
+class Turns:
+    def __init__(self, ctx: Context, outbox: Outbox, slots: Slots) -> None:
+        self._ctx = ctx
+        self._outbox = outbox
+        self._slots = slots
+
+    # -- client side ----------------------------------------------------------------------------
+
+    async def start(self, start: StartOrchestration) -> None:
+        ctx = self._ctx
+        now = ctx.clock.now_ms()
+        seq = SEQUENCE.next()
+        doc = queue_doc(start, "m:" + new_id(), now, now, seq)
+        instance = pending_instance(start, now, seq)
+        ops = [BatchOperation.create(dump(instance)), BatchOperation.create(dump(doc))]
+        pk = start.instance_id
+        for _ in range(2):
+            try:
+                await ctx.store.batch(pk, ops)
+                break
+            except CosmosBatchFailed as exc:
+                if exc.failed_status == 409 and exc.failed_index == 0:
+                    raise InstanceAlreadyExistsError(start.instance_id) from None
+                raise
+            except CosmosAmbiguousWrite:
+                existing = await ctx.store.read(INSTANCE_DOC_ID, pk)
+                if existing is None:
+                    continue  # not applied: sending it again is safe
+                if load(existing, InstanceDoc).created_seq == seq:
+                    break
+                raise InstanceAlreadyExistsError(start.instance_id) from None
+        ctx.turn_signal.notify()
+
+    async def enqueue(self, message: ScheduledMessage) -> None:
+        now = self._ctx.clock.now_ms()
+        visible = now if message.visible_at_ms is None else message.visible_at_ms
+        await self._outbox.put_message(queue_doc(message.message, "m:" + new_id(), visible, now))
+        self._ctx.turn_signal.notify()
+
+    # -- fetch ----------------------------------------------------------------------------------
+
+    async def fetch(self, request: FetchTurnRequest, limit: int = 1) -> list[OrchestrationWorkItem]:
+        """Lock up to ``limit`` instances from one candidate query (long-polls while none)."""
+        clock = self._ctx.clock
+        deadline = clock.now_ms() + to_ms(request.poll_timeout)
+        while True:
+            event = self._ctx.turn_signal.current()
+            now = clock.now_ms()
+            try:
+                await self._outbox.reconcile()
+            except ProviderError as exc:
+                if not exc.retryable:
+                    raise
+            items = await self._fetch_once(request, now, max(1, limit))
+            if items or now >= deadline:
+                return items
+            wait_s = min(POLL_INTERVAL_S, (deadline - now) / 1000)
+            await WorkSignal.wait(clock, event, max(wait_s, 0.001))
+
+    async def _fetch_once(
+        self, request: FetchTurnRequest, now: int, limit: int
+    ) -> list[OrchestrationWorkItem]:
+        ctx = self._ctx
+        slots = await self._slots.owned(now)
+        sql = (
+            "SELECT c.instanceId, c.visibleAt, c.seq FROM c "
+            "WHERE c.type = 'orch_queue' AND c.visibleAt <= @now"
+        )
+        params: dict[str, Any] = {"now": now}
+        if slots is not None:
+            sql += " AND ARRAY_CONTAINS(@slots, c.slot)"
+            params["slots"] = sorted(slots)
+        first: dict[str, tuple[int, int]] = {}
+        for row in await ctx.store.query_cross(sql, params):
+            key = (int(row["visibleAt"]), int(row["seq"]))
+            instance_id = row["instanceId"]
+            if instance_id not in first or key < first[instance_id]:
+                first[instance_id] = key
+        held = {lock.instance_id for lock in ctx.turn_locks.values() if lock.until > now}
+        taken: list[OrchestrationWorkItem] = []
+        for instance_id in sorted(first, key=first.__getitem__):
+            if instance_id in ctx.claiming or instance_id in held:
+                continue
+            ctx.claiming.add(instance_id)
+            try:
+                item = await self._try_lock(instance_id, request, now)
+            finally:
+                ctx.claiming.discard(instance_id)
+            if item is not None:
+                taken.append(item)
+                if len(taken) >= limit:
+                    break
+        return taken
+
+    async def _try_lock(
+        self, instance_id: str, request: FetchTurnRequest, now: int
+    ) -> OrchestrationWorkItem | None:
+        ctx = self._ctx
+        rows = await ctx.store.query_partition(instance_id, _PARTITION_DOCS)
+        intents = [r for r in rows if r.get("type") == "outbox_intent"]
+        if intents:
+            # Overflow of an earlier turn (work items, own messages) must land before the
+            # next turn runs: deliver it first, then look again.
+            await self._outbox.deliver_pending(instance_id, intents)
+            rows = await ctx.store.query_partition(instance_id, _PARTITION_DOCS)
+        instance_raw = next((r for r in rows if r.get("type") == "instance"), None)
+        queued = [load(r, QueueDoc) for r in rows if r.get("type") == "orch_queue"]
+        visible = sorted(
+            (q for q in queued if q.visible_at <= now), key=lambda q: (q.visible_at, q.seq)
+        )
+        if not visible:
+            return None
+        if instance_raw is None:
+            # Never started: drop what no start can want, keep the rest, move on.
+            for doc in visible:
+                if doc.kind in ("QueueEvent", "CancelInstance"):
+                    await ctx.store.delete(doc.id, instance_id)
+            return None
+        instance = load(instance_raw, InstanceDoc)
+        if instance.lock is not None and instance.lock.until > now:
+            return None
+        batch = visible[:MAX_BATCH_MESSAGES]
+        token = make_token(instance_id)
+        present = {q.id for q in queued}
+        attempts = {k: v for k, v in instance.attempts.items() if k in present}
+        for doc in batch:
+            attempts[doc.id] = attempts.get(doc.id, 0) + 1
+        locked = msgspec.structs.replace(
+            instance,
+            lock=LockState(
+                token=token,
+                owner=request.owner_id or ctx.owner_id,
+                until=now + to_ms(request.lock_timeout),
+                batch=[doc.id for doc in batch],
+            ),
+            attempts=attempts,
+            etag=None,
+        )
+        etag = await self._replace_instance(instance_id, locked, instance.etag)
+        if etag is None:
+            return None
+        locked.etag = etag
+        kv = {r["id"]: load(r, KvDoc) for r in rows if r.get("type") == "kv"}
+        history: list[HistoryEvent] = []
+        history_error: str | None = None
+        if instance.state == "active":
+            try:
+                history = await self.load_history(instance_id, instance.execution_id)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                history_error = f"stored history cannot be decoded: {exc}"
+            except CosmosError:
+                await self._release_quietly(instance_id, locked)
+                raise
+        ctx.turn_locks[token] = TurnLock(
+            instance_id=instance_id,
+            token=token,
+            etag=etag,
+            until=locked.lock.until if locked.lock else 0,
+            instance=locked,
+            kv=kv,
+        )
+        active = instance.state == "active"
+        return OrchestrationWorkItem(
+            instance_id=instance_id,
+            lock_token=token,
+            execution_id=instance.execution_id if active else 0,
+            instance=record_of(instance) if active else None,
+            history=history,
+            messages=[decode_message(doc.msg) for doc in batch],
+            attempt=max(attempts[doc.id] for doc in batch),
+            kv_snapshot=kv_snapshot(kv.values()),
+            history_error=history_error,
+        )
+
+    async def load_history(self, instance_id: str, execution_id: int) -> list[HistoryEvent]:
+        rows = await self._ctx.store.query_partition(
+            instance_id,
+            "SELECT * FROM c WHERE c.instanceId = @pk AND c.type = 'history' "
+            "AND c.executionId = @execution",
+            {"execution": execution_id},
+        )
+        return events_of(load(r, HistoryDoc) for r in rows)
+
+    async def _replace_instance(
+        self, instance_id: str, doc: InstanceDoc, if_match: str | None
+    ) -> str | None:
+        """If-Match replace of the instance document; None if someone else changed it first.
+
+        A 412 that follows a lost response may be our own write: re-read and compare locks.
+        """
+        store = self._ctx.store
+        try:
+            return await store.replace(INSTANCE_DOC_ID, dump(doc), instance_id, if_match=if_match)
+        except CosmosNotFound:
+            return None
+        except CosmosPreconditionFailed as exc:
+            if not exc.after_ambiguous_failure:
+                return None
+        current = await store.read(INSTANCE_DOC_ID, instance_id)
+        if current is None:
+            return None
+        now_doc = load(current, InstanceDoc)
+        if now_doc.lock == doc.lock and now_doc.last_commit_id == doc.last_commit_id:
+            return now_doc.etag
+        return None
+
+    async def _release_quietly(self, instance_id: str, locked: InstanceDoc) -> None:
+        released = msgspec.structs.replace(locked, lock=None, etag=None)
+        try:
+            await self._ctx.store.replace(
+                INSTANCE_DOC_ID, dump(released), instance_id, if_match=locked.etag
+            )
+        except CosmosError:
+            pass  # the lock expires by itself
+
+    # -- lock bookkeeping -----------------------------------------------------------------------
+
+    async def live_lock(self, op: str, token: str, now: int) -> TurnLock:
+        lock = self._ctx.turn_locks.get(token)
+        if lock is None:
+            parts = parse_token(token, 2)
+            if parts is None:
+                raise LockLostError(op, "lock token is unknown, released or taken over")
+            lock = await self._load_lock(op, parts[1], token)
+        if lock.until <= now:
+            self._ctx.turn_locks.pop(token, None)
+            raise LockLostError(op, "instance lock expired")
+        return lock
+
+    async def _load_lock(self, op: str, instance_id: str, token: str) -> TurnLock:
+        rows = await self._ctx.store.query_partition(
+            instance_id,
+            "SELECT * FROM c WHERE c.instanceId = @pk AND (c.type = 'instance' OR c.type = 'kv')",
+        )
+        raw = next((r for r in rows if r.get("type") == "instance"), None)
+        instance = load(raw, InstanceDoc) if raw is not None else None
+        if instance is None or instance.lock is None or instance.lock.token != token:
+            raise LockLostError(op, "lock token is unknown, released or taken over")
+        lock = TurnLock(
+            instance_id=instance_id,
+            token=token,
+            etag=instance.etag or "",
+            until=instance.lock.until,
+            instance=instance,
+            kv={r["id"]: load(r, KvDoc) for r in rows if r.get("type") == "kv"},
+        )
+        self._ctx.turn_locks[token] = lock
+        return lock
+
+    def _lost(self, op: str, token: str, why: str) -> LockLostError:
+        self._ctx.turn_locks.pop(token, None)
+        return LockLostError(op, why)
+
+    # -- commit ---------------------------------------------------------------------------------
+
+    async def commit(self, commit: TurnCommit) -> None:
+        op = "commit_turn"
+        now = self._ctx.clock.now_ms()
+        lock = await self.live_lock(op, commit.lock_token, now)
+        if lock.instance_id != commit.instance_id:
+            raise LockLostError(op, "lock token belongs to another instance")
+        check_new_events(op, commit, lock.instance)
+        for _ in range(3):
+            if await self._commit_once(op, commit, lock, now):
+                return
+        raise ProviderError(op, "work items changed during the commit; try again", retryable=True)
+
+    async def _commit_once(self, op: str, commit: TurnCommit, lock: TurnLock, now: int) -> bool:
+        ctx = self._ctx
+        instance_id = commit.instance_id
+        commit_id = new_id()
+        new_instance = apply_commit(lock.instance, commit, now, commit_id)
+        ops = [BatchOperation.replace(INSTANCE_DOC_ID, dump(new_instance), if_match=lock.etag)]
+        history = history_doc(commit)
+        if history is not None:
+            ops.append(BatchOperation.create(dump(history)))
+        history_index = 1 if history is not None else -1
+        batch_ids = lock.instance.lock.batch if lock.instance.lock is not None else []
+        ops.extend(BatchOperation.delete(doc_id) for doc_id in batch_ids)
+        upserts, deletes = kv_apply(
+            instance_id, lock.kv, commit.kv_clear_all, commit.kv_changes,
+            merge=commit.execution_status.is_terminal,
+        )  # fmt: skip
+        ops.extend(BatchOperation.upsert(dump(doc)) for doc in upserts)
+        ops.extend(BatchOperation.delete(doc_id) for doc_id in deletes)
+        local, remote = await turn_effects(self._ctx.store, commit, commit_id, now)
+        room = MAX_BATCH_OPERATIONS - len(ops)
+        if len(local) > room or (remote and len(local) == room):
+            # Too many for one batch: the overflow rides in the (atomically written) intent
+            # and is delivered right after, idempotently.
+            keep = max(room - 1, 0)
+            remote = [item for _, item in local[keep:]] + remote
+            local = local[:keep]
+        ops.extend(operation for operation, _ in local)
+        withdraw_indexes = {
+            len(ops) - len(local) + i
+            for i, (_, item) in enumerate(local)
+            if item.kind == "withdraw"
+        }
+        intent = None
+        if remote:
+            intent = OutboxDoc(
+                id=f"o:{commit_id}", instance_id=instance_id, created_at=now, items=remote
+            )
+            ops.append(BatchOperation.create(dump(intent)))
+        if len(ops) > MAX_BATCH_OPERATIONS:
+            raise TurnTooLargeError(
+                op, f"the turn needs {len(ops)} batch operations; the limit is 100"
+            )
+        try:
+            await ctx.store.batch(instance_id, ops)
+        except CosmosRequestTooLarge as exc:
+            raise TurnTooLargeError(
+                op,
+                "the turn's documents exceed the 2 MB transactional batch limit "
+                f"({exc.message}); move large payloads out of the orchestration",
+            ) from exc
+        except CosmosBatchFailed as exc:
+            if exc.failed_index == 0 and exc.failed_status in (404, 412):
+                raise self._lost(op, lock.token, "the instance lock was lost") from None
+            if exc.failed_index == history_index and exc.failed_status == 409:
+                raise DuplicateEventError(
+                    op, f"an event id of this commit already exists in {instance_id!r}"
+                ) from None
+            if exc.failed_index in withdraw_indexes and exc.failed_status == 404:
+                return False  # a withdrawn item completed meanwhile: recompute
+            raise
+        except CosmosAmbiguousWrite:
+            if not await self._applied(op, lock, commit_id):
+                await ctx.store.batch(instance_id, ops)
+        ctx.turn_locks.pop(lock.token, None)
+        if intent is not None:
+            try:
+                await self._outbox.deliver(intent)
+            except ProviderError:
+                pass  # the reconciler delivers it later
+        ctx.turn_signal.notify()
+        if commit.activity_tasks:
+            ctx.activity_signal.notify()
+        return True
+
+    async def _applied(self, op: str, lock: TurnLock, commit_id: str) -> bool:
+        """Resolve a lost batch response by re-reading the instance document."""
+        current = await self._ctx.store.read(INSTANCE_DOC_ID, lock.instance_id)
+        if current is None:
+            raise self._lost(op, lock.token, "the instance was deleted")
+        doc = load(current, InstanceDoc)
+        if doc.last_commit_id == commit_id:
+            return True
+        if doc.etag == lock.etag:
+            return False
+        raise self._lost(op, lock.token, "the instance lock was lost")
+
+    # -- abandon and renew ----------------------------------------------------------------------
+
+    async def abandon(self, request: AbandonRequest) -> None:
+        op = "abandon_turn"
+        ctx = self._ctx
+        now = ctx.clock.now_ms()
+        lock = await self.live_lock(op, request.lock_token, now)
+        instance = lock.instance
+        attempts = dict(instance.attempts)
+        if request.ignore_attempt and instance.lock is not None:
+            for doc_id in instance.lock.batch:
+                attempts[doc_id] = max(0, attempts.get(doc_id, 0) - 1)
+        released = msgspec.structs.replace(instance, lock=None, attempts=attempts, etag=None)
+        ops = [BatchOperation.replace(INSTANCE_DOC_ID, dump(released), if_match=lock.etag)]
+        if request.delay:
+            visible = now + to_ms(request.delay)
+            rows = await ctx.store.query_partition(
+                lock.instance_id,
+                "SELECT * FROM c WHERE c.instanceId = @pk AND c.type = 'orch_queue' "
+                "AND c.visibleAt < @visible",
+                {"visible": visible},
+            )
+            for raw in rows[: MAX_BATCH_OPERATIONS - 1]:
+                doc = msgspec.structs.replace(load(raw, QueueDoc), visible_at=visible, etag=None)
+                ops.append(BatchOperation.replace(doc.id, dump(doc)))
+        try:
+            await ctx.store.batch(lock.instance_id, ops)
+        except CosmosBatchFailed as exc:
+            if exc.failed_index == 0 and exc.failed_status in (404, 412):
+                raise self._lost(op, lock.token, "the instance lock was lost") from None
+            raise
+        except CosmosAmbiguousWrite:
+            current = await ctx.store.read(INSTANCE_DOC_ID, lock.instance_id)
+            if current is not None and load(current, InstanceDoc).etag == lock.etag:
+                await ctx.store.batch(lock.instance_id, ops)
+        ctx.turn_locks.pop(lock.token, None)
+        ctx.turn_signal.notify()
+
+    async def renew(self, request: RenewRequest) -> None:
+        op = "renew_turn_lock"
+        now = self._ctx.clock.now_ms()
+        lock = await self.live_lock(op, request.lock_token, now)
+        held = lock.instance.lock
+        if held is None:
+            raise self._lost(op, lock.token, "the instance lock was released")
+        until = now + to_ms(request.extend_for)
+        renewed = msgspec.structs.replace(
+            lock.instance, lock=msgspec.structs.replace(held, until=until), etag=None
+        )
+        etag = await self._replace_instance(lock.instance_id, renewed, lock.etag)
+        if etag is None:
+            raise self._lost(op, lock.token, "the instance lock was lost")
+        renewed.etag = etag
+        lock.etag, lock.until, lock.instance = etag, until, renewed
+
+
+__all__ = ["Turns"]

@@ -1,0 +1,279 @@
+"""CosmosProvider behaviour beyond the shared contract: request costs, the outbox, faults."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+
+import httpx
+import msgspec
+import pytest
+
+from duro._errors import InstanceAlreadyExistsError, ProviderError
+from duro._history import EventRaised
+from duro._messages import ActivityResult
+from duro.providers._types import ActivityCommit, ScheduledMessage
+from duro.testing import VirtualClock
+from duro.testing._contract._fixtures import (
+    activity_request,
+    activity_task,
+    create_instance,
+    start_and_lock,
+    start_message,
+    turn_commit,
+    turn_request,
+)
+from duro_cosmos import CosmosConfig, CosmosProvider, RetryPolicy, TurnTooLargeError
+from tests.cosmos.support import CosmosTestEnv
+
+pytestmark = pytest.mark.anyio
+
+FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.01)
+
+
+def make(env: CosmosTestEnv, clock: VirtualClock, **kwargs: object) -> CosmosProvider:
+    config = CosmosConfig(env.url, env.key, env.database, env.container)
+    return CosmosProvider(config, transport=env.transport, clock=clock, **kwargs)  # type: ignore[arg-type]
+
+
+def requests(env: CosmosTestEnv) -> list[str]:
+    out = []
+    for entry in env.log.entries:
+        pk = f" [{entry.info.partition_key}]" if entry.info.partition_key is not None else ""
+        out.append(f"{entry.info.kind}{pk}")
+    return out
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(start_ms=1_700_000_000_000)
+
+
+async def test_one_turn_and_one_activity_cost_a_fixed_number_of_requests(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        await create_instance(provider, "warm-up")  # bootstrap, slot lease, reconcile sweep
+        await create_instance(provider, "i1")
+        task = activity_task("i1", 1)
+        await provider.enqueue_orchestrator_message(
+            ScheduledMessage(message=ActivityResult(instance_id="i1", execution_id=1, seq=0))
+        )
+        cosmos_env.log.clear()
+
+        item = await provider.fetch_turn(turn_request())
+        assert item is not None and item.instance_id == "i1"
+        fetch_cost = requests(cosmos_env)
+        cosmos_env.log.clear()
+        await provider.commit_turn(
+            turn_commit(
+                item, events=[EventRaised(event_id=0, ts=0, name="x")], activity_tasks=[task]
+            )
+        )
+        commit_cost = requests(cosmos_env)
+        cosmos_env.log.clear()
+        work = await provider.fetch_activity(activity_request())
+        assert work is not None
+        fetch_activity_cost = requests(cosmos_env)
+        cosmos_env.log.clear()
+        await provider.complete_activity(
+            ActivityCommit(
+                lock_token=work.lock_token,
+                result=ScheduledMessage(
+                    message=ActivityResult(instance_id="i1", execution_id=1, seq=1)
+                ),
+            )
+        )
+        complete_cost = requests(cosmos_env)
+
+    print("fetch_turn:", fetch_cost)
+    print("commit_turn:", commit_cost)
+    print("fetch_activity:", fetch_activity_cost)
+    print("complete_activity:", complete_cost)
+    # candidates (cross-partition), partition docs, lock (replace), current history
+    assert fetch_cost == ["query", "query [i1]", "replace [i1]", "query [i1]"]
+    assert commit_cost == ["batch [i1]"]
+    assert fetch_activity_cost == ["query", "replace [i1]"]
+    assert complete_cost == ["batch [i1]"]
+
+
+async def test_outbox_intent_left_by_a_crash_is_delivered_once_by_the_reconciler(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        parent = await start_and_lock(provider, "parent")
+        # The child's partition refuses writes: delivery after the commit fails, as if the
+        # committer had died right after its batch.
+        cosmos_env.faults.add(partition_key="child", kind=("batch", "create"), status=403, times=1)
+        await provider.commit_turn(
+            turn_commit(
+                parent, orchestrator_messages=[ScheduledMessage(message=start_message("child"))]
+            )
+        )
+        assert await provider.read_instance("child") is None
+
+        assert await provider.reconcile_outbox() == 1
+        assert await provider.reconcile_outbox() == 0
+
+        record = await provider.read_instance("child")
+        assert record is not None and record.state.value == "pending"
+        item = await provider.fetch_turn(turn_request())
+        assert item is not None and item.instance_id == "child"
+        assert [type(m).__name__ for m in item.messages] == ["StartOrchestration"]
+
+
+async def test_redelivering_a_delivered_intent_changes_nothing(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        await create_instance(provider, "target")
+        sender = await start_and_lock(provider, "sender")
+        # The intent's deletion is lost after the message went out: the reconciler repeats
+        # the delivery, which must not queue the message twice.
+        cosmos_env.faults.add(kind="delete", partition_key="sender", status=403, times=1)
+        await provider.commit_turn(
+            turn_commit(
+                sender,
+                orchestrator_messages=[
+                    ScheduledMessage(
+                        message=ActivityResult(instance_id="target", execution_id=1, seq=7)
+                    )
+                ],
+            )
+        )
+        assert await provider.reconcile_outbox() == 1
+        item = await provider.fetch_turn(turn_request())
+        assert item is not None and item.instance_id == "target"
+        assert len(item.messages) == 1
+
+
+async def test_lost_batch_response_is_resolved_by_rereading_not_by_repeating(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        item = await start_and_lock(provider, "i1")
+        cosmos_env.faults.add(kind="batch", partition_key="i1", lose_response=httpx.ReadTimeout)
+        cosmos_env.log.clear()
+        await provider.commit_turn(turn_commit(item, activity_tasks=[activity_task("i1", 1)]))
+        # one batch (applied, answer lost), then a read that finds the commit id: no resend
+        assert requests(cosmos_env) == ["batch [i1]", "read [i1]"]
+
+        assert len(await provider.read_history("i1")) == 1
+        assert await provider.fetch_activity(activity_request()) is not None
+        assert await provider.fetch_activity(activity_request()) is None
+
+
+async def test_lost_start_and_enqueue_responses_apply_exactly_once(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        await provider.open()
+        cosmos_env.faults.add(kind="batch", partition_key="i1", lose_response=httpx.ReadTimeout)
+        await provider.start_orchestration(start_message("i1"))
+        with pytest.raises(InstanceAlreadyExistsError):
+            await provider.start_orchestration(start_message("i1"))
+        item = await provider.fetch_turn(turn_request())
+        assert item is not None
+        await provider.commit_turn(turn_commit(item))
+
+        cosmos_env.faults.add(kind="create", partition_key="i1", lose_response=httpx.ReadTimeout)
+        await provider.enqueue_orchestrator_message(
+            ScheduledMessage(message=ActivityResult(instance_id="i1", execution_id=1, seq=3))
+        )
+        item = await provider.fetch_turn(turn_request())
+        assert item is not None and len(item.messages) == 1
+
+
+async def test_lost_activity_completion_response_is_resolved(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        task = activity_task("i1", 1)
+        await create_instance(provider, "i1", activity_tasks=[task])
+        work = await provider.fetch_activity(activity_request())
+        assert work is not None
+        cosmos_env.faults.add(kind="batch", partition_key="i1", lose_response=httpx.ReadTimeout)
+        result = ScheduledMessage(message=ActivityResult(instance_id="i1", execution_id=1, seq=1))
+        await provider.complete_activity(ActivityCommit(lock_token=work.lock_token, result=result))
+
+        item = await provider.fetch_turn(turn_request())
+        assert item is not None and item.messages == [result.message]
+
+
+async def test_throttling_and_unavailability_are_retried_to_completion(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        await provider.open()
+        cosmos_env.faults.add(kind="batch", status=429, retry_after_ms=5, times=3)
+        cosmos_env.faults.add(kind="query", status=503, times=3)
+        cosmos_env.faults.add(kind="replace", status=449, times=1)
+        cosmos_env.faults.add(kind="read", status=408, times=1)
+        await create_instance(provider, "i1", activity_tasks=[activity_task("i1", 1)])
+        work = await provider.fetch_activity(activity_request())
+        assert work is not None
+        await provider.complete_activity(ActivityCommit(lock_token=work.lock_token, result=None))
+        assert await provider.read_instance("i1") is not None
+        stats = provider.statistics()
+        assert stats.throttled >= 3
+        assert stats.retries >= 8
+
+
+async def test_turn_over_two_megabytes_is_refused_and_keeps_the_lock(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        item = await start_and_lock(provider, "i1")
+        big = msgspec.Raw(msgspec.json.encode("x" * (1024 * 1024)))
+        huge = turn_commit(
+            item, events=[EventRaised(event_id=0, ts=0, name=f"e{n}", data=big) for n in range(3)]
+        )
+        with pytest.raises(TurnTooLargeError) as info:
+            await provider.commit_turn(huge)
+        assert info.value.retryable is False
+        await provider.commit_turn(turn_commit(item))  # the lock survived
+        assert len(await provider.read_history("i1")) == 1
+
+
+async def test_wide_fan_out_overflows_into_the_outbox_and_arrives_whole(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        item = await start_and_lock(provider, "i1")
+        tasks = [activity_task("i1", seq) for seq in range(1, 151)]
+        await provider.commit_turn(turn_commit(item, activity_tasks=tasks))
+
+        fetched = []
+        while batch := await provider.fetch_activities(
+            dataclasses.replace(activity_request(), max_items=50)
+        ):
+            fetched.extend(batch)
+        assert sorted(w.task.seq for w in fetched) == list(range(1, 151))
+
+
+async def test_key_never_appears_in_reprs_or_errors(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    wrong_key = base64.b64encode(b"not the key of this account, 64 bytes long......").decode()
+    config = CosmosConfig(cosmos_env.url, wrong_key, cosmos_env.database, cosmos_env.container)
+    provider = CosmosProvider(config, transport=cosmos_env.transport, clock=clock, retry=FAST_RETRY)
+    assert wrong_key not in repr(provider)
+    assert wrong_key not in repr(config) and wrong_key not in str(config)
+    with pytest.raises(ProviderError) as info:
+        await provider.start_orchestration(start_message("i1"))
+    await provider.close()
+    assert info.value.retryable is False
+    assert wrong_key not in str(info.value) and wrong_key not in repr(info.value)
+    assert cosmos_env.key not in str(info.value)
+
+
+async def test_construction_does_no_io_and_close_releases_the_client(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    provider = make(cosmos_env, clock)
+    assert cosmos_env.log.entries == []
+    async with provider:
+        await provider.start_orchestration(start_message("i1"))
+    assert cosmos_env.log.count("database") >= 1
+    async with provider:  # reopens lazily
+        assert await provider.read_instance("i1") is not None
