@@ -16,7 +16,6 @@ import msgspec
 
 from duro._errors import LockLostError
 from duro._messages import decode_task
-from duro.providers._signal import WorkSignal
 from duro.providers._types import (
     AbandonRequest,
     ActivityCommit,
@@ -26,7 +25,7 @@ from duro.providers._types import (
     SessionRenewal,
 )
 
-from ._context import Context, WorkLock
+from ._context import Context, WorkLock, wait_for_work
 from ._documents import (
     OutboxDoc,
     OutboxItem,
@@ -49,7 +48,6 @@ from ._rest import (
     CosmosNotFound,
     CosmosPreconditionFailed,
 )
-from ._turns import POLL_INTERVAL_S
 
 _SESSION_DOC_ID = "session"
 
@@ -71,8 +69,7 @@ class Activities:
             items = await self._fetch_once(request, now, max(1, limit))
             if items or now >= deadline:
                 return items
-            wait_s = min(POLL_INTERVAL_S, (deadline - now) / 1000)
-            await WorkSignal.wait(clock, event, max(wait_s, 0.001))
+            await wait_for_work(clock, event, now, deadline)
 
     async def _fetch_once(
         self, request: FetchActivityRequest, now: int, limit: int

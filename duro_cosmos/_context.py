@@ -5,11 +5,31 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+import anyio
+
 from duro._clock import Clock
 from duro.providers._signal import WorkSignal
 
 from ._documents import InstanceDoc, KvDoc
 from ._store import Store
+
+POLL_INTERVAL_S = 1.0
+"""How often a waiting fetch re-queries for work written by other processes."""
+
+
+async def wait_for_work(clock: Clock, event: anyio.Event, queried_at: int, deadline: int) -> None:
+    """Wait, after an empty query made at ``queried_at`` (clock ms), before querying again.
+
+    Returns when ``event`` fires, when :data:`POLL_INTERVAL_S` has passed *since the query*,
+    or at ``deadline``. Measuring from the query, not from now, matters: the query is a network
+    round trip, and if the clock moved meanwhile (a lock or timer fell due while the query ran
+    with the older time) the wait ends at once, so the fetch re-queries with the new time
+    instead of sleeping through what is now due (with a virtual clock, sleeping forever).
+    """
+    wake_at = min(queried_at + round(POLL_INTERVAL_S * 1000), deadline)
+    remaining_ms = wake_at - clock.now_ms()
+    if remaining_ms > 0:
+        await WorkSignal.wait(clock, event, remaining_ms / 1000)
 
 
 @dataclass(slots=True, kw_only=True)

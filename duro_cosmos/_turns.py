@@ -22,7 +22,6 @@ from duro._errors import (
 )
 from duro._history import HistoryEvent
 from duro._messages import StartOrchestration, decode_message
-from duro.providers._signal import WorkSignal
 from duro.providers._types import (
     AbandonRequest,
     FetchTurnRequest,
@@ -33,7 +32,7 @@ from duro.providers._types import (
 )
 
 from ._commit import turn_effects
-from ._context import Context, TurnLock
+from ._context import Context, TurnLock, wait_for_work
 from ._documents import (
     INSTANCE_DOC_ID,
     SEQUENCE,
@@ -78,8 +77,6 @@ from ._store import TurnTooLargeError
 MAX_BATCH_MESSAGES = 64
 """Messages one turn takes at most (the rest wait for the next turn): keeps the commit's
 fixed part (instance, history page, message deletes, KV buckets, intent) under 100 ops."""
-POLL_INTERVAL_S = 1.0
-"""How often a waiting fetch re-queries for work written by other processes."""
 _PARTITION_DOCS = (
     "SELECT * FROM c WHERE c.instanceId = @pk AND (c.type = 'instance' OR c.type = 'orch_queue'"
     " OR c.type = 'kv' OR c.type = 'outbox_intent')"
@@ -142,8 +139,7 @@ class Turns:
             items = await self._fetch_once(request, now, max(1, limit))
             if items or now >= deadline:
                 return items
-            wait_s = min(POLL_INTERVAL_S, (deadline - now) / 1000)
-            await WorkSignal.wait(clock, event, max(wait_s, 0.001))
+            await wait_for_work(clock, event, now, deadline)
 
     async def _fetch_once(
         self, request: FetchTurnRequest, now: int, limit: int

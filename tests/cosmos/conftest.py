@@ -5,6 +5,9 @@
 * ``cosmos_faults`` / ``compat_transport`` (function): a fresh fault plan and transport.
 * ``cosmos_env`` (function): all of it plus a unique database and container name; the
   database is dropped after the test.
+* ``cosmos_proxy`` (function): a :class:`~tests.cosmos.proxy.CompatProxy`, one compat
+  transport served over HTTP on loopback so that several processes share its batch lock,
+  fault plan and request log; ``cosmos_proxy_env`` adds unique names (database dropped after).
 * ``rest`` (function, async): a tiny signed REST client over ``cosmos_env`` with the
   container created (partition key ``/pk``); for the layer's own tests.
 """
@@ -19,6 +22,7 @@ import pytest
 from ._rest import Rest
 from .compat import EMULATOR_KEY, CompatTransport
 from .compat_faults import FaultPlan
+from .proxy import CompatProxy, ProxyEnv
 from .server import CosmosServer, start_server
 from .support import CosmosTestEnv, drop_database, unique_name
 
@@ -90,3 +94,28 @@ async def rest(cosmos_env: CosmosTestEnv) -> AsyncIterator[Rest]:
         await api.setup()
         cosmos_env.log.clear()
         yield api
+
+
+@pytest.fixture
+def cosmos_proxy(cosmos_server_url: str, cosmos_key: str) -> Iterator[CompatProxy]:
+    """A compat proxy on 127.0.0.1 (random port) in front of the session's server."""
+    with CompatProxy(cosmos_server_url, key=cosmos_key, faults=FaultPlan(seed=0)) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def cosmos_proxy_env(
+    cosmos_server_url: str, cosmos_key: str, cosmos_proxy: CompatProxy
+) -> Iterator[ProxyEnv]:
+    """``cosmos_proxy`` plus a unique database and container name (not created)."""
+    env = ProxyEnv(
+        url=cosmos_proxy.url,
+        key=cosmos_key,
+        database=unique_name("test"),
+        container=unique_name("c"),
+        proxy=cosmos_proxy,
+    )
+    try:
+        yield env
+    finally:
+        drop_database(cosmos_server_url, env.database)
