@@ -1,0 +1,325 @@
+"""duro's side of the benchmark: W1-W5 on one provider, one run per process.
+
+    python -m benchmarks._duro_workloads --workload W1 --config sqlite --db-dir /tmp/x
+
+``--config`` names a provider in ``PROVIDERS``. A new store (Cosmos) plugs in by adding one
+factory there and its name to ``benchmarks.run.DURO_PROVIDERS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+import duro
+
+from ._protocol import (
+    TIMER_SECONDS,
+    NotApplicable,
+    RunResult,
+    current_rss_bytes,
+    fill_latency,
+    fill_throughput,
+    now_ms,
+    run_main,
+    w4_turn_costs,
+)
+
+# -- stores -----------------------------------------------------------------------------------
+
+
+def _memory(db_dir: str) -> Any:
+    return duro.InMemoryProvider()
+
+
+def _sqlite(db_dir: str) -> Any:
+    return duro.SqliteProvider(os.path.join(db_dir, "duro.db"))
+
+
+class _Counting:
+    """Counts HTTP requests a provider sends (Cosmos): per activity, per turn, while idle."""
+
+    requests = 0
+    client_store: Any = None
+
+
+def _cosmos(db_dir: str) -> Any:
+    # The local Cosmos test server (Node, in memory) behind the test suite's compat layer,
+    # which supplies what the server lacks (atomic batches, ETags, auth checks). Figures
+    # measure that stack, not Azure: the request counts are what carries over.
+    import atexit
+
+    import httpx
+
+    try:
+        from duro_cosmos import CosmosConfig, CosmosProvider
+        from tests.cosmos.compat import EMULATOR_KEY, CompatTransport
+        from tests.cosmos.server import CosmosServerError, start_server
+    except ImportError as exc:
+        raise NotApplicable(f"the Cosmos provider or its test server is missing: {exc}") from exc
+    try:
+        server = start_server(https=False)
+    except CosmosServerError as exc:
+        raise NotApplicable(str(exc)) from exc
+    atexit.register(server.stop)
+    compat = CompatTransport(server.url, key=EMULATOR_KEY)
+
+    class CountingTransport(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            _Counting.requests += 1
+            return await compat.handle_async_request(request)
+
+    suffix = os.path.basename(db_dir).replace("_", "-")[-12:]
+    config = CosmosConfig(server.url, EMULATOR_KEY, f"bench-{suffix}", "duro")
+    # The harness's client (starts, status polls, events) gets its own, uncounted provider on
+    # the same container, so the counts are the runtime's alone.
+    _Counting.client_store = CosmosProvider(config, transport=compat)
+    return CosmosProvider(config, transport=CountingTransport())
+
+
+PROVIDERS: dict[str, Callable[[str], Any]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+    "cosmos": _cosmos,
+}
+
+# -- orchestrations and activities ------------------------------------------------------------
+
+registry = duro.Registry()
+_step_times: list[float] = []
+
+
+@registry.activity
+async def echo(ctx: duro.ActivityContext, x: int) -> int:
+    return x
+
+
+@registry.activity
+async def inc(ctx: duro.ActivityContext, x: int) -> int:
+    return x + 1
+
+
+@registry.activity
+async def step(ctx: duro.ActivityContext, i: int) -> int:
+    _step_times.append(time.perf_counter())
+    return i
+
+
+@registry.orchestration
+async def fan_out(ctx: duro.OrchestrationContext, inp: list[int]) -> list[int]:
+    seed, k = inp
+    return await ctx.join([ctx.schedule_activity(echo, seed * 100 + i) for i in range(k)])
+
+
+@registry.orchestration
+async def chain(ctx: duro.OrchestrationContext, inp: list[int]) -> int:
+    acc, k = inp
+    for _ in range(k):
+        acc = await ctx.schedule_activity(inc, acc)
+    return acc
+
+
+@registry.orchestration
+async def timer(ctx: duro.OrchestrationContext, seq: int) -> int:
+    await ctx.schedule_timer(TIMER_SECONDS)
+    return seq
+
+
+@registry.orchestration
+async def long_history(ctx: duro.OrchestrationContext, k: int) -> int:
+    for i in range(k):
+        if await ctx.schedule_activity(step, i) != i:
+            raise ValueError(f"step {i} returned a wrong value")
+    return k
+
+
+@registry.orchestration
+async def waiter(ctx: duro.OrchestrationContext, i: int) -> int:
+    return int(await ctx.wait_for_event("go", type=int)) + i
+
+
+# -- harness ----------------------------------------------------------------------------------
+
+IDLE_SECONDS = 3.0
+"""Cosmos: how long the runtime sits idle after the workload while requests are counted."""
+
+Workload = Callable[[duro.Runtime, duro.Client, argparse.Namespace, RunResult], Awaitable[None]]
+
+
+def _is_store_error(status: duro.OrchestrationStatus) -> bool:
+    err = status.error
+    return err is not None and err.category is duro.ErrorCategory.INFRASTRUCTURE
+
+
+async def _collect(
+    client: duro.Client,
+    expected: dict[str, Any],
+    deadline: float,
+    result: RunResult,
+) -> dict[str, float]:
+    """Wait for every instance, check its output; returns durable completion times (wall ms)."""
+    done: dict[str, float] = {}
+    for instance_id, want in expected.items():
+        try:
+            status = await client.wait_for_orchestration(
+                instance_id, timeout=max(0.1, deadline - time.monotonic())
+            )
+        except duro.WaitTimeoutError:
+            result.fail(f"{instance_id}: timed out")
+            continue
+        result.checked += 1
+        if status.state is not duro.State.COMPLETED:
+            result.fail(
+                f"{instance_id}: {status.state.value}: {status.error}",
+                store=_is_store_error(status),
+            )
+        elif status.output != want:
+            result.fail(f"{instance_id}: output {status.output!r}, expected {want!r}")
+        else:
+            done[instance_id] = (
+                status.updated_at.timestamp() * 1000.0 if status.updated_at else now_ms()
+            )
+    return done
+
+
+async def _batch(
+    client: duro.Client, args: argparse.Namespace, result: RunResult, orch: Any, per_orch: int
+) -> None:
+    """W1/W2: start n back-to-back from one client, then wait for all durable completions."""
+    expected: dict[str, Any] = {}
+    started: dict[str, float] = {}
+    first = now_ms()
+    for seed in range(args.n):
+        instance_id = f"{args.workload.lower()}-{seed}"
+        started[instance_id] = now_ms()
+        await client.start_orchestration(instance_id, orch, [seed, args.k])
+        if orch is fan_out:
+            expected[instance_id] = [seed * 100 + i for i in range(args.k)]
+        else:
+            expected[instance_id] = seed + args.k
+    result.extra["start_s"] = (now_ms() - first) / 1000.0
+    done = await _collect(client, expected, time.monotonic() + args.timeout, result)
+    if done:
+        fill_throughput(
+            result, (max(done.values()) - first) / 1000.0, len(done), len(done) * per_orch
+        )
+        fill_latency(result, [done[i] - started[i] for i in done])
+
+
+async def w1(rt: duro.Runtime, client: duro.Client, args: argparse.Namespace, r: RunResult) -> None:
+    await _batch(client, args, r, fan_out, args.k)
+
+
+async def w2(rt: duro.Runtime, client: duro.Client, args: argparse.Namespace, r: RunResult) -> None:
+    await _batch(client, args, r, chain, args.k)
+
+
+async def w3(rt: duro.Runtime, client: duro.Client, args: argparse.Namespace, r: RunResult) -> None:
+    latencies: list[float] = []
+    first = now_ms()
+    last = first
+    for seq in range(args.n):
+        instance_id = f"w3-{seq}"
+        begin = now_ms()
+        await client.start_orchestration(instance_id, timer, seq)
+        done = await _collect(client, {instance_id: seq}, time.monotonic() + args.timeout, r)
+        if instance_id in done:
+            latencies.append(done[instance_id] - begin)
+            last = done[instance_id]
+    fill_throughput(r, (last - first) / 1000.0, len(latencies), 0)
+    fill_latency(r, latencies)
+
+
+async def w4(rt: duro.Runtime, client: duro.Client, args: argparse.Namespace, r: RunResult) -> None:
+    _step_times.clear()
+    first = now_ms()
+    await client.start_orchestration("w4", long_history, args.k)
+    done = await _collect(client, {"w4": args.k}, time.monotonic() + args.timeout, r)
+    if "w4" in done:
+        fill_throughput(r, (done["w4"] - first) / 1000.0, 1, args.k)
+        fill_latency(r, [done["w4"] - first])
+    r.extra.update(w4_turn_costs(_step_times, args.k))
+
+
+async def w5(rt: duro.Runtime, client: duro.Client, args: argparse.Namespace, r: RunResult) -> None:
+    gc.collect()
+    rss_base = current_rss_bytes()
+    t0 = time.monotonic()
+    ids = [f"w5-{i}" for i in range(args.n)]
+    for i, instance_id in enumerate(ids):
+        await client.start_orchestration(instance_id, waiter, i)
+    # Every instance has run its first turn (and is waiting) once n turns are committed.
+    deadline = t0 + args.timeout
+    while rt.turns_committed < args.n and time.monotonic() < deadline:  # noqa: ASYNC110 (polling a counter)
+        await anyio.sleep(0.05)
+    if rt.turns_committed < args.n:
+        raise TimeoutError(f"only {rt.turns_committed} of {args.n} instances reached their wait")
+    r.extra["start_and_wait_s"] = time.monotonic() - t0
+    gc.collect()
+    rss_waiting = current_rss_bytes()
+    r.extra["rss_baseline_mb"] = rss_base / 2**20
+    r.extra["rss_waiting_mb"] = rss_waiting / 2**20
+    r.extra["bytes_per_waiting_instance"] = (rss_waiting - rss_base) / args.n
+    raised: dict[str, float] = {}
+    first = now_ms()
+    for i, instance_id in enumerate(ids):
+        raised[instance_id] = now_ms()
+        await client.raise_event(instance_id, "go", 2 * i)
+    done = await _collect(
+        client, {x: 3 * i for i, x in enumerate(ids)}, time.monotonic() + args.timeout, r
+    )
+    if done:
+        fill_throughput(r, (max(done.values()) - first) / 1000.0, len(done), 0)
+        fill_latency(r, [done[i] - raised[i] for i in done])
+    r.extra["wakeup_per_s"] = r.orch_per_s
+
+
+WORKLOADS: dict[str, Workload] = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5}
+
+
+def _run(args: argparse.Namespace, result: RunResult) -> None:
+    factory = PROVIDERS.get(args.config)
+    if factory is None:
+        raise NotApplicable(f"unknown duro provider {args.config!r}")
+    store = factory(args.db_dir)
+
+    async def main() -> None:
+        async with duro.Runtime(store, registry) as rt:
+            client_store = _Counting.client_store or store
+            if client_store is not store:
+                await client_store.open()
+            before = _Counting.requests
+            client = duro.Client(client_store, registry=registry)
+            await WORKLOADS[args.workload](rt, client, args, result)
+            if args.config == "cosmos":
+                busy = _Counting.requests - before
+                result.extra["http_requests"] = busy
+                activities = rt.activities_completed
+                if activities:
+                    result.extra["http_requests_per_activity"] = busy / activities
+                if rt.turns_committed:
+                    result.extra["http_requests_per_turn"] = busy / rt.turns_committed
+                result.extra["http_requests_per_orchestration"] = busy / max(1, args.n)
+                idle_from = _Counting.requests
+                await anyio.sleep(IDLE_SECONDS)
+                result.extra["idle_requests_per_s"] = (
+                    _Counting.requests - idle_from
+                ) / IDLE_SECONDS
+
+    anyio.run(main)
+
+
+if __name__ == "__main__":
+    from importlib.metadata import version
+
+    run_main(
+        "duro",
+        {w: _run for w in WORKLOADS},
+        {"duro": version("duro"), "msgspec": version("msgspec"), "anyio": version("anyio")},
+    )

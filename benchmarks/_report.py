@@ -1,0 +1,305 @@
+"""Aggregating runs, the printed tables, and issue 5's targets as PASS/FAIL lines."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+NUMERIC = (
+    "wall_s",
+    "orch_per_s",
+    "act_per_s",
+    "p50_ms",
+    "p95_ms",
+    "peak_rss_mb",
+    "cpu_s",
+    "startup_cpu_s",
+)
+
+
+def key_of(run: dict[str, Any]) -> tuple[str, str, str]:
+    return run["system"], run["config"], run["workload"]
+
+
+def label(system: str, config: str) -> str:
+    return f"{system}/{config}"
+
+
+def aggregate(runs: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Median of every numeric figure over the repeats of one (system, config, workload);
+    failures are summed. A repeat that errored is left out of the medians."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(key_of(run), []).append(run)
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for key, group in groups.items():
+        good = [r for r in group if not r.get("error")]
+        agg: dict[str, Any] = {
+            "system": key[0],
+            "config": key[1],
+            "workload": key[2],
+            "n": group[0]["n"],
+            "k": group[0]["k"],
+            "runs": len(group),
+            "runs_ok": len(good),
+            "failures": sum(r["failures"] for r in group),
+            "store_failures": sum(r["store_failures"] for r in group),
+            "checked": sum(r["checked"] for r in group),
+            "errors": sorted({r["error"] for r in group if r.get("error")}),
+        }
+        for field in NUMERIC:
+            values = [r[field] for r in good if r.get(field) is not None]
+            agg[field] = statistics.median(values) if values else None
+        extra_keys = {k for r in good for k, v in r["extra"].items() if isinstance(v, int | float)}
+        agg["extra"] = {
+            k: statistics.median([r["extra"][k] for r in good if r["extra"].get(k) is not None])
+            for k in sorted(extra_keys)
+            if any(r["extra"].get(k) is not None for r in good)
+        }
+        out[key] = agg
+    return out
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    return "\n".join(lines)
+
+
+def results_table(agg: dict[tuple[str, str, str], dict[str, Any]], workloads: list[str]) -> str:
+    parts = []
+    for workload in workloads:
+        rows = []
+        for (system, config, w), a in agg.items():
+            if w != workload:
+                continue
+            if a["runs_ok"] == 0:
+                rows.append(
+                    [label(system, config), f"n/a: {'; '.join(a['errors'])[:90]}"] + [""] * 10
+                )
+                continue
+            extra = a["extra"]
+            special = ""
+            if workload == "W4":
+                special = (
+                    f"cycle@event 20 {_fmt(extra.get('turn_ms_early'), 2)} ms, "
+                    f"@{_fmt(extra.get('mid_event'))} {_fmt(extra.get('turn_ms_mid'), 2)} ms "
+                    f"(x{_fmt(extra.get('growth_mid_vs_early'), 2)}), "
+                    f"last {_fmt(extra.get('turn_ms_last'), 2)} ms"
+                )
+            elif workload == "W5":
+                special = (
+                    f"{_fmt(extra.get('bytes_per_waiting_instance'), 0)} B/waiting inst, "
+                    f"wake-up {_fmt(extra.get('wakeup_per_s'))}/s"
+                )
+            if "http_requests_per_activity" in extra or "http_requests_per_turn" in extra:
+                special = (special + "; " if special else "") + (
+                    f"HTTP {_fmt(extra.get('http_requests_per_orchestration'))}/orch, "
+                    f"{_fmt(extra.get('http_requests_per_activity'))}/activity, "
+                    f"{_fmt(extra.get('http_requests_per_turn'))}/turn, "
+                    f"idle {_fmt(extra.get('idle_requests_per_s'))}/s"
+                )
+            rows.append(
+                [
+                    label(system, config),
+                    f"{a['n']}x{a['k']}" if a["k"] else str(a["n"]),
+                    f"{a['runs_ok']}/{a['runs']}",
+                    _fmt(a["wall_s"], 2),
+                    _fmt(a["orch_per_s"]),
+                    _fmt(a["act_per_s"]),
+                    f"{_fmt(a['p50_ms'])} / {_fmt(a['p95_ms'])}",
+                    _fmt(a["peak_rss_mb"]),
+                    _fmt(a["cpu_s"], 2),
+                    f"{a['failures']} ({a['store_failures']} store)",
+                    str(a["checked"]),
+                    special,
+                ]
+            )
+        headers = [
+            "system/config",
+            "size",
+            "ok",
+            "wall s",
+            "orch/s",
+            "act/s",
+            "p50 / p95 ms",
+            "RSS MB",
+            "CPU s",
+            "failures",
+            "checked",
+            "",
+        ]
+        parts.append(f"{workload}\n{_table(headers, rows)}")
+    return "\n\n".join(parts)
+
+
+RATIO_FIELDS = (
+    ("orch_per_s", "orch/s"),
+    ("act_per_s", "act/s"),
+    ("p50_ms", "p50"),
+    ("peak_rss_mb", "RSS"),
+    ("cpu_s", "CPU"),
+)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def ratios_table(agg: dict[tuple[str, str, str], dict[str, Any]], workloads: list[str]) -> str:
+    """duro (each provider) divided by each peer config, workload by workload."""
+    rows = []
+    for workload in workloads:
+        duro = [a for (s, _, w), a in agg.items() if s == "duro" and w == workload and a["runs_ok"]]
+        peers = [
+            a for (s, _, w), a in agg.items() if s != "duro" and w == workload and a["runs_ok"]
+        ]
+        for d in duro:
+            for p in peers:
+                cells = [workload, label("duro", d["config"]), label(p["system"], p["config"])]
+                for field, _ in RATIO_FIELDS:
+                    r = ratio(d.get(field), p.get(field))
+                    cells.append("-" if r is None else f"{r:.2f}x")
+                rows.append(cells)
+    if not rows:
+        return ""
+    headers = ["", "duro", "peer", *(f"{name} ratio" for _, name in RATIO_FIELDS)]
+    note = (
+        "duro / peer, measured side by side in this run: above 1 is better for orch/s and "
+        "act/s; below 1 is better for p50, RSS and CPU."
+    )
+    return f"{note}\n{_table(headers, rows)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    status: str  # PASS, FAIL, INFO, SKIP
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status:<4}  {self.name}: {self.detail}"
+
+
+def _best(
+    agg: dict[tuple[str, str, str], dict[str, Any]], system: str, workload: str
+) -> dict[str, Any] | None:
+    cands = [a for (s, _, w), a in agg.items() if s == system and w == workload and a["orch_per_s"]]
+    return max(cands, key=lambda a: a["orch_per_s"]) if cands else None
+
+
+def check_targets(agg: dict[tuple[str, str, str], dict[str, Any]]) -> list[Target]:
+    """Issue 5's targets. Against a peer, duro is compared with that peer's *best* config."""
+    out: list[Target] = []
+    get = agg.get
+    for workload in ("W1", "W2"):
+        d = get(("duro", "sqlite", workload))
+        if d is None or not d["orch_per_s"]:
+            continue
+        for peer, need in (("duroxide", 3.0), ("dbos", 1.0)):
+            p = _best(agg, peer, workload)
+            name = f"{workload} SQLite orch/s >= {need:g}x {peer}"
+            if p is None:
+                out.append(Target(name, "SKIP", "peer not run"))
+                continue
+            r = d["orch_per_s"] / p["orch_per_s"]
+            verdict = "PASS" if r >= need else "FAIL"
+            out.append(
+                Target(
+                    name,
+                    verdict,
+                    f"{r:.2f}x ({d['orch_per_s']:.1f} vs {p['orch_per_s']:.1f} "
+                    f"orch/s, {label(p['system'], p['config'])}; need {need:g}x)",
+                )
+            )
+    for config in ("sqlite", "memory"):
+        d = get(("duro", config, "W3"))
+        if d and d["p50_ms"] is not None:
+            ok = d["p50_ms"] <= 15.0
+            out.append(
+                Target(
+                    f"W3 {config} 10 ms timer p50 <= 15 ms",
+                    "PASS" if ok else "FAIL",
+                    f"p50 {d['p50_ms']:.1f} ms, p95 {_fmt(d['p95_ms'])} ms "
+                    f"({15.0 - d['p50_ms']:+.1f} ms headroom)",
+                )
+            )
+    for config in ("sqlite", "memory"):
+        d = get(("duro", config, "W4"))
+        g = d["extra"].get("growth_mid_vs_early") if d else None
+        if d and g is not None:
+            e = d["extra"]
+            out.append(
+                Target(
+                    f"W4 {config} turn at event {e['mid_event']:,.0f} within 1.5x of event 20",
+                    "PASS" if g <= 1.5 else "FAIL",
+                    f"x{g:.2f} ({e['turn_ms_early']:.2f} -> {e['turn_ms_mid']:.2f} ms per "
+                    f"cycle; at event {2 * e['mid_event']:,.0f}: "
+                    f"x{_fmt(e.get('growth_last_vs_early'), 2)})",
+                )
+            )
+    for config in ("sqlite", "memory"):
+        d = get(("duro", config, "W1"))
+        if d and d["peak_rss_mb"] is not None:
+            out.append(
+                Target(
+                    f"W1 {config} peak RSS <= 60 MB",
+                    "PASS" if d["peak_rss_mb"] <= 60 else "FAIL",
+                    f"{d['peak_rss_mb']:.1f} MB",
+                )
+            )
+    for config in ("sqlite", "memory"):
+        d = get(("duro", config, "W5"))
+        b = d["extra"].get("bytes_per_waiting_instance") if d else None
+        if d and b is not None:
+            out.append(
+                Target(
+                    f"W5 {config} memory per waiting instance",
+                    "INFO",
+                    f"{b:,.0f} bytes/instance over {d['n']:,} instances; wake-up "
+                    f"{_fmt(d['extra'].get('wakeup_per_s'))} orch/s",
+                )
+            )
+    for (s, c, w), a in sorted(agg.items()):
+        e = a["extra"]
+        if s == "duro" and "http_requests_per_turn" in e:
+            out.append(
+                Target(
+                    f"{w} {c} HTTP requests",
+                    "INFO",
+                    f"{_fmt(e.get('http_requests_per_orchestration'))}/orchestration, "
+                    f"{_fmt(e.get('http_requests_per_activity'))}/activity, "
+                    f"{_fmt(e.get('http_requests_per_turn'))}/turn; idle "
+                    f"{_fmt(e.get('idle_requests_per_s'))} requests/s",
+                )
+            )
+    duro_runs = [a for (s, _, _), a in agg.items() if s == "duro"]
+    if duro_runs:
+        store = sum(a["store_failures"] for a in duro_runs)
+        total = sum(a["failures"] for a in duro_runs)
+        checked = sum(a["checked"] for a in duro_runs)
+        out.append(
+            Target(
+                "zero store-induced failures (duro)",
+                "PASS" if store == 0 else "FAIL",
+                f"{store} store-induced, {total} failures of any kind, {checked} results checked",
+            )
+        )
+    return out
