@@ -26,7 +26,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -56,6 +56,8 @@ class Database:
         self._generation = 0
         self._snapshot: bytes | None = None
         self._write_limiter: anyio.CapacityLimiter | None = None
+        self._pending: list[_Write] = []
+        self._flushing = False
         self._read_limiter: anyio.CapacityLimiter | None = None
 
     # -- async entry points -------------------------------------------------------------------
@@ -69,10 +71,8 @@ class Database:
         self._read_limiter = None
 
     async def write(self, operation: str, txn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``txn`` in one ``BEGIN IMMEDIATE`` transaction."""
-        return await anyio.to_thread.run_sync(
-            self._write_sync, operation, txn, _identity, limiter=self._writers()
-        )
+        """Run ``txn`` atomically in a ``BEGIN IMMEDIATE`` transaction (see ``write_then``)."""
+        return await self.write_then(operation, txn, _identity)
 
     async def write_then(
         self,
@@ -80,14 +80,46 @@ class Database:
         txn: Callable[[sqlite3.Connection], T],
         then: Callable[[T], R],
     ) -> R:
-        """Like ``write``, then run ``then`` on the result after COMMIT.
+        """Run ``txn`` atomically, then ``then`` on its result after COMMIT.
 
-        ``then`` runs in the worker thread too (decoding large histories stays off the loop)
-        but outside the transaction, so it does not extend the time the write lock is held.
+        Group commit: writes queued while a batch is in the writer thread go together in the
+        next batch, one transaction and one thread hop for all of them, each in its own
+        savepoint so a failing write undoes only itself. ``then`` runs in the worker thread
+        too (decoding large histories stays off the loop) but after COMMIT, so it does not
+        extend the time the write lock is held.
         """
-        return await anyio.to_thread.run_sync(
-            self._write_sync, operation, txn, then, limiter=self._writers()
-        )
+        write = _Write(operation, txn, then)
+        self._pending.append(write)
+        if self._flushing:
+            try:
+                await write.done.wait()
+            except anyio.get_cancelled_exc_class():
+                if write in self._pending:  # not started: it never runs
+                    self._pending.remove(write)
+                raise
+        else:
+            await self._flush()
+        if write.error is not None:
+            raise write.error
+        result: R = write.result
+        return result
+
+    async def _flush(self) -> None:
+        """Run queued writes batch by batch until none is left (for every waiting task)."""
+        self._flushing = True
+        try:
+            # Shielded: other tasks' writes ride on this one; they must not be stranded.
+            with anyio.CancelScope(shield=True):
+                while self._pending:
+                    batch = self._pending[:_MAX_GROUP]
+                    del self._pending[:_MAX_GROUP]
+                    await anyio.to_thread.run_sync(
+                        self._write_batch_sync, batch, limiter=self._writers()
+                    )
+                    for write in batch:
+                        write.done.set()
+        finally:
+            self._flushing = False
 
     async def read(self, operation: str, txn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``txn`` in one read transaction (a consistent snapshot)."""
@@ -170,25 +202,39 @@ class Database:
                     self._snapshot = writer.serialize()
                 writer.close()
 
-    def _write_sync(
-        self,
-        operation: str,
-        txn: Callable[[sqlite3.Connection], T],
-        then: Callable[[T], R],
-    ) -> R:
+    def _write_batch_sync(self, batch: list[_Write]) -> None:
         with self._write_lock:
             try:
                 conn = self._writer_sync()
                 conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = txn(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    _rollback(conn)
-                    raise
             except sqlite3.Error as exc:
-                raise translate(operation, exc, self.path) from exc
-        return then(result)
+                for write in batch:
+                    write.error = _translated(write.operation, exc, self.path)
+                return
+            try:
+                for write in batch:
+                    _run_in_savepoint(conn, write, self.path)
+                    if not conn.in_transaction:
+                        # SQLite rolled the whole transaction back (I/O error, full disk):
+                        # the writes before this one are gone too.
+                        _fail_all(batch, write.error)
+                        return
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                for write in batch:
+                    write.error = _translated(write.operation, exc, self.path)
+                return
+            except BaseException as exc:
+                _rollback(conn)
+                _fail_all(batch, exc)
+                raise
+        for write in batch:
+            if write.error is None:
+                try:
+                    write.result = write.then(write.result)
+                except Exception as exc:
+                    write.error = exc
 
     def _read_on_writer_sync(self, operation: str, txn: Callable[[sqlite3.Connection], T]) -> T:
         with self._write_lock:
@@ -228,6 +274,54 @@ class Database:
                 self._readers.append(conn)
                 return
         conn.close()
+
+
+_MAX_GROUP = 64
+
+
+class _Write:
+    """One queued write: its transaction body, what to do after COMMIT, and its outcome."""
+
+    __slots__ = ("done", "error", "operation", "result", "then", "txn")
+
+    def __init__(
+        self,
+        operation: str,
+        txn: Callable[[sqlite3.Connection], Any],
+        then: Callable[[Any], Any],
+    ) -> None:
+        self.operation = operation
+        self.txn = txn
+        self.then = then
+        self.done = anyio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+def _translated(operation: str, exc: sqlite3.Error, path: str) -> BaseException:
+    error = translate(operation, exc, path)
+    error.__cause__ = exc
+    return error
+
+
+def _run_in_savepoint(conn: sqlite3.Connection, write: _Write, path: str) -> None:
+    conn.execute("SAVEPOINT write")
+    try:
+        write.result = write.txn(conn)
+    except Exception as exc:
+        write.error = (
+            _translated(write.operation, exc, path) if isinstance(exc, sqlite3.Error) else exc
+        )
+        if conn.in_transaction:
+            conn.execute("ROLLBACK TO write")
+            conn.execute("RELEASE write")
+        return
+    conn.execute("RELEASE write")
+
+
+def _fail_all(batch: list[_Write], error: BaseException | None) -> None:
+    for write in batch:
+        write.error = error
 
 
 def _identity(value: T) -> T:
