@@ -51,15 +51,10 @@ class Runtime:
             on_cancelled_activities=self._cancel_local,
         )
         self._worker = ActivityWorker(
-            provider=store,
-            registry=registry,
-            options=self.options,
-            clock=self.clock,
-            client=self.client,
+            provider=store, registry=registry, options=self.options, client=self.client
         )
         self._task_group: TaskGroup | None = None
         self._stopping: anyio.Event | None = None
-        self._dispatch_scope: anyio.CancelScope | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from .._clock import Clock
 from .._engine._execution import application_error, configuration_error
 from .._errors import LockLostError, PayloadError, ProviderError, UnregisteredError
 from .._history import NULL
@@ -39,9 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("duro.runtime.worker")
 
-_Key = tuple[str, int, int]
-
-
 class ActivityWorker:
     def __init__(
         self,
@@ -49,13 +45,11 @@ class ActivityWorker:
         provider: Provider,
         registry: Registry,
         options: RuntimeOptions,
-        clock: Clock,
         client: Client,
     ) -> None:
         self._provider = provider
         self._registry = registry
         self._options = options
-        self._clock = clock
         self._client = client
         self._leases = ActivityLeases(provider, options)
         self._reporter = BatchCommitter[ActivityCommit](
