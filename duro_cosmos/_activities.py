@@ -121,7 +121,9 @@ class Activities:
     ) -> ActivityWorkItem | None:
         ctx = self._ctx
         token = make_token(doc.instance_id, doc.id)
-        until = now + to_ms(request.lock_timeout)
+        # Timed from now, not from the fetch's start: a slow multi-item fetch must not hand
+        # over items whose locks already ran out.
+        until = ctx.clock.now_ms() + to_ms(request.lock_timeout)
         locked = msgspec.structs.replace(
             doc, lock_token=token, locked_until=until, attempt=doc.attempt + 1, etag=None
         )
@@ -316,7 +318,10 @@ class Activities:
             except CosmosError:
                 pass  # the reconciler delivers it
         await self._touch_session(lock.session, now)
-        ctx.activity_signal.notify()
+        if lock.session is not None:
+            # Only a session's state changed; a plain completion makes no new activity work,
+            # and every wake-up of a waiting fetch costs a cross-partition query.
+            ctx.activity_signal.notify()
         if commit.result is not None:
             ctx.turn_signal.notify()
 

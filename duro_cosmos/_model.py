@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -155,6 +155,16 @@ def check_new_events(op: str, commit: TurnCommit, doc: InstanceDoc | None) -> No
                 f"{commit.execution_id} of {commit.instance_id!r}",
             )
         seen.add(event.event_id)
+
+
+def history_cached(instance: InstanceDoc, cached: Mapping[str, tuple[int, int]]) -> bool:
+    """Whether the caller holds the current execution's whole history (the history query
+    can be skipped): its ``(execution id, event count)`` matches the instance document's."""
+    held = cached.get(instance.instance_id)
+    if held is None or instance.state != "active":
+        return False
+    info = next((e for e in instance.executions if e.execution_id == instance.execution_id), None)
+    return info is not None and held == (instance.execution_id, info.event_count)
 
 
 def history_doc(commit: TurnCommit) -> HistoryDoc | None:

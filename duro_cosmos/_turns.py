@@ -52,6 +52,7 @@ from ._model import (
     apply_commit,
     check_new_events,
     events_of,
+    history_cached,
     history_doc,
     kv_apply,
     kv_snapshot,
@@ -214,7 +215,8 @@ class Turns:
             lock=LockState(
                 token=token,
                 owner=request.owner_id or ctx.owner_id,
-                until=now + to_ms(request.lock_timeout),
+                # From now, not the fetch's start (a slow multi-instance fetch).
+                until=ctx.clock.now_ms() + to_ms(request.lock_timeout),
                 batch=[doc.id for doc in batch],
             ),
             attempts=attempts,
@@ -227,7 +229,8 @@ class Turns:
         kv = {r["id"]: load(r, KvDoc) for r in rows if r.get("type") == "kv"}
         history: list[HistoryEvent] = []
         history_error: str | None = None
-        if instance.state == "active":
+        omitted = history_cached(instance, request.cached_histories)
+        if instance.state == "active" and not omitted:
             try:
                 history = await self.load_history(instance_id, instance.execution_id)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -252,8 +255,9 @@ class Turns:
             history=history,
             messages=[decode_message(doc.msg) for doc in batch],
             attempt=max(attempts[doc.id] for doc in batch),
-            kv_snapshot=kv_snapshot(kv.values()),
+            kv_snapshot={} if omitted else kv_snapshot(kv.values()),
             history_error=history_error,
+            history_omitted=omitted,
         )
 
     async def load_history(self, instance_id: str, execution_id: int) -> list[HistoryEvent]:
