@@ -16,6 +16,9 @@ from duro.testing import VirtualClock
 E = TypeVar("E")
 
 POLL_INTERVAL = 0.002
+# A deadline, not a delay: waits return as soon as the condition holds. It is generous because
+# the Cosmos store runs through a compatibility layer that applies batches one at a time.
+WAIT_LIMIT = 30.0
 
 
 def options(**overrides: Any) -> duro.RuntimeOptions:
@@ -45,7 +48,7 @@ def runtime(
 
 
 async def wait_until(
-    predicate: Callable[[], bool | Awaitable[bool]], *, timeout: float = 5.0, what: str = ""
+    predicate: Callable[[], bool | Awaitable[bool]], *, timeout: float = WAIT_LIMIT, what: str = ""
 ) -> None:
     """Poll ``predicate`` (sync or async) with short real waits until it holds or time runs out."""
     deadline = time.monotonic() + timeout
@@ -70,7 +73,7 @@ async def history_has(
     kind: type[Any],
     count: int = 1,
     *,
-    timeout: float = 5.0,
+    timeout: float = WAIT_LIMIT,
 ) -> list[HistoryEvent]:
     """Wait until the current execution's history holds ``count`` events of ``kind``."""
     found: list[HistoryEvent] = []
@@ -85,19 +88,21 @@ async def history_has(
 
 
 async def finished(
-    client: duro.Client, instance_id: str, timeout: float = 5.0
+    client: duro.Client, instance_id: str, timeout: float = WAIT_LIMIT
 ) -> duro.OrchestrationStatus:
     return await client.wait_for_orchestration(instance_id, timeout=timeout)
 
 
-async def completed(client: duro.Client, instance_id: str, timeout: float = 5.0) -> Any:
+async def completed(client: duro.Client, instance_id: str, timeout: float = WAIT_LIMIT) -> Any:
     """Wait for ``instance_id`` and return its output, failing loudly if it did not complete."""
     status = await finished(client, instance_id, timeout)
     assert status.state is duro.State.COMPLETED, f"{instance_id}: {status.state} {status.error}"
     return status.output
 
 
-async def failed(client: duro.Client, instance_id: str, timeout: float = 5.0) -> duro.ErrorInfo:
+async def failed(
+    client: duro.Client, instance_id: str, timeout: float = WAIT_LIMIT
+) -> duro.ErrorInfo:
     """Wait for ``instance_id`` and return its error, failing loudly if it did not fail."""
     status = await finished(client, instance_id, timeout)
     assert status.state is duro.State.FAILED, f"{instance_id}: {status.state} {status.output}"
