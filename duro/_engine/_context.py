@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 MAX_KV_KEYS = 100
-MAX_KV_VALUE_BYTES = 64 * 1024
+MAX_KV_VALUE_BYTES = 16 * 1024
+"""Keeps a turn that writes every key (100 x 16 KiB) inside one 2 MB Cosmos batch."""
 MAX_CUSTOM_STATUS_BYTES = 64 * 1024
 _GUID_NAMESPACE = uuid.UUID("4f1c2a9e-6b0d-4c57-9a3e-8d2f1b7c5e60")
 
