@@ -103,10 +103,27 @@ def _cancelled(reason: str) -> TaskCancelledError:
     )
 
 
-class JoinFuture(DurableFuture[list[Any]]):
+class _Composite(DurableFuture[T]):
+    """A future over child futures; cancelling it cancels the children still pending."""
+
+    __slots__ = ("_children",)
+
+    def __init__(self, execution: Execution, children: Sequence[DurableFuture[Any]]) -> None:
+        super().__init__(execution)
+        self._children = list(children)
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        if self.done:
+            return
+        for child in self._children:
+            child.cancel(reason)
+        super().cancel(reason)
+
+
+class JoinFuture(_Composite[list[Any]]):
     """Resolves when every child has; fails at the first failure in history order."""
 
-    __slots__ = ("_children", "_remaining", "_return_exceptions")
+    __slots__ = ("_remaining", "_return_exceptions")
 
     def __init__(
         self,
@@ -114,8 +131,7 @@ class JoinFuture(DurableFuture[list[Any]]):
         children: Sequence[DurableFuture[Any]],
         return_exceptions: bool,
     ) -> None:
-        super().__init__(execution)
-        self._children = list(children)
+        super().__init__(execution, children)
         self._return_exceptions = return_exceptions
         self._remaining = len(self._children)
         if not self._children:
@@ -138,25 +154,17 @@ class JoinFuture(DurableFuture[list[Any]]):
                 [c.exception() if c.exception() is not None else c.result() for c in self._children]
             )
 
-    def cancel(self, reason: str = "cancelled") -> None:
-        if self.done:
-            return
-        for child in self._children:
-            child.cancel(reason)
-        super().cancel(reason)
 
-
-class SelectFuture(DurableFuture[tuple[int, Any]]):
+class SelectFuture(_Composite[tuple[int, Any]]):
     """Resolves with ``(index, result)`` of the first child to finish in history order.
 
     The losers are cancelled. A failing winner raises its exception.
     """
 
-    __slots__ = ("_children",)
+    __slots__ = ()
 
     def __init__(self, execution: Execution, children: Sequence[DurableFuture[Any]]) -> None:
-        super().__init__(execution)
-        self._children = list(children)
+        super().__init__(execution, children)
         if not self._children:
             raise ValueError("select() needs at least one future")
         done = [c for c in self._children if c.done]
@@ -179,10 +187,3 @@ class SelectFuture(DurableFuture[tuple[int, Any]]):
         for other in self._children:
             if other is not child:
                 other.cancel("lost a select")
-
-    def cancel(self, reason: str = "cancelled") -> None:
-        if self.done:
-            return
-        for child in self._children:
-            child.cancel(reason)
-        super().cancel(reason)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("duro.runtime.worker")
 
+
 class ActivityWorker:
     def __init__(
         self,

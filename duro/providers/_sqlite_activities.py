@@ -13,7 +13,7 @@ import msgspec
 
 from .._errors import LockLostError, ProviderError
 from .._messages import decode_task
-from ._sqlite_turns import dead_letter_txn, insert_message_txn, ms
+from ._sqlite_turns import dead_letter_txn, each_in_savepoint_txn, insert_message_txn, ms
 from ._types import (
     AbandonRequest,
     ActivityCommit,
@@ -163,19 +163,7 @@ def fetch_activities_txn(
 def complete_activities_txn(
     conn: sqlite3.Connection, commits: Sequence[ActivityCommit], now: int
 ) -> list[ProviderError | None]:
-    """Each commit in its own savepoint: a stale token undoes only its own commit."""
-    results: list[ProviderError | None] = []
-    for commit in commits:
-        conn.execute("SAVEPOINT completion")
-        try:
-            complete_activity_txn(conn, commit, now)
-        except ProviderError as exc:
-            conn.execute("ROLLBACK TO completion")
-            results.append(exc)
-        else:
-            results.append(None)
-        conn.execute("RELEASE completion")
-    return results
+    return each_in_savepoint_txn(conn, commits, lambda c: complete_activity_txn(conn, c, now))
 
 
 def complete_activity_txn(conn: sqlite3.Connection, commit: ActivityCommit, now: int) -> None:

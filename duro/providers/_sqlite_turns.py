@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 
@@ -38,6 +39,9 @@ from ._types import (
 
 _ORPHAN_DROPPABLE = ("QueueEvent", "CancelInstance")
 _START = "StartOrchestration"
+
+
+C = TypeVar("C")
 
 
 def ms(seconds: float | None) -> int:
@@ -228,22 +232,28 @@ def decode_turns(raw: list[RawTurn] | int | None) -> list[OrchestrationWorkItem]
     return [item for item in map(decode_turn, raw) if isinstance(item, OrchestrationWorkItem)]
 
 
-def commit_turns_txn(
-    conn: sqlite3.Connection, commits: Sequence[TurnCommit], now: int
+def each_in_savepoint_txn(
+    conn: sqlite3.Connection, items: Sequence[C], apply: Callable[[C], None]
 ) -> list[ProviderError | None]:
-    """Each commit in its own savepoint: a failing one changes nothing, the others stand."""
+    """Apply each item in its own savepoint: a failing one changes nothing, the others stand."""
     results: list[ProviderError | None] = []
-    for commit in commits:
-        conn.execute("SAVEPOINT turn")
+    for item in items:
+        conn.execute("SAVEPOINT item")
         try:
-            commit_turn_txn(conn, commit, now)
+            apply(item)
         except ProviderError as exc:
-            conn.execute("ROLLBACK TO turn")
+            conn.execute("ROLLBACK TO item")
             results.append(exc)
         else:
             results.append(None)
-        conn.execute("RELEASE turn")
+        conn.execute("RELEASE item")
     return results
+
+
+def commit_turns_txn(
+    conn: sqlite3.Connection, commits: Sequence[TurnCommit], now: int
+) -> list[ProviderError | None]:
+    return each_in_savepoint_txn(conn, commits, lambda c: commit_turn_txn(conn, c, now))
 
 
 def _cached_copy_is_current(
