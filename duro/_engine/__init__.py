@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ._context import DurableKV, OrchestrationContext
-from ._execution import Execution, KvState, TurnResult
+from ._execution import Execution
 from ._futures import DurableFuture
+from ._outcomes import KvState, TurnResult
 from ._turn import TurnDecision, TurnInput, run_turn, terminate
 
 __all__ = [

@@ -25,10 +25,11 @@ from .._retry import RetryPolicy
 from .._serde import decode, encode
 from .._status import ErrorCategory, ErrorInfo
 from ._futures import DurableFuture, JoinFuture, SelectFuture
+from ._outcomes import ContinueAsNewSignal, KvState
 from ._tasks import ActivityFuture, SubOrchestrationFuture, TimerFuture
 
 if TYPE_CHECKING:
-    from ._execution import Execution, KvState
+    from ._execution import Execution
 
 T = TypeVar("T")
 
@@ -69,8 +70,6 @@ class DurableKV:
         return decode(entry.value, type, what=f"KV value {key!r}")
 
     def set(self, key: str, value: Any) -> None:
-        from ._execution import KvState
-
         if not isinstance(key, str) or not key:
             raise PayloadError("KV keys must be non-empty strings")
         raw = encode(value, what=f"KV value {key!r}", limit=MAX_KV_VALUE_BYTES)
@@ -362,8 +361,6 @@ class OrchestrationContext:
         messages carry over; new instances of a newer version are picked up unless ``version``
         pins one.
         """
-        from ._execution import ContinueAsNewSignal
-
         raise ContinueAsNewSignal(encode(input, what="continue_as_new input"), version)
 
     # -- composition ---------------------------------------------------------------------------

@@ -18,10 +18,8 @@ How determinism is kept:
 from __future__ import annotations
 
 import functools
-import traceback
 from collections import deque
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -42,14 +40,9 @@ from .._history import (
     ActivityScheduled,
     CancelRequested,
     ContinuedAsNew,
-    CustomStatusSet,
     EventQueued,
     EventRaised,
     HistoryEvent,
-    KvCleared,
-    KvDeleted,
-    KvSet,
-    OrchestrationChained,
     OrchestrationCompleted,
     OrchestrationFailed,
     OrchestrationStarted,
@@ -57,7 +50,6 @@ from .._history import (
     QueuedEvent,
     SubOrchestrationCompleted,
     SubOrchestrationFailed,
-    SubOrchestrationScheduled,
     TaskCancelled,
     TimerCreated,
     TimerFired,
@@ -65,7 +57,6 @@ from .._history import (
 from .._history import ActivityFailed as ActivityFailedEvent
 from .._messages import (
     ActivityResult,
-    ActivityTask,
     AnyOrchestratorMessage,
     CancelInstance,
     ContinueAsNewMessage,
@@ -78,7 +69,17 @@ from .._messages import (
 from .._registry import Registered, Registry
 from .._serde import decode
 from .._status import ErrorCategory, ErrorInfo, ExecutionStatus
+from ._context import OrchestrationContext
+from ._effects import record_side_effects
 from ._futures import DurableFuture
+from ._matching import describe, matches
+from ._outcomes import (
+    ContinueAsNewSignal,
+    KvState,
+    TurnResult,
+    application_error,
+    configuration_error,
+)
 from ._tasks import (
     ActivityFuture,
     EventFuture,
@@ -87,66 +88,6 @@ from ._tasks import (
     TaskFuture,
     TimerFuture,
 )
-
-
-class ContinueAsNewSignal(BaseException):
-    """Raised by ``ctx.continue_as_new``; a BaseException so ``except Exception`` ignores it."""
-
-    def __init__(self, input: msgspec.Raw, version: str | None) -> None:
-        super().__init__("continue_as_new")
-        self.input = input
-        self.version = version
-
-
-@dataclass(slots=True)
-class KvState:
-    value: bytes
-    updated_at_ms: int
-
-
-@dataclass(slots=True)
-class TurnResult:
-    """What a turn decided, for the shell to commit."""
-
-    new_events: list[HistoryEvent] = field(default_factory=list)
-    status: ExecutionStatus = ExecutionStatus.RUNNING
-    output: bytes | None = None
-    error: ErrorInfo | None = None
-    activity_tasks: list[ActivityTask] = field(default_factory=list)
-    cancelled_activities: list[int] = field(default_factory=list)
-    """``seq`` numbers of this execution's activities to withdraw."""
-    messages: list[tuple[AnyOrchestratorMessage, int | None]] = field(default_factory=list)
-    """Orchestrator messages with their visible-at time (None: now)."""
-    custom_status_changed: bool = False
-    custom_status: bytes | None = None
-    kv_clear_all: bool = False
-    kv_changes: dict[str, bytes | None] = field(default_factory=dict)
-
-
-def application_error(exc: BaseException, *, retryable: bool = True) -> ErrorInfo:
-    return ErrorInfo(
-        category=ErrorCategory.APPLICATION,
-        error_type=type(exc).__name__,
-        message=str(exc),
-        retryable=retryable,
-        details="".join(traceback.format_exception(exc)),
-    )
-
-
-def configuration_error(exc: BaseException) -> ErrorInfo:
-    details = None
-    if isinstance(exc, NondeterminismError):
-        # Structured, so tools can show the divergence without parsing the message.
-        details = msgspec.json.encode(
-            {"position": exc.position, "recorded": exc.recorded, "requested": exc.requested}
-        ).decode()
-    return ErrorInfo(
-        category=ErrorCategory.CONFIGURATION,
-        error_type=type(exc).__name__,
-        message=str(exc),
-        retryable=False,
-        details=details,
-    )
 
 
 class Execution:
@@ -161,8 +102,6 @@ class Execution:
         execution_id: int,
         kv_snapshot: dict[str, KvState] | None = None,
     ) -> None:
-        from ._context import OrchestrationContext  # the context imports this module
-
         self.registry = registry
         self.orchestration = orchestration
         self.instance_id = instance_id
@@ -189,7 +128,6 @@ class Execution:
         self._futures: dict[int, DurableFuture[Any]] = {}
         self._waiters: dict[tuple[str, str], deque[EventFuture]] = {}
         self._buffers: dict[tuple[str, str], deque[tuple[int, msgspec.Raw]]] = {}
-        self._continue_version: str | None = None
         self._turn = TurnResult()
         self._turn_first_seq = 1
 
@@ -351,24 +289,24 @@ class Execution:
         position = event.event_id
         if self.outcome is not None and not self._pending:
             raise NondeterminismError(
-                self.instance_id, position, _describe(event), "nothing (the code already ended)"
+                self.instance_id, position, describe(event), "nothing (the code already ended)"
             )
         if isinstance(event, ACTION_EVENTS):
             if not self._pending:
                 raise NondeterminismError(
-                    self.instance_id, position, _describe(event), "no further durable call"
+                    self.instance_id, position, describe(event), "no further durable call"
                 )
             action = self._pending.popleft()
-            if not _matches(event, action):
+            if not matches(event, action):
                 raise NondeterminismError(
-                    self.instance_id, position, _describe(event), _describe(action)
+                    self.instance_id, position, describe(event), describe(action)
                 )
             self.history.append(event)
             self._after_action_matched(event)
             return
         if self._pending:
             raise NondeterminismError(
-                self.instance_id, position, _describe(event), _describe(self._pending[0])
+                self.instance_id, position, describe(event), describe(self._pending[0])
             )
         self.history.append(event)
         self.current_ts = event.ts
@@ -472,87 +410,8 @@ class Execution:
             self._side_effects(action)
 
     def _side_effects(self, action: HistoryEvent) -> None:
-        turn = self._turn
-        if isinstance(action, ActivityScheduled):
-            turn.activity_tasks.append(
-                ActivityTask(
-                    instance_id=self.instance_id,
-                    execution_id=self.execution_id,
-                    seq=action.seq,
-                    name=action.name,
-                    input=action.input,
-                    attempt=action.attempt,
-                    session=action.session,
-                    tag=action.tag,
-                    orchestration_name=self.orchestration.name,
-                    orchestration_version=self.orchestration.version,
-                )
-            )
-        elif isinstance(action, TimerCreated):
-            turn.messages.append(
-                (
-                    TimerFiredMessage(
-                        instance_id=self.instance_id,
-                        execution_id=self.execution_id,
-                        seq=action.seq,
-                        fire_at=action.fire_at,
-                    ),
-                    action.fire_at,
-                )
-            )
-        elif isinstance(action, SubOrchestrationScheduled):
-            parent = ParentRef(
-                instance_id=self.instance_id, execution_id=self.execution_id, seq=action.seq
-            )
-            turn.messages.append(
-                (
-                    StartOrchestration(
-                        instance_id=action.instance_id,
-                        name=action.name,
-                        version=action.version,
-                        input=action.input,
-                        parent=parent,
-                    ),
-                    None,
-                )
-            )
-        elif isinstance(action, OrchestrationChained):
-            turn.messages.append(
-                (
-                    StartOrchestration(
-                        instance_id=action.instance_id,
-                        name=action.name,
-                        version=action.version,
-                        input=action.input,
-                    ),
-                    None,
-                )
-            )
-        elif isinstance(action, TaskCancelled):
-            target = self._futures.get(action.target)
-            if isinstance(target, ActivityFuture):
-                turn.cancelled_activities.append(action.target)
-            elif isinstance(target, SubOrchestrationFuture):
-                turn.messages.append(
-                    (
-                        CancelInstance(
-                            instance_id=target.instance_id,
-                            reason=f"parent {self.instance_id!r} dropped the sub-orchestration",
-                        ),
-                        None,
-                    )
-                )
-        elif isinstance(action, CustomStatusSet):
-            turn.custom_status_changed = True
-            value = bytes(action.value)
-            turn.custom_status = None if value == b"null" else value
-        elif isinstance(action, KvSet):
-            turn.kv_changes[action.key] = bytes(action.value)
-        elif isinstance(action, KvDeleted):
-            turn.kv_changes[action.key] = None
-        elif isinstance(action, KvCleared):
-            turn.kv_clear_all = True
-            turn.kv_changes.clear()
+        target = self._futures.get(action.target) if isinstance(action, TaskCancelled) else None
+        record_side_effects(self._turn, action, self, target)
 
     # -- applying events -----------------------------------------------------------------------
 
@@ -778,57 +637,3 @@ class Execution:
                 pass
             finally:
                 self.current_task = previous
-
-
-def _describe(event: HistoryEvent) -> str:
-    if isinstance(event, ActivityScheduled):
-        return f"activity {event.name!r} with input {_preview(event.input)}"
-    if isinstance(event, TimerCreated):
-        return "a timer"
-    if isinstance(event, SubOrchestrationScheduled):
-        return f"sub-orchestration {event.name!r} ({event.instance_id})"
-    if isinstance(event, OrchestrationChained):
-        return f"detached start of {event.name!r} ({event.instance_id})"
-    if isinstance(event, CustomStatusSet):
-        return "set_custom_status"
-    if isinstance(event, KvSet):
-        return f"kv.set({event.key!r})"
-    if isinstance(event, KvDeleted):
-        return f"kv.delete({event.key!r})"
-    if isinstance(event, KvCleared):
-        return "kv.clear()"
-    if isinstance(event, TaskCancelled):
-        return f"cancellation of step {event.target}"
-    return type(event).__name__
-
-
-def _preview(raw: msgspec.Raw, limit: int = 60) -> str:
-    text = bytes(raw).decode("utf-8", "replace")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _matches(recorded: HistoryEvent, action: HistoryEvent) -> bool:
-    if type(recorded) is not type(action):
-        return False
-    # Inputs are compared too: two branches calling one activity with different inputs in
-    # swapped order must be caught, and deterministic code encodes equal inputs identically.
-    if isinstance(recorded, ActivityScheduled) and isinstance(action, ActivityScheduled):
-        return (recorded.name, recorded.session, recorded.tag, bytes(recorded.input)) == (
-            action.name,
-            action.session,
-            action.tag,
-            bytes(action.input),
-        )
-    if isinstance(recorded, SubOrchestrationScheduled | OrchestrationChained) and isinstance(
-        action, SubOrchestrationScheduled | OrchestrationChained
-    ):
-        return (recorded.name, recorded.instance_id, bytes(recorded.input)) == (
-            action.name,
-            action.instance_id,
-            bytes(action.input),
-        )
-    if isinstance(recorded, KvSet | KvDeleted) and isinstance(action, KvSet | KvDeleted):
-        return recorded.key == action.key
-    if isinstance(recorded, TaskCancelled) and isinstance(action, TaskCancelled):
-        return recorded.target == action.target
-    return True

@@ -24,7 +24,8 @@ from .._messages import (
 )
 from .._registry import Registered, Registry
 from .._status import ErrorCategory, ErrorInfo, ExecutionStatus
-from ._execution import Execution, KvState, TurnResult, configuration_error
+from ._execution import Execution
+from ._outcomes import KvState, TurnResult, configuration_error
 
 
 @dataclass(slots=True, kw_only=True)

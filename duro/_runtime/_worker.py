@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from .._engine._execution import application_error, configuration_error
+from .._engine._outcomes import application_error, configuration_error
 from .._errors import LockLostError, PayloadError, ProviderError, UnregisteredError
 from .._history import NULL
 from .._messages import ActivityResult

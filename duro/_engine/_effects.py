@@ -1,0 +1,117 @@
+"""What recording an action sends out: work items, timers, child starts, cancellations.
+
+Side effects happen only for newly recorded actions, never on replay.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._history import (
+    ActivityScheduled,
+    CustomStatusSet,
+    HistoryEvent,
+    KvCleared,
+    KvDeleted,
+    KvSet,
+    OrchestrationChained,
+    ParentRef,
+    SubOrchestrationScheduled,
+    TaskCancelled,
+    TimerCreated,
+)
+from .._messages import ActivityTask, CancelInstance, StartOrchestration, TimerFiredMessage
+from ._futures import DurableFuture
+from ._outcomes import TurnResult
+from ._tasks import ActivityFuture, SubOrchestrationFuture
+
+if TYPE_CHECKING:
+    from ._execution import Execution
+
+
+def record_side_effects(
+    turn: TurnResult,
+    action: HistoryEvent,
+    owner: Execution,
+    target: DurableFuture[Any] | None,
+) -> None:
+    """Add to ``turn`` what recording ``action`` sends out (``target``: a cancelled step)."""
+    if isinstance(action, ActivityScheduled):
+        turn.activity_tasks.append(
+            ActivityTask(
+                instance_id=owner.instance_id,
+                execution_id=owner.execution_id,
+                seq=action.seq,
+                name=action.name,
+                input=action.input,
+                attempt=action.attempt,
+                session=action.session,
+                tag=action.tag,
+                orchestration_name=owner.orchestration.name,
+                orchestration_version=owner.orchestration.version,
+            )
+        )
+    elif isinstance(action, TimerCreated):
+        turn.messages.append(
+            (
+                TimerFiredMessage(
+                    instance_id=owner.instance_id,
+                    execution_id=owner.execution_id,
+                    seq=action.seq,
+                    fire_at=action.fire_at,
+                ),
+                action.fire_at,
+            )
+        )
+    elif isinstance(action, SubOrchestrationScheduled):
+        parent = ParentRef(
+            instance_id=owner.instance_id, execution_id=owner.execution_id, seq=action.seq
+        )
+        turn.messages.append(
+            (
+                StartOrchestration(
+                    instance_id=action.instance_id,
+                    name=action.name,
+                    version=action.version,
+                    input=action.input,
+                    parent=parent,
+                ),
+                None,
+            )
+        )
+    elif isinstance(action, OrchestrationChained):
+        turn.messages.append(
+            (
+                StartOrchestration(
+                    instance_id=action.instance_id,
+                    name=action.name,
+                    version=action.version,
+                    input=action.input,
+                ),
+                None,
+            )
+        )
+    elif isinstance(action, TaskCancelled):
+        if isinstance(target, ActivityFuture):
+            turn.cancelled_activities.append(action.target)
+        elif isinstance(target, SubOrchestrationFuture):
+            turn.messages.append(
+                (
+                    CancelInstance(
+                        instance_id=target.instance_id,
+                        reason=f"parent {owner.instance_id!r} dropped the sub-orchestration",
+                    ),
+                    None,
+                )
+            )
+    elif isinstance(action, CustomStatusSet):
+        turn.custom_status_changed = True
+        value = bytes(action.value)
+        turn.custom_status = None if value == b"null" else value
+    elif isinstance(action, KvSet):
+        turn.kv_changes[action.key] = bytes(action.value)
+    elif isinstance(action, KvDeleted):
+        turn.kv_changes[action.key] = None
+    elif isinstance(action, KvCleared):
+        turn.kv_clear_all = True
+        turn.kv_changes.clear()
