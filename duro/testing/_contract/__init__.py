@@ -16,12 +16,13 @@ pytest.register_assert_rewrite(
     "duro.testing._contract._management",
     "duro.testing._contract._queues",
     "duro.testing._contract._sessions",
+    "duro.testing._contract._tags",
     "duro.testing._contract._turns",
     "duro.testing._contract._fixtures",
     "duro.testing._contract._helpers",
 )
 
-from ._activities import ActivityQueueContract, TagContract  # noqa: E402
+from ._activities import ActivityQueueContract  # noqa: E402
 from ._base import ContractBase  # noqa: E402
 from ._batches import ActivityBatchContract, TurnBatchContract  # noqa: E402
 from ._cached import CachedHistoryContract  # noqa: E402
@@ -36,6 +37,7 @@ from ._queues import (  # noqa: E402
     QueueSemanticsContract,
 )
 from ._sessions import SessionContract  # noqa: E402
+from ._tags import TagContract  # noqa: E402
 from ._turns import (  # noqa: E402
     AtomicityContract,
     ErrorClassificationContract,
