@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 import msgspec
@@ -188,8 +188,10 @@ class CosmosAmbiguousWrite(CosmosError):
         self.cause = cause
 
 
-class CosmosBadRequest(CosmosError):
-    """400: the request is malformed or cannot be served as written."""
+class _PermanentStatusError(CosmosError):
+    """A status that no retry can change; subclasses name it with ``STATUS``."""
+
+    STATUS: ClassVar[int]
 
     def __init__(
         self,
@@ -203,10 +205,16 @@ class CosmosBadRequest(CosmosError):
             operation,
             message,
             retryable=False,
-            status=400,
+            status=self.STATUS,
             substatus=substatus,
             activity_id=activity_id,
         )
+
+
+class CosmosBadRequest(_PermanentStatusError):
+    """400: the request is malformed or cannot be served as written."""
+
+    STATUS = 400
 
     @property
     def cross_partition_query_not_servable(self) -> bool:
@@ -241,25 +249,10 @@ class CosmosAuthError(CosmosError):
         )
 
 
-class CosmosNotFound(CosmosError):
+class CosmosNotFound(_PermanentStatusError):
     """404: the document (or, with ``owner_missing``, its container or database) is missing."""
 
-    def __init__(
-        self,
-        operation: str,
-        message: str,
-        *,
-        substatus: int | None = None,
-        activity_id: str | None = None,
-    ) -> None:
-        super().__init__(
-            operation,
-            message,
-            retryable=False,
-            status=404,
-            substatus=substatus,
-            activity_id=activity_id,
-        )
+    STATUS = 404
 
     @property
     def owner_missing(self) -> bool:
@@ -267,70 +260,25 @@ class CosmosNotFound(CosmosError):
         return self.substatus == SUBSTATUS_OWNER_RESOURCE_NOT_FOUND
 
 
-class CosmosConflict(CosmosError):
+class CosmosConflict(_PermanentStatusError):
     """409: a document with this id already exists in the partition."""
 
-    def __init__(
-        self,
-        operation: str,
-        message: str,
-        *,
-        substatus: int | None = None,
-        activity_id: str | None = None,
-    ) -> None:
-        super().__init__(
-            operation,
-            message,
-            retryable=False,
-            status=409,
-            substatus=substatus,
-            activity_id=activity_id,
-        )
+    STATUS = 409
 
 
-class CosmosPreconditionFailed(CosmosError):
+class CosmosPreconditionFailed(_PermanentStatusError):
     """412: the If-Match etag no longer matches (or a patch condition was false).
 
     Someone else changed the document: re-read it, then decide; never retry blindly.
     """
 
-    def __init__(
-        self,
-        operation: str,
-        message: str,
-        *,
-        substatus: int | None = None,
-        activity_id: str | None = None,
-    ) -> None:
-        super().__init__(
-            operation,
-            message,
-            retryable=False,
-            status=412,
-            substatus=substatus,
-            activity_id=activity_id,
-        )
+    STATUS = 412
 
 
-class CosmosRequestTooLarge(CosmosError):
+class CosmosRequestTooLarge(_PermanentStatusError):
     """413 (or refused before sending): an item over 2 MB, or a batch over its limits."""
 
-    def __init__(
-        self,
-        operation: str,
-        message: str,
-        *,
-        substatus: int | None = None,
-        activity_id: str | None = None,
-    ) -> None:
-        super().__init__(
-            operation,
-            message,
-            retryable=False,
-            status=413,
-            substatus=substatus,
-            activity_id=activity_id,
-        )
+    STATUS = 413
 
 
 class CosmosBatchFailed(CosmosError):
