@@ -48,6 +48,7 @@ from ._rest import (
     CosmosNotFound,
     CosmosPreconditionFailed,
 )
+from ._store import write_resolving_loss
 
 _SESSION_DOC_ID = "session"
 
@@ -304,13 +305,14 @@ class Activities:
                 )  # fmt: skip
                 ops.append(BatchOperation.create(dump(intent)))
         try:
-            await ctx.store.batch(lock.instance_id, ops)
+            await write_resolving_loss(
+                lambda: ctx.store.batch(lock.instance_id, ops),
+                lambda: self._completed(op, lock, result_id if len(ops) > 1 else None),
+            )
         except CosmosBatchFailed as exc:
             if exc.failed_index == 0 and exc.failed_status in (404, 412):
                 raise self._lost(op, lock.token) from None
             raise
-        except CosmosAmbiguousWrite:
-            await self._resolve_completion(op, lock, ops, result_id if len(ops) > 1 else None)
         ctx.work_locks.pop(lock.token, None)
         if intent is not None:
             try:
@@ -325,22 +327,21 @@ class Activities:
         if commit.result is not None:
             ctx.turn_signal.notify()
 
-    async def _resolve_completion(
-        self, op: str, lock: WorkLock, ops: list[BatchOperation], result_id: str | None
-    ) -> None:
+    async def _completed(self, op: str, lock: WorkLock, result_id: str | None) -> bool:
+        """Whether a completion whose response was lost was applied (False: provably not)."""
         store = self._ctx.store
         current: dict[str, Any] | None = await store.read(lock.doc_id, lock.instance_id)
         if current is not None:
             if current.get("_etag") != lock.etag:
                 raise self._lost(op, lock.token)
-            await store.batch(lock.instance_id, ops)  # provably not applied: send again
-            return
+            return False
         if result_id is None:
-            return
+            return True
         if await store.read(result_id, lock.instance_id) is None and not await store.read(
             "o:" + result_id[2:], lock.instance_id
         ):
             raise self._lost(op, lock.token)  # withdrawn, not completed by us
+        return True
 
     async def abandon(self, request: AbandonRequest) -> None:
         op = "abandon_activity"
@@ -376,7 +377,19 @@ class Activities:
             )  # fmt: skip
         try:
             etag = await store.replace(lock.doc_id, dump(new), lock.instance_id, if_match=lock.etag)
-        except (CosmosPreconditionFailed, CosmosNotFound):
+        except CosmosNotFound:
             raise self._lost(op, lock.token) from None
+        except CosmosPreconditionFailed as exc:
+            # After a lost response the 412 may answer our own write: read it back.
+            if not exc.after_ambiguous_failure:
+                raise self._lost(op, lock.token) from None
+            current = await store.read(lock.doc_id, lock.instance_id)
+            if current is None or _lock_state(load(current, WorkDoc)) != _lock_state(new):
+                raise self._lost(op, lock.token) from None
+            etag = current.get("_etag")
         lock.etag = etag or ""
         lock.until = new.locked_until
+
+
+def _lock_state(doc: WorkDoc) -> tuple[str | None, int, int, int]:
+    return doc.lock_token, doc.locked_until, doc.visible_at, doc.attempt

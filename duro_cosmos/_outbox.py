@@ -10,16 +10,21 @@ gets 409 and counts as delivered; the intent is deleted last.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
 
+from duro._errors import ProviderError
 from duro._messages import StartOrchestration, decode_message
 
 from ._context import Context
 from ._documents import OutboxDoc, OutboxItem, QueueDoc, dump, load
 from ._model import pending_instance
-from ._rest import BatchOperation, CosmosAmbiguousWrite, CosmosBatchFailed, CosmosConflict
+from ._rest import BatchOperation, CosmosBatchFailed
+from ._store import write_resolving_loss
+
+log = logging.getLogger("duro_cosmos.outbox")
 
 RECONCILE_GRACE_MS = 5_000
 """Intents younger than this belong to a committer that is probably still delivering them."""
@@ -43,26 +48,20 @@ class Outbox:
             start = decode_message(doc.msg)
             if isinstance(start, StartOrchestration):
                 instance = pending_instance(start, doc.enqueued_at, doc.seq)
+                ops = [BatchOperation.create(dump(instance)), BatchOperation.create(dump(doc))]
+
+                async def landed() -> bool:  # the batch is atomic: the message tells
+                    return await store.read(doc.id, pk) is not None
+
                 try:
-                    await store.batch(
-                        pk,
-                        [BatchOperation.create(dump(instance)), BatchOperation.create(dump(doc))],
-                    )
+                    await write_resolving_loss(lambda: store.batch(pk, ops), landed)
                     return
                 except CosmosBatchFailed as exc:
                     if exc.failed_status != 409:
                         raise
                     if exc.failed_index == 1:
                         return
-                except CosmosAmbiguousWrite:
-                    pass  # resolved by the plain create below: 409 if it was applied
-        try:
-            await store.create(dump(doc), pk)
-        except CosmosConflict:
-            return
-        except CosmosAmbiguousWrite:
-            if await store.read(doc.id, pk) is None:
-                await store.create(dump(doc), pk)
+        await store.create_once(dump(doc), pk)
 
     async def deliver(self, intent: OutboxDoc) -> None:
         """Carry out every item of ``intent``, then delete it (all steps idempotent)."""
@@ -78,14 +77,7 @@ class Outbox:
         if item.kind == "message":
             await self.put_message(load_queue(item.body))
         elif item.kind == "work":
-            body: dict[str, Any] = _json(item.body)
-            try:
-                await store.create(body, item.target)
-            except CosmosConflict:
-                pass
-            except CosmosAmbiguousWrite:
-                if await store.read(item.doc_id, item.target) is None:
-                    await store.create(body, item.target)
+            await store.create_once(_json(item.body), item.target)
         elif item.kind == "withdraw":
             await store.delete(item.doc_id, item.target)
 
@@ -104,9 +96,16 @@ class Outbox:
             "SELECT * FROM c WHERE c.type = 'outbox_intent' AND c.createdAt <= @cutoff",
             {"cutoff": cutoff},
         )
+        delivered = 0
         for raw in rows:
-            await self.deliver(load(raw, OutboxDoc))
-        return len(rows)
+            try:
+                await self.deliver(load(raw, OutboxDoc))
+            except ProviderError as exc:
+                # One intent that keeps failing must not hold back the others.
+                log.warning("re-delivering outbox intent %s failed: %s", raw.get("id"), exc)
+                continue
+            delivered += 1
+        return delivered
 
 
 def load_queue(body: str) -> QueueDoc:

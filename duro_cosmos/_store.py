@@ -8,8 +8,8 @@ them; the policy only drops the bulky payload fields from the index.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -20,7 +20,9 @@ from ._rest import (
     BatchOperation,
     BatchOperationResult,
     ContainerLink,
+    CosmosAmbiguousWrite,
     CosmosConfig,
+    CosmosConflict,
     CosmosError,
     CosmosNotFound,
     CosmosRestClient,
@@ -50,6 +52,12 @@ INDEXING_POLICY: Mapping[str, Any] = {
 payloads are not indexed. No composite indexes: no query sorts on the server."""
 
 _BOOTSTRAP_ATTEMPTS = 5
+
+AMBIGUOUS_WRITE_ATTEMPTS = 4
+"""How many times a non-idempotent write is sent while each response is lost and a re-read
+proves it did not land."""
+
+T = TypeVar("T")
 
 
 class Store:
@@ -148,6 +156,18 @@ class Store:
         await self.open()
         return (await self.client.create_document(self.link, body, pk)).etag
 
+    async def create_once(self, body: Mapping[str, Any], pk: str) -> None:
+        """Create a document whose id names its origin, so an existing one (409) means it was
+        delivered already; a lost response is resolved by reading it back."""
+
+        async def landed() -> bool:
+            return await self.read(str(body["id"]), pk) is not None
+
+        try:
+            await write_resolving_loss(lambda: self.create(body, pk), landed)
+        except CosmosConflict:
+            pass
+
     async def replace(
         self, doc_id: str, body: Mapping[str, Any], pk: str, *, if_match: str | None
     ) -> str | None:
@@ -165,6 +185,28 @@ class Store:
         except CosmosNotFound:
             return False
         return True
+
+
+async def write_resolving_loss(
+    send: Callable[[], Awaitable[T]], landed: Callable[[], Awaitable[bool]]
+) -> T | None:
+    """Send a create or batch until it is known to have been applied exactly once.
+
+    A lost response (:class:`CosmosAmbiguousWrite`) is resolved by ``landed``, which re-reads
+    what the write would have made: True means it was applied (returns None), False that it
+    provably was not, so sending it again is safe. ``landed`` may raise to say the write can
+    no longer apply (a lock was taken over). After :data:`AMBIGUOUS_WRITE_ATTEMPTS` lost
+    responses in a row the last one is raised: the outcome is unknown.
+    """
+    for attempt in range(1, AMBIGUOUS_WRITE_ATTEMPTS + 1):
+        try:
+            return await send()
+        except CosmosAmbiguousWrite:
+            if await landed():
+                return None
+            if attempt == AMBIGUOUS_WRITE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
 class TurnTooLargeError(ProviderError):

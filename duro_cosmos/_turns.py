@@ -65,7 +65,6 @@ from ._outbox import Outbox
 from ._rest import (
     MAX_BATCH_OPERATIONS,
     BatchOperation,
-    CosmosAmbiguousWrite,
     CosmosBatchFailed,
     CosmosError,
     CosmosNotFound,
@@ -73,7 +72,7 @@ from ._rest import (
     CosmosRequestTooLarge,
 )
 from ._slots import Slots
-from ._store import TurnTooLargeError
+from ._store import TurnTooLargeError, write_resolving_loss
 
 MAX_BATCH_MESSAGES = 64
 """Messages one turn takes at most (the rest wait for the next turn): keeps the commit's
@@ -100,20 +99,22 @@ class Turns:
         instance = pending_instance(start, now, seq)
         ops = [BatchOperation.create(dump(instance)), BatchOperation.create(dump(doc))]
         pk = start.instance_id
-        for _ in range(2):
-            try:
-                await ctx.store.batch(pk, ops)
-                break
-            except CosmosBatchFailed as exc:
-                if exc.failed_status == 409 and exc.failed_index == 0:
-                    raise InstanceAlreadyExistsError(start.instance_id) from None
+
+        async def landed() -> bool:
+            existing = await ctx.store.read(INSTANCE_DOC_ID, pk)
+            if existing is None:
+                return False
+            if load(existing, InstanceDoc).created_seq == seq:
+                return True
+            raise InstanceAlreadyExistsError(start.instance_id)
+
+        try:
+            await write_resolving_loss(lambda: ctx.store.batch(pk, ops), landed)
+        except CosmosBatchFailed as exc:
+            if exc.failed_status != 409 or exc.failed_index != 0:
                 raise
-            except CosmosAmbiguousWrite:
-                existing = await ctx.store.read(INSTANCE_DOC_ID, pk)
-                if existing is None:
-                    continue  # not applied: sending it again is safe
-                if load(existing, InstanceDoc).created_seq == seq:
-                    break
+            # Ours if an attempt whose response was lost landed after the re-read.
+            if not await landed():
                 raise InstanceAlreadyExistsError(start.instance_id) from None
         ctx.turn_signal.notify()
 
@@ -396,7 +397,10 @@ class Turns:
                 op, f"the turn needs {len(ops)} batch operations; the limit is 100"
             )
         try:
-            await ctx.store.batch(instance_id, ops)
+            await write_resolving_loss(
+                lambda: ctx.store.batch(instance_id, ops),
+                lambda: self._applied(op, lock, commit_id),
+            )
         except CosmosRequestTooLarge as exc:
             raise TurnTooLargeError(
                 op,
@@ -413,9 +417,6 @@ class Turns:
             if exc.failed_index in withdraw_indexes and exc.failed_status == 404:
                 return False  # a withdrawn item completed meanwhile: recompute
             raise
-        except CosmosAmbiguousWrite:
-            if not await self._applied(op, lock, commit_id):
-                await ctx.store.batch(instance_id, ops)
         ctx.turn_locks.pop(lock.token, None)
         if intent is not None:
             try:
@@ -464,16 +465,18 @@ class Turns:
             for raw in rows[: MAX_BATCH_OPERATIONS - 1]:
                 doc = msgspec.structs.replace(load(raw, QueueDoc), visible_at=visible, etag=None)
                 ops.append(BatchOperation.replace(doc.id, dump(doc)))
+
+        async def landed() -> bool:
+            # Unchanged etag: provably not applied. Changed or gone: ours, or moot.
+            current = await ctx.store.read(INSTANCE_DOC_ID, lock.instance_id)
+            return current is None or load(current, InstanceDoc).etag != lock.etag
+
         try:
-            await ctx.store.batch(lock.instance_id, ops)
+            await write_resolving_loss(lambda: ctx.store.batch(lock.instance_id, ops), landed)
         except CosmosBatchFailed as exc:
             if exc.failed_index == 0 and exc.failed_status in (404, 412):
                 raise self._lost(op, lock.token, "the instance lock was lost") from None
             raise
-        except CosmosAmbiguousWrite:
-            current = await ctx.store.read(INSTANCE_DOC_ID, lock.instance_id)
-            if current is not None and load(current, InstanceDoc).etag == lock.etag:
-                await ctx.store.batch(lock.instance_id, ops)
         ctx.turn_locks.pop(lock.token, None)
         ctx.turn_signal.notify()
 

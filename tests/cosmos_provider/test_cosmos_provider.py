@@ -12,7 +12,7 @@ import pytest
 from duro._errors import InstanceAlreadyExistsError, ProviderError
 from duro._history import EventRaised
 from duro._messages import ActivityResult
-from duro.providers._types import ActivityCommit, ScheduledMessage
+from duro.providers._types import ActivityCommit, RenewRequest, ScheduledMessage
 from duro.testing import VirtualClock
 from duro.testing._contract._fixtures import (
     activity_request,
@@ -196,6 +196,79 @@ async def test_lost_activity_completion_response_is_resolved(
         result = ScheduledMessage(message=ActivityResult(instance_id="i1", execution_id=1, seq=1))
         await provider.complete_activity(ActivityCommit(lock_token=work.lock_token, result=result))
 
+        item = await provider.fetch_turn(turn_request())
+        assert item is not None and item.messages == [result.message]
+
+
+# A request that times out before it reaches the server looks, to the client, exactly like
+# a lost response: the provider must re-read, then send it again, never give up half-applied.
+NOT_SENT = httpx.ReadTimeout
+
+
+async def test_a_start_delivered_through_the_outbox_survives_batches_that_never_arrived(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    # Found by the fault workload: the child's instance document was never created, its
+    # start message was, and the parent waited forever.
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        await provider.open()
+        cosmos_env.faults.add(kind="batch", partition_key="child", error=NOT_SENT, times=2)
+        await provider.enqueue_orchestrator_message(
+            ScheduledMessage(message=start_message("child"))
+        )
+        assert await provider.read_instance("child") is not None
+        item = await provider.fetch_turn(turn_request())
+        assert item is not None and item.instance_id == "child" and len(item.messages) == 1
+
+
+async def test_a_start_whose_every_attempt_is_lost_fails_loudly_and_writes_nothing(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        await provider.open()
+        cosmos_env.faults.add(kind="batch", partition_key="i1", error=NOT_SENT, times=2)
+        await provider.start_orchestration(start_message("i1"))  # two attempts lost, third lands
+        assert await provider.read_instance("i1") is not None
+
+        cosmos_env.faults.add(kind="batch", partition_key="i2", error=NOT_SENT, times=None)
+        with pytest.raises(ProviderError, match="may or may not have been applied"):
+            await provider.start_orchestration(start_message("i2"))
+        with pytest.raises(ProviderError, match="may or may not have been applied"):
+            await provider.enqueue_orchestrator_message(
+                ScheduledMessage(message=start_message("i2"))
+            )
+        cosmos_env.faults.clear()
+        assert await provider.read_instance("i2") is None
+        assert await provider.fetch_turn(turn_request()) is not None  # i1's start
+        assert await provider.fetch_turn(turn_request()) is None  # nothing half-written for i2
+
+
+async def test_a_commit_resent_after_a_lost_attempt_is_itself_resolved_when_its_answer_is_lost(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        item = await start_and_lock(provider, "i1")
+        cosmos_env.faults.add(kind="batch", partition_key="i1", error=NOT_SENT, times=1)
+        cosmos_env.faults.add(kind="batch", partition_key="i1", lose_response=httpx.ReadTimeout)
+        cosmos_env.log.clear()
+        await provider.commit_turn(turn_commit(item, activity_tasks=[activity_task("i1", 1)]))
+        assert requests(cosmos_env) == ["batch [i1]", "read [i1]", "batch [i1]", "read [i1]"]
+        assert len(await provider.read_history("i1")) == 1
+        assert await provider.fetch_activity(activity_request()) is not None
+
+
+async def test_an_activity_lock_renewal_whose_answer_was_lost_keeps_the_lock(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        await create_instance(provider, "i1", activity_tasks=[activity_task("i1", 1)])
+        work = await provider.fetch_activity(activity_request())
+        assert work is not None
+        # Applied, answer lost; the client's retry of the If-Match replace then gets 412.
+        cosmos_env.faults.add(kind="replace", partition_key="i1", lose_response=httpx.ReadTimeout)
+        await provider.renew_activity_lock(RenewRequest(lock_token=work.lock_token, extend_for=30))
+        result = ScheduledMessage(message=ActivityResult(instance_id="i1", execution_id=1, seq=1))
+        await provider.complete_activity(ActivityCommit(lock_token=work.lock_token, result=result))
         item = await provider.fetch_turn(turn_request())
         assert item is not None and item.messages == [result.message]
 

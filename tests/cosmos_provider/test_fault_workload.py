@@ -176,14 +176,14 @@ async def test_workload_in_two_processes_under_faults_through_the_proxy(
     store = worker.make_provider(env.url, env.key, env.database, env.container)
     async with store:
         await store.open()
-        cluster = Cluster(env, tmp_path, duro.Client(store))
+        cluster = Cluster(env, tmp_path, store)
         try:
             ids = worker.instance_ids(10, prefix="fp")
             await cluster.start(ids)
             rules = program_faults(env.faults, seed=7, scale=0.6)
             for run in ("a", "b"):
                 cluster.launch(run, slot_lease_ms=4000, lock_timeout=4.0)
-            elapsed = await cluster.wait_all_done(ids, timeout=40)
+            elapsed = await cluster.wait_all_done(ids, timeout=60)
             summary = fault_summary(rules)
             env.faults.clear()
             cluster.stop("a")

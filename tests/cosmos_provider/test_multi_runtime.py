@@ -31,6 +31,7 @@ import anyio
 import pytest
 
 import duro
+from duro_cosmos import CosmosProvider
 from duro_cosmos._documents import SLOT_COUNT, slot_of
 from duro_cosmos._slots import assign
 from tests.cosmos.conftest import cosmos_proxy, cosmos_proxy_env  # noqa: F401 (fixtures)
@@ -65,8 +66,11 @@ class Cluster:
 
     env: ProxyEnv
     dir: Path
-    client: duro.Client
+    store: CosmosProvider
     children: dict[str, Child] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.client = duro.Client(self.store)
 
     @property
     def log(self) -> Path:
@@ -162,9 +166,33 @@ class Cluster:
                 break
             if time.monotonic() > deadline:
                 outputs = "\n".join(f"--- {c.run}:\n{c.output()}" for c in self.children.values())
-                pytest.fail(f"{len(pending)} orchestrations unfinished: {pending[:5]}\n{outputs}")
+                pytest.fail(
+                    f"{len(pending)} orchestrations unfinished: {pending[:5]}\n{outputs}\n"
+                    + await self.describe(pending[:3])
+                )
             await anyio.sleep(0.2)
         return time.monotonic() - started
+
+    async def describe(self, ids: list[str]) -> str:
+        """What the container and the logs hold for ``ids`` and their children: the story of
+        a stuck instance, for the failure message."""
+        lines = []
+        for instance_id in ids:
+            for pk in (instance_id, worker.child_id(instance_id)):
+                rows = await self.store._ctx.store.query_partition(
+                    pk, "SELECT * FROM c WHERE c.instanceId = @pk"
+                )
+                lines.append(f"=== partition {pk}: {len(rows)} documents")
+                for row in sorted(rows, key=lambda r: (r.get("type", ""), r["id"])):
+                    shown = {k: v for k, v in row.items() if not k.startswith("_")}
+                    lines.append(f"  {str(shown)[:600]}")
+                acts = [e for e in self.executions() if e[1] == pk]
+                turns = [t for t in self.turns() if t[1] == pk]
+                lines.append(f"  activities run: {acts}")
+                lines.append(f"  live turns: {turns}")
+        for run in self.children:
+            lines.append(f"=== slots of {run}: {self.states(run)[-3:]}")
+        return "\n".join(lines)
 
     def kill(self, run: str) -> float:
         child = self.children[run]
@@ -205,7 +233,7 @@ async def cluster(cosmos_proxy_env: ProxyEnv, tmp_path: Path) -> AsyncIterator[C
     store = worker.make_provider(env.url, env.key, env.database, env.container)
     async with store:
         await store.open()  # bootstrap the database and container before the children race
-        cluster = Cluster(env, tmp_path, duro.Client(store))
+        cluster = Cluster(env, tmp_path, store)
         try:
             yield cluster
         finally:
