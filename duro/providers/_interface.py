@@ -26,9 +26,10 @@ The shared contract suite in ``duro.testing.ProviderContract`` pins all of this 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self, TypeVar
 
 from .._errors import ProviderError
 from .._history import HistoryEvent
@@ -54,6 +55,9 @@ from ._types import (
     SessionRenewal,
     TurnCommit,
 )
+
+_Request = TypeVar("_Request", FetchTurnRequest, FetchActivityRequest)
+_Item = TypeVar("_Item", OrchestrationWorkItem, ActivityWorkItem)
 
 
 class Provider(abc.ABC):
@@ -147,6 +151,43 @@ class Provider(abc.ABC):
             else:
                 results.append(None)
         return results
+
+    async def commit_turns_and_fetch_activities(
+        self, commits: Sequence[TurnCommit], fetch: FetchActivityRequest
+    ) -> tuple[list[ProviderError | None], list[ActivityWorkItem]]:
+        """``commit_turns``, then ``fetch_activities`` without waiting (``poll_timeout`` is
+        ignored): how the runtime hands the activities its turns just scheduled straight to
+        its own worker pool, when :attr:`fetches_with_commits` is set.
+
+        The fetch follows every rule of ``fetch_activities`` and sees the commits' work items.
+        Its failure never undoes the commits: the default then returns no items. A store that
+        does both in one transaction saves the worker a round trip per turn.
+        """
+        results = await self.commit_turns(commits)
+        return results, await self._fetch_quietly(self.fetch_activities, fetch)
+
+    async def complete_activities_and_fetch_turns(
+        self, commits: Sequence[ActivityCommit], fetch: FetchTurnRequest
+    ) -> tuple[list[ProviderError | None], list[OrchestrationWorkItem]]:
+        """``complete_activities``, then ``fetch_turns`` without waiting: the completions'
+        instances come back locked for their next turn in the same round trip (when the
+        store does both in one transaction). Same rules as the pair of calls it replaces."""
+        results = await self.complete_activities(commits)
+        return results, await self._fetch_quietly(self.fetch_turns, fetch)
+
+    fetches_with_commits: ClassVar[bool] = False
+    """Whether the runtime should use the two ``..._and_fetch_...`` methods above. Worth it
+    for a store that does the commit and the fetch in one transaction (SQLite, in-memory);
+    a remote store whose fetch is an extra query per commit batch leaves it off."""
+
+    @staticmethod
+    async def _fetch_quietly(
+        fetch: Callable[[_Request], Awaitable[list[_Item]]], request: _Request
+    ) -> list[_Item]:
+        try:
+            return await fetch(dataclasses.replace(request, poll_timeout=0.0))
+        except ProviderError:
+            return []  # the fetch loops find the work later
 
     @abc.abstractmethod
     async def commit_turn(self, commit: TurnCommit) -> None:

@@ -11,6 +11,7 @@ pytest.register_assert_rewrite(
     "duro.testing._contract._batches",
     "duro.testing._contract._cached",
     "duro.testing._contract._deletion",
+    "duro.testing._contract._handover",
     "duro.testing._contract._kv",
     "duro.testing._contract._locks",
     "duro.testing._contract._management",
@@ -27,6 +28,7 @@ from ._base import ContractBase  # noqa: E402
 from ._batches import ActivityBatchContract, TurnBatchContract  # noqa: E402
 from ._cached import CachedHistoryContract  # noqa: E402
 from ._deletion import DeletionContract, PruneContract  # noqa: E402
+from ._handover import CommitFetchContract  # noqa: E402
 from ._kv import KvContract  # noqa: E402
 from ._locks import InstanceLockingContract, LockExpiryContract  # noqa: E402
 from ._management import CustomStatusContract, ManagementContract  # noqa: E402
@@ -60,6 +62,7 @@ class ProviderContract(
     ActivityQueueContract,
     ActivityBatchContract,
     TurnBatchContract,
+    CommitFetchContract,
     CachedHistoryContract,
     TagContract,
     SessionContract,
@@ -90,6 +93,7 @@ __all__ = [
     "ArrivalOrderContract",
     "AtomicityContract",
     "CachedHistoryContract",
+    "CommitFetchContract",
     "ContractBase",
     "CustomStatusContract",
     "DeletionContract",
