@@ -80,6 +80,7 @@ class InMemoryProvider(Provider):
     """
 
     name = "memory"
+    fetches_with_commits = True
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self._clock: Clock = clock if clock is not None else SYSTEM_CLOCK

@@ -20,6 +20,7 @@ processes are noticed by re-checking every ``poll_interval`` seconds of real tim
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -42,6 +43,7 @@ from ._sqlite_activities import (
     fetch_activity_txn,
     renew_activity_txn,
     renew_sessions_txn,
+    take_activities_txn,
 )
 from ._sqlite_db import MEMORY, Database
 from ._sqlite_manage import (
@@ -56,10 +58,12 @@ from ._sqlite_manage import (
     read_instance_txn,
 )
 from ._sqlite_turns import (
+    RawTurn,
     abandon_turn_txn,
     commit_turn_txn,
     commit_turns_txn,
     decode_turn,
+    decode_turn_list,
     decode_turns,
     fetch_turn_txn,
     fetch_turns_txn,
@@ -67,6 +71,7 @@ from ._sqlite_turns import (
     ms,
     renew_turn_txn,
     start_txn,
+    take_turns_txn,
 )
 from ._types import (
     AbandonRequest,
@@ -106,6 +111,7 @@ class SqliteProvider(Provider):
     """
 
     name = "sqlite"
+    fetches_with_commits = True
 
     def __init__(
         self,
@@ -208,6 +214,50 @@ class SqliteProvider(Provider):
         if any(c.activity_tasks for c in commits):
             self._activity_signal.notify()
         return results
+
+    async def commit_turns_and_fetch_activities(
+        self, commits: Sequence[TurnCommit], fetch: FetchActivityRequest
+    ) -> tuple[list[ProviderError | None], list[ActivityWorkItem]]:
+        now = self._clock.now_ms()
+
+        def txn(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[ProviderError | None], list[ActivityWorkItem], bool]:
+            results = commit_turns_txn(conn, commits, now)
+            items, more = take_activities_txn(conn, fetch, now=now, new_token=_new_token)
+            return results, items, more
+
+        results, items, more = await self._db.write("commit_turns", txn)
+        self._turn_signal.notify()
+        if more:
+            self._activity_signal.notify()
+        return results, items
+
+    async def complete_activities_and_fetch_turns(
+        self, commits: Sequence[ActivityCommit], fetch: FetchTurnRequest
+    ) -> tuple[list[ProviderError | None], list[OrchestrationWorkItem]]:
+        now = self._clock.now_ms()
+
+        def txn(conn: sqlite3.Connection) -> tuple[list[ProviderError | None], list[RawTurn], bool]:
+            results = complete_activities_txn(conn, commits, now)
+            turns, more = take_turns_txn(
+                conn, now=now, lock_until=now + ms(fetch.lock_timeout), owner_id=fetch.owner_id,
+                new_token=_new_token, max_items=fetch.max_items, cached=fetch.cached_histories,
+            )  # fmt: skip
+            return results, turns, more
+
+        def decode(
+            raw: tuple[list[ProviderError | None], list[RawTurn], bool],
+        ) -> tuple[list[ProviderError | None], list[OrchestrationWorkItem], bool]:
+            results, turns, more = raw
+            return results, decode_turn_list(turns), more
+
+        results, items, more = await self._db.write_then("complete_activities", txn, decode)
+        self._activity_signal.notify()
+        # A result due later moves the waiting fetches' next due time: they must hear of it.
+        if more or any(c.result and c.result.visible_at_ms is not None for c in commits):
+            self._turn_signal.notify()
+        return results, items
 
     async def commit_turn(self, commit: TurnCommit) -> None:
         await self._db.write(
