@@ -18,8 +18,9 @@ def _default_worker_id() -> str:
 class RuntimeOptions:
     """How a ``Runtime`` runs. All durations are seconds."""
 
-    orchestration_concurrency: int = 4
-    """Turns processed at once (each is short CPU work plus one commit)."""
+    orchestration_concurrency: int = 16
+    """Turns processed at once. Each is short CPU work plus one commit; turns waiting on the
+    store do not use the CPU, and more of them make bigger group commits."""
     activity_concurrency: int = 16
     """Activities run at once (plain ``def`` activities use worker threads)."""
     orchestration_fetch_batch: int = 16

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import anyio
 
@@ -26,6 +26,8 @@ from .._watch import watch_for
 from ..providers import (
     AbandonRequest,
     ActivityKey,
+    ActivityWorkItem,
+    FetchActivityRequest,
     FetchTurnRequest,
     KvChange,
     OrchestrationWorkItem,
@@ -36,6 +38,7 @@ from ..providers import (
 from ._batching import BatchCommitter
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
+from ._pool import HandOver, WorkPool
 from ._telemetry import tracer, turn_attributes
 
 log = logging.getLogger("duro.runtime.orchestrator")
@@ -91,28 +94,42 @@ class OrchestrationDispatcher:
         self.cache = ExecutionCache(options.execution_cache_size)
         self._watch = watch_for(provider)
         self._committer = BatchCommitter[TurnCommit](
-            provider.commit_turns, options.commit_retries, "commit_turn"
+            self._commit_turns, options.commit_retries, "commit_turn"
         )
         self._fetch_scopes = FetchScopes()
+        self.pool = WorkPool(options.orchestration_concurrency, self._handle)
+        self._request = FetchTurnRequest(
+            lock_timeout=options.orchestration_lock_timeout,
+            poll_timeout=options.poll_timeout,
+            owner_id=options.worker_id,
+            cached_histories=self.cache.index,
+        )
+        self.activities: HandOver[FetchActivityRequest, ActivityWorkItem] | None = None
+        """Where the activities this dispatcher's commits fetch go (set by the runtime)."""
         self.turns_committed = 0
         self.in_flight = 0
 
+    def fetch_request(self, max_items: int, wait: bool = False) -> FetchTurnRequest:
+        """The request for up to ``max_items``; long-polling only if ``wait``."""
+        poll_timeout = self._request.poll_timeout if wait else 0.0
+        return dataclasses.replace(self._request, max_items=max_items, poll_timeout=poll_timeout)
+
+    async def _commit_turns(self, commits: Sequence[TurnCommit]) -> list[ProviderError | None]:
+        if self.activities is None:
+            return await self._provider.commit_turns(commits)
+        return await self.activities.commit(
+            commits,
+            self._provider.commit_turns,
+            self._provider.commit_turns_and_fetch_activities,
+        )
+
     async def run(self, stopping: anyio.Event) -> None:
         """Dispatch turns until ``stopping`` is set; returns when in-flight turns are done."""
-        request = FetchTurnRequest(
-            lock_timeout=self._options.orchestration_lock_timeout,
-            poll_timeout=self._options.poll_timeout,
-            owner_id=self._options.worker_id,
-            cached_histories=self.cache.index,
-        )
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._committer.run)
             await run_fetch_loop(
-                fetch=lambda n: self._provider.fetch_turns(
-                    dataclasses.replace(request, max_items=n)
-                ),
-                handle=self._handle,
-                concurrency=self._options.orchestration_concurrency,
+                fetch=lambda n, wait: self._provider.fetch_turns(self.fetch_request(n, wait)),
+                pool=self.pool,
                 stopping=stopping,
                 backoff=IdleBackoff(self._options),
                 scopes=self._fetch_scopes,

@@ -13,6 +13,7 @@ import anyio
 from .._clock import SYSTEM_CLOCK
 from .._errors import ProviderError
 from ._options import RuntimeOptions
+from ._pool import WorkPool
 
 T = TypeVar("T")
 
@@ -89,66 +90,47 @@ class FetchScopes:
 
 async def run_fetch_loop(
     *,
-    fetch: Callable[[int], Awaitable[list[T]]],
-    handle: Callable[[T], Awaitable[None]],
-    concurrency: int,
+    fetch: Callable[[int, bool], Awaitable[list[T]]],
+    pool: WorkPool[T],
     stopping: anyio.Event,
     backoff: IdleBackoff,
     scopes: FetchScopes,
     what: str,
     batch_limit: int = 1,
 ) -> None:
-    """Fetch items and hand each to ``handle`` with at most ``concurrency`` running.
+    """Fetch items and hand each to ``pool`` until ``stopping`` is set, then return once
+    every handled item is done. ``fetch(n, wait)`` locks up to ``n`` items, long-polling
+    only if ``wait``.
 
     A single fetcher per dispatcher keeps a wake-up from sending every idle slot to the store
     at once. Free slots are reserved before fetching (at least one, up to ``batch_limit``) so
-    nothing is locked without capacity to run it. Returns after ``stopping`` is set, once
-    every handled item is done.
+    nothing is locked without capacity to run it. When the pool also receives hand-overs,
+    the loop waits for work holding a single slot: the others stay free for items handed
+    over, and once work shows up the loop takes a full batch without waiting.
     """
-    free = anyio.Semaphore(max(1, concurrency))
-
-    async def run(item: T) -> None:
-        try:
-            await handle(item)
-        finally:
-            free.release()
-
-    async with anyio.create_task_group() as tg:
+    waiting = False
+    async with pool.running(stopping):
         while not stopping.is_set():
             items: list[T] = []
             reserved = 0
             started = time.monotonic()
             try:
                 with scopes.open():
-                    await free.acquire()
-                    reserved = 1 + _take_more(free, batch_limit - 1)
+                    reserved = await pool.reserve(1 if waiting else batch_limit)
                     started = time.monotonic()
-                    items = await fetch(reserved)
+                    items = await fetch(reserved, waiting or not pool.shared)
             except ProviderError as exc:
                 log.warning("fetching %s failed: %s", what, exc)
-                _release(free, reserved)
+                pool.release(reserved)
                 await backoff.failed(stopping, exc.retryable)
                 continue
-            _release(free, reserved - len(items))
-            if not items:
+            pool.release(reserved - len(items))
+            if items:
+                backoff.reset()
+                for item in items:
+                    pool.start(item)
+                waiting = False
+            elif waiting or not pool.shared:
                 await backoff.idle(stopping, time.monotonic() - started)
-                continue
-            backoff.reset()
-            for item in items:
-                tg.start_soon(run, item)
-
-
-def _take_more(free: anyio.Semaphore, wanted: int) -> int:
-    taken = 0
-    while taken < wanted:
-        try:
-            free.acquire_nowait()
-        except anyio.WouldBlock:
-            break
-        taken += 1
-    return taken
-
-
-def _release(free: anyio.Semaphore, count: int) -> None:
-    for _ in range(count):
-        free.release()
+            else:
+                waiting = True

@@ -16,6 +16,7 @@ from .._registry import Registry
 from ..providers import ActivityKey, Provider, SessionRenewal
 from ._options import RuntimeOptions
 from ._orchestrator import OrchestrationDispatcher
+from ._pool import HandOver
 from ._worker import ActivityWorker
 
 log = logging.getLogger("duro.runtime")
@@ -53,6 +54,17 @@ class Runtime:
         self._worker = ActivityWorker(
             provider=store, registry=registry, options=self.options, client=self.client
         )
+        if store.fetches_with_commits:
+            # Work one side makes due goes straight to the other's pool, fetched in the same
+            # round trip as the commit that made it: no wake-up, no separate fetch.
+            self._orchestrator.activities = HandOver(
+                self._worker.pool, self._worker.fetch_request, self.options.activity_fetch_batch
+            )
+            self._worker.turns = HandOver(
+                self._orchestrator.pool,
+                self._orchestrator.fetch_request,
+                self.options.orchestration_fetch_batch,
+            )
         self._task_group: TaskGroup | None = None
         self._stopping: anyio.Event | None = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -23,6 +24,8 @@ from ..providers import (
     ActivityKey,
     ActivityWorkItem,
     FetchActivityRequest,
+    FetchTurnRequest,
+    OrchestrationWorkItem,
     Provider,
     ScheduledMessage,
 )
@@ -31,6 +34,7 @@ from ._batching import BatchCommitter
 from ._leases import ActivityLeases
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
+from ._pool import HandOver, WorkPool
 from ._telemetry import activity_attributes, tracer
 
 if TYPE_CHECKING:
@@ -54,9 +58,19 @@ class ActivityWorker:
         self._client = client
         self._leases = ActivityLeases(provider, options)
         self._reporter = BatchCommitter[ActivityCommit](
-            provider.complete_activities, options.commit_retries, "complete_activity"
+            self._complete_activities, options.commit_retries, "complete_activity"
         )
         self._fetch_scopes = FetchScopes()
+        self.pool = WorkPool(options.activity_concurrency, self._execute)
+        self._request = FetchActivityRequest(
+            lock_timeout=options.activity_lock_timeout,
+            poll_timeout=options.poll_timeout,
+            tag_filter=options.tag_filter,
+            session_owner=options.worker_id if options.max_sessions > 0 else None,
+            session_lock_timeout=options.session_lock_timeout,
+        )
+        self.turns: HandOver[FetchTurnRequest, OrchestrationWorkItem] | None = None
+        """Where the turns this worker's completions fetch go (set by the runtime)."""
         self._limiter = anyio.CapacityLimiter(max(1, options.activity_concurrency))
         self.activities_completed = 0
 
@@ -75,26 +89,32 @@ class ActivityWorker:
     def cancel_all(self, reason: str) -> None:
         self._leases.cancel_all(reason)
 
+    def fetch_request(self, max_items: int, wait: bool = False) -> FetchActivityRequest:
+        """The request for up to ``max_items``; long-polling only if ``wait``."""
+        poll_timeout = self._request.poll_timeout if wait else 0.0
+        return dataclasses.replace(self._request, max_items=max_items, poll_timeout=poll_timeout)
+
+    async def _complete_activities(
+        self, commits: Sequence[ActivityCommit]
+    ) -> list[ProviderError | None]:
+        if self.turns is None:
+            return await self._provider.complete_activities(commits)
+        return await self.turns.commit(
+            commits,
+            self._provider.complete_activities,
+            self._provider.complete_activities_and_fetch_turns,
+        )
+
     async def run(self, stopping: anyio.Event) -> None:
         """Run activities until ``stopping`` is set; returns when in-flight ones are done."""
         options = self._options
-        request = FetchActivityRequest(
-            lock_timeout=options.activity_lock_timeout,
-            poll_timeout=options.poll_timeout,
-            tag_filter=options.tag_filter,
-            session_owner=options.worker_id if options.max_sessions > 0 else None,
-            session_lock_timeout=options.session_lock_timeout,
-        )
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._leases.maintain)
             tg.start_soon(self._reporter.run)
             await run_fetch_loop(
-                fetch=lambda n: self._provider.fetch_activities(
-                    dataclasses.replace(request, max_items=n)
-                ),
+                fetch=lambda n, wait: self._provider.fetch_activities(self.fetch_request(n, wait)),
+                pool=self.pool,
                 batch_limit=options.activity_fetch_batch,
-                handle=self._execute,
-                concurrency=options.activity_concurrency,
                 stopping=stopping,
                 backoff=IdleBackoff(options),
                 scopes=self._fetch_scopes,
