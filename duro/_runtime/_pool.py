@@ -47,7 +47,8 @@ class WorkPool(Generic[T]):
             finally:
                 # Hand-overs stop here; one already under way still lands in this group.
                 self._closing = True
-                if self._lent and self._returned is not None:
+                if self._lent:
+                    self._returned = anyio.Event()
                     with anyio.CancelScope(shield=True):
                         await self._returned.wait()
         self._task_group = None
@@ -65,9 +66,7 @@ class WorkPool(Generic[T]):
         if self._closing or self._stopping is None or self._stopping.is_set():
             return 0
         taken = self._take(most)
-        if taken:
-            self._lent += taken
-            self._returned = anyio.Event()
+        self._lent += taken
         return taken
 
     def release(self, count: int, *, lent: bool = False) -> None:
