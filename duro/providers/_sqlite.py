@@ -36,6 +36,7 @@ from ._interface import Provider
 from ._signal import WorkSignal
 from ._sqlite_activities import (
     abandon_activity_txn,
+    activity_work_remains_txn,
     cleanup_sessions_txn,
     complete_activities_txn,
     complete_activity_txn,
@@ -43,7 +44,6 @@ from ._sqlite_activities import (
     fetch_activity_txn,
     renew_activity_txn,
     renew_sessions_txn,
-    take_activities_txn,
 )
 from ._sqlite_db import MEMORY, Database
 from ._sqlite_manage import (
@@ -71,7 +71,7 @@ from ._sqlite_turns import (
     ms,
     renew_turn_txn,
     start_txn,
-    take_turns_txn,
+    turn_work_remains_txn,
 )
 from ._types import (
     AbandonRequest,
@@ -189,20 +189,21 @@ class SqliteProvider(Provider):
 
     async def fetch_turns(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
         async def attempt() -> list[OrchestrationWorkItem] | int | None:
-            now = self._clock.now_ms()
-            txn = partial(
-                fetch_turns_txn,
-                now=now,
-                lock_until=now + ms(request.lock_timeout),
-                owner_id=request.owner_id,
-                new_token=_new_token,
-                max_items=request.max_items,
-                cached=request.cached_histories,
-            )
+            txn = self._fetch_turns_txn(request, self._clock.now_ms())
             return await self._db.write_then("fetch_turns", txn, decode_turns)
 
         batch = await self._long_poll(self._turn_signal, request.poll_timeout, list, attempt)
         return batch or []
+
+    @staticmethod
+    def _fetch_turns_txn(
+        request: FetchTurnRequest, now: int
+    ) -> Callable[[sqlite3.Connection], list[RawTurn] | int | None]:
+        return partial(
+            fetch_turns_txn, now=now, lock_until=now + ms(request.lock_timeout),
+            owner_id=request.owner_id, new_token=_new_token, max_items=request.max_items,
+            cached=request.cached_histories,
+        )  # fmt: skip
 
     async def commit_turns(self, commits: Sequence[TurnCommit]) -> list[ProviderError | None]:
         if not commits:
@@ -224,7 +225,9 @@ class SqliteProvider(Provider):
             conn: sqlite3.Connection,
         ) -> tuple[list[ProviderError | None], list[ActivityWorkItem], bool]:
             results = commit_turns_txn(conn, commits, now)
-            items, more = take_activities_txn(conn, fetch, now=now, new_token=_new_token)
+            found = fetch_activities_txn(conn, fetch, now=now, new_token=_new_token)
+            items = found if isinstance(found, list) else []
+            more = len(items) >= fetch.max_items or activity_work_remains_txn(conn, now)
             return results, items, more
 
         results, items, more = await self._db.write("commit_turns", txn)
@@ -237,13 +240,13 @@ class SqliteProvider(Provider):
         self, commits: Sequence[ActivityCommit], fetch: FetchTurnRequest
     ) -> tuple[list[ProviderError | None], list[OrchestrationWorkItem]]:
         now = self._clock.now_ms()
+        fetch_turns = self._fetch_turns_txn(fetch, now)
 
         def txn(conn: sqlite3.Connection) -> tuple[list[ProviderError | None], list[RawTurn], bool]:
             results = complete_activities_txn(conn, commits, now)
-            turns, more = take_turns_txn(
-                conn, now=now, lock_until=now + ms(fetch.lock_timeout), owner_id=fetch.owner_id,
-                new_token=_new_token, max_items=fetch.max_items, cached=fetch.cached_histories,
-            )  # fmt: skip
+            found = fetch_turns(conn)
+            turns = found if isinstance(found, list) else []
+            more = len(turns) >= fetch.max_items or turn_work_remains_txn(conn, now)
             return results, turns, more
 
         def decode(

@@ -160,25 +160,14 @@ def fetch_activities_txn(
     return items
 
 
-def take_activities_txn(
-    conn: sqlite3.Connection,
-    request: FetchActivityRequest,
-    *,
-    now: int,
-    new_token: Callable[[], str],
-) -> tuple[list[ActivityWorkItem], bool]:
-    """``fetch_activities_txn`` for a caller that will not wait: the items locked, and
-    whether claimable items remain (so waiting fetches need a wake-up)."""
-    found = fetch_activities_txn(conn, request, now=now, new_token=new_token)
-    items = found if isinstance(found, list) else []
-    if len(items) >= request.max_items:
-        return items, True
-    remains = conn.execute(
+def activity_work_remains_txn(conn: sqlite3.Connection, now: int) -> bool:
+    """Whether some work item could be locked right now (by any worker's filter)."""
+    remains: int = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM worker_queue WHERE visible_at_ms <= :now"
         " AND (lock_token IS NULL OR locked_until_ms <= :now))",
         {"now": now},
     ).fetchone()[0]
-    return items, bool(remains)
+    return bool(remains)
 
 
 def complete_activities_txn(

@@ -226,26 +226,9 @@ def fetch_turns_txn(
     return turns
 
 
-def take_turns_txn(
-    conn: sqlite3.Connection,
-    *,
-    now: int,
-    lock_until: int,
-    owner_id: str,
-    new_token: Callable[[], str],
-    max_items: int,
-    cached: Mapping[str, tuple[int, int]] | None = None,
-) -> tuple[list[RawTurn], bool]:
-    """``fetch_turns_txn`` for a caller that will not wait: the turns locked, and whether
-    claimable work remains (so waiting fetches need a wake-up)."""
-    found = fetch_turns_txn(
-        conn, now=now, lock_until=lock_until, owner_id=owner_id, new_token=new_token,
-        max_items=max_items, cached=cached,
-    )  # fmt: skip
-    turns = found if isinstance(found, list) else []
-    if len(turns) >= max_items:
-        return turns, True
-    return turns, conn.execute(_CANDIDATE_SQL, {"now": now}).fetchone() is not None
+def turn_work_remains_txn(conn: sqlite3.Connection, now: int) -> bool:
+    """Whether some instance could be locked for a turn right now."""
+    return conn.execute(_CANDIDATE_SQL, {"now": now}).fetchone() is not None
 
 
 def decode_turns(raw: list[RawTurn] | int | None) -> list[OrchestrationWorkItem] | int | None:
