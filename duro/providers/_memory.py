@@ -15,9 +15,10 @@ Choices where the contract leaves room (the shared suite pins the first two):
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import anyio.lowlevel
 
@@ -183,7 +184,7 @@ class InMemoryProvider(Provider):
                     row.attempt = max(0, row.attempt - 1)
             # Every message of the instance moves, not just the batch: otherwise a message that
             # arrived during the turn would be served alone, ahead of older ones.
-            row.visible_at_ms = max(row.visible_at_ms, visible_at)
+            self._queue.reschedule(row, max(row.visible_at_ms, visible_at))
         self._release_turn_lock(instance_id)
         self._turn_signal.notify()
 
@@ -484,14 +485,13 @@ class InMemoryProvider(Provider):
     def _fetch_turn_nowait(
         self, request: FetchTurnRequest, now: int
     ) -> OrchestrationWorkItem | None:
-        skipped: set[str] = set()
-        for candidate in arrival_order(
-            row for row in self._queue.rows() if row.visible_at_ms <= now
-        ):
-            instance_id = candidate.instance_id
-            if instance_id in skipped:
-                continue
-            skipped.add(instance_id)
+        with contextlib.closing(self._queue.instances_in_arrival_order(now)) as candidates:
+            return self._lock_first(candidates, request, now)
+
+    def _lock_first(
+        self, candidates: Iterator[str], request: FetchTurnRequest, now: int
+    ) -> OrchestrationWorkItem | None:
+        for instance_id in candidates:
             lock = self._locks.get(instance_id)
             if lock is not None and lock.locked_until_ms > now:
                 continue

@@ -6,7 +6,8 @@ atomic with respect to every other task on the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import heapq
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .._errors import ProviderError
@@ -184,11 +185,38 @@ class InstanceRow:
 
 
 class OrchestratorQueue:
-    """Orchestrator-queue rows in enqueue order, indexed by instance."""
+    """Orchestrator-queue rows in enqueue order, indexed by instance and by arrival time."""
 
     def __init__(self) -> None:
         self._rows: dict[int, OrchestratorRow] = {}
         self._by_instance: dict[str, dict[int, OrchestratorRow]] = {}
+        # (visible_at_ms, seq, instance_id) of every row; entries of removed or rescheduled
+        # rows are dropped when they surface, so a fetch does not sort the whole queue.
+        self._arrivals: list[tuple[int, int, str]] = []
+
+    def instances_in_arrival_order(self, now_ms: int) -> Generator[str, None, None]:
+        """Instances with a visible row, in the order of their first visible row (as
+        :func:`arrival_order` would sort every visible row). Close it when done."""
+        surfaced: list[tuple[int, int, str]] = []
+        seen: set[str] = set()
+        try:
+            while self._arrivals and self._arrivals[0][0] <= now_ms:
+                entry = heapq.heappop(self._arrivals)
+                row = self._rows.get(entry[1])
+                if row is None or row.visible_at_ms != entry[0]:
+                    continue  # removed, or rescheduled under a newer entry
+                surfaced.append(entry)
+                if entry[2] not in seen:
+                    seen.add(entry[2])
+                    yield entry[2]
+        finally:
+            for entry in surfaced:
+                heapq.heappush(self._arrivals, entry)
+
+    def reschedule(self, row: OrchestratorRow, visible_at_ms: int) -> None:
+        if visible_at_ms != row.visible_at_ms:
+            row.visible_at_ms = visible_at_ms
+            heapq.heappush(self._arrivals, (visible_at_ms, row.seq, row.instance_id))
 
     def rows(self) -> list[OrchestratorRow]:
         """Every row, oldest first (a copy, so callers may remove rows as they go)."""
@@ -204,6 +232,7 @@ class OrchestratorQueue:
     def add(self, row: OrchestratorRow) -> None:
         self._rows[row.seq] = row
         self._by_instance.setdefault(row.instance_id, {})[row.seq] = row
+        heapq.heappush(self._arrivals, (row.visible_at_ms, row.seq, row.instance_id))
 
     def remove(self, row: OrchestratorRow) -> None:
         self._rows.pop(row.seq, None)
