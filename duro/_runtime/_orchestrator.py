@@ -130,6 +130,7 @@ class OrchestrationDispatcher:
             await run_fetch_loop(
                 fetch=lambda n, wait: self._provider.fetch_turns(self.fetch_request(n, wait)),
                 pool=self.pool,
+                give_back=lambda item: self._abandon(item, 0.0, ignore_attempt=True),
                 stopping=stopping,
                 backoff=IdleBackoff(self._options),
                 scopes=self._fetch_scopes,

@@ -92,6 +92,7 @@ async def run_fetch_loop(
     *,
     fetch: Callable[[int, bool], Awaitable[list[T]]],
     pool: WorkPool[T],
+    give_back: Callable[[T], Awaitable[None]],
     stopping: anyio.Event,
     backoff: IdleBackoff,
     scopes: FetchScopes,
@@ -104,7 +105,9 @@ async def run_fetch_loop(
 
     A single fetcher per dispatcher keeps a wake-up from sending every idle slot to the store
     at once. Free slots are reserved before fetching (at least one, up to ``batch_limit``) so
-    nothing is locked without capacity to run it. When the pool also receives hand-overs,
+    nothing is locked without capacity to run it. Items a fetch returns once shutdown has
+    begun (the fetch was past its last checkpoint) are given back, not started. When the pool
+    also receives hand-overs,
     the loop waits for work holding a single slot: the others stay free for items handed
     over, and once work shows up the loop takes a full batch without waiting.
     """
@@ -124,6 +127,12 @@ async def run_fetch_loop(
                 pool.release(reserved)
                 await backoff.failed(stopping, exc.retryable)
                 continue
+            if items and stopping.is_set():
+                pool.release(reserved)
+                with anyio.CancelScope(shield=True):
+                    for item in items:
+                        await give_back(item)
+                break
             pool.release(reserved - len(items))
             if items:
                 backoff.reset()

@@ -114,6 +114,7 @@ class ActivityWorker:
             await run_fetch_loop(
                 fetch=lambda n, wait: self._provider.fetch_activities(self.fetch_request(n, wait)),
                 pool=self.pool,
+                give_back=lambda item: self._abandon(item, 0.0, ignore_attempt=True),
                 batch_limit=options.activity_fetch_batch,
                 stopping=stopping,
                 backoff=IdleBackoff(options),
@@ -227,11 +228,15 @@ class ActivityWorker:
         # An error means the item is already withdrawn: nothing left to drop.
         await self._reporter.submit(ActivityCommit(lock_token=item.lock_token, result=None))
 
-    async def _abandon(self, item: ActivityWorkItem) -> None:
+    async def _abandon(
+        self, item: ActivityWorkItem, delay: float = 1.0, *, ignore_attempt: bool = False
+    ) -> None:
         try:
             with anyio.CancelScope(shield=True):
                 await self._provider.abandon_activity(
-                    AbandonRequest(lock_token=item.lock_token, delay=1.0)
+                    AbandonRequest(
+                        lock_token=item.lock_token, delay=delay, ignore_attempt=ignore_attempt
+                    )
                 )
         except ProviderError as exc:
             log.warning("abandoning %s failed: %s", item.task.name, exc)
