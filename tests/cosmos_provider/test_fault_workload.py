@@ -43,7 +43,7 @@ from tests.cosmos.proxy import ProxyEnv
 from tests.cosmos.support import CosmosTestEnv
 
 from . import worker
-from .test_multi_runtime import Cluster, check_activity_log
+from .test_multi_runtime import LIVENESS_DEADLINE, Cluster, check_activity_log
 
 pytestmark = pytest.mark.anyio
 
@@ -183,7 +183,7 @@ async def test_workload_in_two_processes_under_faults_through_the_proxy(
             rules = program_faults(env.faults, seed=7, scale=0.6)
             for run in ("a", "b"):
                 cluster.launch(run, slot_lease_ms=4000, lock_timeout=4.0)
-            elapsed = await cluster.wait_all_done(ids, timeout=60)
+            elapsed = await cluster.wait_all_done(ids, timeout=LIVENESS_DEADLINE)
             summary = fault_summary(rules)
             env.faults.clear()
             cluster.stop("a")
