@@ -39,7 +39,7 @@ from ._batching import BatchCommitter
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
 from ._pool import HandOver, WorkPool
-from ._telemetry import tracer, turn_attributes
+from ._telemetry import span, turn_attributes
 
 log = logging.getLogger("duro.runtime.orchestrator")
 
@@ -153,8 +153,10 @@ class OrchestrationDispatcher:
         self._fetch_scopes.cancel_all()
 
     async def _process(self, item: OrchestrationWorkItem) -> None:
-        attributes = turn_attributes(item.instance_id, item.execution_id, len(item.messages))
-        with tracer.start_as_current_span("duro.turn", attributes=attributes):
+        attributes = lambda: turn_attributes(  # noqa: E731
+            item.instance_id, item.execution_id, len(item.messages)
+        )
+        with span("duro.turn", attributes):
             await self._process_traced(item)
 
     async def _process_traced(self, item: OrchestrationWorkItem) -> None:

@@ -35,7 +35,7 @@ from ._leases import ActivityLeases
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
 from ._pool import HandOver, WorkPool
-from ._telemetry import activity_attributes, tracer
+from ._telemetry import activity_attributes, span
 
 if TYPE_CHECKING:
     from .._client import Client
@@ -154,11 +154,10 @@ class ActivityWorker:
                 return
             result: msgspec.Raw | None = None
             error: ErrorInfo | None = None
-            attributes = activity_attributes(task.instance_id, task.name, ctx.attempt)
-            with (
-                running.scope,
-                tracer.start_as_current_span("duro.activity", attributes=attributes),
-            ):
+            attributes = lambda: activity_attributes(  # noqa: E731
+                task.instance_id, task.name, ctx.attempt
+            )
+            with running.scope, span("duro.activity", attributes):
                 result, error = await self._run(item, ctx)
             if ctx.is_cancelled:
                 # Withdrawn or lock lost: the orchestration no longer wants this result.

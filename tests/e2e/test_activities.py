@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -76,7 +77,11 @@ async def test_activity_scheduled_by_registered_name_and_custom_name(
 
 
 async def test_activity_context_describes_the_step(
-    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+    store: Provider,
+    registry: duro.Registry,
+    client: duro.Client,
+    clock: VirtualClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     seen: list[tuple[str, str, int, str]] = []
 
@@ -90,10 +95,13 @@ async def test_activity_context_describes_the_step(
     async def orch(ctx: duro.OrchestrationContext, _: None) -> None:
         await ctx.schedule_activity(introspect)
 
-    async with runtime(store, registry, clock):
-        await client.start_orchestration("ctx-1", orch)
-        await completed(client, "ctx-1")
+    with caplog.at_level(logging.INFO, logger="duro.activity"):
+        async with runtime(store, registry, clock):
+            await client.start_orchestration("ctx-1", orch)
+            await completed(client, "ctx-1")
     assert seen == [("ctx-1", "introspect", 1, "orch")]
+    [record] = [r for r in caplog.records if r.name == "duro.activity.introspect"]
+    assert (record.getMessage(), record.instance_id, record.attempt) == ("running", "ctx-1", 1)
 
 
 async def test_activities_without_input_parameter_and_with_none_output(
