@@ -142,7 +142,9 @@ class Client:
         self, instance_id: str, timeout: float | timedelta = 30.0
     ) -> OrchestrationStatus:
         """Wait until the instance completes or fails; ``WaitTimeoutError`` after ``timeout``."""
-        return await self._wait(instance_id, timeout, lambda s: s.state.is_terminal, "to finish")
+        return await self._wait(
+            instance_id, timeout, lambda s: s.state.is_terminal, "to finish", ending_only=True
+        )
 
     async def wait_for_status_change(
         self,
@@ -170,13 +172,15 @@ class Client:
         timeout: float | timedelta,
         done: Callable[[OrchestrationStatus], bool],
         what: str,
+        *,
+        ending_only: bool = False,
     ) -> OrchestrationStatus:
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         deadline = time.monotonic() + seconds
         delay = _POLL_START
         watch = watch_for(self.store)
         while True:
-            changed = watch.event(instance_id)  # before reading, so no change slips between
+            changed = watch.event(instance_id, ending_only=ending_only)  # before reading
             status = await self.get_status(instance_id)
             if done(status):
                 return status

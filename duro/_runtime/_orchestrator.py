@@ -21,7 +21,7 @@ from .._engine import (
 )
 from .._errors import LockLostError, ProviderError
 from .._registry import Registry
-from .._status import ErrorCategory, ErrorInfo
+from .._status import ErrorCategory, ErrorInfo, ExecutionStatus
 from .._watch import watch_for
 from ..providers import (
     AbandonRequest,
@@ -42,6 +42,9 @@ from ._pool import HandOver, WorkPool
 from ._telemetry import span, turn_attributes
 
 log = logging.getLogger("duro.runtime.orchestrator")
+
+_ENDINGS = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED})
+"""Turn outcomes that end the instance (continue-as-new goes on as a new execution)."""
 
 
 class ExecutionCache:
@@ -184,7 +187,7 @@ class OrchestrationDispatcher:
             await self._abandon(item, 1.0)
             return
         self.turns_committed += 1
-        self._watch.notify(item.instance_id)
+        self._watch.notify(item.instance_id, ended=commit.execution_status in _ENDINGS)
         if decision.execution is not None:
             self.cache.put(item.instance_id, decision.execution)
         if commit.cancelled_activities:
