@@ -2,9 +2,9 @@
 
 Layout of the implementation:
 
-* ``_sqlite_db``: connections and threads. One writer connection behind a thread lock plus a
-  pool of WAL reader connections; every call runs in a worker thread so the event loop never
-  waits on SQLite (see that module for why this beats a single async-limited connection).
+* ``_sqlite_db``: connections, and where calls run. One writer connection behind a thread
+  lock plus a pool of WAL reader connections; short calls run on the event loop when no lock
+  is in the way, anything that would wait (or scans a lot) runs in a worker thread.
 * ``_sqlite_schema``: identity check, DDL and numbered migrations (``PRAGMA user_version``).
 * ``_sqlite_turns`` / ``_sqlite_activities`` / ``_sqlite_manage``: one ``*_txn`` function per
   contract operation, each run as exactly one transaction (``BEGIN IMMEDIATE`` for writes).
@@ -374,6 +374,7 @@ class SqliteProvider(Provider):
         return await self._db.read(
             "read_history",
             partial(read_history_txn, instance_id=instance_id, execution_id=execution_id),
+            on_loop=False,
         )
 
     async def list_executions(self, instance_id: str) -> list[int]:
@@ -393,22 +394,28 @@ class SqliteProvider(Provider):
     # -- management -----------------------------------------------------------------------------
 
     async def list_instances(self, query: InstanceQuery) -> InstancePage:
-        return await self._db.read("list_instances", partial(list_instances_txn, query=query))
+        return await self._db.read(
+            "list_instances", partial(list_instances_txn, query=query), on_loop=False
+        )
 
     async def list_children(self, instance_id: str) -> list[str]:
-        return await self._db.read("list_children", partial(children_txn, instance_id=instance_id))
+        return await self._db.read(
+            "list_children", partial(children_txn, instance_id=instance_id), on_loop=False
+        )
 
     async def delete_instance(self, request: DeleteRequest) -> DeleteResult:
         return await self._db.write(
-            "delete_instance", partial(delete_instance_txn, request=request)
+            "delete_instance", partial(delete_instance_txn, request=request), on_loop=False
         )
 
     async def prune_executions(self, request: PruneRequest) -> PruneResult:
-        return await self._db.write("prune_executions", partial(prune_txn, request=request))
+        return await self._db.write(
+            "prune_executions", partial(prune_txn, request=request), on_loop=False
+        )
 
     async def queue_depths(self) -> QueueDepths:
         return await self._db.read(
-            "queue_depths", partial(queue_depths_txn, now=self._clock.now_ms())
+            "queue_depths", partial(queue_depths_txn, now=self._clock.now_ms()), on_loop=False
         )
 
     # -- long polling ---------------------------------------------------------------------------

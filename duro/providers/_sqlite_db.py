@@ -1,20 +1,26 @@
-"""Connections and threads for the SQLite provider.
+"""Connections, and where SQLite calls run: on the event loop when they cannot wait, else in
+a worker thread.
 
 Design: one writer connection guarded by a ``threading.Lock``, plus a small pool of reader
-connections; every call runs in a worker thread (``anyio.to_thread.run_sync``) taken from a
-limiter that belongs to this database, so the event loop never waits on SQLite.
+connections (WAL readers see a consistent snapshot without waiting for the writer).
 
-Why a lock inside the thread and not an async limiter of one: SQLite admits one writer at a
-time anyway. With the lock in the thread, the next queued write is already sitting in its
-worker thread when the previous one commits and starts the moment the lock is released, while
-the event loop delivers the previous result in parallel (``sqlite3`` releases the GIL while a
-statement runs). An async limiter of one would put an event-loop round trip between every two
-transactions. In-process writers therefore never meet ``SQLITE_BUSY`` and never sleep in
-SQLite's busy handler; ``busy_timeout`` only matters between processes (or between providers
-on one file), where ``BEGIN IMMEDIATE`` waits for the other writer instead of failing.
+**On the loop first.** A hot-path transaction (fetch, commit, start, status read) takes tens
+to hundreds of microseconds, while handing it to a worker thread and waking the loop again
+costs about 160 us of CPU on a small VM: in a W1 profile the hand-offs were most of the
+provider's cost, and running such calls on the loop thread doubled throughput (decision
+0006). So they run right on the loop thread, but only when that cannot block: connections
+used there have ``busy_timeout = 0``, so if another process holds the write lock (or, rarely,
+a reader is refused), the call gives up before doing anything and takes the thread path
+below, which waits with the real ``busy_timeout``. Calls that may scan a lot (management
+queries, deletes, whole histories) pass ``on_loop=False`` and always use a thread.
 
-Readers are separate connections: in WAL mode they read a consistent snapshot without waiting
-for the writer, so status queries and management reads do not queue behind turn commits.
+**Thread path.** The lock is taken inside the worker thread: the next queued write is
+already sitting in its thread when the previous one commits and starts the moment the lock
+is released. Writes queued while a batch is in the thread go together in the next batch
+(group commit), each in its own savepoint so a failing write undoes only itself.
+In-process writers therefore never sleep in SQLite's busy handler; ``busy_timeout`` only
+matters between processes (or between providers on one file), where ``BEGIN IMMEDIATE``
+waits for the other writer instead of failing.
 
 ``":memory:"`` is different: an in-memory database belongs to its one connection, so all work
 goes through the writer, and ``close()`` keeps the data as a serialized snapshot that the next
@@ -23,15 +29,18 @@ use restores (the provider behaves like a store that survives close/reopen, as f
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
-from ._sqlite_errors import translate
+from ._sqlite_checkpoint import Checkpointer
+from ._sqlite_errors import is_busy, translate
 from ._sqlite_schema import check_identity, migrate
 
 T = TypeVar("T")
@@ -40,10 +49,15 @@ R = TypeVar("R")
 MEMORY = ":memory:"
 _MAX_READERS = 4
 _WRITE_THREADS = 4
+_MAX_GROUP = 64
+
+
+class _Busy(Exception):
+    """An on-loop attempt met another connection's lock; nothing was done."""
 
 
 class Database:
-    """Thread-offloaded access to one SQLite file (or one in-memory database)."""
+    """Access to one SQLite file (or one in-memory database) from async code."""
 
     def __init__(self, path: str, *, busy_timeout: float) -> None:
         self.path = path
@@ -59,6 +73,9 @@ class Database:
         self._pending: list[_Write] = []
         self._flushing = False
         self._read_limiter: anyio.CapacityLimiter | None = None
+        self.checkpointer = (
+            None if self.in_memory else Checkpointer(self._connect, self._write_lock)
+        )
 
     # -- async entry points -------------------------------------------------------------------
 
@@ -70,25 +87,31 @@ class Database:
         self._write_limiter = None
         self._read_limiter = None
 
-    async def write(self, operation: str, txn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(
+        self, operation: str, txn: Callable[[sqlite3.Connection], T], *, on_loop: bool = True
+    ) -> T:
         """Run ``txn`` atomically in a ``BEGIN IMMEDIATE`` transaction (see ``write_then``)."""
-        return await self.write_then(operation, txn, _identity)
+        return await self.write_then(operation, txn, _identity, on_loop=on_loop)
 
     async def write_then(
         self,
         operation: str,
         txn: Callable[[sqlite3.Connection], T],
         then: Callable[[T], R],
+        *,
+        on_loop: bool = True,
     ) -> R:
-        """Run ``txn`` atomically, then ``then`` on its result after COMMIT.
-
-        Group commit: writes queued while a batch is in the writer thread go together in the
-        next batch, one transaction and one thread hop for all of them, each in its own
-        savepoint so a failing write undoes only itself. ``then`` runs in the worker thread
-        too (decoding large histories stays off the loop) but after COMMIT, so it does not
-        extend the time the write lock is held.
-        """
+        """Run ``txn`` atomically, then ``then`` on its result after COMMIT (outside the
+        write lock: decoding a large history does not stretch the time it is held)."""
         write = _Write(operation, txn, then)
+        if on_loop and not self._pending and not self._flushing:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            if self._write_on_loop(write):
+                # Yield once, as a thread hop would have, but never cancel a done write.
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+                result: R = write.outcome()
+                return result
+        write.done = anyio.Event()
         self._pending.append(write)
         if self._flushing:
             try:
@@ -99,10 +122,8 @@ class Database:
                 raise
         else:
             await self._flush()
-        if write.error is not None:
-            raise write.error
-        result: R = write.result
-        return result
+        queued: R = write.outcome()
+        return queued
 
     async def _flush(self) -> None:
         """Run queued writes batch by batch until none is left (for every waiting task)."""
@@ -117,12 +138,24 @@ class Database:
                         self._write_batch_sync, batch, limiter=self._writers()
                     )
                     for write in batch:
+                        assert write.done is not None
                         write.done.set()
         finally:
             self._flushing = False
 
-    async def read(self, operation: str, txn: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(
+        self, operation: str, txn: Callable[[sqlite3.Connection], T], *, on_loop: bool = True
+    ) -> T:
         """Run ``txn`` in one read transaction (a consistent snapshot)."""
+        if on_loop:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            try:
+                result = self._read_on_loop(operation, txn)
+            except _Busy:
+                pass
+            else:
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+                return result
         if self.in_memory:
             return await anyio.to_thread.run_sync(
                 self._read_on_writer_sync, operation, txn, limiter=self._writers()
@@ -141,23 +174,72 @@ class Database:
             self._read_limiter = anyio.CapacityLimiter(_MAX_READERS)
         return self._read_limiter
 
+    # -- on the loop thread: never waits for a lock ---------------------------------------------
+
+    def _write_on_loop(self, write: _Write) -> bool:
+        """Run ``write`` here if the writer is open and free; False if it could not start."""
+        conn = self._writer
+        if conn is None or not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")  # busy_timeout is 0: fails fast if locked
+            except sqlite3.Error as exc:
+                if is_busy(exc):
+                    return False
+                write.error = _translated(write.operation, exc, self.path)
+                return True
+            self._run_batch(conn, [write])
+        finally:
+            self._write_lock.release()
+        _run_then([write])
+        return True
+
+    def _read_on_loop(self, operation: str, txn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read here on an idle connection; ``_Busy`` if none is idle or it met a lock."""
+        if self.in_memory:
+            conn = self._writer
+            if conn is None or not self._write_lock.acquire(blocking=False):
+                raise _Busy
+            try:
+                return self._read_here(operation, conn, txn)
+            finally:
+                self._write_lock.release()
+        with self._pool_lock:
+            if not self._readers:
+                raise _Busy  # a thread opens the next connection, then it joins the pool
+            conn, generation = self._readers.pop(), self._generation
+        try:
+            return self._read_here(operation, conn, txn)
+        finally:
+            self._give_back(conn, generation)
+
+    def _read_here(
+        self, operation: str, conn: sqlite3.Connection, txn: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        try:
+            return _in_read_txn(conn, txn)
+        except sqlite3.Error as exc:
+            if is_busy(exc):
+                raise _Busy from exc
+            raise translate(operation, exc, self.path) from exc
+
     # -- worker-thread side ---------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (the module's implicit
         # transactions would begin DEFERRED, which can deadlock two upgrading writers).
-        conn = sqlite3.connect(
-            self.path,
-            timeout=self._busy_timeout,
-            isolation_level=None,
-            check_same_thread=False,
-        )
+        # timeout=0 and busy_timeout 0: a connection waits for locks only inside `_patient`.
+        return sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+
+    @contextlib.contextmanager
+    def _patient(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """Wait up to ``busy_timeout`` for other connections' locks (worker threads only)."""
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+            yield
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
 
     def _writer_sync(self) -> sqlite3.Connection:
         """The open writer connection; opens (and migrates) on first use. Hold the lock."""
@@ -165,17 +247,20 @@ class Database:
             return self._writer
         conn = self._connect()
         try:
-            if self.in_memory:
-                if self._snapshot is not None:
-                    conn.deserialize(self._snapshot)
-                    self._snapshot = None
-            else:
-                # Refuse foreign files before touching them (journal mode is a write).
-                check_identity(conn, self.path)
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA temp_store = MEMORY")
-            migrate(conn, self.path)
+            with self._patient(conn):
+                if self.in_memory:
+                    if self._snapshot is not None:
+                        conn.deserialize(self._snapshot)
+                        self._snapshot = None
+                else:
+                    # Refuse foreign files before touching them (journal mode is a write).
+                    check_identity(conn, self.path)
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    conn.execute("PRAGMA synchronous = NORMAL")
+                    # Checkpoints (and their fsync) run in the checkpointer's thread instead.
+                    conn.execute("PRAGMA wal_autocheckpoint = 0")
+                conn.execute("PRAGMA temp_store = MEMORY")
+                migrate(conn, self.path)
         except BaseException:
             conn.close()
             raise
@@ -190,6 +275,8 @@ class Database:
                 raise translate("open", exc, self.path) from exc
 
     def _close_sync(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         with self._write_lock:
             with self._pool_lock:
                 readers, self._readers = self._readers, []
@@ -206,12 +293,22 @@ class Database:
         with self._write_lock:
             try:
                 conn = self._writer_sync()
-                conn.execute("BEGIN IMMEDIATE")
+                with self._patient(conn):
+                    conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 for write in batch:
                     write.error = _translated(write.operation, exc, self.path)
                 return
-            try:
+            self._run_batch(conn, batch)
+        _run_then(batch)
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
+        """Run ``batch`` in the transaction just begun and COMMIT; hold the write lock."""
+        try:
+            if len(batch) == 1:
+                if not _run_alone(conn, batch[0], self.path):
+                    return
+            else:
                 for write in batch:
                     _run_in_savepoint(conn, write, self.path)
                     if not conn.in_transaction:
@@ -219,22 +316,17 @@ class Database:
                         # the writes before this one are gone too.
                         _fail_all(batch, write.error)
                         return
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                _rollback(conn)
-                for write in batch:
-                    write.error = _translated(write.operation, exc, self.path)
-                return
-            except BaseException as exc:
-                _rollback(conn)
-                _fail_all(batch, exc)
-                raise
-        for write in batch:
-            if write.error is None:
-                try:
-                    write.result = write.then(write.result)
-                except Exception as exc:
-                    write.error = exc
+            conn.execute("COMMIT")
+            if self.checkpointer is not None:
+                self.checkpointer.committed()
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            for write in batch:
+                write.error = _translated(write.operation, exc, self.path)
+        except BaseException as exc:
+            _rollback(conn)
+            _fail_all(batch, exc)
+            raise
 
     def _read_on_writer_sync(self, operation: str, txn: Callable[[sqlite3.Connection], T]) -> T:
         with self._write_lock:
@@ -250,7 +342,8 @@ class Database:
         except sqlite3.Error as exc:
             raise translate(operation, exc, self.path) from exc
         try:
-            return _in_read_txn(conn, txn)
+            with self._patient(conn):
+                return _in_read_txn(conn, txn)
         except sqlite3.Error as exc:
             raise translate(operation, exc, self.path) from exc
         finally:
@@ -276,11 +369,8 @@ class Database:
         conn.close()
 
 
-_MAX_GROUP = 64
-
-
 class _Write:
-    """One queued write: its transaction body, what to do after COMMIT, and its outcome."""
+    """One write: its transaction body, what to do after COMMIT, and its outcome."""
 
     __slots__ = ("done", "error", "operation", "result", "then", "txn")
 
@@ -293,15 +383,35 @@ class _Write:
         self.operation = operation
         self.txn = txn
         self.then = then
-        self.done = anyio.Event()
+        self.done: anyio.Event | None = None
+        """Set once a worker thread ran it (thread path only)."""
         self.result: Any = None
         self.error: BaseException | None = None
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 def _translated(operation: str, exc: sqlite3.Error, path: str) -> BaseException:
     error = translate(operation, exc, path)
     error.__cause__ = exc
     return error
+
+
+def _run_alone(conn: sqlite3.Connection, write: _Write, path: str) -> bool:
+    """The only write of its transaction: no savepoint needed. False if it failed (and the
+    transaction was rolled back)."""
+    try:
+        write.result = write.txn(conn)
+    except Exception as exc:
+        write.error = (
+            _translated(write.operation, exc, path) if isinstance(exc, sqlite3.Error) else exc
+        )
+        _rollback(conn)
+        return False
+    return True
 
 
 def _run_in_savepoint(conn: sqlite3.Connection, write: _Write, path: str) -> None:
@@ -317,6 +427,15 @@ def _run_in_savepoint(conn: sqlite3.Connection, write: _Write, path: str) -> Non
             conn.execute("RELEASE write")
         return
     conn.execute("RELEASE write")
+
+
+def _run_then(batch: list[_Write]) -> None:
+    for write in batch:
+        if write.error is None:
+            try:
+                write.result = write.then(write.result)
+            except Exception as exc:
+                write.error = exc
 
 
 def _fail_all(batch: list[_Write], error: BaseException | None) -> None:

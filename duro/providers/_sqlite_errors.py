@@ -86,6 +86,12 @@ class StoreBusyError(ProviderError):
         super().__init__(operation, message, retryable=True)
 
 
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds a lock this one needs (waiting could have helped)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+
+
 def translate(operation: str, exc: sqlite3.Error, path: str) -> ProviderError:
     """The most specific ``ProviderError`` for ``exc``; raise it ``from exc``."""
     code = getattr(exc, "sqlite_errorcode", None)

@@ -1,0 +1,129 @@
+"""Where SQLite calls run: short ones on the event loop unless a lock is in the way, WAL
+checkpoints in their own thread (decision 0006)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from duro._messages import StartOrchestration
+from duro.providers._sqlite import SqliteProvider
+from duro.providers._sqlite_checkpoint import Checkpointer
+from duro.providers._types import FetchTurnRequest
+
+from .test_sqlite import first_turn
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    backend: str = request.param
+    return backend
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "duro.db"
+
+
+class ThreadHops:
+    """Counts calls handed to worker threads while installed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = anyio.to_thread.run_sync
+
+        async def counting(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return await real(fn, *args, **kwargs)
+
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+
+
+def start(instance_id: str) -> StartOrchestration:
+    return StartOrchestration(instance_id=instance_id, name="orch")
+
+
+async def test_a_turn_round_trip_runs_on_the_event_loop(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with SqliteProvider(db_path) as provider:
+        await provider.open()
+        await provider.read_instance("warm-up")  # the first read opens a reader in a thread
+        hops = ThreadHops(monkeypatch)
+
+        await provider.start_orchestration(start("i1"))
+        [item] = await provider.fetch_turns(FetchTurnRequest(lock_timeout=5, max_items=4))
+        await provider.commit_turns([first_turn(item.lock_token, "i1")])
+        record = await provider.read_instance("i1")
+
+        assert record is not None and record.execution_id == 1
+        assert hops.count == 0
+
+
+async def test_a_write_that_meets_another_connections_lock_waits_in_a_thread(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with SqliteProvider(db_path, busy_timeout=10) as provider:
+        await provider.open()
+        hops = ThreadHops(monkeypatch)
+        holder = sqlite3.connect(db_path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(provider.start_orchestration, start("i1"))
+                await anyio.sleep(0.05)
+                assert hops.count == 1  # tried on the loop, met the lock, now waits in a thread
+                holder.execute("ROLLBACK")
+        finally:
+            holder.close()
+        assert await provider.read_instance("i1") is not None
+
+
+async def test_a_caller_cancelled_before_its_write_writes_nothing(db_path: Path) -> None:
+    async with SqliteProvider(db_path) as provider:
+        await provider.open()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await provider.start_orchestration(start("i1"))
+        assert await provider.read_instance("i1") is None
+
+
+async def test_checkpoints_keep_the_wal_bounded_under_continuous_writes(db_path: Path) -> None:
+    async with SqliteProvider(db_path) as provider:
+        await provider.open()
+        checkpointer = provider._db.checkpointer
+        assert isinstance(checkpointer, Checkpointer)
+        for n in range(3000):
+            await provider.start_orchestration(start(f"i{n}"))
+        # Without checkpoints (automatic ones are off) 3,000 starts leave a WAL of tens of
+        # megabytes; each checkpoint lets the next write restart it from the beginning.
+        assert checkpointer.checkpoints >= 1
+        wal = await anyio.Path(f"{db_path}-wal").stat()
+        assert wal.st_size < 8 * 2**20
+
+
+def test_the_checkpointer_thread_ends_on_stop_and_restarts_on_demand(db_path: Path) -> None:
+    sqlite3.connect(db_path).execute("PRAGMA journal_mode = WAL").close()
+    checkpointer = Checkpointer(lambda: sqlite3.connect(db_path), threading.Lock(), every=2)
+    checkpointer.committed()
+    assert checkpointer.checkpoints == 0  # not due yet
+    checkpointer.committed()
+    deadline = time.monotonic() + 10
+    while checkpointer.checkpoints == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert checkpointer.checkpoints == 1
+    checkpointer.stop()
+    checkpointer.committed()
+    checkpointer.committed()
+    checkpointer.stop()  # a checkpoint due at stop may or may not run; the thread ends
+    assert checkpointer.checkpoints in (1, 2)
