@@ -6,6 +6,7 @@ import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import anyio
 
@@ -156,8 +157,8 @@ class OrchestrationDispatcher:
         self._fetch_scopes.cancel_all()
 
     async def _process(self, item: OrchestrationWorkItem) -> None:
-        attributes = lambda: turn_attributes(  # noqa: E731
-            item.instance_id, item.execution_id, len(item.messages)
+        attributes = partial(
+            turn_attributes, item.instance_id, item.execution_id, len(item.messages)
         )
         with span("duro.turn", attributes):
             await self._process_traced(item)

@@ -154,8 +154,8 @@ class ActivityWorker:
                 return
             result: msgspec.Raw | None = None
             error: ErrorInfo | None = None
-            attributes = lambda: activity_attributes(  # noqa: E731
-                task.instance_id, task.name, ctx.attempt
+            attributes = functools.partial(
+                activity_attributes, task.instance_id, task.name, ctx.attempt
             )
             with running.scope, span("duro.activity", attributes):
                 result, error = await self._run(item, ctx)
