@@ -144,6 +144,11 @@ async def waiter(ctx: duro.OrchestrationContext, i: int) -> int:
     return int(await ctx.wait_for_event("go", type=int)) + i
 
 
+def expected_output(orch: Any, seed: int, k: int) -> Any:
+    """What ``fan_out`` (W1) or ``chain`` (W2) started with ``[seed, k]`` must return."""
+    return [seed * 100 + i for i in range(k)] if orch is fan_out else seed + k
+
+
 # -- harness ----------------------------------------------------------------------------------
 
 IDLE_SECONDS = 3.0
@@ -199,10 +204,7 @@ async def _batch(
         instance_id = f"{args.workload.lower()}-{seed}"
         started[instance_id] = now_ms()
         await client.start_orchestration(instance_id, orch, [seed, args.k])
-        if orch is fan_out:
-            expected[instance_id] = [seed * 100 + i for i in range(args.k)]
-        else:
-            expected[instance_id] = seed + args.k
+        expected[instance_id] = expected_output(orch, seed, args.k)
     result.extra["start_s"] = (now_ms() - first) / 1000.0
     done = await _collect(client, expected, time.monotonic() + args.timeout, result)
     if done:

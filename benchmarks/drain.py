@@ -4,8 +4,8 @@
 
 W1 and W2 in ``benchmarks.run`` time a client starting instances while the runtime works;
 this takes the client's start loop out, so an A/B of two trees measures the runtime and the
-store alone (run both trees alternately, several times: the machine is noisy). Prints
-orchestrations per second of the drain and the process's CPU seconds during it.
+store alone (run both trees alternately, several times: the machine is noisy). Every output
+is checked; prints orchestrations per second of the drain and the CPU seconds it took.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import anyio
 
 import duro
 
-from ._duro_workloads import PROVIDERS, chain, fan_out, registry
+from ._duro_workloads import PROVIDERS, chain, expected_output, fan_out, registry
 
 
 async def drain(workload: str, n: int, provider: str, steps: int) -> None:
@@ -36,8 +36,12 @@ async def drain(workload: str, n: int, provider: str, steps: int) -> None:
             began = time.perf_counter()
             for seed in range(n):
                 status = await client.wait_for_orchestration(f"{workload}-{seed}", timeout=300)
-                if status.state is not duro.State.COMPLETED:
-                    raise RuntimeError(f"{workload}-{seed}: {status.state.value}: {status.error}")
+                want = expected_output(orchestration, seed, steps)
+                if status.state is not duro.State.COMPLETED or status.output != want:
+                    raise RuntimeError(
+                        f"{workload}-{seed}: {status.state.value}: output {status.output!r}, "
+                        f"expected {want!r} ({status.error})"
+                    )
             drain_s = time.perf_counter() - began
         cpu_s = time.process_time() - cpu
         await store.close()

@@ -187,7 +187,7 @@ class Database:
             except sqlite3.Error as exc:
                 if is_busy(exc):
                     return False
-                write.error = _translated(write.operation, exc, self.path)
+                _fail_translated([write], exc, self.path)
                 return True
             self._run_batch(conn, [write])
         finally:
@@ -296,8 +296,7 @@ class Database:
                 with self._patient(conn):
                     conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                for write in batch:
-                    write.error = _translated(write.operation, exc, self.path)
+                _fail_translated(batch, exc, self.path)
                 return
             self._run_batch(conn, batch)
         _run_then(batch)
@@ -321,8 +320,7 @@ class Database:
                 self.checkpointer.committed()
         except sqlite3.Error as exc:
             _rollback(conn)
-            for write in batch:
-                write.error = _translated(write.operation, exc, self.path)
+            _fail_translated(batch, exc, self.path)
         except BaseException as exc:
             _rollback(conn)
             _fail_all(batch, exc)
@@ -400,15 +398,24 @@ def _translated(operation: str, exc: sqlite3.Error, path: str) -> BaseException:
     return error
 
 
+def _failure(write: _Write, exc: Exception, path: str) -> BaseException:
+    """What a failing write body reports: SQLite errors translated, others as they are."""
+    return _translated(write.operation, exc, path) if isinstance(exc, sqlite3.Error) else exc
+
+
+def _fail_translated(batch: list[_Write], exc: sqlite3.Error, path: str) -> None:
+    """Every write of ``batch`` fails with ``exc``, translated for its own operation."""
+    for write in batch:
+        write.error = _translated(write.operation, exc, path)
+
+
 def _run_alone(conn: sqlite3.Connection, write: _Write, path: str) -> bool:
     """The only write of its transaction: no savepoint needed. False if it failed (and the
     transaction was rolled back)."""
     try:
         write.result = write.txn(conn)
     except Exception as exc:
-        write.error = (
-            _translated(write.operation, exc, path) if isinstance(exc, sqlite3.Error) else exc
-        )
+        write.error = _failure(write, exc, path)
         _rollback(conn)
         return False
     return True
@@ -419,9 +426,7 @@ def _run_in_savepoint(conn: sqlite3.Connection, write: _Write, path: str) -> Non
     try:
         write.result = write.txn(conn)
     except Exception as exc:
-        write.error = (
-            _translated(write.operation, exc, path) if isinstance(exc, sqlite3.Error) else exc
-        )
+        write.error = _failure(write, exc, path)
         if conn.in_transaction:
             conn.execute("ROLLBACK TO write")
             conn.execute("RELEASE write")
