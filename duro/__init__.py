@@ -6,11 +6,12 @@ durable step is recorded in history and replayed after a crash or restart.
 
 from __future__ import annotations
 
+from . import history as history
 from ._client import Client
 from ._clock import Clock, SystemClock
 from ._engine import DurableFuture, DurableKV, OrchestrationContext
 from ._errors import (
-    ActivityFailed,
+    ActivityFailedError,
     DuplicateEventError,
     DuroError,
     InstanceAlreadyExistsError,
@@ -25,7 +26,7 @@ from ._errors import (
     ProviderError,
     RegistrationError,
     StoreCorruptionError,
-    SubOrchestrationFailed,
+    SubOrchestrationFailedError,
     TaskCancelledError,
     UnregisteredError,
     WaitTimeoutError,
@@ -47,7 +48,7 @@ from .providers._sqlite_errors import (
 
 __all__ = [
     "ActivityContext",
-    "ActivityFailed",
+    "ActivityFailedError",
     "Client",
     "Clock",
     "DuplicateEventError",
@@ -82,7 +83,7 @@ __all__ = [
     "StoreBusyError",
     "StoreCorruptionError",
     "StoreFullError",
-    "SubOrchestrationFailed",
+    "SubOrchestrationFailedError",
     "SystemClock",
     "TagFilter",
     "TaskCancelledError",

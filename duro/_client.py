@@ -12,7 +12,12 @@ import anyio
 from ._errors import InstanceNotFoundError, WaitTimeoutError
 from ._history import HistoryEvent
 from ._ids import validate_instance_id
-from ._messages import CancelInstance, ExternalEvent, QueueEvent, StartOrchestration
+from ._messages import (
+    CancelOrchestrationMessage,
+    EnqueueEventMessage,
+    RaiseEventMessage,
+    StartOrchestrationMessage,
+)
 from ._registry import Registry
 from ._serde import decode, encode
 from ._status import OrchestrationStatus, State
@@ -96,7 +101,9 @@ class Client:
         name = _name_of(orchestration, self.registry)
         raw = encode(input, what=f"input of orchestration {name!r}")
         await self.store.start_orchestration(
-            StartOrchestration(instance_id=instance_id, name=name, version=version, input=raw)
+            StartOrchestrationMessage(
+                instance_id=instance_id, name=name, version=version, input=raw
+            )
         )
         return instance_id
 
@@ -112,7 +119,9 @@ class Client:
         await self._require(instance_id)
         raw = encode(data, what=f"data of event {name!r}")
         await self.store.enqueue_orchestrator_message(
-            ScheduledMessage(message=ExternalEvent(instance_id=instance_id, name=name, data=raw))
+            ScheduledMessage(
+                message=RaiseEventMessage(instance_id=instance_id, name=name, data=raw)
+            )
         )
 
     async def enqueue_event(self, instance_id: str, queue: str, data: Any = None) -> None:
@@ -120,7 +129,9 @@ class Client:
         await self._require(instance_id)
         raw = encode(data, what=f"message for queue {queue!r}")
         await self.store.enqueue_orchestrator_message(
-            ScheduledMessage(message=QueueEvent(instance_id=instance_id, queue=queue, data=raw))
+            ScheduledMessage(
+                message=EnqueueEventMessage(instance_id=instance_id, queue=queue, data=raw)
+            )
         )
 
     async def cancel_orchestration(self, instance_id: str, reason: str = "cancelled") -> None:
@@ -128,7 +139,9 @@ class Client:
         told to stop and its sub-orchestrations are cancelled too."""
         await self._require(instance_id)
         await self.store.enqueue_orchestrator_message(
-            ScheduledMessage(message=CancelInstance(instance_id=instance_id, reason=reason))
+            ScheduledMessage(
+                message=CancelOrchestrationMessage(instance_id=instance_id, reason=reason)
+            )
         )
 
     # -- reading state --------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
     DuroError
     ├── OrchestrationFailureError        raised *inside* orchestration code, catchable there
-    │   ├── ActivityFailed               an activity raised (after its retries)
-    │   ├── SubOrchestrationFailed       a sub-orchestration ended in failure
+    │   ├── ActivityFailedError          an activity raised (after its retries)
+    │   ├── SubOrchestrationFailedError  a sub-orchestration ended in failure
     │   └── TaskCancelledError           the awaited task was cancelled (select loser, shutdown)
     ├── NondeterminismError              replay diverged from recorded history
     ├── NonDurableAwaitError             orchestration awaited something that is not durable
@@ -53,7 +53,7 @@ class OrchestrationFailureError(DuroError):
         return self.error.message
 
 
-class ActivityFailed(OrchestrationFailureError):
+class ActivityFailedError(OrchestrationFailureError):
     """An activity raised; carries the original error type and message.
 
     ``name`` is the activity name and ``attempts`` how many attempts were made.
@@ -69,7 +69,7 @@ class ActivityFailed(OrchestrationFailureError):
         self.attempts = attempts
 
 
-class SubOrchestrationFailed(OrchestrationFailureError):
+class SubOrchestrationFailedError(OrchestrationFailureError):
     """A sub-orchestration ended in failure; carries its error."""
 
     def __init__(self, name: str, instance_id: str, error: ErrorInfo) -> None:

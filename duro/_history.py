@@ -28,7 +28,7 @@ class ParentRef(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
 
 
-class QueuedEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class CarriedEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """An arrival carried across ``continue_as_new``: an unconsumed ``dequeue_event`` message,
     or an event that reached the instance in the turn that continued (kind ``"event"``)."""
 
@@ -50,7 +50,7 @@ class OrchestrationStarted(Event, tag="OrchestrationStarted", frozen=True):
     version: str
     input: Raw = NULL
     parent: ParentRef | None = None
-    carried_events: list[QueuedEvent] = []
+    carried_events: list[CarriedEvent] = []
     """Queue messages carried from the previous execution, consumed before new arrivals."""
 
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import msgspec
 
-from ._history import NULL, ParentRef, QueuedEvent, Raw
+from ._history import NULL, CarriedEvent, ParentRef, Raw
 from ._status import ErrorInfo
 
 
 class OrchestratorMessage(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True, omit_defaults=True
 ):
     instance_id: str
 
 
-class StartOrchestration(OrchestratorMessage, tag="StartOrchestration", frozen=True):
+class StartOrchestrationMessage(OrchestratorMessage, frozen=True):
     name: str
     version: str | None = None
     """None: the worker picks the latest registered version."""
@@ -27,17 +27,17 @@ class StartOrchestration(OrchestratorMessage, tag="StartOrchestration", frozen=T
     parent: ParentRef | None = None
 
 
-class ContinueAsNewMessage(OrchestratorMessage, tag="ContinueAsNew", frozen=True):
+class ContinueAsNewMessage(OrchestratorMessage, frozen=True):
     execution_id: int
     """The *new* execution's id."""
     name: str
     version: str | None = None
     input: Raw = NULL
-    carried_events: list[QueuedEvent] = []
+    carried_events: list[CarriedEvent] = []
     parent: ParentRef | None = None
 
 
-class ActivityResult(OrchestratorMessage, tag="ActivityResult", frozen=True):
+class ActivityResultMessage(OrchestratorMessage, frozen=True):
     execution_id: int
     seq: int
     result: Raw = NULL
@@ -45,13 +45,13 @@ class ActivityResult(OrchestratorMessage, tag="ActivityResult", frozen=True):
     error: ErrorInfo | None = None
 
 
-class TimerFiredMessage(OrchestratorMessage, tag="TimerFired", frozen=True):
+class TimerFiredMessage(OrchestratorMessage, frozen=True):
     execution_id: int
     seq: int
     fire_at: int
 
 
-class SubOrchestrationResult(OrchestratorMessage, tag="SubOrchestrationResult", frozen=True):
+class SubOrchestrationResultMessage(OrchestratorMessage, frozen=True):
     """Sent by a child's terminal turn to ``instance_id`` = the parent."""
 
     execution_id: int
@@ -62,29 +62,29 @@ class SubOrchestrationResult(OrchestratorMessage, tag="SubOrchestrationResult", 
     error: ErrorInfo | None = None
 
 
-class ExternalEvent(OrchestratorMessage, tag="ExternalEvent", frozen=True):
+class RaiseEventMessage(OrchestratorMessage, frozen=True):
     name: str
     data: Raw = NULL
 
 
-class QueueEvent(OrchestratorMessage, tag="QueueEvent", frozen=True):
+class EnqueueEventMessage(OrchestratorMessage, frozen=True):
     queue: str
     data: Raw = NULL
 
 
-class CancelInstance(OrchestratorMessage, tag="CancelInstance", frozen=True):
+class CancelOrchestrationMessage(OrchestratorMessage, frozen=True):
     reason: str
 
 
 AnyOrchestratorMessage = (
-    StartOrchestration
+    StartOrchestrationMessage
     | ContinueAsNewMessage
-    | ActivityResult
+    | ActivityResultMessage
     | TimerFiredMessage
-    | SubOrchestrationResult
-    | ExternalEvent
-    | QueueEvent
-    | CancelInstance
+    | SubOrchestrationResultMessage
+    | RaiseEventMessage
+    | EnqueueEventMessage
+    | CancelOrchestrationMessage
 )
 
 

@@ -1,7 +1,7 @@
 """duro on Azure Cosmos DB (NoSQL API): ``CosmosProvider`` over raw REST, no Azure SDK."""
 
 from ._provider import CosmosProvider
-from ._rest import CosmosConfig, CosmosConfigError, RequestStatistics, RetryPolicy
+from ._rest import CosmosConfig, CosmosConfigError, HttpRetryPolicy, RequestStatistics
 from ._store import INDEXING_POLICY, TurnTooLargeError
 
 __all__ = [
@@ -9,7 +9,7 @@ __all__ = [
     "CosmosConfig",
     "CosmosConfigError",
     "CosmosProvider",
+    "HttpRetryPolicy",
     "RequestStatistics",
-    "RetryPolicy",
     "TurnTooLargeError",
 ]

@@ -126,7 +126,11 @@ class Activities:
         # over items whose locks already ran out.
         until = ctx.clock.now_ms() + to_ms(request.lock_timeout)
         locked = msgspec.structs.replace(
-            doc, lock_token=token, locked_until=until, attempt=doc.attempt + 1, etag=None
+            doc,
+            lock_token=token,
+            locked_until=until,
+            delivery_count=doc.delivery_count + 1,
+            etag=None,
         )
         try:
             etag = await ctx.store.replace(doc.id, dump(locked), doc.instance_id, if_match=doc.etag)
@@ -144,7 +148,7 @@ class Activities:
             until=until, session=doc.session,
         )  # fmt: skip
         return ActivityWorkItem(
-            lock_token=token, task=decode_task(doc.task), attempt=locked.attempt
+            lock_token=token, task=decode_task(doc.task), delivery_count=locked.delivery_count
         )
 
     # -- sessions -------------------------------------------------------------------------------
@@ -370,9 +374,10 @@ class Activities:
             until = now + to_ms(request.extend_for)
             new = msgspec.structs.replace(doc, locked_until=until, etag=None)
         else:
-            attempt = max(0, doc.attempt - 1) if request.ignore_attempt else doc.attempt
+            count = doc.delivery_count
+            delivery_count = max(0, count - 1) if request.undo_delivery_count else count
             new = msgspec.structs.replace(
-                doc, lock_token=None, locked_until=0, attempt=attempt,
+                doc, lock_token=None, locked_until=0, delivery_count=delivery_count,
                 visible_at=now + to_ms(request.delay), etag=None,
             )  # fmt: skip
         try:
@@ -392,4 +397,4 @@ class Activities:
 
 
 def _lock_state(doc: WorkDoc) -> tuple[str | None, int, int, int]:
-    return doc.lock_token, doc.locked_until, doc.visible_at, doc.attempt
+    return doc.lock_token, doc.locked_until, doc.visible_at, doc.delivery_count

@@ -81,7 +81,7 @@ class InstanceDoc(_Doc, kw_only=True):
     custom_status: str | None = None
     custom_status_version: int = 0
     lock: LockState | None = None
-    attempts: dict[str, int] = {}
+    delivery_counts: dict[str, int] = msgspec.field(default_factory=dict, name="attempts")
     last_commit_id: str | None = None
     slot: int = 0
 
@@ -119,7 +119,7 @@ class WorkDoc(_Doc, kw_only=True):
     seq: int
     lock_token: str | None = None
     locked_until: int = 0
-    attempt: int = 0
+    delivery_count: int = msgspec.field(default=0, name="attempt")
     tag: str | None = None
     session: str | None = None
     task: str

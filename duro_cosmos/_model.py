@@ -11,7 +11,7 @@ from duro._history import HistoryEvent, decode_events, encode_events
 from duro._messages import (
     ActivityTask,
     AnyOrchestratorMessage,
-    StartOrchestration,
+    StartOrchestrationMessage,
     encode_message,
 )
 from duro._status import ErrorInfo, ExecutionStatus, State
@@ -100,7 +100,7 @@ def queue_doc(
     )
 
 
-def pending_instance(start: StartOrchestration, now: int, seq: int) -> InstanceDoc:
+def pending_instance(start: StartOrchestrationMessage, now: int, seq: int) -> InstanceDoc:
     return InstanceDoc(
         id="instance",
         instance_id=start.instance_id,
@@ -232,7 +232,7 @@ def apply_commit(doc: InstanceDoc, commit: TurnCommit, now: int, commit_id: str)
         custom_status=custom_status,
         custom_status_version=version,
         lock=None,
-        attempts={k: v for k, v in doc.attempts.items() if k not in batch},
+        delivery_counts={k: v for k, v in doc.delivery_counts.items() if k not in batch},
         last_commit_id=commit_id,
         etag=None,
     )

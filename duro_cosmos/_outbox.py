@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from duro._errors import ProviderError
-from duro._messages import StartOrchestration, decode_message
+from duro._messages import StartOrchestrationMessage, decode_message
 
 from ._context import Context
 from ._documents import OutboxDoc, OutboxItem, QueueDoc, dump, load
@@ -39,14 +39,14 @@ class Outbox:
     async def put_message(self, doc: QueueDoc) -> None:
         """Create ``doc`` in its partition; an existing id means it was delivered already.
 
-        A ``StartOrchestration`` also creates the pending instance document (in one batch),
+        A ``StartOrchestrationMessage`` also creates the pending instance document (in one batch),
         unless the instance exists, in which case the start is queued for the runtime to judge.
         """
         store = self._ctx.store
         pk = doc.instance_id
-        if doc.kind == StartOrchestration.__name__:
+        if doc.kind == StartOrchestrationMessage.__name__:
             start = decode_message(doc.msg)
-            if isinstance(start, StartOrchestration):
+            if isinstance(start, StartOrchestrationMessage):
                 instance = pending_instance(start, doc.enqueued_at, doc.seq)
                 ops = [BatchOperation.create(dump(instance)), BatchOperation.create(dump(doc))]
 

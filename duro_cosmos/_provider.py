@@ -6,7 +6,7 @@ import httpx
 
 from duro._clock import SYSTEM_CLOCK, Clock
 from duro._history import HistoryEvent
-from duro._messages import StartOrchestration
+from duro._messages import StartOrchestrationMessage
 from duro.providers._interface import Provider
 from duro.providers._types import (
     AbandonRequest,
@@ -34,7 +34,7 @@ from ._activities import Activities
 from ._context import Context
 from ._manage import Management
 from ._outbox import Outbox
-from ._rest import CosmosConfig, CosmosError, RequestStatistics, RetryPolicy
+from ._rest import CosmosConfig, CosmosError, HttpRetryPolicy, RequestStatistics
 from ._slots import DEFAULT_LEASE_MS, Slots
 from ._store import Store
 from ._turns import Turns
@@ -60,7 +60,7 @@ class CosmosProvider(Provider):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
-        retry: RetryPolicy | None = None,
+        retry: HttpRetryPolicy | None = None,
         owner_id: str | None = None,
         slot_lease_ms: int = DEFAULT_LEASE_MS,
         batch_partition_key: bool = False,
@@ -125,7 +125,7 @@ class CosmosProvider(Provider):
 
     # -- the contract ---------------------------------------------------------------------------
 
-    async def start_orchestration(self, start: StartOrchestration) -> None:
+    async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
         await self._turns.start(start)
 
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:

@@ -26,7 +26,7 @@ from ._rest import (
     CosmosError,
     CosmosNotFound,
     CosmosRestClient,
-    RetryPolicy,
+    HttpRetryPolicy,
 )
 
 INDEXING_POLICY: Mapping[str, Any] = {
@@ -68,7 +68,7 @@ class Store:
         config: CosmosConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
+        retry: HttpRetryPolicy | None = None,
         batch_partition_key: bool = False,
     ) -> None:
         self.config = config

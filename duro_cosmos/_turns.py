@@ -21,7 +21,7 @@ from duro._errors import (
     ProviderError,
 )
 from duro._history import HistoryEvent
-from duro._messages import StartOrchestration, decode_message
+from duro._messages import StartOrchestrationMessage, decode_message
 from duro.providers._types import (
     AbandonRequest,
     FetchTurnRequest,
@@ -91,7 +91,7 @@ class Turns:
 
     # -- client side ----------------------------------------------------------------------------
 
-    async def start(self, start: StartOrchestration) -> None:
+    async def start(self, start: StartOrchestrationMessage) -> None:
         ctx = self._ctx
         now = ctx.clock.now_ms()
         seq = SEQUENCE.next()
@@ -199,7 +199,7 @@ class Turns:
         if instance_raw is None:
             # Never started: drop what no start can want, keep the rest, move on.
             for doc in visible:
-                if doc.kind in ("QueueEvent", "CancelInstance"):
+                if doc.kind in ("EnqueueEventMessage", "CancelOrchestrationMessage"):
                     await ctx.store.delete(doc.id, instance_id)
             return None
         instance = load(instance_raw, InstanceDoc)
@@ -208,9 +208,9 @@ class Turns:
         batch = visible[:MAX_BATCH_MESSAGES]
         token = make_token(instance_id)
         present = {q.id for q in queued}
-        attempts = {k: v for k, v in instance.attempts.items() if k in present}
+        counts = {k: v for k, v in instance.delivery_counts.items() if k in present}
         for doc in batch:
-            attempts[doc.id] = attempts.get(doc.id, 0) + 1
+            counts[doc.id] = counts.get(doc.id, 0) + 1
         locked = msgspec.structs.replace(
             instance,
             lock=LockState(
@@ -220,7 +220,7 @@ class Turns:
                 until=ctx.clock.now_ms() + to_ms(request.lock_timeout),
                 batch=[doc.id for doc in batch],
             ),
-            attempts=attempts,
+            delivery_counts=counts,
             etag=None,
         )
         etag = await self._replace_instance(instance_id, locked, instance.etag)
@@ -255,7 +255,7 @@ class Turns:
             instance=record_of(instance) if active else None,
             history=history,
             messages=[decode_message(doc.msg) for doc in batch],
-            attempt=max(attempts[doc.id] for doc in batch),
+            delivery_count=max(counts[doc.id] for doc in batch),
             kv_snapshot={} if omitted else kv_snapshot(kv.values()),
             history_error=history_error,
             history_omitted=omitted,
@@ -448,11 +448,11 @@ class Turns:
         now = ctx.clock.now_ms()
         lock = await self.live_lock(op, request.lock_token, now)
         instance = lock.instance
-        attempts = dict(instance.attempts)
-        if request.ignore_attempt and instance.lock is not None:
+        counts = dict(instance.delivery_counts)
+        if request.undo_delivery_count and instance.lock is not None:
             for doc_id in instance.lock.batch:
-                attempts[doc_id] = max(0, attempts.get(doc_id, 0) - 1)
-        released = msgspec.structs.replace(instance, lock=None, attempts=attempts, etag=None)
+                counts[doc_id] = max(0, counts.get(doc_id, 0) - 1)
+        released = msgspec.structs.replace(instance, lock=None, delivery_counts=counts, etag=None)
         ops = [BatchOperation.replace(INSTANCE_DOC_ID, dump(released), if_match=lock.etag)]
         if request.delay:
             visible = now + to_ms(request.delay)

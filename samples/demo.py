@@ -15,7 +15,7 @@ The ``order_workflow`` orchestration shows, in order:
 * custom status (the client watches the stages change) and the durable KV map.
 
 A second order with a declined card shows a failure: the activity error reaches the
-orchestration as ``duro.ActivityFailed`` and, uncaught, fails the instance.
+orchestration as ``duro.ActivityFailedError`` and, uncaught, fails the instance.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ async def order_workflow(ctx: duro.OrchestrationContext, order: Order) -> dict[s
 # -- the client side -----------------------------------------------------------------------------
 
 
-def describe(event: duro.providers.HistoryEvent) -> str:
+def describe(event: duro.history.HistoryEvent) -> str:
     """One history event as one short line."""
     kind = type(event).__name__
     fields = {
@@ -138,7 +138,7 @@ def describe(event: duro.providers.HistoryEvent) -> str:
     }
     if "error" in fields:
         fields["error"] = fields["error"].error_type
-    if isinstance(event, duro.providers.TimerCreated):
+    if isinstance(event, duro.history.TimerCreated):
         fields["fires_in"] = f"{(event.fire_at - event.ts) / 1000:g}s"
     detail = " ".join(f"{k}={v}" for k, v in fields.items())
     return f"{event.event_id:>3}  {kind:<26} {detail}"

@@ -8,7 +8,7 @@ import duro.testing
 
 EXPECTED_DURO = {
     "ActivityContext",
-    "ActivityFailed",
+    "ActivityFailedError",
     "Client",
     "Clock",
     "DuplicateEventError",
@@ -40,7 +40,7 @@ EXPECTED_DURO = {
     "SchemaVersionError",
     "State",
     "StoreCorruptionError",
-    "SubOrchestrationFailed",
+    "SubOrchestrationFailedError",
     "SqliteProvider",
     "StoreBusyError",
     "StoreFullError",

@@ -7,17 +7,17 @@ import pytest
 
 from duro._history import (
     ActivityCompleted,
+    CarriedEvent,
     CustomStatusSet,
     OrchestrationStarted,
-    QueuedEvent,
     decode_event,
     encode_event,
 )
 from duro._messages import (
-    ActivityResult,
+    ActivityResultMessage,
     ActivityTask,
     ContinueAsNewMessage,
-    SubOrchestrationResult,
+    SubOrchestrationResultMessage,
     decode_message,
     decode_task,
     encode_message,
@@ -31,9 +31,9 @@ ERROR = ErrorInfo(category=ErrorCategory.APPLICATION, error_type="E", message="m
 @pytest.mark.parametrize(
     "message",
     [
-        ActivityResult(instance_id="i", execution_id=1, seq=2, result=RAW),
-        ActivityResult(instance_id="i", execution_id=1, seq=2, error=ERROR),
-        SubOrchestrationResult(
+        ActivityResultMessage(instance_id="i", execution_id=1, seq=2, result=RAW),
+        ActivityResultMessage(instance_id="i", execution_id=1, seq=2, error=ERROR),
+        SubOrchestrationResultMessage(
             instance_id="p", execution_id=1, seq=3, child_instance_id="c", result=RAW
         ),
         ContinueAsNewMessage(
@@ -42,8 +42,8 @@ ERROR = ErrorInfo(category=ErrorCategory.APPLICATION, error_type="E", message="m
             name="n",
             input=RAW,
             carried_events=[
-                QueuedEvent(queue="q", data=RAW),
-                QueuedEvent(queue="e", data=RAW, kind="event"),
+                CarriedEvent(queue="q", data=RAW),
+                CarriedEvent(queue="e", data=RAW, kind="event"),
             ],
         ),
     ],

@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from .._errors import ActivityFailed, PayloadError, UnregisteredError
+from .._errors import ActivityFailedError, PayloadError, UnregisteredError
 from .._history import (
     ActivityScheduled,
     CustomStatusSet,
@@ -191,7 +191,7 @@ class OrchestrationContext:
     ) -> DurableFuture[Any]:
         """Run an activity (by function or registered name); await the returned future.
 
-        A failure raises ``duro.ActivityFailed``. With ``retry``, failed attempts are retried
+        A failure raises ``duro.ActivityFailedError``. With ``retry``, failed attempts are retried
         after durable back-off timers. ``tag`` routes to workers serving that tag; ``session``
         pins every activity of that session to one worker.
         """
@@ -257,9 +257,9 @@ class OrchestrationContext:
                     error_type="ActivityTimeout",
                     message=f"attempt {attempt} did not finish within {timeout} s",
                 )
-                failure = ActivityFailed(name, error, attempts=attempt)
-            except ActivityFailed as exc:
-                failure = ActivityFailed(name, exc.error, attempts=attempt)
+                failure = ActivityFailedError(name, error, attempts=attempt)
+            except ActivityFailedError as exc:
+                failure = ActivityFailedError(name, exc.error, attempts=attempt)
             if attempt >= policy.max_attempts or not (
                 failure.error.retryable and policy.is_retryable(failure.error.error_type)
             ):
@@ -306,7 +306,9 @@ class OrchestrationContext:
         instance_id: str | None = None,
         version: str | None = None,
     ) -> DurableFuture[Any]:
-        """Run a child orchestration and await its result (``SubOrchestrationFailed`` on error).
+        """Run a child orchestration and await its result.
+
+        A failed child raises ``SubOrchestrationFailedError`` when awaited.
 
         The default child id is ``"<parent>:<execution>:<step>"``. Dropping the future (for
         example losing a ``select``) cancels the child.

@@ -20,7 +20,12 @@ from .._history import (
     TaskCancelled,
     TimerCreated,
 )
-from .._messages import ActivityTask, CancelInstance, StartOrchestration, TimerFiredMessage
+from .._messages import (
+    ActivityTask,
+    CancelOrchestrationMessage,
+    StartOrchestrationMessage,
+    TimerFiredMessage,
+)
 from ._futures import DurableFuture
 from ._outcomes import TurnResult
 from ._tasks import ActivityFuture, SubOrchestrationFuture
@@ -69,7 +74,7 @@ def record_side_effects(
         )
         turn.messages.append(
             (
-                StartOrchestration(
+                StartOrchestrationMessage(
                     instance_id=action.instance_id,
                     name=action.name,
                     version=action.version,
@@ -82,7 +87,7 @@ def record_side_effects(
     elif isinstance(action, OrchestrationChained):
         turn.messages.append(
             (
-                StartOrchestration(
+                StartOrchestrationMessage(
                     instance_id=action.instance_id,
                     name=action.name,
                     version=action.version,
@@ -97,7 +102,7 @@ def record_side_effects(
         elif isinstance(target, SubOrchestrationFuture):
             turn.messages.append(
                 (
-                    CancelInstance(
+                    CancelOrchestrationMessage(
                         instance_id=target.instance_id,
                         reason=f"parent {owner.instance_id!r} dropped the sub-orchestration",
                     ),

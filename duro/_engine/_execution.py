@@ -25,20 +25,22 @@ from typing import Any
 import msgspec
 
 from .._errors import (
-    ActivityFailed,
+    ActivityFailedError,
     NondeterminismError,
     NonDurableAwaitError,
     PayloadError,
+    SubOrchestrationFailedError,
     TaskCancelledError,
     UnregisteredError,
 )
-from .._errors import SubOrchestrationFailed as SubOrchestrationFailedError
 from .._history import (
     ACTION_EVENTS,
     NULL,
     ActivityCompleted,
+    ActivityFailed,
     ActivityScheduled,
     CancelRequested,
+    CarriedEvent,
     ContinuedAsNew,
     EventQueued,
     EventRaised,
@@ -47,23 +49,21 @@ from .._history import (
     OrchestrationFailed,
     OrchestrationStarted,
     ParentRef,
-    QueuedEvent,
     SubOrchestrationCompleted,
     SubOrchestrationFailed,
     TaskCancelled,
     TimerCreated,
     TimerFired,
 )
-from .._history import ActivityFailed as ActivityFailedEvent
 from .._messages import (
-    ActivityResult,
+    ActivityResultMessage,
     AnyOrchestratorMessage,
-    CancelInstance,
+    CancelOrchestrationMessage,
     ContinueAsNewMessage,
-    ExternalEvent,
-    QueueEvent,
-    StartOrchestration,
-    SubOrchestrationResult,
+    EnqueueEventMessage,
+    RaiseEventMessage,
+    StartOrchestrationMessage,
+    SubOrchestrationResultMessage,
     TimerFiredMessage,
 )
 from .._registry import Registered, Registry
@@ -362,21 +362,21 @@ class Execution:
 
     def _event_for(self, message: AnyOrchestratorMessage) -> HistoryEvent | None:
         """The event a message becomes, or None if it is stale, duplicate or unknown."""
-        if isinstance(message, ActivityResult | TimerFiredMessage | SubOrchestrationResult):
+        if isinstance(
+            message, ActivityResultMessage | TimerFiredMessage | SubOrchestrationResultMessage
+        ):
             if message.execution_id != self.execution_id:
                 return None
             future = self._futures.get(message.seq)
             if future is None or future.done:
                 return None
-            if isinstance(message, ActivityResult) and isinstance(future, ActivityFuture):
+            if isinstance(message, ActivityResultMessage) and isinstance(future, ActivityFuture):
                 if message.error is not None:
-                    return ActivityFailedEvent(
-                        event_id=0, ts=0, seq=message.seq, error=message.error
-                    )
+                    return ActivityFailed(event_id=0, ts=0, seq=message.seq, error=message.error)
                 return ActivityCompleted(event_id=0, ts=0, seq=message.seq, result=message.result)
             if isinstance(message, TimerFiredMessage) and isinstance(future, TimerFuture):
                 return TimerFired(event_id=0, ts=0, seq=message.seq)
-            if isinstance(message, SubOrchestrationResult) and isinstance(
+            if isinstance(message, SubOrchestrationResultMessage) and isinstance(
                 future, SubOrchestrationFuture
             ):
                 if message.error is not None:
@@ -387,11 +387,11 @@ class Execution:
                     event_id=0, ts=0, seq=message.seq, result=message.result
                 )
             return None
-        if isinstance(message, ExternalEvent):
+        if isinstance(message, RaiseEventMessage):
             return EventRaised(event_id=0, ts=0, name=message.name, data=message.data)
-        if isinstance(message, QueueEvent):
+        if isinstance(message, EnqueueEventMessage):
             return EventQueued(event_id=0, ts=0, queue=message.queue, data=message.data)
-        if isinstance(message, CancelInstance):
+        if isinstance(message, CancelOrchestrationMessage):
             return CancelRequested(event_id=0, ts=0, reason=message.reason)
         return None  # duplicate starts are handled by the shell
 
@@ -427,11 +427,13 @@ class Execution:
                     future.set_result(decode(event.result, future.output_type, what=what))
                 except PayloadError as exc:
                     future.set_exception(exc)
-        elif isinstance(event, ActivityFailedEvent):
+        elif isinstance(event, ActivityFailed):
             future = self._futures.get(event.seq)
             if isinstance(future, ActivityFuture):
                 attempts = self._attempt_of(event.seq)
-                future.set_exception(ActivityFailed(future.name, event.error, attempts=attempts))
+                future.set_exception(
+                    ActivityFailedError(future.name, event.error, attempts=attempts)
+                )
         elif isinstance(event, SubOrchestrationFailed):
             future = self._futures.get(event.seq)
             if isinstance(future, SubOrchestrationFuture):
@@ -511,7 +513,7 @@ class Execution:
             self._waiters.setdefault(channel, deque()).append(future)
         return future
 
-    def give_back(self, future: EventFuture) -> None:
+    def return_arrival(self, future: EventFuture) -> None:
         """Un-consume the arrival a losing wait took from the buffer, keeping arrival order."""
         if future.taken is None:
             return
@@ -544,7 +546,7 @@ class Execution:
             (m, at)
             for m, at in turn.messages
             if not isinstance(m, TimerFiredMessage)
-            and not (isinstance(m, StartOrchestration) and m.parent is not None)
+            and not (isinstance(m, StartOrchestrationMessage) and m.parent is not None)
         ]
         for seq, future in self._futures.items():
             if future.done:
@@ -554,7 +556,7 @@ class Execution:
             elif isinstance(future, SubOrchestrationFuture) and seq < self._turn_first_seq:
                 turn.messages.append(
                     (
-                        CancelInstance(
+                        CancelOrchestrationMessage(
                             instance_id=future.instance_id,
                             reason=f"parent {self.instance_id!r} ended",
                         ),
@@ -573,13 +575,13 @@ class Execution:
             turn.messages.append((self._continue_message(outcome), None))
             # A cancellation this execution never saw applies to the next one.
             turn.messages.extend(
-                (m, None) for m in self._unprocessed if isinstance(m, CancelInstance)
+                (m, None) for m in self._unprocessed if isinstance(m, CancelOrchestrationMessage)
             )
             return turn
         if self.parent is not None:
             turn.messages.append(
                 (
-                    SubOrchestrationResult(
+                    SubOrchestrationResultMessage(
                         instance_id=self.parent.instance_id,
                         execution_id=self.parent.execution_id,
                         seq=self.parent.seq,
@@ -596,7 +598,7 @@ class Execution:
 
     def _continue_message(self, outcome: ContinuedAsNew) -> ContinueAsNewMessage:
         carried = [
-            QueuedEvent(queue=channel[1], data=data)
+            CarriedEvent(queue=channel[1], data=data)
             for channel, buffered in self._buffers.items()
             if channel[0] == "queue"
             for _position, data in buffered
@@ -604,10 +606,10 @@ class Execution:
         # Arrivals this execution never processed go first in line for the next one, ahead of
         # anything enqueued later (re-sending them would put them behind newer messages).
         for message in self._unprocessed:
-            if isinstance(message, QueueEvent):
-                carried.append(QueuedEvent(queue=message.queue, data=message.data))
-            elif isinstance(message, ExternalEvent):
-                carried.append(QueuedEvent(queue=message.name, data=message.data, kind="event"))
+            if isinstance(message, EnqueueEventMessage):
+                carried.append(CarriedEvent(queue=message.queue, data=message.data))
+            elif isinstance(message, RaiseEventMessage):
+                carried.append(CarriedEvent(queue=message.name, data=message.data, kind="event"))
         return ContinueAsNewMessage(
             instance_id=self.instance_id,
             execution_id=self.execution_id + 1,

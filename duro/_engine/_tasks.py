@@ -80,7 +80,7 @@ class EventFuture(DurableFuture[Any]):
             # A wait served from the buffer that loses a select hands its arrival back.
             if not self.cancelled:
                 self.cancelled = True
-                self.execution.give_back(self)
+                self.execution.return_arrival(self)
             return
         super().cancel(reason)
 

@@ -19,8 +19,8 @@ from .._history import (
 from .._messages import (
     AnyOrchestratorMessage,
     ContinueAsNewMessage,
-    StartOrchestration,
-    SubOrchestrationResult,
+    StartOrchestrationMessage,
+    SubOrchestrationResultMessage,
 )
 from .._registry import Registered, Registry
 from .._status import ErrorCategory, ErrorInfo, ExecutionStatus
@@ -65,7 +65,7 @@ def run_turn(registry: Registry, work: TurnInput, cached: Execution | None = Non
     status = work.execution_status
     history = work.history
     if work.execution_id == 0 or status is None:
-        start = next((m for m in work.messages if isinstance(m, StartOrchestration)), None)
+        start = next((m for m in work.messages if isinstance(m, StartOrchestrationMessage)), None)
         if start is None:
             return _drop_all(work, reason="no start message for an instance that does not exist")
         return _new_execution(registry, work, 1, start, start.parent, [], start.version)
@@ -111,7 +111,7 @@ def _new_execution(
     registry: Registry,
     work: TurnInput,
     execution_id: int,
-    start: StartOrchestration | ContinueAsNewMessage,
+    start: StartOrchestrationMessage | ContinueAsNewMessage,
     parent: ParentRef | None,
     carried: list[object],
     version: str | None,
@@ -180,7 +180,7 @@ def _notify_parent(
     if parent is not None:
         result.messages.append(
             (
-                SubOrchestrationResult(
+                SubOrchestrationResultMessage(
                     instance_id=parent.instance_id,
                     execution_id=parent.execution_id,
                     seq=parent.seq,
@@ -245,12 +245,12 @@ def _continue(registry: Registry, work: TurnInput, cached: Execution | None) -> 
 def _apply(
     execution: Execution,
     messages: list[AnyOrchestratorMessage],
-    start: StartOrchestration | ContinueAsNewMessage | None,
+    start: StartOrchestrationMessage | ContinueAsNewMessage | None,
 ) -> None:
     for message in messages:
         if message is start or isinstance(message, ContinueAsNewMessage):
             continue
-        if isinstance(message, StartOrchestration):
+        if isinstance(message, StartOrchestrationMessage):
             _reject_duplicate_start(execution.instance_id, message, execution.parent, execution)
             continue
         execution.apply_message(message)
@@ -258,7 +258,7 @@ def _apply(
 
 def _reject_duplicate_start(
     instance_id: str,
-    message: StartOrchestration,
+    message: StartOrchestrationMessage,
     own_parent: ParentRef | None,
     execution: Execution | None,
     result: TurnResult | None = None,
@@ -290,7 +290,7 @@ def _finished(work: TurnInput, history: list[HistoryEvent]) -> TurnDecision:
     result = TurnResult(status=work.execution_status or ExecutionStatus.COMPLETED)
     started = history[0] if history and isinstance(history[0], OrchestrationStarted) else None
     for message in work.messages:
-        if isinstance(message, StartOrchestration):
+        if isinstance(message, StartOrchestrationMessage):
             _reject_duplicate_start(
                 work.instance_id, message, started.parent if started else None, None, result
             )
@@ -318,7 +318,11 @@ def terminate(work: TurnInput, error: ErrorInfo) -> TurnDecision:
     started = history[0] if history and isinstance(history[0], OrchestrationStarted) else None
     if started is None or work.execution_status is None:
         start = next(
-            (m for m in work.messages if isinstance(m, StartOrchestration | ContinueAsNewMessage)),
+            (
+                m
+                for m in work.messages
+                if isinstance(m, StartOrchestrationMessage | ContinueAsNewMessage)
+            ),
             None,
         )
         name = start.name if start else "unknown"

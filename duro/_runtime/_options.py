@@ -35,7 +35,7 @@ class RuntimeOptions:
     idle_backoff_min: float = 0.01
     idle_backoff_max: float = 1.0
     """Back-off between empty polls of a store that does not long-poll."""
-    max_attempts: int = 10
+    max_deliveries: int = 10
     """Deliveries of one message before it is treated as poison and the instance fails."""
     shutdown_grace_period: float = 10.0
     """On exit, how long in-flight turns and activities may finish before they are cancelled."""
@@ -56,5 +56,5 @@ class RuntimeOptions:
             raise ValueError("concurrency cannot be negative")
         if self.orchestration_lock_timeout <= 0 or self.activity_lock_timeout <= 0:
             raise ValueError("lock timeouts must be positive")
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        if self.max_deliveries < 1:
+            raise ValueError("max_deliveries must be at least 1")

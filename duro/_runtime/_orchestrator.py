@@ -134,7 +134,7 @@ class OrchestrationDispatcher:
             await run_fetch_loop(
                 fetch=lambda n, wait: self._provider.fetch_turns(self.fetch_request(n, wait)),
                 pool=self.pool,
-                give_back=lambda item: self._abandon(item, 0.0, ignore_attempt=True),
+                release_unstarted=lambda item: self._abandon(item, 0.0, undo_delivery_count=True),
                 stopping=stopping,
                 backoff=IdleBackoff(self._options),
                 scopes=self._fetch_scopes,
@@ -174,7 +174,7 @@ class OrchestrationDispatcher:
             # Not this batch's fault (e.g. a version only newer workers have): do not count
             # the delivery toward poison, or a rolling upgrade would fail instances.
             log.warning("deferring turn of %s: %s", item.instance_id, decision.abandon_reason)
-            await self._abandon(item, decision.abandon_delay, ignore_attempt=True)
+            await self._abandon(item, decision.abandon_delay, undo_delivery_count=True)
             return
         commit = self._commit_for(item, decision)
         failure = await self._committer.submit(commit)
@@ -233,15 +233,15 @@ class OrchestrationDispatcher:
                     retryable=False,
                 ),
             )
-        if item.attempt > self._options.max_attempts:
+        if item.delivery_count > self._options.max_deliveries:
             return terminate(
                 work,
                 ErrorInfo(
                     category=ErrorCategory.INFRASTRUCTURE,
                     error_type="PoisonMessage",
                     message=(
-                        f"a message for this instance was delivered {item.attempt} times "
-                        f"(limit {self._options.max_attempts}); the turn keeps failing"
+                        f"a message for this instance was delivered {item.delivery_count} times "
+                        f"(limit {self._options.max_deliveries}); the turn keeps failing"
                     ),
                     retryable=False,
                 ),
@@ -284,12 +284,12 @@ class OrchestrationDispatcher:
         )
 
     async def _abandon(
-        self, item: OrchestrationWorkItem, delay: float, *, ignore_attempt: bool = False
+        self, item: OrchestrationWorkItem, delay: float, *, undo_delivery_count: bool = False
     ) -> None:
         try:
             await self._provider.abandon_turn(
                 AbandonRequest(
-                    lock_token=item.lock_token, delay=delay, ignore_attempt=ignore_attempt
+                    lock_token=item.lock_token, delay=delay, undo_delivery_count=undo_delivery_count
                 )
             )
         except ProviderError as exc:  # the lock will expire on its own

@@ -92,7 +92,7 @@ async def run_fetch_loop(
     *,
     fetch: Callable[[int, bool], Awaitable[list[T]]],
     pool: WorkPool[T],
-    give_back: Callable[[T], Awaitable[None]],
+    release_unstarted: Callable[[T], Awaitable[None]],
     stopping: anyio.Event,
     backoff: IdleBackoff,
     scopes: FetchScopes,
@@ -131,7 +131,7 @@ async def run_fetch_loop(
                 pool.release(reserved)
                 with anyio.CancelScope(shield=True):
                     for item in items:
-                        await give_back(item)
+                        await release_unstarted(item)
                 break
             pool.release(reserved - len(items))
             if items:

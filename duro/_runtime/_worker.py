@@ -14,7 +14,7 @@ import msgspec
 from .._engine._outcomes import application_error, configuration_error
 from .._errors import LockLostError, PayloadError, ProviderError, UnregisteredError
 from .._history import NULL
-from .._messages import ActivityResult
+from .._messages import ActivityResultMessage
 from .._registry import Registered, Registry
 from .._serde import decode, encode
 from .._status import ErrorCategory, ErrorInfo
@@ -114,7 +114,7 @@ class ActivityWorker:
             await run_fetch_loop(
                 fetch=lambda n, wait: self._provider.fetch_activities(self.fetch_request(n, wait)),
                 pool=self.pool,
-                give_back=lambda item: self._abandon(item, 0.0, ignore_attempt=True),
+                release_unstarted=lambda item: self._abandon(item, 0.0, undo_delivery_count=True),
                 batch_limit=options.activity_fetch_batch,
                 stopping=stopping,
                 backoff=IdleBackoff(options),
@@ -130,7 +130,7 @@ class ActivityWorker:
             instance_id=task.instance_id,
             execution_id=task.execution_id,
             activity_name=task.name,
-            attempt=max(task.attempt, 1) + max(item.attempt - 1, 0),
+            attempt=max(task.attempt, 1) + max(item.delivery_count - 1, 0),
             orchestration_name=task.orchestration_name,
             orchestration_version=task.orchestration_version,
             session=task.session,
@@ -140,13 +140,13 @@ class ActivityWorker:
         )
         running = self._leases.add(key, item, ctx)
         try:
-            if item.attempt > self._options.max_attempts:
+            if item.delivery_count > self._options.max_deliveries:
                 poison = ErrorInfo(
                     category=ErrorCategory.INFRASTRUCTURE,
                     error_type="PoisonMessage",
                     message=(
-                        f"activity {task.name!r} was delivered {item.attempt} times "
-                        f"(limit {self._options.max_attempts}) without completing"
+                        f"activity {task.name!r} was delivered {item.delivery_count} times "
+                        f"(limit {self._options.max_deliveries}) without completing"
                     ),
                     retryable=False,
                 )
@@ -204,7 +204,7 @@ class ActivityWorker:
         self, item: ActivityWorkItem, result: msgspec.Raw | None, error: ErrorInfo | None
     ) -> None:
         task = item.task
-        message = ActivityResult(
+        message = ActivityResultMessage(
             instance_id=task.instance_id,
             execution_id=task.execution_id,
             seq=task.seq,
@@ -228,13 +228,15 @@ class ActivityWorker:
         await self._reporter.submit(ActivityCommit(lock_token=item.lock_token, result=None))
 
     async def _abandon(
-        self, item: ActivityWorkItem, delay: float = 1.0, *, ignore_attempt: bool = False
+        self, item: ActivityWorkItem, delay: float = 1.0, *, undo_delivery_count: bool = False
     ) -> None:
         try:
             with anyio.CancelScope(shield=True):
                 await self._provider.abandon_activity(
                     AbandonRequest(
-                        lock_token=item.lock_token, delay=delay, ignore_attempt=ignore_attempt
+                        lock_token=item.lock_token,
+                        delay=delay,
+                        undo_delivery_count=undo_delivery_count,
                     )
                 )
         except ProviderError as exc:

@@ -33,7 +33,7 @@ from typing import ClassVar, Self, TypeVar
 
 from .._errors import ProviderError
 from .._history import HistoryEvent
-from .._messages import StartOrchestration
+from .._messages import StartOrchestrationMessage
 from ._types import (
     AbandonRequest,
     ActivityCommit,
@@ -88,7 +88,7 @@ class Provider(abc.ABC):
     # -- client side: starting and signalling --------------------------------------------------
 
     @abc.abstractmethod
-    async def start_orchestration(self, start: StartOrchestration) -> None:
+    async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
         """Enqueue ``start`` (visible now) unless the instance already exists.
 
         Atomic check-and-insert: raises ``InstanceAlreadyExistsError`` if the instance has a
@@ -116,9 +116,10 @@ class Provider(abc.ABC):
           later are not in the batch and stay queued for the next turn.
         * Loads the instance record, the current execution's history (ordered by event id)
           and the KV snapshot (``OrchestrationWorkItem.kv_snapshot``).
-        * Never started (no committed turn and no ``StartOrchestration`` in the batch): leave
+        * Never started (no committed turn and no ``StartOrchestrationMessage`` in the batch): leave
           the instance unlocked and skip it, so its messages cannot starve others.
-          ``QueueEvent`` and ``CancelInstance`` messages may be dropped; all others stay
+          ``EnqueueEventMessage`` and ``CancelOrchestrationMessage`` messages may be dropped;
+          all others stay
           queued for a later start.
         * History that cannot be decoded: return the item with ``history_error`` set and an
           empty history (lock held, attempt counted).
@@ -221,7 +222,7 @@ class Provider(abc.ABC):
 
         Every message of the instance that would become visible before now + ``delay``
         (arrivals during the turn included) becomes visible at now + ``delay``; later ones
-        (timers) keep their time. ``ignore_attempt`` undoes this delivery's increment.
+        (timers) keep their time. ``undo_delivery_count`` undoes this delivery's increment.
         Unknown, expired or taken-over token: ``LockLostError``.
         """
 
@@ -284,7 +285,7 @@ class Provider(abc.ABC):
     async def abandon_activity(self, request: AbandonRequest) -> None:
         """Unlock the item; visible again after ``delay``.
 
-        ``ignore_attempt`` undoes this delivery's increment. Unknown token: ``LockLostError``.
+        ``undo_delivery_count`` undoes this delivery's increment. Unknown token: ``LockLostError``.
         """
 
     @abc.abstractmethod

@@ -7,7 +7,8 @@ whole commit before it changes anything, so a rejected commit leaves no trace.
 Choices where the contract leaves room (the shared suite pins the first two):
 
 * messages for an instance that was never started are skipped, not returned; orphaned
-  ``QueueEvent``/``CancelInstance`` messages are dropped, everything else waits for a start;
+  ``EnqueueEventMessage``/``CancelOrchestrationMessage`` messages are dropped, everything else
+  waits for a start;
 * ``abandon_turn(delay=...)`` holds back every message of the instance that would be visible
   sooner, including arrivals during the turn, so the retried batch keeps its order;
 * a commit for an execution older than the current one is refused (permanent error).
@@ -32,7 +33,12 @@ from .._errors import (
     ProviderError,
 )
 from .._history import HistoryEvent
-from .._messages import AnyOrchestratorMessage, CancelInstance, QueueEvent, StartOrchestration
+from .._messages import (
+    AnyOrchestratorMessage,
+    CancelOrchestrationMessage,
+    EnqueueEventMessage,
+    StartOrchestrationMessage,
+)
 from ._interface import Provider
 from ._memory_state import (
     InstanceRow,
@@ -70,7 +76,7 @@ from ._types import (
     TurnCommit,
 )
 
-_ORPHAN_DROPPABLE = (QueueEvent, CancelInstance)
+_ORPHAN_DROPPABLE = (EnqueueEventMessage, CancelOrchestrationMessage)
 
 
 class InMemoryProvider(Provider):
@@ -101,7 +107,7 @@ class InMemoryProvider(Provider):
 
     # -- client side ----------------------------------------------------------------------------
 
-    async def start_orchestration(self, start: StartOrchestration) -> None:
+    async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
         await anyio.lowlevel.checkpoint()
         if self._record(start.instance_id) is not None:
             raise InstanceAlreadyExistsError(start.instance_id)
@@ -151,7 +157,9 @@ class InMemoryProvider(Provider):
 
         batch = [row for row in self._queue.of(instance_id) if row.lock_token == commit.lock_token]
         if instance is None:
-            start_row = next((r for r in batch if isinstance(r.message, StartOrchestration)), None)
+            start_row = next(
+                (r for r in batch if isinstance(r.message, StartOrchestrationMessage)), None
+            )
             instance = InstanceRow(
                 instance_id=instance_id,
                 name=commit.name,
@@ -180,8 +188,8 @@ class InMemoryProvider(Provider):
         for row in self._queue.of(instance_id):
             if row.lock_token == request.lock_token:
                 row.lock_token = None
-                if request.ignore_attempt:
-                    row.attempt = max(0, row.attempt - 1)
+                if request.undo_delivery_count:
+                    row.delivery_count = max(0, row.delivery_count - 1)
             # Every message of the instance moves, not just the batch: otherwise a message that
             # arrived during the turn would be served alone, ahead of older ones.
             self._queue.reschedule(row, max(row.visible_at_ms, visible_at))
@@ -256,8 +264,8 @@ class InMemoryProvider(Provider):
         row = self._live_work_row("abandon_activity", request.lock_token, now)
         self._work.unlock(row)
         row.visible_at_ms = now + to_ms(request.delay)
-        if request.ignore_attempt:
-            row.attempt = max(0, row.attempt - 1)
+        if request.undo_delivery_count:
+            row.delivery_count = max(0, row.delivery_count - 1)
         self._activity_signal.notify()
 
     async def renew_activity_lock(self, request: RenewRequest) -> None:
@@ -443,7 +451,7 @@ class InMemoryProvider(Provider):
         if instance_id in self._instances:
             return None
         for row in self._queue.of(instance_id):
-            if isinstance(row.message, StartOrchestration):
+            if isinstance(row.message, StartOrchestrationMessage):
                 return row
         return None
 
@@ -498,7 +506,7 @@ class InMemoryProvider(Provider):
             batch = arrival_order(r for r in self._queue.of(instance_id) if r.visible_at_ms <= now)
             instance = self._instances.get(instance_id)
             if instance is None and not any(
-                isinstance(row.message, StartOrchestration) for row in batch
+                isinstance(row.message, StartOrchestrationMessage) for row in batch
             ):
                 # Never started: keep what a later start may still want, drop the rest, and
                 # move on so these messages cannot starve other instances.
@@ -516,7 +524,7 @@ class InMemoryProvider(Provider):
             self._lock_instances[token] = instance_id
             for row in batch:
                 row.lock_token = token
-                row.attempt += 1
+                row.delivery_count += 1
             execution = instance.executions[instance.execution_id] if instance else None
             cached = request.cached_histories.get(instance_id)
             omitted = (
@@ -531,7 +539,7 @@ class InMemoryProvider(Provider):
                 instance=instance.record() if instance else None,
                 history=list(execution.events) if execution and not omitted else [],
                 messages=[row.message for row in batch],
-                attempt=max(row.attempt for row in batch),
+                delivery_count=max(row.delivery_count for row in batch),
                 kv_snapshot=dict(instance.kv) if instance and not omitted else {},
                 history_omitted=omitted,
             )
@@ -616,7 +624,9 @@ class InMemoryProvider(Provider):
                 )
             token = uuid.uuid4().hex
             self._work.lock(row, token, now + to_ms(request.lock_timeout))
-            return ActivityWorkItem(lock_token=token, task=row.task, attempt=row.attempt)
+            return ActivityWorkItem(
+                lock_token=token, task=row.task, delivery_count=row.delivery_count
+            )
         return None
 
     def _live_work_row(self, op: str, token: str, now: int) -> WorkRow:

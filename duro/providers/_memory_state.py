@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .._errors import ProviderError
 from .._history import HistoryEvent
-from .._messages import ActivityTask, AnyOrchestratorMessage, StartOrchestration
+from .._messages import ActivityTask, AnyOrchestratorMessage, StartOrchestrationMessage
 from .._status import ErrorInfo, State
 from ._types import (
     ExecutionStatus,
@@ -36,7 +36,7 @@ class OrchestratorRow:
     enqueued_at_ms: int
     lock_token: str | None = None
     """Token of the turn whose batch holds this message (only meaningful while that lock lives)."""
-    attempt: int = 0
+    delivery_count: int = 0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -55,7 +55,7 @@ class WorkRow:
     visible_at_ms: int
     lock_token: str | None = None
     locked_until_ms: int = 0
-    attempt: int = 0
+    delivery_count: int = 0
 
     def is_locked(self, now_ms: int) -> bool:
         return self.lock_token is not None and self.locked_until_ms > now_ms
@@ -264,7 +264,7 @@ class WorkQueue:
         self.unlock(row)
         row.lock_token = token
         row.locked_until_ms = until_ms
-        row.attempt += 1
+        row.delivery_count += 1
         self._tokens[token] = row.seq
 
     def unlock(self, row: WorkRow) -> None:
@@ -290,8 +290,8 @@ def to_ms(seconds: float | None) -> int:
 def pending_record(row: OrchestratorRow) -> InstanceRecord:
     """The PENDING record a queued start stands for."""
     start = row.message
-    if not isinstance(start, StartOrchestration):
-        raise TypeError("a pending record needs a StartOrchestration row")
+    if not isinstance(start, StartOrchestrationMessage):
+        raise TypeError("a pending record needs a StartOrchestrationMessage row")
     return InstanceRecord(
         instance_id=row.instance_id,
         state=State.PENDING,

@@ -31,7 +31,7 @@ import anyio
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ProviderError
 from .._history import HistoryEvent
-from .._messages import StartOrchestration
+from .._messages import StartOrchestrationMessage
 from ._interface import Provider
 from ._signal import WorkSignal
 from ._sqlite_activities import (
@@ -150,7 +150,7 @@ class SqliteProvider(Provider):
 
     # -- client side ----------------------------------------------------------------------------
 
-    async def start_orchestration(self, start: StartOrchestration) -> None:
+    async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
         await self._db.write(
             "start_orchestration", partial(start_txn, start=start, now=self._clock.now_ms())
         )

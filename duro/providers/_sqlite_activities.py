@@ -81,8 +81,8 @@ def fetch_activity_txn(
             conn.execute("DELETE FROM worker_queue WHERE id = ?", (item_id,))
             continue
         conn.execute(
-            "UPDATE worker_queue SET lock_token = ?, locked_until_ms = ?, attempt = attempt + 1"
-            " WHERE id = ?",
+            "UPDATE worker_queue SET lock_token = ?, locked_until_ms = ?,"
+            " delivery_count = delivery_count + 1 WHERE id = ?",
             (token, now + ms(request.lock_timeout), item_id),
         )
         if session_id is not None and request.session_owner is not None:
@@ -103,10 +103,10 @@ def fetch_activity_txn(
                     now,
                 ),
             )
-        attempt: int = conn.execute(
-            "SELECT attempt FROM worker_queue WHERE id = ?", (item_id,)
+        delivery_count: int = conn.execute(
+            "SELECT delivery_count FROM worker_queue WHERE id = ?", (item_id,)
         ).fetchone()[0]
-        return ActivityWorkItem(lock_token=token, task=task, attempt=attempt)
+        return ActivityWorkItem(lock_token=token, task=task, delivery_count=delivery_count)
 
 
 def _activity_due_txn(conn: sqlite3.Connection, now: int) -> int | None:
@@ -186,10 +186,12 @@ def complete_activity_txn(conn: sqlite3.Connection, commit: ActivityCommit, now:
 
 def abandon_activity_txn(conn: sqlite3.Connection, request: AbandonRequest, now: int) -> None:
     item_id, _ = _live_item_txn(conn, "abandon_activity", request.lock_token, now)
-    attempt = "max(attempt - 1, 0)" if request.ignore_attempt else "attempt"
+    delivery_count = (
+        "max(delivery_count - 1, 0)" if request.undo_delivery_count else "delivery_count"
+    )
     conn.execute(
         "UPDATE worker_queue SET lock_token = NULL, locked_until_ms = NULL,"
-        f" visible_at_ms = ?, attempt = {attempt} WHERE id = ?",
+        f" visible_at_ms = ?, delivery_count = {delivery_count} WHERE id = ?",
         (now + ms(request.delay), item_id),
     )
 

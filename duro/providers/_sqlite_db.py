@@ -212,7 +212,7 @@ class Database:
         try:
             return self._read_here(operation, conn, txn)
         finally:
-            self._give_back(conn, generation)
+            self._return_connection(conn, generation)
 
     def _read_here(
         self, operation: str, conn: sqlite3.Connection, txn: Callable[[sqlite3.Connection], T]
@@ -345,7 +345,7 @@ class Database:
         except sqlite3.Error as exc:
             raise translate(operation, exc, self.path) from exc
         finally:
-            self._give_back(conn, generation)
+            self._return_connection(conn, generation)
 
     def _take_reader(self) -> tuple[sqlite3.Connection, int]:
         with self._pool_lock:
@@ -359,7 +359,7 @@ class Database:
         conn.execute("PRAGMA query_only = ON")
         return conn, generation
 
-    def _give_back(self, conn: sqlite3.Connection, generation: int) -> None:
+    def _return_connection(self, conn: sqlite3.Connection, generation: int) -> None:
         with self._pool_lock:
             if generation == self._generation and len(self._readers) < _MAX_READERS:
                 self._readers.append(conn)

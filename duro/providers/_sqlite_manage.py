@@ -36,9 +36,9 @@ from ._types import (
 # The first queued start of each instance that has no committed turn, as instance columns.
 _PENDING_SQL = f"""
 SELECT {PENDING_COLUMNS}, q.id AS seq FROM orchestrator_queue q
-WHERE q.kind = 'StartOrchestration'
+WHERE q.kind = 'StartOrchestrationMessage'
   AND q.id = (SELECT min(s.id) FROM orchestrator_queue s
-              WHERE s.instance_id = q.instance_id AND s.kind = 'StartOrchestration')
+              WHERE s.instance_id = q.instance_id AND s.kind = 'StartOrchestrationMessage')
   AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = q.instance_id)
 """
 

@@ -68,7 +68,7 @@ _V1 = (
         PRIMARY KEY (instance_id, execution_id, event_id)
     ) WITHOUT ROWID
     """,
-    # start_* columns are copied from StartOrchestration messages so pending instances can be
+    # start_* columns are copied from StartOrchestrationMessage messages so pending instances can be
     # listed, filtered and cascaded without decoding every queued message.
     """
     CREATE TABLE orchestrator_queue (
@@ -160,7 +160,38 @@ _V1 = (
     """,
 )
 
-MIGRATIONS: Sequence[Sequence[str]] = (_V1,)
+# Version 2 (duro 0.2): one meaning per name. The delivery count is no longer called an
+# attempt (that word is kept for retry attempts), and queue messages are tagged with their
+# class names, which no longer collide with history event tags ("TimerFired" was both).
+_RENAMED_MESSAGE_TAGS = {
+    "StartOrchestration": "StartOrchestrationMessage",
+    "ContinueAsNew": "ContinueAsNewMessage",
+    "ActivityResult": "ActivityResultMessage",
+    "TimerFired": "TimerFiredMessage",
+    "SubOrchestrationResult": "SubOrchestrationResultMessage",
+    "ExternalEvent": "RaiseEventMessage",
+    "QueueEvent": "EnqueueEventMessage",
+    "CancelInstance": "CancelOrchestrationMessage",
+}
+
+
+def _retag(old: str, new: str) -> str:
+    # msgspec writes the tag first, so the encoded message starts with exactly this prefix.
+    old_prefix, new_prefix = f'{{"type":"{old}"', f'{{"type":"{new}"'
+    return (
+        f"UPDATE orchestrator_queue SET kind = '{new}',"
+        f" data = CAST('{new_prefix}' || substr(CAST(data AS TEXT), {len(old_prefix) + 1}) AS BLOB)"
+        f" WHERE kind = '{old}'"
+    )
+
+
+_V2 = (
+    "ALTER TABLE orchestrator_queue RENAME COLUMN attempt TO delivery_count",
+    "ALTER TABLE worker_queue RENAME COLUMN attempt TO delivery_count",
+    *(_retag(old, new) for old, new in _RENAMED_MESSAGE_TAGS.items()),
+)
+
+MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2)
 """``MIGRATIONS[n]`` upgrades schema version ``n`` to ``n + 1``."""
 
 

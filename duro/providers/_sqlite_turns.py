@@ -22,7 +22,7 @@ from .._errors import (
 from .._history import HistoryEvent, decode_event, encode_event
 from .._messages import (
     AnyOrchestratorMessage,
-    StartOrchestration,
+    StartOrchestrationMessage,
     decode_message,
     encode_message,
 )
@@ -37,8 +37,8 @@ from ._types import (
     TurnCommit,
 )
 
-_ORPHAN_DROPPABLE = ("QueueEvent", "CancelInstance")
-_START = "StartOrchestration"
+_ORPHAN_DROPPABLE = ("EnqueueEventMessage", "CancelOrchestrationMessage")
+_START = "StartOrchestrationMessage"
 
 
 C = TypeVar("C")
@@ -53,7 +53,7 @@ def insert_message_txn(
 ) -> None:
     kind = message.__struct_config__.tag
     start_name = start_version = start_parent = None
-    if isinstance(message, StartOrchestration):
+    if isinstance(message, StartOrchestrationMessage):
         start_name, start_version = message.name, message.version
         start_parent = message.parent.instance_id if message.parent else None
     conn.execute(
@@ -72,7 +72,7 @@ def insert_message_txn(
     )
 
 
-def start_txn(conn: sqlite3.Connection, start: StartOrchestration, now: int) -> None:
+def start_txn(conn: sqlite3.Connection, start: StartOrchestrationMessage, now: int) -> None:
     exists = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM instances WHERE instance_id = ?)"
         " OR EXISTS (SELECT 1 FROM orchestrator_queue WHERE instance_id = ? AND kind = ?)",
@@ -96,7 +96,7 @@ class RawTurn:
     instance_row: tuple[object, ...] | None
     history_rows: list[tuple[int, bytes]]
     messages: list[AnyOrchestratorMessage]
-    attempt: int
+    delivery_count: int
     kv_rows: list[tuple[str, bytes, int]]
     history_omitted: bool = False
 
@@ -140,7 +140,7 @@ def fetch_turn_txn(
             return _turn_due_txn(conn, now)
         instance_id, has_instance = row[0], bool(row[1])
         batch = _visible_batch_txn(conn, instance_id, now)
-        if not has_instance and not any(isinstance(m, StartOrchestration) for _, m in batch):
+        if not has_instance and not any(isinstance(m, StartOrchestrationMessage) for _, m in batch):
             # Never started and no start in sight: drop what only a running instance could
             # use; everything else stays for a later start.
             conn.execute(
@@ -161,12 +161,12 @@ def fetch_turn_txn(
         # The batch is every visible message of the instance (undecodable ones were just set
         # aside), so tagging by visibility tags exactly the batch.
         conn.execute(
-            "UPDATE orchestrator_queue SET lock_token = ?, attempt = attempt + 1"
+            "UPDATE orchestrator_queue SET lock_token = ?, delivery_count = delivery_count + 1"
             " WHERE instance_id = ? AND visible_at_ms <= ?",
             (token, instance_id, now),
         )
-        attempt: int = conn.execute(
-            "SELECT max(attempt) FROM orchestrator_queue WHERE lock_token = ?", (token,)
+        delivery_count: int = conn.execute(
+            "SELECT max(delivery_count) FROM orchestrator_queue WHERE lock_token = ?", (token,)
         ).fetchone()[0]
         instance_row = conn.execute(
             f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?", (instance_id,)
@@ -193,7 +193,7 @@ def fetch_turn_txn(
             instance_row=instance_row,
             history_rows=history_rows,
             messages=[message for _, message in batch],
-            attempt=attempt,
+            delivery_count=delivery_count,
             kv_rows=kv_rows,
             history_omitted=omitted,
         )
@@ -350,7 +350,7 @@ def decode_turn(raw: RawTurn | int | None) -> OrchestrationWorkItem | int | None
         instance=instance,
         history=history,
         messages=raw.messages,
-        attempt=raw.attempt,
+        delivery_count=raw.delivery_count,
         kv_snapshot={
             key: KvEntry(value=value, updated_at_ms=updated) for key, value, updated in raw.kv_rows
         },
@@ -529,9 +529,11 @@ def _apply_kv_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> Non
 
 def abandon_turn_txn(conn: sqlite3.Connection, request: AbandonRequest, now: int) -> None:
     iid = live_turn_lock_txn(conn, "abandon_turn", request.lock_token, now)
-    attempt = "max(attempt - 1, 0)" if request.ignore_attempt else "attempt"
+    delivery_count = (
+        "max(delivery_count - 1, 0)" if request.undo_delivery_count else "delivery_count"
+    )
     conn.execute(
-        f"UPDATE orchestrator_queue SET lock_token = NULL, attempt = {attempt}"
+        f"UPDATE orchestrator_queue SET lock_token = NULL, delivery_count = {delivery_count}"
         " WHERE lock_token = ?",
         (request.lock_token,),
     )

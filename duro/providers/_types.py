@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .._history import HistoryEvent
-from .._messages import ActivityTask, AnyOrchestratorMessage, StartOrchestration
+from .._messages import ActivityTask, AnyOrchestratorMessage, StartOrchestrationMessage
 from .._status import ErrorInfo, ExecutionStatus, State
 
 
@@ -94,7 +94,7 @@ class OrchestrationWorkItem:
     messages: list[AnyOrchestratorMessage]
     """Visible messages at fetch time, in the order they became visible (visible-at time,
     then enqueue order)."""
-    attempt: int
+    delivery_count: int
     """Highest delivery count over ``messages`` (1 on the first delivery)."""
     kv_snapshot: dict[str, KvEntry] = field(default_factory=dict)
     """KV as of the end of the previous execution (this execution's writes replay on top)."""
@@ -138,7 +138,7 @@ class AbandonRequest:
     lock_token: str
     delay: float | None = None
     """Seconds before the messages become visible again."""
-    ignore_attempt: bool = False
+    undo_delivery_count: bool = False
     """Undo this delivery's attempt increment (it was not the message's fault)."""
 
 
@@ -185,7 +185,7 @@ class FetchActivityRequest:
 class ActivityWorkItem:
     lock_token: str
     task: ActivityTask
-    attempt: int
+    delivery_count: int
     """Delivery count of this work item (1 on first delivery)."""
 
 
@@ -284,7 +284,7 @@ __all__ = [
     "RenewRequest",
     "ScheduledMessage",
     "SessionRenewal",
-    "StartOrchestration",
+    "StartOrchestrationMessage",
     "TagFilter",
     "TurnCommit",
 ]

@@ -28,7 +28,7 @@ from ._errors import (
     error_from_response,
     error_from_transport,
 )
-from ._retry import RetryPolicy
+from ._retry import HttpRetryPolicy
 from ._types import (
     MAX_BATCH_BYTES,
     MAX_BATCH_OPERATIONS,
@@ -78,13 +78,13 @@ __all__ = [
     "CosmosRestClient",
     "CosmosThrottled",
     "CosmosUnavailable",
+    "HttpRetryPolicy",
     "ItemResponse",
     "MasterKeySigner",
     "PartitionKeyValue",
     "QueryPage",
     "RequestKind",
     "RequestStatistics",
-    "RetryPolicy",
     "check_id",
     "error_from_response",
     "error_from_transport",

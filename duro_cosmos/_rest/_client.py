@@ -1,7 +1,7 @@
 """``CosmosRestClient``: the Cosmos DB (NoSQL API) data plane over one pooled httpx client.
 
 Each request is signed afresh per attempt (a new ``x-ms-date``), sent through
-:class:`RetryPolicy`, and every failure is translated into the ``CosmosError`` tree.
+:class:`HttpRetryPolicy`, and every failure is translated into the ``CosmosError`` tree.
 The client talks only to the endpoint it was given: it never reads the account document
 to discover regional endpoints (the local test server advertises ``https://`` even when
 it serves plain HTTP).
@@ -31,7 +31,7 @@ from ._errors import (
     error_from_response,
     error_from_transport,
 )
-from ._retry import RetryPolicy
+from ._retry import HttpRetryPolicy
 from ._session import SessionTokens
 from ._types import (
     MAX_BATCH_BYTES,
@@ -90,7 +90,7 @@ class CosmosRestClient:
         verify: bool | str = True,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         max_connections: int = 64,
-        retry: RetryPolicy | None = None,
+        retry: HttpRetryPolicy | None = None,
         user_agent: str = "duro-cosmos/0.1",
         batch_partition_key: bool = False,
     ) -> None:
@@ -103,7 +103,7 @@ class CosmosRestClient:
             raise CosmosInvalidRequest("configure Cosmos DB", "max_connections must be >= 1")
         self._endpoint = str(url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
         self._signer = MasterKeySigner(key)
-        self._retry = retry if retry is not None else RetryPolicy()
+        self._retry = retry if retry is not None else HttpRetryPolicy()
         self._user_agent = user_agent
         self._batch_partition_key = batch_partition_key
         self._sessions = SessionTokens()

@@ -31,7 +31,7 @@ from ._types import MAX_ID_LENGTH
 
 if TYPE_CHECKING:
     from ._client import CosmosRestClient
-    from ._retry import RetryPolicy
+    from ._retry import HttpRetryPolicy
 
 __all__ = ["EMULATOR_KEY", "CosmosConfig", "CosmosConfigError"]
 
@@ -115,7 +115,7 @@ class CosmosConfig:
         self,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
+        retry: HttpRetryPolicy | None = None,
         batch_partition_key: bool = False,
     ) -> CosmosRestClient:
         """A :class:`CosmosRestClient` for this account (close it when done)."""

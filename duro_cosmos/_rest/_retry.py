@@ -38,7 +38,7 @@ import anyio
 
 from ._errors import CosmosAmbiguousWrite, CosmosBatchFailed, CosmosError, CosmosThrottled
 
-__all__ = ["RetryPolicy"]
+__all__ = ["HttpRetryPolicy"]
 
 T = TypeVar("T")
 
@@ -48,7 +48,7 @@ def _default_sleep(seconds: float) -> Awaitable[None]:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
+class HttpRetryPolicy:
     """Retry limits and timing; see the module docstring for the rules.
 
     ``sleep``, ``rng`` and ``clock`` are injectable so tests can drive the policy
@@ -82,7 +82,7 @@ class RetryPolicy:
             raise ValueError("jitter must be between 0 and 1")
 
     @classmethod
-    def never(cls) -> RetryPolicy:
+    def never(cls) -> HttpRetryPolicy:
         """One attempt only (ambiguous writes are still reported as such)."""
         return cls(max_attempts=1, max_throttle_attempts=1)
 

@@ -11,7 +11,7 @@ import pytest
 
 from duro._errors import InstanceAlreadyExistsError, ProviderError
 from duro._history import EventRaised
-from duro._messages import ActivityResult
+from duro._messages import ActivityResultMessage
 from duro.providers._types import ActivityCommit, RenewRequest, ScheduledMessage
 from duro.testing import VirtualClock
 from duro.testing._contract._fixtures import (
@@ -23,12 +23,12 @@ from duro.testing._contract._fixtures import (
     turn_commit,
     turn_request,
 )
-from duro_cosmos import CosmosConfig, CosmosProvider, RetryPolicy, TurnTooLargeError
+from duro_cosmos import CosmosConfig, CosmosProvider, HttpRetryPolicy, TurnTooLargeError
 from tests.cosmos.support import CosmosTestEnv
 
 pytestmark = pytest.mark.anyio
 
-FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.01)
+FAST_RETRY = HttpRetryPolicy(base_delay=0.001, max_delay=0.01)
 
 
 def make(env: CosmosTestEnv, clock: VirtualClock, **kwargs: object) -> CosmosProvider:
@@ -57,7 +57,7 @@ async def test_one_turn_and_one_activity_cost_a_fixed_number_of_requests(
         await create_instance(provider, "i1")
         task = activity_task("i1", 1)
         await provider.enqueue_orchestrator_message(
-            ScheduledMessage(message=ActivityResult(instance_id="i1", execution_id=1, seq=0))
+            ScheduledMessage(message=ActivityResultMessage(instance_id="i1", execution_id=1, seq=0))
         )
         cosmos_env.log.clear()
 
@@ -80,7 +80,7 @@ async def test_one_turn_and_one_activity_cost_a_fixed_number_of_requests(
             ActivityCommit(
                 lock_token=work.lock_token,
                 result=ScheduledMessage(
-                    message=ActivityResult(instance_id="i1", execution_id=1, seq=1)
+                    message=ActivityResultMessage(instance_id="i1", execution_id=1, seq=1)
                 ),
             )
         )
@@ -119,7 +119,7 @@ async def test_outbox_intent_left_by_a_crash_is_delivered_once_by_the_reconciler
         assert record is not None and record.state.value == "pending"
         item = await provider.fetch_turn(turn_request())
         assert item is not None and item.instance_id == "child"
-        assert [type(m).__name__ for m in item.messages] == ["StartOrchestration"]
+        assert [type(m).__name__ for m in item.messages] == ["StartOrchestrationMessage"]
 
 
 async def test_redelivering_a_delivered_intent_changes_nothing(
@@ -136,7 +136,7 @@ async def test_redelivering_a_delivered_intent_changes_nothing(
                 sender,
                 orchestrator_messages=[
                     ScheduledMessage(
-                        message=ActivityResult(instance_id="target", execution_id=1, seq=7)
+                        message=ActivityResultMessage(instance_id="target", execution_id=1, seq=7)
                     )
                 ],
             )
@@ -178,7 +178,7 @@ async def test_lost_start_and_enqueue_responses_apply_exactly_once(
 
         cosmos_env.faults.add(kind="create", partition_key="i1", lose_response=httpx.ReadTimeout)
         await provider.enqueue_orchestrator_message(
-            ScheduledMessage(message=ActivityResult(instance_id="i1", execution_id=1, seq=3))
+            ScheduledMessage(message=ActivityResultMessage(instance_id="i1", execution_id=1, seq=3))
         )
         item = await provider.fetch_turn(turn_request())
         assert item is not None and len(item.messages) == 1
@@ -193,7 +193,9 @@ async def test_lost_activity_completion_response_is_resolved(
         work = await provider.fetch_activity(activity_request())
         assert work is not None
         cosmos_env.faults.add(kind="batch", partition_key="i1", lose_response=httpx.ReadTimeout)
-        result = ScheduledMessage(message=ActivityResult(instance_id="i1", execution_id=1, seq=1))
+        result = ScheduledMessage(
+            message=ActivityResultMessage(instance_id="i1", execution_id=1, seq=1)
+        )
         await provider.complete_activity(ActivityCommit(lock_token=work.lock_token, result=result))
 
         item = await provider.fetch_turn(turn_request())
@@ -267,7 +269,9 @@ async def test_an_activity_lock_renewal_whose_answer_was_lost_keeps_the_lock(
         # Applied, answer lost; the client's retry of the If-Match replace then gets 412.
         cosmos_env.faults.add(kind="replace", partition_key="i1", lose_response=httpx.ReadTimeout)
         await provider.renew_activity_lock(RenewRequest(lock_token=work.lock_token, extend_for=30))
-        result = ScheduledMessage(message=ActivityResult(instance_id="i1", execution_id=1, seq=1))
+        result = ScheduledMessage(
+            message=ActivityResultMessage(instance_id="i1", execution_id=1, seq=1)
+        )
         await provider.complete_activity(ActivityCommit(lock_token=work.lock_token, result=result))
         item = await provider.fetch_turn(turn_request())
         assert item is not None and item.messages == [result.message]

@@ -29,14 +29,14 @@ import pytest
 import duro
 import duro_cosmos._outbox as cosmos_outbox
 from duro._errors import LockLostError
-from duro.providers import ActivityCommit, ActivityResult, ScheduledMessage
+from duro.providers import ActivityCommit, ActivityResultMessage, ScheduledMessage
 from duro.testing._contract._fixtures import (
     activity_request,
     activity_task,
     start_and_lock,
     turn_commit,
 )
-from duro_cosmos import CosmosConfig, CosmosProvider, RetryPolicy
+from duro_cosmos import CosmosConfig, CosmosProvider, HttpRetryPolicy
 from tests.cosmos.compat_faults import FaultPlan, FaultRule
 from tests.cosmos.conftest import cosmos_proxy, cosmos_proxy_env  # noqa: F401 (fixtures)
 from tests.cosmos.proxy import ProxyEnv
@@ -47,7 +47,7 @@ from .test_multi_runtime import LIVENESS_DEADLINE, Cluster, check_activity_log
 
 pytestmark = pytest.mark.anyio
 
-FAST_RETRY = RetryPolicy(base_delay=0.01, max_delay=0.2, max_attempts=8)
+FAST_RETRY = HttpRetryPolicy(base_delay=0.01, max_delay=0.2, max_attempts=8)
 
 
 _FAULT_MIX: dict[str, tuple[float, dict[str, Any]]] = {
@@ -223,7 +223,9 @@ async def test_items_of_a_slow_multi_item_fetch_are_handed_over_with_live_locks(
                 ActivityCommit(
                     lock_token=last.lock_token,
                     result=ScheduledMessage(
-                        message=ActivityResult(instance_id="i1", execution_id=1, seq=last.task.seq)
+                        message=ActivityResultMessage(
+                            instance_id="i1", execution_id=1, seq=last.task.seq
+                        )
                     ),
                 )
             )

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from duro import ProviderError
-from duro_cosmos import CosmosConfig, CosmosProvider, RetryPolicy
+from duro_cosmos import CosmosConfig, CosmosProvider, HttpRetryPolicy
 from duro_cosmos._rest import CosmosError
 from tests.cosmos.compat import EMULATOR_KEY
 from tests.cosmos.conftest import cosmos_https_server
@@ -44,7 +44,7 @@ __all__ = ["cosmos_https_server"]
 
 pytestmark = pytest.mark.anyio
 
-FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.05)
+FAST_RETRY = HttpRetryPolicy(base_delay=0.001, max_delay=0.05)
 
 
 def _provider(config: CosmosConfig) -> CosmosProvider:

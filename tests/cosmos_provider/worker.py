@@ -36,7 +36,7 @@ import msgspec
 
 import duro
 import duro_cosmos._outbox as cosmos_outbox
-from duro_cosmos import CosmosConfig, CosmosProvider, RetryPolicy
+from duro_cosmos import CosmosConfig, CosmosProvider, HttpRetryPolicy
 from tests.cosmos.compat import EMULATOR_KEY
 
 CHAIN = 2
@@ -192,7 +192,7 @@ def make_provider(
     timeout: float = 30.0,
 ) -> CosmosProvider:
     config = CosmosConfig(endpoint, key, database, container, timeout=timeout)
-    retry = RetryPolicy(base_delay=0.02, max_delay=0.5, max_attempts=8)
+    retry = HttpRetryPolicy(base_delay=0.02, max_delay=0.5, max_attempts=8)
     return CosmosProvider(config, owner_id=owner_id, slot_lease_ms=slot_lease_ms, retry=retry)
 
 
@@ -293,7 +293,7 @@ async def verify_workload(client: duro.Client, ids: list[str]) -> list[str]:
     """Every orchestration and child completed once with the right result; each activity
     scheduled and completed exactly once, each sub-orchestration result recorded exactly once.
     Returns the problems found (empty when all is well)."""
-    from duro.providers import (
+    from duro.history import (
         ActivityCompleted,
         ActivityFailed,
         ActivityScheduled,

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from duro_cosmos._rest import CosmosRestClient, RetryPolicy
+from duro_cosmos._rest import CosmosRestClient, HttpRetryPolicy
 
 KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
 
@@ -55,10 +55,10 @@ class FakeServer:
     async def _sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
 
-    def policy(self, **overrides: Any) -> RetryPolicy:
+    def policy(self, **overrides: Any) -> HttpRetryPolicy:
         settings: dict[str, Any] = {"sleep": self._sleep, "rng": lambda: 0.0}
         settings.update(overrides)
-        return RetryPolicy(**settings)
+        return HttpRetryPolicy(**settings)
 
     def client(self, **overrides: Any) -> CosmosRestClient:
         retry = overrides.pop("retry", None) or self.policy()

@@ -14,7 +14,7 @@ from duro_cosmos._rest import (
     CosmosPreconditionFailed,
     CosmosThrottled,
     CosmosUnavailable,
-    RetryPolicy,
+    HttpRetryPolicy,
 )
 
 from ._fake import FakeServer, error, reply
@@ -86,8 +86,8 @@ async def test_503_backs_off_exponentially_with_cap() -> None:
 
 
 def test_jitter_reduces_delay_within_bounds() -> None:
-    low = RetryPolicy(base_delay=1.0, jitter=0.5, rng=lambda: 1.0)
-    high = RetryPolicy(base_delay=1.0, jitter=0.5, rng=lambda: 0.0)
+    low = HttpRetryPolicy(base_delay=1.0, jitter=0.5, rng=lambda: 1.0)
+    high = HttpRetryPolicy(base_delay=1.0, jitter=0.5, rng=lambda: 0.0)
     assert low.backoff(1) == pytest.approx(0.5)
     assert high.backoff(1) == pytest.approx(1.0)
     assert high.backoff(3) == pytest.approx(4.0)
@@ -245,7 +245,7 @@ async def test_total_time_cap_stops_retrying() -> None:
 
 async def test_never_policy_makes_one_attempt() -> None:
     server = FakeServer(error(503))
-    async with server.client(retry=RetryPolicy.never()) as client:
+    async with server.client(retry=HttpRetryPolicy.never()) as client:
         with pytest.raises(CosmosUnavailable):
             await client.read_document(C, "d1", "i1")
     assert len(server.requests) == 1
@@ -261,6 +261,6 @@ async def test_conflict_on_create_is_not_ambiguous() -> None:
 
 def test_policy_validation() -> None:
     with pytest.raises(ValueError):
-        RetryPolicy(max_attempts=0)
+        HttpRetryPolicy(max_attempts=0)
     with pytest.raises(ValueError):
-        RetryPolicy(jitter=2.0)
+        HttpRetryPolicy(jitter=2.0)

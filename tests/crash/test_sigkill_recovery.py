@@ -43,15 +43,14 @@ import msgspec
 import pytest
 
 import duro
-from duro.providers import (
+from duro.history import (
     ActivityCompleted,
     ActivityFailed,
-    ActivityResult,
     ActivityScheduled,
     HistoryEvent,
-    decode_message,
     encode_event,
 )
+from duro.providers import ActivityResultMessage, decode_message
 
 from . import worker
 from .worker import STEPS, expected_output, instance_ids, seed_of, start_workload
@@ -263,10 +262,10 @@ def read_state(path: Path, label: str) -> StoreState:
         ):
             state.queued_for_worker[instance_id, seq_steps[instance_id, execution_id, seq]] += 1
         for (data,) in conn.execute(
-            "SELECT data FROM orchestrator_queue WHERE kind = 'ActivityResult'"
+            "SELECT data FROM orchestrator_queue WHERE kind = 'ActivityResultMessage'"
         ):
             message = decode_message(data)
-            assert isinstance(message, ActivityResult)
+            assert isinstance(message, ActivityResultMessage)
             key = (message.instance_id, message.execution_id, message.seq)
             state.results_queued[message.instance_id, seq_steps[key]] += 1
     return state

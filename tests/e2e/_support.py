@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 import anyio
 
 import duro
-from duro.providers import HistoryEvent, Provider
+from duro.history import HistoryEvent
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 E = TypeVar("E")

@@ -8,7 +8,8 @@ import threading
 import pytest
 
 import duro
-from duro.providers import ActivityCompleted, ActivityFailed, ActivityScheduled, Provider
+from duro.history import ActivityCompleted, ActivityFailed, ActivityScheduled
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, failed, history_has, of_type, runtime, wait_until
@@ -131,7 +132,7 @@ async def test_failed_activity_raises_activity_failed_with_original_type_and_mes
     async def orch(ctx: duro.OrchestrationContext, _: None) -> dict[str, object]:
         try:
             await ctx.schedule_activity(explode, "input")
-        except duro.ActivityFailed as exc:
+        except duro.ActivityFailedError as exc:
             return {
                 "type": exc.error_type,
                 "message": exc.error_message,
@@ -169,7 +170,7 @@ async def test_uncaught_activity_failure_fails_instance_with_application_error(
         await client.start_orchestration("fail-2", orch)
         error = await failed(client, "fail-2")
     assert error.category is duro.ErrorCategory.APPLICATION
-    assert error.error_type == "ActivityFailed"
+    assert error.error_type == "ActivityFailedError"
     assert "KeyError" in error.message and "missing" in error.message
 
 

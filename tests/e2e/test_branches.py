@@ -6,14 +6,14 @@ import anyio
 import pytest
 
 import duro
-from duro.providers import (
+from duro.history import (
     ActivityCompleted,
     ActivityScheduled,
-    Provider,
     SubOrchestrationScheduled,
     TaskCancelled,
     TimerCreated,
 )
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, failed, history_has, of_type, runtime, wait_until

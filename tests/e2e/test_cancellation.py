@@ -7,7 +7,8 @@ import threading
 import pytest
 
 import duro
-from duro.providers import ActivityCompleted, CancelRequested, Provider, SubOrchestrationScheduled
+from duro.history import ActivityCompleted, CancelRequested, SubOrchestrationScheduled
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, failed, of_type, runtime, wait_until

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import duro
-from duro.providers import ContinuedAsNew, OrchestrationStarted, Provider
+from duro.history import ContinuedAsNew, OrchestrationStarted
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, of_type, runtime

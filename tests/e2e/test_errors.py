@@ -65,7 +65,7 @@ async def test_activity_missing_on_the_worker_fails_the_activity_with_configurat
     async def remote(ctx: duro.OrchestrationContext, _: None) -> list[str]:
         try:
             await ctx.schedule_activity("only_here")
-        except duro.ActivityFailed as exc:
+        except duro.ActivityFailedError as exc:
             return [exc.error.category.value, exc.error_type]
         return []
 
@@ -141,11 +141,11 @@ async def test_non_serialisable_values_inside_orchestrations_and_activities(
         policy = duro.RetryPolicy(max_attempts=3, initial_interval=0)
         try:
             await ctx.schedule_activity(returns_object, retry=policy)
-        except duro.ActivityFailed as exc:
+        except duro.ActivityFailedError as exc:
             results.append(f"output {exc.error_type} after {exc.attempts}")
         try:
             await ctx.schedule_activity(returns_huge)
-        except duro.ActivityFailed as exc:
+        except duro.ActivityFailedError as exc:
             results.append(f"huge {exc.error_type}")
         return results
 

@@ -12,13 +12,13 @@ import msgspec
 import pytest
 
 import duro
-from duro.providers import (
+from duro.history import (
     ActivityCompleted,
     EventQueued,
     EventRaised,
     OrchestrationStarted,
-    Provider,
 )
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, history_has, of_type, runtime, wait_until

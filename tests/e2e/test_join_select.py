@@ -6,14 +6,14 @@ import anyio
 import pytest
 
 import duro
-from duro.providers import (
+from duro.history import (
     ActivityCompleted,
     ActivityScheduled,
     EventRaised,
-    Provider,
     SubOrchestrationScheduled,
     TaskCancelled,
 )
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, failed, history_has, of_type, runtime, wait_until
@@ -89,7 +89,7 @@ async def test_join_raises_the_first_failure_in_history_order(
     async def fan(ctx: duro.OrchestrationContext, _: None) -> str:
         try:
             await ctx.join([ctx.schedule_activity("gated", k) for k in ("fail-1", "fail-2", "ok")])
-        except duro.ActivityFailed as exc:
+        except duro.ActivityFailedError as exc:
             return exc.error_message
         return "no failure"
 
@@ -104,7 +104,7 @@ async def test_join_raises_the_first_failure_in_history_order(
 
 
 async def _has_failure(client: duro.Client, instance_id: str) -> bool:
-    from duro.providers import ActivityFailed
+    from duro.history import ActivityFailed
 
     history = await client.get_history(instance_id)
     return bool(of_type(history, ActivityFailed)) or (
@@ -135,7 +135,7 @@ async def test_join_with_return_exceptions_puts_failures_in_place(
 
     async with runtime(store, registry, clock):
         await client.start_orchestration("j-4", fan)
-        assert await completed(client, "j-4") == ["a", "ActivityFailed:fail-b failed", "c"]
+        assert await completed(client, "j-4") == ["a", "ActivityFailedError:fail-b failed", "c"]
 
 
 async def test_select_returns_first_completion_in_history_order(
@@ -242,7 +242,7 @@ async def test_select_with_a_failing_winner_raises_its_error(
             await ctx.select(
                 ctx.schedule_activity("gated", "slow"), ctx.schedule_activity("gated", "fail-now")
             )
-        except duro.ActivityFailed as exc:
+        except duro.ActivityFailedError as exc:
             return exc.error_message
         return "no error"
 

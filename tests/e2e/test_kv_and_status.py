@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 import duro
-from duro.providers import CustomStatusSet, KvCleared, KvDeleted, KvSet, Provider
+from duro.history import (
+    CustomStatusSet,
+    KvCleared,
+    KvDeleted,
+    KvSet,
+)
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import completed, history_has, of_type, runtime, wait_until

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import duro
-from duro.providers import OrchestrationCompleted, OrchestrationStarted, Provider
+from duro.history import OrchestrationCompleted, OrchestrationStarted
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import completed, failed, runtime, wait_until

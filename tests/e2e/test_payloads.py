@@ -156,7 +156,7 @@ async def test_struct_that_does_not_validate_fails_with_payload_error(
     async def sends_bad(ctx: duro.OrchestrationContext, _: None) -> list[str]:
         try:
             await ctx.schedule_activity(wants_item, {"sku": "a", "qty": "many"})
-        except duro.ActivityFailed as exc:
+        except duro.ActivityFailedError as exc:
             return [exc.error_type]
         return []
 

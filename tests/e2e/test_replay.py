@@ -7,7 +7,8 @@ import logging
 import pytest
 
 import duro
-from duro.providers import ActivityCompleted, Provider, TimerCreated
+from duro.history import ActivityCompleted, TimerCreated
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, failed, history_has, runtime

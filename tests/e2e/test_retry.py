@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import duro
-from duro.providers import ActivityFailed, ActivityScheduled, Provider, TimerCreated
+from duro.history import ActivityFailed, ActivityScheduled, TimerCreated
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, failed, history_has, of_type, runtime
@@ -74,7 +75,7 @@ async def test_retry_gives_up_after_max_attempts_with_the_last_error(
     async def retried(ctx: duro.OrchestrationContext, _: None) -> list[object]:
         try:
             await ctx.schedule_activity("flaky", 99, retry=policy)
-        except duro.ActivityFailed as exc:
+        except duro.ActivityFailedError as exc:
             return [exc.attempts, exc.error_type, exc.error_message]
         return []
 
@@ -149,7 +150,7 @@ async def test_attempt_timeout_exhausted_reports_activity_timeout(
         policy = duro.RetryPolicy(max_attempts=1, attempt_timeout=5)
         try:
             await ctx.schedule_activity(hangs, retry=policy)
-        except duro.ActivityFailed as exc:
+        except duro.ActivityFailedError as exc:
             return [exc.error_type, exc.attempts]
         return []
 

@@ -6,7 +6,8 @@ import anyio
 import pytest
 
 import duro
-from duro.providers import ActivityCompleted, ActivityScheduled, Provider, TimerCreated
+from duro.history import ActivityCompleted, ActivityScheduled, TimerCreated
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, history_has, of_type, runtime, wait_until
@@ -140,11 +141,11 @@ async def test_activity_redelivered_too_often_fails_as_poison(
     async def orch(ctx: duro.OrchestrationContext, _: None) -> list[str]:
         try:
             await ctx.schedule_activity(never_finishes)
-        except duro.ActivityFailed as exc:
+        except duro.ActivityFailedError as exc:
             return [exc.error.category.value, exc.error_type]
         return []
 
-    async with runtime(store, registry, clock, activity_lock_timeout=30, max_attempts=1):
+    async with runtime(store, registry, clock, activity_lock_timeout=30, max_deliveries=1):
         await client.start_orchestration("rt-5", orch)
         await wait_until(lambda: calls["run"] == 1)
         await clock.advance(31)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import duro
-from duro.providers import OrchestrationChained, Provider, SubOrchestrationScheduled
+from duro.history import OrchestrationChained, SubOrchestrationScheduled
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import completed, failed, history_has, of_type, runtime, wait_until
@@ -78,7 +79,7 @@ async def test_failed_sub_orchestration_raises_sub_orchestration_failed_in_paren
     async def parent(ctx: duro.OrchestrationContext, _: None) -> list[str]:
         try:
             await ctx.schedule_sub_orchestration("broken_child", instance_id="bad-kid")
-        except duro.SubOrchestrationFailed as exc:
+        except duro.SubOrchestrationFailedError as exc:
             return [exc.error_type, exc.error_message, exc.instance_id, exc.name]
         return []
 
@@ -106,7 +107,7 @@ async def test_uncaught_sub_orchestration_failure_fails_the_parent(
         await client.start_orchestration("p-4", parent)
         error = await failed(client, "p-4")
     assert error.category is duro.ErrorCategory.APPLICATION
-    assert error.error_type == "SubOrchestrationFailed"
+    assert error.error_type == "SubOrchestrationFailedError"
     assert "child divided by zero" in error.message
 
 
@@ -117,7 +118,7 @@ async def test_unregistered_sub_orchestration_fails_the_child_with_configuration
     async def parent(ctx: duro.OrchestrationContext, _: None) -> list[str]:
         try:
             await ctx.schedule_sub_orchestration("nope", instance_id="nope-1")
-        except duro.SubOrchestrationFailed as exc:
+        except duro.SubOrchestrationFailedError as exc:
             return [exc.error.category.value, exc.error_type]
         return []
 
@@ -207,7 +208,7 @@ async def test_child_id_already_taken_fails_the_sub_orchestration_not_the_existi
     async def parent(ctx: duro.OrchestrationContext, _: None) -> str:
         try:
             await ctx.schedule_sub_orchestration("child", 1, instance_id="taken")
-        except duro.SubOrchestrationFailed as exc:
+        except duro.SubOrchestrationFailedError as exc:
             return exc.error_type
         return "no error"
 

@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 import duro
-from duro.providers import Provider, TimerCreated, TimerFired
+from duro.history import TimerCreated, TimerFired
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, history_has, of_type, runtime

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import duro
-from duro.providers import ActivityCompleted, Provider
+from duro.history import ActivityCompleted
+from duro.providers import Provider
 from duro.testing import VirtualClock
 
 from ._support import completed, history_has, runtime, wait_until

@@ -18,11 +18,11 @@ from duro._history import (
     TimerFired,
 )
 from duro._messages import (
-    ActivityResult,
+    ActivityResultMessage,
     AnyOrchestratorMessage,
-    CancelInstance,
-    ExternalEvent,
-    StartOrchestration,
+    CancelOrchestrationMessage,
+    RaiseEventMessage,
+    StartOrchestrationMessage,
     TimerFiredMessage,
 )
 from duro._registry import Registry
@@ -71,31 +71,33 @@ class History:
         return self._add(EventRaised, name=name, data=raw(data))
 
 
-def start(name: str = "orch", input: Any = None) -> StartOrchestration:
-    return StartOrchestration(instance_id=INSTANCE, name=name, input=raw(input))
+def start(name: str = "orch", input: Any = None) -> StartOrchestrationMessage:
+    return StartOrchestrationMessage(instance_id=INSTANCE, name=name, input=raw(input))
 
 
-def completed(seq: int, result: Any = None, execution_id: int = 1) -> ActivityResult:
-    return ActivityResult(
+def completed(seq: int, result: Any = None, execution_id: int = 1) -> ActivityResultMessage:
+    return ActivityResultMessage(
         instance_id=INSTANCE, execution_id=execution_id, seq=seq, result=raw(result)
     )
 
 
-def failed(seq: int, message: str = "boom", error_type: str = "ValueError") -> ActivityResult:
+def failed(
+    seq: int, message: str = "boom", error_type: str = "ValueError"
+) -> ActivityResultMessage:
     error = ErrorInfo(category=ErrorCategory.APPLICATION, error_type=error_type, message=message)
-    return ActivityResult(instance_id=INSTANCE, execution_id=1, seq=seq, error=error)
+    return ActivityResultMessage(instance_id=INSTANCE, execution_id=1, seq=seq, error=error)
 
 
 def timer_fired(seq: int, fire_at: int = T0 + 1000) -> TimerFiredMessage:
     return TimerFiredMessage(instance_id=INSTANCE, execution_id=1, seq=seq, fire_at=fire_at)
 
 
-def event(name: str, data: Any = None) -> ExternalEvent:
-    return ExternalEvent(instance_id=INSTANCE, name=name, data=raw(data))
+def event(name: str, data: Any = None) -> RaiseEventMessage:
+    return RaiseEventMessage(instance_id=INSTANCE, name=name, data=raw(data))
 
 
-def cancel(reason: str = "stop") -> CancelInstance:
-    return CancelInstance(instance_id=INSTANCE, reason=reason)
+def cancel(reason: str = "stop") -> CancelOrchestrationMessage:
+    return CancelOrchestrationMessage(instance_id=INSTANCE, reason=reason)
 
 
 def turn(

@@ -8,7 +8,7 @@ import msgspec
 
 import duro
 from duro._history import ActivityScheduled, SubOrchestrationScheduled, TaskCancelled, TimerCreated
-from duro._messages import CancelInstance
+from duro._messages import CancelOrchestrationMessage
 from duro._status import ExecutionStatus
 
 from .histories import completed, failed, kinds, start, timer_fired, turn
@@ -130,7 +130,7 @@ def test_a_failing_branch_fails_the_join_with_its_error() -> None:
     decision = turn(registry, history, [failed(2, "out of stock")])
     assert decision.result.status is ExecutionStatus.FAILED
     assert decision.result.error is not None
-    assert decision.result.error.error_type == "ActivityFailed"
+    assert decision.result.error.error_type == "ActivityFailedError"
     assert "out of stock" in decision.result.error.message
 
 
@@ -157,5 +157,5 @@ def test_select_loser_branch_sub_orchestration_is_cancelled() -> None:
     history = turn(registry, None, [start("with_child")]).result.new_events
     [sub] = [e for e in history if isinstance(e, SubOrchestrationScheduled)]
     decision = turn(registry, history, [timer_fired(1, 5000)])
-    cancels = [m for m, _ in decision.result.messages if isinstance(m, CancelInstance)]
+    cancels = [m for m, _ in decision.result.messages if isinstance(m, CancelOrchestrationMessage)]
     assert [c.instance_id for c in cancels] == [sub.instance_id]

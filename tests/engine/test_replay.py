@@ -280,7 +280,7 @@ def test_activity_failure_raises_activity_failed_that_code_can_catch() -> None:
     async def careful(ctx: duro.OrchestrationContext, _: None) -> str:
         try:
             await ctx.schedule_activity(greet, "x")
-        except duro.ActivityFailed as exc:
+        except duro.ActivityFailedError as exc:
             return f"{exc.error_type}:{exc.error_message}"
         return "no error"
 

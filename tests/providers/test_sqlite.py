@@ -25,7 +25,12 @@ import pytest
 
 from duro._errors import LockLostError, ProviderError, StoreCorruptionError
 from duro._history import OrchestrationFailed, OrchestrationStarted
-from duro._messages import ActivityResult, ActivityTask, ExternalEvent, StartOrchestration
+from duro._messages import (
+    ActivityResultMessage,
+    ActivityTask,
+    RaiseEventMessage,
+    StartOrchestrationMessage,
+)
 from duro._status import ErrorCategory, ErrorInfo, State
 from duro.providers import _sqlite_schema
 from duro.providers._sqlite import SqliteProvider
@@ -78,7 +83,9 @@ def first_turn(
 
 
 async def create_instance(provider: SqliteProvider, instance_id: str, **changes: Any) -> None:
-    await provider.start_orchestration(StartOrchestration(instance_id=instance_id, name="orch"))
+    await provider.start_orchestration(
+        StartOrchestrationMessage(instance_id=instance_id, name="orch")
+    )
     item = await provider.fetch_turn(FetchTurnRequest(lock_timeout=30))
     assert item is not None and item.instance_id == instance_id
     await provider.commit_turn(first_turn(item.lock_token, instance_id, **changes))
@@ -126,7 +133,7 @@ async def test_committed_state_survives_close_and_reopen(
             activity_tasks=[ActivityTask(instance_id="i1", execution_id=1, seq=1, name="a")],
         )
         await provider.enqueue_orchestrator_message(
-            ScheduledMessage(message=ExternalEvent(instance_id="i1", name="go"))
+            ScheduledMessage(message=RaiseEventMessage(instance_id="i1", name="go"))
         )
 
     async with SqliteProvider(db_path, clock=clock) as reopened:
@@ -137,13 +144,15 @@ async def test_committed_state_survives_close_and_reopen(
         work = await reopened.fetch_activity(FetchActivityRequest(lock_timeout=5))
         assert work is not None and work.task.name == "a"
         turn = await reopened.fetch_turn(FetchTurnRequest(lock_timeout=5))
-        assert turn is not None and turn.messages == [ExternalEvent(instance_id="i1", name="go")]
+        assert turn is not None and turn.messages == [
+            RaiseEventMessage(instance_id="i1", name="go")
+        ]
 
 
 async def test_close_is_idempotent_and_use_after_close_reopens(db_path: Path) -> None:
     provider = SqliteProvider(db_path)
     await provider.close()
-    await provider.start_orchestration(StartOrchestration(instance_id="i1", name="orch"))
+    await provider.start_orchestration(StartOrchestrationMessage(instance_id="i1", name="orch"))
     await provider.close()
     await provider.close()
     record = await provider.read_instance("i1")
@@ -207,6 +216,39 @@ async def test_older_schema_is_upgraded_in_place_keeping_data(
         conn.close()
 
 
+async def test_version_1_file_keeps_its_queued_messages_and_delivery_counts(
+    db_path: Path, clock: VirtualClock
+) -> None:
+    # Version 1 tagged messages "StartOrchestration", "ExternalEvent", ... and called the
+    # delivery count "attempt"; version 2 renamed both. Work queued before the upgrade must
+    # come out of it intact.
+    conn = raw_connection(db_path)
+    _sqlite_schema.migrate(conn, str(db_path), target=1)
+    old_messages = [
+        ("StartOrchestration", b'{"type":"StartOrchestration","name":"orch","instance_id":"i1"}'),
+        ("ExternalEvent", b'{"type":"ExternalEvent","name":"go","data":7,"instance_id":"i1"}'),
+    ]
+    for kind, data in old_messages:
+        conn.execute(
+            "INSERT INTO orchestrator_queue (instance_id, kind, data, visible_at_ms,"
+            " enqueued_at_ms, attempt, start_name) VALUES ('i1', ?, ?, 0, 0, 2, ?)",
+            (kind, data, "orch" if kind == "StartOrchestration" else None),
+        )
+    conn.close()
+
+    async with SqliteProvider(db_path, clock=clock) as provider:
+        record = await provider.read_instance("i1")
+        assert record is not None and record.state is State.PENDING and record.name == "orch"
+        item = await provider.fetch_turn(FetchTurnRequest(lock_timeout=30))
+
+    assert item is not None
+    assert item.messages == [
+        StartOrchestrationMessage(instance_id="i1", name="orch"),
+        RaiseEventMessage(instance_id="i1", name="go", data=msgspec.Raw(b"7")),
+    ]
+    assert item.delivery_count == 3
+
+
 def test_migrations_run_one_step_per_version_from_an_empty_file(db_path: Path) -> None:
     conn = raw_connection(db_path)
     try:
@@ -245,7 +287,7 @@ async def test_file_that_is_not_sqlite_is_refused_and_left_intact(db_path: Path)
 
     provider = SqliteProvider(db_path)
     with pytest.raises(NotADuroDatabaseError) as caught:
-        await provider.start_orchestration(StartOrchestration(instance_id="i1", name="orch"))
+        await provider.start_orchestration(StartOrchestrationMessage(instance_id="i1", name="orch"))
 
     assert not caught.value.retryable
     assert await anyio.Path(db_path).read_bytes() == content
@@ -301,7 +343,7 @@ async def test_read_only_file_gives_a_permanent_typed_error_on_write(
             assert await provider.read_history("i1") == [started()]
             with pytest.raises(ReadOnlyStoreError) as caught:
                 await provider.start_orchestration(
-                    StartOrchestration(instance_id="i2", name="orch")
+                    StartOrchestrationMessage(instance_id="i2", name="orch")
                 )
             assert not caught.value.retryable
         finally:
@@ -322,13 +364,13 @@ async def test_corrupt_history_row_surfaces_as_history_error_and_blocks_nobody(
         conn.close()
         for instance_id in ("bad", "good"):
             await provider.enqueue_orchestrator_message(
-                ScheduledMessage(message=ExternalEvent(instance_id=instance_id, name="go"))
+                ScheduledMessage(message=RaiseEventMessage(instance_id=instance_id, name="go"))
             )
 
         bad = await provider.fetch_turn(FetchTurnRequest(lock_timeout=30))
         assert bad is not None and bad.instance_id == "bad"
         assert bad.history == [] and bad.history_error is not None
-        assert bad.attempt == 1
+        assert bad.delivery_count == 1
 
         good = await provider.fetch_turn(FetchTurnRequest(lock_timeout=30))
         assert good is not None and good.instance_id == "good"
@@ -361,10 +403,10 @@ async def test_undecodable_queue_message_is_dead_lettered_not_dropped(
     async with SqliteProvider(db_path, clock=clock) as provider:
         await create_instance(provider, "i1")
         await provider.enqueue_orchestrator_message(
-            ScheduledMessage(message=ExternalEvent(instance_id="i1", name="broken"))
+            ScheduledMessage(message=RaiseEventMessage(instance_id="i1", name="broken"))
         )
         await provider.enqueue_orchestrator_message(
-            ScheduledMessage(message=ExternalEvent(instance_id="i1", name="fine"))
+            ScheduledMessage(message=RaiseEventMessage(instance_id="i1", name="fine"))
         )
         conn = raw_connection(db_path)
         conn.execute(
@@ -375,7 +417,7 @@ async def test_undecodable_queue_message_is_dead_lettered_not_dropped(
         item = await provider.fetch_turn(FetchTurnRequest(lock_timeout=30))
 
         assert item is not None
-        assert item.messages == [ExternalEvent(instance_id="i1", name="fine")]
+        assert item.messages == [RaiseEventMessage(instance_id="i1", name="fine")]
         conn = raw_connection(db_path)
         dead = conn.execute("SELECT source, instance_id, data FROM dead_letters").fetchall()
         conn.close()
@@ -403,7 +445,7 @@ async def test_full_disk_during_commit_applies_nothing_and_keeps_the_lock(
     db_path: Path, clock: VirtualClock
 ) -> None:
     async with SqliteProvider(db_path, clock=clock) as provider:
-        await provider.start_orchestration(StartOrchestration(instance_id="i1", name="orch"))
+        await provider.start_orchestration(StartOrchestrationMessage(instance_id="i1", name="orch"))
         item = await provider.fetch_turn(FetchTurnRequest(lock_timeout=30))
         assert item is not None
 
@@ -446,14 +488,16 @@ async def test_database_locked_past_busy_timeout_gives_retryable_error(db_path: 
         holder.execute("BEGIN IMMEDIATE")
         try:
             with pytest.raises(StoreBusyError) as caught:
-                await provider.start_orchestration(StartOrchestration(instance_id="i1", name="o"))
+                await provider.start_orchestration(
+                    StartOrchestrationMessage(instance_id="i1", name="o")
+                )
             assert caught.value.retryable
             assert isinstance(caught.value, ProviderError)
         finally:
             holder.execute("ROLLBACK")
             holder.close()
         # Nothing stuck: the retry goes through.
-        await provider.start_orchestration(StartOrchestration(instance_id="i1", name="o"))
+        await provider.start_orchestration(StartOrchestrationMessage(instance_id="i1", name="o"))
 
 
 async def test_write_waits_for_a_locked_database_without_blocking_the_event_loop(
@@ -477,7 +521,9 @@ async def test_write_waits_for_a_locked_database_without_blocking_the_event_loop
         started_at = time.monotonic()
         async with anyio.create_task_group() as tg:
             tg.start_soon(release_later)
-            await provider.start_orchestration(StartOrchestration(instance_id="i1", name="o"))
+            await provider.start_orchestration(
+                StartOrchestrationMessage(instance_id="i1", name="o")
+            )
         holder.close()
 
         assert ticks == 20
@@ -537,7 +583,9 @@ async def test_two_providers_on_one_file_never_lock_the_same_instance(db_path: P
     first, second = SqliteProvider(db_path), SqliteProvider(db_path)
     async with first, second:
         for n in range(60):
-            await first.start_orchestration(StartOrchestration(instance_id=f"i{n}", name="o"))
+            await first.start_orchestration(
+                StartOrchestrationMessage(instance_id=f"i{n}", name="o")
+            )
         seen: list[str] = []
         holding: set[str] = set()
         async with anyio.create_task_group() as tg:
@@ -599,7 +647,9 @@ async def test_other_processes_on_one_file_never_take_the_same_instance(db_path:
             else:
                 pytest.fail("a worker process did not start")
         for n in range(total):
-            await provider.start_orchestration(StartOrchestration(instance_id=f"i{n}", name="o"))
+            await provider.start_orchestration(
+                StartOrchestrationMessage(instance_id=f"i{n}", name="o")
+            )
         seen: list[str] = []
         await _drain(provider, seen, set())
         for child in children:
@@ -631,9 +681,11 @@ async def test_turn_and_activity_round_trip(db_path: Path, clock: VirtualClock) 
         work = await provider.fetch_activity(
             FetchActivityRequest(lock_timeout=5, tag_filter=TagFilter(tags=frozenset({"gpu"})))
         )
-        assert work is not None and work.task == task and work.attempt == 1
+        assert work is not None and work.task == task and work.delivery_count == 1
 
-        result = ActivityResult(instance_id="i1", execution_id=1, seq=1, result=msgspec.Raw(b"7"))
+        result = ActivityResultMessage(
+            instance_id="i1", execution_id=1, seq=1, result=msgspec.Raw(b"7")
+        )
         await provider.complete_activity(
             ActivityCommit(lock_token=work.lock_token, result=ScheduledMessage(message=result))
         )

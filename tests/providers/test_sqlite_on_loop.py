@@ -14,7 +14,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from duro._messages import StartOrchestration
+from duro._messages import StartOrchestrationMessage
 from duro.providers._sqlite import SqliteProvider
 from duro.providers._sqlite_checkpoint import Checkpointer
 from duro.providers._types import FetchTurnRequest
@@ -49,8 +49,8 @@ class ThreadHops:
         monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
 
 
-def start(instance_id: str) -> StartOrchestration:
-    return StartOrchestration(instance_id=instance_id, name="orch")
+def start(instance_id: str) -> StartOrchestrationMessage:
+    return StartOrchestrationMessage(instance_id=instance_id, name="orch")
 
 
 async def test_a_turn_round_trip_runs_on_the_event_loop(

@@ -7,7 +7,7 @@ import anyio.lowlevel
 import pytest
 
 from ..._errors import LockLostError
-from ..._messages import ActivityResult, ActivityTask
+from ..._messages import ActivityResultMessage, ActivityTask
 from ...providers import Provider
 from ...providers._types import (
     AbandonRequest,
@@ -69,7 +69,7 @@ class ActivityQueueContract(ContractBase):
 
         assert item.task.instance_id == "i1"
         assert item.task.seq == 1
-        assert item.attempt == 1
+        assert item.delivery_count == 1
         assert item.lock_token
 
     @pytest.mark.anyio
@@ -140,7 +140,9 @@ class ActivityQueueContract(ContractBase):
 
         assert await provider.fetch_activity(activity_request(tag_filter=TagFilter.any())) is None
         messages = await _orchestrator_messages(provider, "i1")
-        assert messages == [ActivityResult(instance_id="i1", execution_id=1, seq=1, result=raw(42))]
+        assert messages == [
+            ActivityResultMessage(instance_id="i1", execution_id=1, seq=1, result=raw(42))
+        ]
 
     @pytest.mark.anyio
     async def test_complete_activity_without_result_drops_item_and_enqueues_nothing(
@@ -197,7 +199,7 @@ class ActivityQueueContract(ContractBase):
         second = await self._fetch_one(provider)
 
         assert second.task == first.task
-        assert second.attempt == 2
+        assert second.delivery_count == 2
         assert second.lock_token != first.lock_token
         with pytest.raises(LockLostError):
             await provider.complete_activity(
@@ -237,13 +239,13 @@ class ActivityQueueContract(ContractBase):
         first = await self._fetch_one(provider)
         await provider.abandon_activity(AbandonRequest(lock_token=first.lock_token))
         second = await self._fetch_one(provider)
-        assert second.attempt == 2
+        assert second.delivery_count == 2
 
         await provider.abandon_activity(
-            AbandonRequest(lock_token=second.lock_token, ignore_attempt=True)
+            AbandonRequest(lock_token=second.lock_token, undo_delivery_count=True)
         )
 
-        assert (await self._fetch_one(provider)).attempt == 2
+        assert (await self._fetch_one(provider)).delivery_count == 2
 
     @pytest.mark.anyio
     async def test_ignoring_attempts_never_drops_below_first_delivery(
@@ -252,12 +254,12 @@ class ActivityQueueContract(ContractBase):
         await schedule_activities(provider, "i1", [activity_task("i1", 1)])
         for _ in range(3):
             item = await self._fetch_one(provider)
-            assert item.attempt == 1
+            assert item.delivery_count == 1
             await provider.abandon_activity(
-                AbandonRequest(lock_token=item.lock_token, ignore_attempt=True)
+                AbandonRequest(lock_token=item.lock_token, undo_delivery_count=True)
             )
 
-        assert (await self._fetch_one(provider)).attempt == 1
+        assert (await self._fetch_one(provider)).delivery_count == 1
 
     @pytest.mark.anyio
     async def test_attempt_count_is_per_work_item(
@@ -270,7 +272,7 @@ class ActivityQueueContract(ContractBase):
 
         items = await fetch_all_activities(provider)
 
-        assert {item.task.seq: item.attempt for item in items} == {1: 2, 2: 1}
+        assert {item.task.seq: item.delivery_count for item in items} == {1: 2, 2: 1}
 
     @pytest.mark.anyio
     async def test_renewed_activity_lock_outlives_its_original_expiry(
@@ -328,7 +330,7 @@ class ActivityQueueContract(ContractBase):
         second = await self._fetch_one(provider)
 
         assert second.task == first.task
-        assert second.attempt == 2
+        assert second.delivery_count == 2
         assert second.lock_token != first.lock_token
 
     @pytest.mark.anyio

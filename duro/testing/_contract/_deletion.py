@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ..._errors import InstanceNotFoundError, InstanceStillRunningError, LockLostError
-from ..._messages import StartOrchestration, TimerFiredMessage
+from ..._messages import StartOrchestrationMessage, TimerFiredMessage
 from ..._status import State
 from ...providers import Provider
 from ...providers._types import (
@@ -186,7 +186,7 @@ class DeletionContract(ContractBase):
         assert result.messages_deleted >= 2
         assert await provider.queue_depths() == QueueDepths()
         item = await start_and_lock(provider, "i1", name="Reborn")
-        assert [type(message) for message in item.messages] == [StartOrchestration]
+        assert [type(message) for message in item.messages] == [StartOrchestrationMessage]
         assert (item.instance, item.execution_id, item.history) == (None, 0, [])
         await provider.commit_turn(turn_commit(item))
         record = await provider.read_instance("i1")

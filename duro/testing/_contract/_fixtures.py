@@ -24,11 +24,11 @@ from ..._history import (
     ParentRef,
 )
 from ..._messages import (
-    ActivityResult,
+    ActivityResultMessage,
     ActivityTask,
     ContinueAsNewMessage,
-    ExternalEvent,
-    StartOrchestration,
+    RaiseEventMessage,
+    StartOrchestrationMessage,
 )
 from ..._status import ErrorCategory, ErrorInfo
 from ...providers import Provider
@@ -87,15 +87,15 @@ def start_message(
     version: str | None = None,
     input: object = None,
     parent: ParentRef | None = None,
-) -> StartOrchestration:
-    return StartOrchestration(
+) -> StartOrchestrationMessage:
+    return StartOrchestrationMessage(
         instance_id=instance_id, name=name, version=version, input=raw(input), parent=parent
     )
 
 
 def external_event(instance_id: str, name: str = "poke", data: object = None) -> ScheduledMessage:
     return ScheduledMessage(
-        message=ExternalEvent(instance_id=instance_id, name=name, data=raw(data))
+        message=RaiseEventMessage(instance_id=instance_id, name=name, data=raw(data))
     )
 
 
@@ -129,7 +129,7 @@ def activity_key(task: ActivityTask) -> ActivityKey:
 def activity_result(task: ActivityTask, value: object = "done") -> ScheduledMessage:
     """The completion a worker commits for ``task``."""
     return ScheduledMessage(
-        message=ActivityResult(
+        message=ActivityResultMessage(
             instance_id=task.instance_id,
             execution_id=task.execution_id,
             seq=task.seq,
@@ -180,9 +180,9 @@ def _numbered(events: Iterable[HistoryEvent], first_id: int) -> list[HistoryEven
 
 def _opening_message(
     item: OrchestrationWorkItem,
-) -> StartOrchestration | ContinueAsNewMessage | None:
+) -> StartOrchestrationMessage | ContinueAsNewMessage | None:
     for message in item.messages:
-        if isinstance(message, StartOrchestration | ContinueAsNewMessage):
+        if isinstance(message, StartOrchestrationMessage | ContinueAsNewMessage):
             return message
     return None
 
@@ -204,9 +204,10 @@ def turn_commit(
 ) -> TurnCommit:
     """The commit a runtime would send for ``item``.
 
-    A batch holding a ``StartOrchestration`` (new instance) or a ``ContinueAsNewMessage`` opens
-    a new execution: its history starts with ``OrchestrationStarted``. ``events`` (event ids
-    are renumbered) follow, then the terminal event ``status`` implies.
+    A batch holding a ``StartOrchestrationMessage`` (new instance) or a
+    ``ContinueAsNewMessage`` opens a new execution: its history starts with
+    ``OrchestrationStarted``. ``events`` (event ids are renumbered) follow, then the terminal
+    event ``status`` implies.
     """
     opening = _opening_message(item)
     opens_execution = (opening is not None and item.execution_id == 0) or isinstance(

@@ -15,7 +15,7 @@ import pytest
 
 from ..._errors import LockLostError
 from ..._history import ActivityCompleted, ActivityScheduled, HistoryEvent
-from ..._messages import ActivityResult, ActivityTask
+from ..._messages import ActivityResultMessage, ActivityTask
 from ...providers import Provider
 from ...providers._types import (
     ActivityCommit,
@@ -104,7 +104,7 @@ class CommitFetchContract(ContractBase):
         history = await provider.read_history("h1")
         assert [e.seq for e in history if isinstance(e, ActivityScheduled)] == [1, 2]
         assert [f.task for f in fetched] == tasks
-        assert [f.attempt for f in fetched] == [1, 1]
+        assert [f.delivery_count for f in fetched] == [1, 1]
         assert len({f.lock_token for f in fetched}) == 2
         # They are locked: a plain fetch must not hand them out a second time.
         assert await provider.fetch_activities(self._activities()) == []
@@ -112,7 +112,7 @@ class CommitFetchContract(ContractBase):
             ActivityCommit(lock_token=fetched[0].lock_token, result=activity_result(tasks[0], 7))
         )
         turn = await try_turn(provider, self.lock_timeout)
-        assert turn is not None and kinds(turn.messages) == ["ActivityResult"]
+        assert turn is not None and kinds(turn.messages) == ["ActivityResultMessage"]
 
     @pytest.mark.anyio
     async def test_commit_and_fetch_takes_at_most_max_items_and_leaves_the_rest_queued(
@@ -202,7 +202,7 @@ class CommitFetchContract(ContractBase):
 
         assert results == []
         assert _keys(fetched) == [("h7", 1)]
-        assert fetched[0].attempt == 1
+        assert fetched[0].delivery_count == 1
 
     @pytest.mark.anyio
     async def test_commit_and_fetch_never_waits_for_work(
@@ -234,9 +234,9 @@ class CommitFetchContract(ContractBase):
         assert [turn.instance_id for turn in turns] == ["a1"]
         turn = turns[0]
         assert turn.messages == [
-            ActivityResult(instance_id="a1", execution_id=1, seq=1, result=raw(42))
+            ActivityResultMessage(instance_id="a1", execution_id=1, seq=1, result=raw(42))
         ]
-        assert turn.attempt == 1
+        assert turn.delivery_count == 1
         assert len(turn.history) == length
         # The turn is locked: no plain fetch gets it, and its owner can commit it.
         assert await try_turn(provider, self.lock_timeout) is None
@@ -266,7 +266,7 @@ class CommitFetchContract(ContractBase):
         await provider.commit_turn(idle_commit(busy))
         turn = await try_turn(provider, self.lock_timeout)
         assert turn is not None and turn.instance_id == "a2"
-        assert kinds(turn.messages) == ["ActivityResult"]
+        assert kinds(turn.messages) == ["ActivityResultMessage"]
 
     @pytest.mark.anyio
     async def test_complete_and_fetch_reports_a_stale_completion_and_still_fetches(
@@ -287,7 +287,7 @@ class CommitFetchContract(ContractBase):
         assert isinstance(results[0], LockLostError)
         assert results[1] is None
         assert [turn.instance_id for turn in turns] == ["a4"]
-        assert kinds(turns[0].messages) == ["ActivityResult"]
+        assert kinds(turns[0].messages) == ["ActivityResultMessage"]
         # The stale completion enqueued nothing for a3.
         assert await try_turn(provider, self.lock_timeout) is None
 
@@ -321,7 +321,7 @@ class CommitFetchContract(ContractBase):
             assert len(hit.history) == length
         assert not by_id["stale"].history_omitted
         assert len(by_id["stale"].history) == length
-        assert all(kinds(turn.messages) == ["ActivityResult"] for turn in turns)
+        assert all(kinds(turn.messages) == ["ActivityResultMessage"] for turn in turns)
 
     @pytest.mark.anyio
     async def test_complete_and_fetch_never_waits_for_work(

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from ..._history import EventRaised, HistoryEvent
-from ..._messages import AnyOrchestratorMessage, ExternalEvent, TimerFiredMessage
+from ..._messages import AnyOrchestratorMessage, RaiseEventMessage, TimerFiredMessage
 from ...providers import Provider
 from ...providers._types import OrchestrationWorkItem, ScheduledMessage, TurnCommit
 from .._clock import VirtualClock
@@ -64,7 +64,7 @@ def kinds(messages: Sequence[AnyOrchestratorMessage]) -> list[str]:
 
 def event_names(messages: Sequence[AnyOrchestratorMessage]) -> list[str]:
     """Names of the external events among ``messages``, in batch order."""
-    return [message.name for message in messages if isinstance(message, ExternalEvent)]
+    return [message.name for message in messages if isinstance(message, RaiseEventMessage)]
 
 
 async def try_turn(provider: Provider, lock_timeout: float) -> OrchestrationWorkItem | None:

@@ -149,7 +149,7 @@ class InstanceLockingContract(ContractBase):
         await clock.advance(self.lock_timeout + 1)
 
         item = await must_turn(provider, self.lock_timeout, "i1")
-        assert kinds(item.messages) == ["StartOrchestration"] + ["ExternalEvent"] * 3
+        assert kinds(item.messages) == ["StartOrchestrationMessage"] + ["RaiseEventMessage"] * 3
         assert event_names(item.messages) == ["a", "b", "c"]
 
     @pytest.mark.anyio
@@ -178,7 +178,7 @@ class InstanceLockingContract(ContractBase):
 
         after = await must_turn(provider, self.lock_timeout, "i1")
         assert event_names(after.messages) == ["late"]
-        assert after.attempt == 1
+        assert after.delivery_count == 1
 
     @pytest.mark.anyio
     async def test_commit_deletes_only_the_messages_of_its_batch(
@@ -373,7 +373,7 @@ class LockExpiryContract(ContractBase):
         await clock.advance(1.1)
 
         retry = await must_turn(provider, self.lock_timeout, "i1")
-        assert kinds(retry.messages) == ["ExternalEvent"]
+        assert kinds(retry.messages) == ["RaiseEventMessage"]
         await provider.commit_turn(turn_commit(retry))
         await clock.advance(50)
         assert await try_turn(provider, self.lock_timeout) is None

@@ -7,7 +7,7 @@ from typing import ClassVar
 import anyio
 import pytest
 
-from ..._messages import ActivityResult, CancelInstance, QueueEvent
+from ..._messages import ActivityResultMessage, CancelOrchestrationMessage, EnqueueEventMessage
 from ...providers import Provider
 from ...providers._types import (
     AbandonRequest,
@@ -43,12 +43,16 @@ from ._helpers import (
 
 
 def _queue_event(instance_id: str, data: object = None) -> ScheduledMessage:
-    return ScheduledMessage(message=QueueEvent(instance_id=instance_id, queue="q", data=raw(data)))
+    return ScheduledMessage(
+        message=EnqueueEventMessage(instance_id=instance_id, queue="q", data=raw(data))
+    )
 
 
 def _orphan_result(instance_id: str, seq: int) -> ScheduledMessage:
     return ScheduledMessage(
-        message=ActivityResult(instance_id=instance_id, execution_id=1, seq=seq, result=raw(seq))
+        message=ActivityResultMessage(
+            instance_id=instance_id, execution_id=1, seq=seq, result=raw(seq)
+        )
     )
 
 
@@ -68,10 +72,10 @@ class QueueSemanticsContract(ContractBase):
         item = await must_turn(provider, self.lock_timeout, "i1")
 
         assert kinds(item.messages) == [
-            "ExternalEvent",
-            "QueueEvent",
-            "ActivityResult",
-            "ExternalEvent",
+            "RaiseEventMessage",
+            "EnqueueEventMessage",
+            "ActivityResultMessage",
+            "RaiseEventMessage",
         ]
         assert event_names(item.messages) == ["a", "b"]
 
@@ -123,7 +127,7 @@ class QueueSemanticsContract(ContractBase):
         await create_instance(provider, "i1")
         await provider.enqueue_orchestrator_message(timer("i1", 1, clock.now_ms() + 10_000))
         item = await lock_next_turn(provider, "i1", lock_timeout=self.lock_timeout)
-        assert kinds(item.messages) == ["ExternalEvent"]
+        assert kinds(item.messages) == ["RaiseEventMessage"]
 
         await provider.commit_turn(turn_commit(item))
 
@@ -153,7 +157,7 @@ class QueueSemanticsContract(ContractBase):
     ) -> None:
         await provider.enqueue_orchestrator_message(_queue_event("ghost"))
         await provider.enqueue_orchestrator_message(
-            ScheduledMessage(message=CancelInstance(instance_id="ghost", reason="stop"))
+            ScheduledMessage(message=CancelOrchestrationMessage(instance_id="ghost", reason="stop"))
         )
         await provider.start_orchestration(start_message("real"))
 
@@ -174,7 +178,7 @@ class QueueSemanticsContract(ContractBase):
         await provider.start_orchestration(start_message("late"))
 
         item = await must_turn(provider, self.lock_timeout, "late")
-        assert kinds(item.messages) == ["ExternalEvent", "StartOrchestration"]
+        assert kinds(item.messages) == ["RaiseEventMessage", "StartOrchestrationMessage"]
         assert event_names(item.messages) == ["early-bird"]
 
     @pytest.mark.anyio
@@ -192,7 +196,9 @@ class QueueSemanticsContract(ContractBase):
         assert await try_turn(provider, self.lock_timeout) is None
         await provider.start_orchestration(start_message("ghost"))
         ghost = await must_turn(provider, self.lock_timeout, "ghost")
-        assert kinds(ghost.messages) == ["ActivityResult"] * 5 + ["StartOrchestration"]
+        assert kinds(ghost.messages) == ["ActivityResultMessage"] * 5 + [
+            "StartOrchestrationMessage"
+        ]
 
     @pytest.mark.anyio
     async def test_queue_events_for_an_existing_instance_are_delivered(
@@ -262,18 +268,18 @@ class PoisonContract(ContractBase):
     ) -> None:
         item = await start_and_lock(provider, "i1", lock_timeout=self.lock_timeout)
 
-        assert item.attempt == 1
+        assert item.delivery_count == 1
 
     @pytest.mark.anyio
     async def test_turn_attempt_rises_with_each_abandon_and_refetch(
         self, provider: Provider, clock: VirtualClock
     ) -> None:
         item = await start_and_lock(provider, "i1", lock_timeout=self.lock_timeout)
-        attempts = [item.attempt]
+        attempts = [item.delivery_count]
         for _ in range(2):
             await provider.abandon_turn(AbandonRequest(lock_token=item.lock_token))
             item = await must_turn(provider, self.lock_timeout, "i1")
-            attempts.append(item.attempt)
+            attempts.append(item.delivery_count)
 
         assert attempts == [1, 2, 3]
 
@@ -286,7 +292,7 @@ class PoisonContract(ContractBase):
 
         item = await must_turn(provider, self.lock_timeout, "i1")
 
-        assert item.attempt == 2
+        assert item.delivery_count == 2
 
     @pytest.mark.anyio
     async def test_abandon_ignoring_attempt_undoes_the_increment(
@@ -295,13 +301,13 @@ class PoisonContract(ContractBase):
         item = await start_and_lock(provider, "i1", lock_timeout=self.lock_timeout)
         await provider.abandon_turn(AbandonRequest(lock_token=item.lock_token))
         second = await must_turn(provider, self.lock_timeout, "i1")
-        assert second.attempt == 2
+        assert second.delivery_count == 2
 
         await provider.abandon_turn(
-            AbandonRequest(lock_token=second.lock_token, ignore_attempt=True)
+            AbandonRequest(lock_token=second.lock_token, undo_delivery_count=True)
         )
 
-        assert (await must_turn(provider, self.lock_timeout, "i1")).attempt == 2
+        assert (await must_turn(provider, self.lock_timeout, "i1")).delivery_count == 2
 
     @pytest.mark.anyio
     async def test_ignoring_attempts_never_drops_below_the_first_delivery(
@@ -310,10 +316,10 @@ class PoisonContract(ContractBase):
         item = await start_and_lock(provider, "i1", lock_timeout=self.lock_timeout)
         for _ in range(3):
             await provider.abandon_turn(
-                AbandonRequest(lock_token=item.lock_token, ignore_attempt=True)
+                AbandonRequest(lock_token=item.lock_token, undo_delivery_count=True)
             )
             item = await must_turn(provider, self.lock_timeout, "i1")
-            assert item.attempt == 1
+            assert item.delivery_count == 1
 
     @pytest.mark.anyio
     async def test_turn_attempt_is_the_highest_count_in_its_batch(
@@ -328,8 +334,8 @@ class PoisonContract(ContractBase):
 
         batch = await must_turn(provider, self.lock_timeout, "i1")
 
-        assert kinds(batch.messages) == ["StartOrchestration", "ExternalEvent"]
-        assert batch.attempt == 4
+        assert kinds(batch.messages) == ["StartOrchestrationMessage", "RaiseEventMessage"]
+        assert batch.delivery_count == 4
 
     @pytest.mark.anyio
     async def test_message_after_a_commit_starts_again_at_attempt_one(
@@ -338,12 +344,12 @@ class PoisonContract(ContractBase):
         item = await start_and_lock(provider, "i1", lock_timeout=self.lock_timeout)
         await provider.abandon_turn(AbandonRequest(lock_token=item.lock_token))
         item = await must_turn(provider, self.lock_timeout, "i1")
-        assert item.attempt == 2
+        assert item.delivery_count == 2
         await provider.commit_turn(turn_commit(item))
 
         later = await lock_next_turn(provider, "i1", lock_timeout=self.lock_timeout)
 
-        assert later.attempt == 1
+        assert later.delivery_count == 1
 
     @pytest.mark.anyio
     async def test_attempt_counts_are_kept_per_instance(
@@ -355,7 +361,7 @@ class PoisonContract(ContractBase):
 
         other = await must_turn(provider, self.lock_timeout, "b")
 
-        assert other.attempt == 1
+        assert other.delivery_count == 1
 
 
 class LongPollingContract(ContractBase):

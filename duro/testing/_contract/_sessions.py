@@ -250,7 +250,7 @@ class SessionContract(ContractBase):
 
         assert await self._fetch(provider, "B") is None
         again = await self._take(provider, "A")
-        assert (again.task.seq, again.attempt) == (1, 2)
+        assert (again.task.seq, again.delivery_count) == (1, 2)
         assert again.lock_token != first.lock_token
 
     @pytest.mark.anyio
@@ -276,7 +276,7 @@ class SessionContract(ContractBase):
         await clock.advance(max(self.lock_timeout, SESSION_LEASE) + 1)
 
         again = await self._take(provider, "B")
-        assert (again.task.seq, again.attempt) == (1, 2)
+        assert (again.task.seq, again.delivery_count) == (1, 2)
         assert await self._fetch(provider, "A") is None
 
     @pytest.mark.anyio
@@ -290,7 +290,7 @@ class SessionContract(ContractBase):
 
         assert await self._fetch(provider, "B") is None
         again = await self._take(provider, "A")
-        assert (again.task.seq, again.attempt) == (1, 2)
+        assert (again.task.seq, again.delivery_count) == (1, 2)
         await self._done(provider, again)
         assert await self._fetch(provider, "A") is None
 

@@ -106,7 +106,7 @@ class TagContract(ContractBase):
         second = await provider.fetch_activity(gpu)
         assert second is not None
         assert second.task.tag == "gpu"
-        assert second.attempt == 2
+        assert second.delivery_count == 2
 
     @pytest.mark.anyio
     async def test_tag_is_kept_in_the_scheduling_history_and_the_work_item(

@@ -129,7 +129,7 @@ class AtomicityContract(ContractBase):
         assert [e.event_id for e in await provider.read_history("i1")] == [1, 2, 3, 4, 5]
         assert seqs(await fetch_all_activities(provider)) == [1, 2, 3]
         follow_up = await must_turn(provider, self.lock_timeout, "i1")
-        assert kinds(follow_up.messages) == ["TimerFiredMessage", "ExternalEvent"]
+        assert kinds(follow_up.messages) == ["TimerFiredMessage", "RaiseEventMessage"]
 
     @pytest.mark.anyio
     async def test_commit_with_unknown_token_keeps_the_real_lock_until_it_expires(
@@ -183,9 +183,9 @@ class AtomicityContract(ContractBase):
         await clock.advance(self.lock_timeout + 1)
 
         again = await must_turn(provider, self.lock_timeout, "i1")
-        assert kinds(again.messages) == ["StartOrchestration"]
+        assert kinds(again.messages) == ["StartOrchestrationMessage"]
         assert again.execution_id == 0
-        assert again.attempt == 2
+        assert again.delivery_count == 2
 
     @pytest.mark.anyio
     async def test_commit_without_events_consumes_the_batch_and_releases_the_lock(
@@ -200,7 +200,7 @@ class AtomicityContract(ContractBase):
         assert await try_turn(provider, self.lock_timeout) is None
         await provider.enqueue_orchestrator_message(external_event("i1"))
         assert kinds((await must_turn(provider, self.lock_timeout, "i1")).messages) == [
-            "ExternalEvent"
+            "RaiseEventMessage"
         ]
 
 
@@ -330,9 +330,9 @@ class InstanceCreationContract(ContractBase):
         assert item.execution_id == 0
         assert item.history == []
         assert item.kv_snapshot == {}
-        assert kinds(item.messages) == ["StartOrchestration"]
+        assert kinds(item.messages) == ["StartOrchestrationMessage"]
         assert item.messages[0] == start_message("i1", name="Pay")
-        assert item.attempt == 1
+        assert item.delivery_count == 1
 
     @pytest.mark.anyio
     async def test_first_commit_creates_running_instance_with_committed_version(
