@@ -21,6 +21,7 @@ from duro._messages import (
     ActivityResultMessage,
     AnyOrchestratorMessage,
     CancelOrchestrationMessage,
+    EnqueueEventMessage,
     RaiseEventMessage,
     StartOrchestrationMessage,
     TimerFiredMessage,
@@ -71,33 +72,81 @@ class History:
         return self._add(EventRaised, name=name, data=raw(data))
 
 
-def start(name: str = "orch", input: Any = None) -> StartOrchestrationMessage:
-    return StartOrchestrationMessage(instance_id=INSTANCE, name=name, input=raw(input))
+def start(
+    name: str = "orch",
+    input: Any = None,
+    *,
+    version: str | None = None,
+    instance_id: str = INSTANCE,
+) -> StartOrchestrationMessage:
+    return StartOrchestrationMessage(
+        instance_id=instance_id, name=name, version=version, input=raw(input)
+    )
 
 
-def completed(seq: int, result: Any = None, execution_id: int = 1) -> ActivityResultMessage:
+def completed(
+    seq: int, result: Any = None, execution_id: int = 1, *, instance_id: str = INSTANCE
+) -> ActivityResultMessage:
     return ActivityResultMessage(
-        instance_id=INSTANCE, execution_id=execution_id, seq=seq, result=raw(result)
+        instance_id=instance_id, execution_id=execution_id, seq=seq, result=raw(result)
+    )
+
+
+def error_info(
+    error_type: str = "ValueError",
+    message: str = "boom",
+    *,
+    category: ErrorCategory = ErrorCategory.APPLICATION,
+    retryable: bool = True,
+    details: str | None = None,
+) -> ErrorInfo:
+    """An error as an activity worker reports it (``details``: its traceback, if any)."""
+    return ErrorInfo(
+        category=category,
+        error_type=error_type,
+        message=message,
+        retryable=retryable,
+        details=details,
     )
 
 
 def failed(
-    seq: int, message: str = "boom", error_type: str = "ValueError"
+    seq: int,
+    message: str = "boom",
+    error_type: str = "ValueError",
+    *,
+    execution_id: int = 1,
+    instance_id: str = INSTANCE,
+    info: ErrorInfo | None = None,
 ) -> ActivityResultMessage:
-    error = ErrorInfo(category=ErrorCategory.APPLICATION, error_type=error_type, message=message)
-    return ActivityResultMessage(instance_id=INSTANCE, execution_id=1, seq=seq, error=error)
+    """An activity failure; ``info`` replaces the plain application error built from the rest."""
+    return ActivityResultMessage(
+        instance_id=instance_id,
+        execution_id=execution_id,
+        seq=seq,
+        error=info or error_info(error_type, message),
+    )
 
 
-def timer_fired(seq: int, fire_at: int = T0 + 1000) -> TimerFiredMessage:
-    return TimerFiredMessage(instance_id=INSTANCE, execution_id=1, seq=seq, fire_at=fire_at)
+def timer_fired(
+    seq: int, fire_at: int = T0 + 1000, *, execution_id: int = 1, instance_id: str = INSTANCE
+) -> TimerFiredMessage:
+    return TimerFiredMessage(
+        instance_id=instance_id, execution_id=execution_id, seq=seq, fire_at=fire_at
+    )
 
 
-def event(name: str, data: Any = None) -> RaiseEventMessage:
-    return RaiseEventMessage(instance_id=INSTANCE, name=name, data=raw(data))
+def event(name: str, data: Any = None, *, instance_id: str = INSTANCE) -> RaiseEventMessage:
+    return RaiseEventMessage(instance_id=instance_id, name=name, data=raw(data))
 
 
-def cancel(reason: str = "stop") -> CancelOrchestrationMessage:
-    return CancelOrchestrationMessage(instance_id=INSTANCE, reason=reason)
+def enqueued(queue: str, data: Any = None, *, instance_id: str = INSTANCE) -> EnqueueEventMessage:
+    """A mailbox message, as ``Client.enqueue_event`` sends it."""
+    return EnqueueEventMessage(instance_id=instance_id, queue=queue, data=raw(data))
+
+
+def cancel(reason: str = "stop", *, instance_id: str = INSTANCE) -> CancelOrchestrationMessage:
+    return CancelOrchestrationMessage(instance_id=instance_id, reason=reason)
 
 
 def turn(
