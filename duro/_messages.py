@@ -7,6 +7,8 @@ to; the engine drops completions for another execution (stale after continue-as-
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import msgspec
 
 from ._history import NULL, CarriedEvent, ParentRef, Raw
@@ -86,6 +88,14 @@ AnyOrchestratorMessage = (
     | EnqueueEventMessage
     | CancelOrchestrationMessage
 )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduledMessage:
+    """An orchestrator-queue message, visible from ``visible_at_ms`` (None: now)."""
+
+    message: AnyOrchestratorMessage
+    visible_at_ms: int | None = None
 
 
 class ActivityTask(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

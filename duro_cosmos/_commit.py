@@ -17,11 +17,12 @@ async def turn_effects(
 ) -> tuple[list[tuple[BatchOperation, OutboxItem]], list[OutboxItem]]:
     """Work items, withdrawals and messages: same-partition ones as batch operations (with
     the outbox item that can stand in for each), other partitions' as outbox items."""
-    instance_id = commit.instance_id
+    instance_id = commit.changes.instance_id
     local: list[tuple[BatchOperation, OutboxItem]] = []
     remote: list[OutboxItem] = []
-    withdrawn = {(k.instance_id, k.execution_id, k.seq) for k in commit.cancelled_activities}
-    for i, task in enumerate(commit.activity_tasks):
+    execution_id = commit.changes.execution_id
+    withdrawn = {(instance_id, execution_id, seq) for seq in commit.changes.cancelled_activities}
+    for i, task in enumerate(commit.changes.activity_tasks):
         if (task.instance_id, task.execution_id, task.seq) in withdrawn:
             continue  # scheduled and withdrawn in one turn: never inserted
         doc = work_doc(task, f"w:{commit_id}:{i}", now)
@@ -34,7 +35,7 @@ async def turn_effects(
             local.append((BatchOperation.create(body), item))
         else:
             remote.append(item)
-    if any(k.instance_id == instance_id for k in commit.cancelled_activities):
+    if withdrawn:
         rows = await store.query_partition(
             instance_id,
             "SELECT c.id, c.executionId, c.seqNo FROM c WHERE c.instanceId = @pk "
@@ -44,7 +45,7 @@ async def turn_effects(
             if (instance_id, row["executionId"], row["seqNo"]) in withdrawn:
                 item = OutboxItem(target=instance_id, doc_id=row["id"], kind="withdraw")
                 local.append((BatchOperation.delete(row["id"]), item))
-    for j, scheduled in enumerate(commit.orchestrator_messages):
+    for j, scheduled in enumerate(commit.changes.orchestrator_messages):
         visible = now if scheduled.visible_at_ms is None else scheduled.visible_at_ms
         qdoc = queue_doc(scheduled.message, f"m:{commit_id}:{j}", visible, now)
         body = dump(qdoc)

@@ -137,22 +137,22 @@ def _merge(ranges: Iterable[Sequence[int]], ids: Iterable[int]) -> list[list[int
 
 def check_new_events(op: str, commit: TurnCommit, doc: InstanceDoc | None) -> None:
     """Refuse an older execution and any event id the execution already has (or repeats)."""
-    if doc is not None and doc.state == "active" and commit.execution_id < doc.execution_id:
+    if doc is not None and doc.state == "active" and commit.changes.execution_id < doc.execution_id:
         raise ProviderError(
             op,
-            f"execution {commit.execution_id} is older than the current execution "
-            f"{doc.execution_id} of {commit.instance_id!r}",
+            f"execution {commit.changes.execution_id} is older than the current execution "
+            f"{doc.execution_id} of {commit.changes.instance_id!r}",
             retryable=False,
         )
-    info = doc.execution(commit.execution_id) if doc is not None else None
+    info = doc.execution(commit.changes.execution_id) if doc is not None else None
     ranges = info.event_ranges if info is not None else []
     seen: set[int] = set()
-    for event in commit.new_events:
+    for event in commit.changes.new_events:
         if event.event_id in seen or _contains(ranges, event.event_id):
             raise DuplicateEventError(
                 op,
                 f"event id {event.event_id} already exists in execution "
-                f"{commit.execution_id} of {commit.instance_id!r}",
+                f"{commit.changes.execution_id} of {commit.changes.instance_id!r}",
             )
         seen.add(event.event_id)
 
@@ -168,14 +168,14 @@ def history_cached(instance: InstanceDoc, cached: Mapping[str, tuple[int, int]])
 
 
 def history_doc(commit: TurnCommit) -> HistoryDoc | None:
-    if not commit.new_events:
+    if not commit.changes.new_events:
         return None
-    events = list(commit.new_events)
+    events = list(commit.changes.new_events)
     first = min(event.event_id for event in events)
     return HistoryDoc(
-        id=history_doc_id(commit.execution_id, first),
-        instance_id=commit.instance_id,
-        execution_id=commit.execution_id,
+        id=history_doc_id(commit.changes.execution_id, first),
+        instance_id=commit.changes.instance_id,
+        execution_id=commit.changes.execution_id,
         first_event_id=first,
         count=len(events),
         events=encode_events(events).decode(),
@@ -197,38 +197,38 @@ def apply_commit(doc: InstanceDoc, commit: TurnCommit, now: int, commit_id: str)
     """Steps 2 and 4 of ``commit_turn`` on the instance document (lock released)."""
     first_turn = doc.state == "pending"
     executions = [msgspec.structs.replace(e) for e in doc.executions]
-    info = next((e for e in executions if e.execution_id == commit.execution_id), None)
+    info = next((e for e in executions if e.execution_id == commit.changes.execution_id), None)
     if info is None:
-        info = ExecutionInfo(execution_id=commit.execution_id, started_at=now)
+        info = ExecutionInfo(execution_id=commit.changes.execution_id, started_at=now)
         executions.append(info)
         executions.sort(key=lambda e: e.execution_id)
-    ids = [event.event_id for event in commit.new_events]
+    ids = [event.event_id for event in commit.changes.new_events]
     info.event_ranges = _merge(info.event_ranges, ids)
     info.event_count += len(ids)
-    status = commit.execution_status
+    status = commit.changes.execution_status
     info.status = status.value
     if status.is_terminal and info.completed_at is None:
         info.completed_at = now
     batch = set(doc.lock.batch) if doc.lock is not None else set()
     custom_status, version = doc.custom_status, doc.custom_status_version
-    if commit.custom_status_changed:
-        custom_status, version = text(commit.custom_status), version + 1
+    if commit.changes.custom_status_changed:
+        custom_status, version = text(commit.changes.custom_status), version + 1
     return msgspec.structs.replace(
         doc,
         state="active",
-        name=commit.name,
-        version=commit.version,
+        name=commit.changes.name,
+        version=commit.changes.version,
         parent_instance_id=(
-            commit.parent_instance_id
+            commit.changes.parent_instance_id
             if first_turn or doc.parent_instance_id is None
             else doc.parent_instance_id
         ),
         updated_at=now,
         completed_at=now if status.instance_state().is_terminal else None,
-        execution_id=commit.execution_id,
+        execution_id=commit.changes.execution_id,
         executions=executions,
-        output=text(commit.output),
-        error=encode_error(commit.error),
+        output=text(commit.changes.output),
+        error=encode_error(commit.changes.error),
         custom_status=custom_status,
         custom_status_version=version,
         lock=None,
@@ -268,7 +268,7 @@ def kv_apply(
     instance_id: str,
     buckets: dict[str, KvDoc],
     clear_all: bool,
-    changes: Sequence[KvChange],
+    changes: Iterable[KvChange],
     merge: bool,
 ) -> tuple[list[KvDoc], list[str]]:
     """The bucket documents to upsert and the bucket ids to delete after a commit."""

@@ -346,7 +346,7 @@ class Turns:
         op = "commit_turn"
         now = self._ctx.clock.now_ms()
         lock = await self.live_lock(op, commit.lock_token, now)
-        if lock.instance_id != commit.instance_id:
+        if lock.instance_id != commit.changes.instance_id:
             raise LockLostError(op, "lock token belongs to another instance")
         check_new_events(op, commit, lock.instance)
         for _ in range(3):
@@ -356,7 +356,7 @@ class Turns:
 
     async def _commit_once(self, op: str, commit: TurnCommit, lock: TurnLock, now: int) -> bool:
         ctx = self._ctx
-        instance_id = commit.instance_id
+        instance_id = commit.changes.instance_id
         commit_id = new_id()
         new_instance = apply_commit(lock.instance, commit, now, commit_id)
         ops = [BatchOperation.replace(INSTANCE_DOC_ID, dump(new_instance), if_match=lock.etag)]
@@ -367,8 +367,8 @@ class Turns:
         batch_ids = lock.instance.lock.batch if lock.instance.lock is not None else []
         ops.extend(BatchOperation.delete(doc_id) for doc_id in batch_ids)
         upserts, deletes = kv_apply(
-            instance_id, lock.kv, commit.kv_clear_all, commit.kv_changes,
-            merge=commit.execution_status.is_terminal,
+            instance_id, lock.kv, commit.changes.kv_clear_all, commit.changes.kv_changes.values(),
+            merge=commit.changes.execution_status.is_terminal,
         )  # fmt: skip
         ops.extend(BatchOperation.upsert(dump(doc)) for doc in upserts)
         ops.extend(BatchOperation.delete(doc_id) for doc_id in deletes)
@@ -424,7 +424,7 @@ class Turns:
             except ProviderError:
                 pass  # the reconciler delivers it later
         ctx.turn_signal.notify()
-        if commit.activity_tasks:
+        if commit.changes.activity_tasks:
             ctx.activity_signal.notify()
         return True
 

@@ -5,18 +5,32 @@ from __future__ import annotations
 from ._context import DurableKV, OrchestrationContext
 from ._execution import Execution
 from ._futures import DurableFuture
-from ._outcomes import KvState, TurnResult
-from ._turn import TurnDecision, TurnInput, run_turn, terminate
+from ._outcomes import (
+    Commit,
+    Defer,
+    DeferReason,
+    TurnDecision,
+    application_error,
+    configuration_error,
+    corrupt_history_error,
+    poison_error,
+)
+from ._turn import TurnInput, run_turn, terminate
 
 __all__ = [
+    "Commit",
+    "Defer",
+    "DeferReason",
     "DurableFuture",
     "DurableKV",
     "Execution",
-    "KvState",
     "OrchestrationContext",
     "TurnDecision",
     "TurnInput",
-    "TurnResult",
+    "application_error",
+    "configuration_error",
+    "corrupt_history_error",
+    "poison_error",
     "run_turn",
     "terminate",
 ]

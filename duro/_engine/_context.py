@@ -21,11 +21,12 @@ from .._history import (
     TimerCreated,
 )
 from .._ids import validate_instance_id
+from .._records import KvEntry
 from .._retry import RetryPolicy
 from .._serde import decode, encode
 from .._status import ErrorCategory, ErrorInfo
 from ._futures import DurableFuture, JoinFuture, SelectFuture
-from ._outcomes import ContinueAsNewSignal, KvState
+from ._outcomes import ContinueAsNewSignal
 from ._tasks import ActivityFuture, SubOrchestrationFuture, TimerFuture
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class DurableKV:
         if key not in kv and len(kv) >= MAX_KV_KEYS:
             raise PayloadError(f"KV holds {len(kv)} keys; the limit is {MAX_KV_KEYS}")
         self._execution.emit(KvSet(event_id=0, ts=0, seq=0, key=key, value=raw))
-        kv[key] = KvState(bytes(raw), self._execution.now_ms)
+        kv[key] = KvEntry(value=bytes(raw), updated_at_ms=self._execution.now_ms)
 
     def delete(self, key: str) -> None:
         self._execution.emit(KvDeleted(event_id=0, ts=0, seq=0, key=key))
@@ -95,7 +96,7 @@ class DurableKV:
         return list(self._execution.kv)
 
     def updated_at(self, key: str) -> datetime | None:
-        entry: KvState | None = self._execution.kv.get(key)
+        entry: KvEntry | None = self._execution.kv.get(key)
         return None if entry is None else datetime.fromtimestamp(entry.updated_at_ms / 1000, UTC)
 
     def __contains__(self, key: object) -> bool:

@@ -23,11 +23,12 @@ from .._history import (
 from .._messages import (
     ActivityTask,
     CancelOrchestrationMessage,
+    ScheduledMessage,
     StartOrchestrationMessage,
     TimerFiredMessage,
 )
+from .._records import KvChange, TurnChanges
 from ._futures import DurableFuture
-from ._outcomes import TurnResult
 from ._tasks import ActivityFuture, SubOrchestrationFuture
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 
 def record_side_effects(
-    turn: TurnResult,
+    turn: TurnChanges,
     action: HistoryEvent,
     owner: Execution,
     target: DurableFuture[Any] | None,
@@ -57,56 +58,53 @@ def record_side_effects(
             )
         )
     elif isinstance(action, TimerCreated):
-        turn.messages.append(
-            (
-                TimerFiredMessage(
+        turn.orchestrator_messages.append(
+            ScheduledMessage(
+                message=TimerFiredMessage(
                     instance_id=owner.instance_id,
                     execution_id=owner.execution_id,
                     seq=action.seq,
                     fire_at=action.fire_at,
                 ),
-                action.fire_at,
+                visible_at_ms=action.fire_at,
             )
         )
     elif isinstance(action, SubOrchestrationScheduled):
         parent = ParentRef(
             instance_id=owner.instance_id, execution_id=owner.execution_id, seq=action.seq
         )
-        turn.messages.append(
-            (
-                StartOrchestrationMessage(
+        turn.orchestrator_messages.append(
+            ScheduledMessage(
+                message=StartOrchestrationMessage(
                     instance_id=action.instance_id,
                     name=action.name,
                     version=action.version,
                     input=action.input,
                     parent=parent,
-                ),
-                None,
+                )
             )
         )
     elif isinstance(action, OrchestrationChained):
-        turn.messages.append(
-            (
-                StartOrchestrationMessage(
+        turn.orchestrator_messages.append(
+            ScheduledMessage(
+                message=StartOrchestrationMessage(
                     instance_id=action.instance_id,
                     name=action.name,
                     version=action.version,
                     input=action.input,
-                ),
-                None,
+                )
             )
         )
     elif isinstance(action, TaskCancelled):
         if isinstance(target, ActivityFuture):
             turn.cancelled_activities.append(action.target)
         elif isinstance(target, SubOrchestrationFuture):
-            turn.messages.append(
-                (
-                    CancelOrchestrationMessage(
+            turn.orchestrator_messages.append(
+                ScheduledMessage(
+                    message=CancelOrchestrationMessage(
                         instance_id=target.instance_id,
                         reason=f"parent {owner.instance_id!r} dropped the sub-orchestration",
-                    ),
-                    None,
+                    )
                 )
             )
     elif isinstance(action, CustomStatusSet):
@@ -114,9 +112,11 @@ def record_side_effects(
         value = bytes(action.value)
         turn.custom_status = None if value == b"null" else value
     elif isinstance(action, KvSet):
-        turn.kv_changes[action.key] = bytes(action.value)
+        turn.kv_changes[action.key] = KvChange(
+            key=action.key, value=bytes(action.value), updated_at_ms=action.ts
+        )
     elif isinstance(action, KvDeleted):
-        turn.kv_changes[action.key] = None
+        turn.kv_changes[action.key] = KvChange(key=action.key, value=None, updated_at_ms=action.ts)
     elif isinstance(action, KvCleared):
         turn.kv_clear_all = True
         turn.kv_changes.clear()

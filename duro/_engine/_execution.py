@@ -62,22 +62,23 @@ from .._messages import (
     ContinueAsNewMessage,
     EnqueueEventMessage,
     RaiseEventMessage,
+    ScheduledMessage,
     StartOrchestrationMessage,
     SubOrchestrationResultMessage,
     TimerFiredMessage,
 )
+from .._records import KvEntry, TurnChanges
 from .._registry import Registered, Registry
 from .._serde import decode
-from .._status import ErrorCategory, ErrorInfo, ExecutionStatus
+from .._status import ErrorInfo, ExecutionStatus
 from ._context import OrchestrationContext
 from ._effects import record_side_effects
 from ._futures import DurableFuture
 from ._matching import describe, matches
 from ._outcomes import (
     ContinueAsNewSignal,
-    KvState,
-    TurnResult,
     application_error,
+    cancelled_error,
     configuration_error,
 )
 from ._tasks import (
@@ -100,7 +101,7 @@ class Execution:
         orchestration: Registered,
         instance_id: str,
         execution_id: int,
-        kv_snapshot: dict[str, KvState] | None = None,
+        kv_snapshot: dict[str, KvEntry] | None = None,
     ) -> None:
         self.registry = registry
         self.orchestration = orchestration
@@ -112,7 +113,7 @@ class Execution:
         self.current_task: Task | None = None
         self.outcome: OrchestrationCompleted | OrchestrationFailed | ContinuedAsNew | None = None
         self.parent: ParentRef | None = None
-        self.kv: dict[str, KvState] = dict(kv_snapshot or {})
+        self.kv: dict[str, KvEntry] = dict(kv_snapshot or {})
         self.custom_status: bytes | None = None
         self.guid_counter = 0
         self.ctx = OrchestrationContext(self)
@@ -128,7 +129,7 @@ class Execution:
         self._futures: dict[int, DurableFuture[Any]] = {}
         self._waiters: dict[tuple[str, str], deque[EventFuture]] = {}
         self._buffers: dict[tuple[str, str], deque[tuple[int, msgspec.Raw]]] = {}
-        self._turn = TurnResult()
+        self._turn = self._new_changes()
         self._turn_first_seq = 1
 
     # -- bookkeeping used by futures and the context -------------------------------------------
@@ -161,20 +162,23 @@ class Execution:
         if task is not None and task.closing:
             raise TaskCancelledError(
                 "a cancelled branch cannot schedule durable work",
-                error=ErrorInfo(
-                    category=ErrorCategory.CANCELLED,
-                    error_type="TaskCancelledError",
-                    message="cancelled branch",
-                    retryable=False,
-                ),
+                error=cancelled_error("cancelled branch", "TaskCancelledError"),
             )
         seq = self.next_seq()
         self._pending.append(msgspec.structs.replace(action, seq=seq))
         return seq
 
-    def pending_result(self) -> TurnResult:
+    def pending_changes(self) -> TurnChanges:
         """The turn being built (the shell adds replies that are not the code's doing)."""
         return self._turn
+
+    def _new_changes(self) -> TurnChanges:
+        return TurnChanges(
+            instance_id=self.instance_id,
+            execution_id=self.execution_id,
+            name=self.orchestration.name,
+            version=self.orchestration.version,
+        )
 
     def register(self, seq: int, future: DurableFuture[Any]) -> None:
         self._futures[seq] = future
@@ -323,7 +327,7 @@ class Execution:
         """History is exhausted: from here on everything is new and gets recorded."""
         self.replaying = False
         self._now_ms = now_ms
-        self._turn = TurnResult()
+        self._turn = self._new_changes()
         self._turn_first_seq = self._next_seq
         self._flush()
 
@@ -341,7 +345,7 @@ class Execution:
         """Start a new turn on an execution that is already caught up (cached)."""
         self.replaying = False
         self._now_ms = now_ms
-        self._turn = TurnResult()
+        self._turn = self._new_changes()
         self._turn_first_seq = self._next_seq
 
     def start(self, started: OrchestrationStarted) -> None:
@@ -523,30 +527,28 @@ class Execution:
         future.taken = None
 
     def _cancel_instance(self, reason: str) -> None:
-        error = ErrorInfo(
-            category=ErrorCategory.CANCELLED,
-            error_type="Cancelled",
-            message=reason,
-            retryable=False,
-        )
-        self._fail(error)
+        self._fail(cancelled_error(reason))
 
     # -- finishing a turn ----------------------------------------------------------------------
 
-    def finish_turn(self) -> TurnResult:
+    def finish_turn(self) -> TurnChanges:
         """Close the turn: record the terminal event and clean up if the execution ended."""
         turn = self._turn
+        turn.parent_instance_id = self.parent.instance_id if self.parent else None
         if self.outcome is None:
             return turn
         self._record(self.outcome)
         self._close_tasks()
         # Work scheduled by this very turn is never dispatched; earlier work is withdrawn.
         turn.activity_tasks.clear()
-        turn.messages = [
-            (m, at)
-            for m, at in turn.messages
-            if not isinstance(m, TimerFiredMessage)
-            and not (isinstance(m, StartOrchestrationMessage) and m.parent is not None)
+        turn.orchestrator_messages = [
+            scheduled
+            for scheduled in turn.orchestrator_messages
+            if not isinstance(scheduled.message, TimerFiredMessage)
+            and not (
+                isinstance(scheduled.message, StartOrchestrationMessage)
+                and scheduled.message.parent is not None
+            )
         ]
         for seq, future in self._futures.items():
             if future.done:
@@ -554,34 +556,37 @@ class Execution:
             if isinstance(future, ActivityFuture) and seq < self._turn_first_seq:
                 turn.cancelled_activities.append(seq)
             elif isinstance(future, SubOrchestrationFuture) and seq < self._turn_first_seq:
-                turn.messages.append(
-                    (
-                        CancelOrchestrationMessage(
+                turn.orchestrator_messages.append(
+                    ScheduledMessage(
+                        message=CancelOrchestrationMessage(
                             instance_id=future.instance_id,
                             reason=f"parent {self.instance_id!r} ended",
-                        ),
-                        None,
+                        )
                     )
                 )
         outcome = self.outcome
         if isinstance(outcome, OrchestrationCompleted):
-            turn.status = ExecutionStatus.COMPLETED
+            turn.execution_status = ExecutionStatus.COMPLETED
             turn.output = bytes(outcome.output)
         elif isinstance(outcome, OrchestrationFailed):
-            turn.status = ExecutionStatus.FAILED
+            turn.execution_status = ExecutionStatus.FAILED
             turn.error = outcome.error
         else:
-            turn.status = ExecutionStatus.CONTINUED_AS_NEW
-            turn.messages.append((self._continue_message(outcome), None))
+            turn.execution_status = ExecutionStatus.CONTINUED_AS_NEW
+            turn.orchestrator_messages.append(
+                ScheduledMessage(message=self._continue_message(outcome))
+            )
             # A cancellation this execution never saw applies to the next one.
-            turn.messages.extend(
-                (m, None) for m in self._unprocessed if isinstance(m, CancelOrchestrationMessage)
+            turn.orchestrator_messages.extend(
+                ScheduledMessage(message=m)
+                for m in self._unprocessed
+                if isinstance(m, CancelOrchestrationMessage)
             )
             return turn
         if self.parent is not None:
-            turn.messages.append(
-                (
-                    SubOrchestrationResultMessage(
+            turn.orchestrator_messages.append(
+                ScheduledMessage(
+                    message=SubOrchestrationResultMessage(
                         instance_id=self.parent.instance_id,
                         execution_id=self.parent.execution_id,
                         seq=self.parent.seq,
@@ -590,8 +595,7 @@ class Execution:
                         if isinstance(outcome, OrchestrationCompleted)
                         else NULL,
                         error=outcome.error if isinstance(outcome, OrchestrationFailed) else None,
-                    ),
-                    None,
+                    )
                 )
             )
         return turn

@@ -12,7 +12,7 @@ from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._errors import TaskCancelledError
-from .._status import ErrorCategory, ErrorInfo
+from ._outcomes import cancelled_error
 
 if TYPE_CHECKING:
     from ._execution import Execution
@@ -93,13 +93,7 @@ class DurableFuture(Generic[T]):
 
 def _cancelled(reason: str) -> TaskCancelledError:
     return TaskCancelledError(
-        f"task cancelled: {reason}",
-        error=ErrorInfo(
-            category=ErrorCategory.CANCELLED,
-            error_type="TaskCancelledError",
-            message=reason,
-            retryable=False,
-        ),
+        f"task cancelled: {reason}", error=cancelled_error(reason, "TaskCancelledError")
     )
 
 

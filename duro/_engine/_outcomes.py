@@ -1,16 +1,20 @@
-"""What a turn produces: the turn result, KV state, and how failures become ``ErrorInfo``."""
+"""How a turn ends: commit its changes or defer the batch, and failures as ``ErrorInfo``."""
 
 from __future__ import annotations
 
+import enum
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from .._errors import NondeterminismError
-from .._history import HistoryEvent
-from .._messages import ActivityTask, AnyOrchestratorMessage
-from .._status import ErrorCategory, ErrorInfo, ExecutionStatus
+from .._records import TurnChanges
+from .._status import ErrorCategory, ErrorInfo
+
+if TYPE_CHECKING:
+    from ._execution import Execution
 
 
 class ContinueAsNewSignal(BaseException):
@@ -23,28 +27,34 @@ class ContinueAsNewSignal(BaseException):
 
 
 @dataclass(slots=True)
-class KvState:
-    value: bytes
-    updated_at_ms: int
+class Commit:
+    """Commit ``changes``; ``execution`` is the live execution, worth caching if it runs on."""
+
+    changes: TurnChanges
+    execution: Execution | None = None
 
 
-@dataclass(slots=True)
-class TurnResult:
-    """What a turn decided, for the shell to commit."""
+class DeferReason(enum.Enum):
+    """Why a batch is put back without a commit. The shell decides how long it waits."""
 
-    new_events: list[HistoryEvent] = field(default_factory=list)
-    status: ExecutionStatus = ExecutionStatus.RUNNING
-    output: bytes | None = None
-    error: ErrorInfo | None = None
-    activity_tasks: list[ActivityTask] = field(default_factory=list)
-    cancelled_activities: list[int] = field(default_factory=list)
-    """``seq`` numbers of this execution's activities to withdraw."""
-    messages: list[tuple[AnyOrchestratorMessage, int | None]] = field(default_factory=list)
-    """Orchestrator messages with their visible-at time (None: now)."""
-    custom_status_changed: bool = False
-    custom_status: bytes | None = None
-    kv_clear_all: bool = False
-    kv_changes: dict[str, bytes | None] = field(default_factory=dict)
+    VERSION_NOT_REGISTERED = "version_not_registered"
+    """A known orchestration name, but not the version history needs: a worker running a
+    newer (or older) deployment may have it."""
+    NOT_STARTED = "not_started"
+    """Messages for an instance that has no start yet; a start may still arrive."""
+    CACHE_EVICTED = "cache_evicted"
+    """The store left history out for an execution the cache no longer holds: fetch again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Defer:
+    """Put the batch back unchanged; it was not the messages' fault (no delivery counted)."""
+
+    reason: DeferReason
+    detail: str
+
+
+TurnDecision = Commit | Defer
 
 
 def application_error(exc: BaseException, *, retryable: bool = True) -> ErrorInfo:
@@ -70,4 +80,33 @@ def configuration_error(exc: BaseException) -> ErrorInfo:
         message=str(exc),
         retryable=False,
         details=details,
+    )
+
+
+def corrupt_history_error(problem: str) -> ErrorInfo:
+    """The stored history cannot be replayed at all (not a user error)."""
+    return ErrorInfo(
+        category=ErrorCategory.INFRASTRUCTURE,
+        error_type="CorruptHistory",
+        message=problem,
+        retryable=False,
+    )
+
+
+def poison_error(message: str) -> ErrorInfo:
+    """A message delivered more often than ``RuntimeOptions.max_deliveries`` allows."""
+    return ErrorInfo(
+        category=ErrorCategory.INFRASTRUCTURE,
+        error_type="PoisonMessage",
+        message=message,
+        retryable=False,
+    )
+
+
+def cancelled_error(reason: str, error_type: str = "Cancelled") -> ErrorInfo:
+    return ErrorInfo(
+        category=ErrorCategory.CANCELLED,
+        error_type=error_type,
+        message=reason,
+        retryable=False,
     )

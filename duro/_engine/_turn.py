@@ -1,7 +1,7 @@
-"""One turn, start to finish: pick or rebuild the execution, feed it, and collect the result.
+"""One turn, start to finish: pick or rebuild the execution, feed it, and collect the changes.
 
 ``run_turn`` is the engine's single entry point: ``(history, messages, now) -> TurnDecision``.
-It never raises for user errors; those become a failed outcome in the decision.
+It never raises for user errors; those become a failed outcome in the changes it returns.
 """
 
 from __future__ import annotations
@@ -19,13 +19,22 @@ from .._history import (
 from .._messages import (
     AnyOrchestratorMessage,
     ContinueAsNewMessage,
+    ScheduledMessage,
     StartOrchestrationMessage,
     SubOrchestrationResultMessage,
 )
+from .._records import InstanceRecord, KvEntry, TurnChanges
 from .._registry import Registered, Registry
-from .._status import ErrorCategory, ErrorInfo, ExecutionStatus
+from .._status import ErrorInfo, ExecutionStatus
 from ._execution import Execution
-from ._outcomes import KvState, TurnResult, configuration_error
+from ._outcomes import (
+    Commit,
+    Defer,
+    DeferReason,
+    TurnDecision,
+    configuration_error,
+    corrupt_history_error,
+)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -37,27 +46,9 @@ class TurnInput:
     history: list[HistoryEvent]
     messages: list[AnyOrchestratorMessage]
     now_ms: int
-    kv_snapshot: dict[str, KvState] = field(default_factory=dict)
-
-
-@dataclass(slots=True, kw_only=True)
-class TurnDecision:
-    """Commit ``result`` as execution ``execution_id`` — or abandon when ``abandon_delay``."""
-
-    result: TurnResult
-    execution_id: int
-    name: str = ""
-    version: str = ""
-    parent_instance_id: str | None = None
-    execution: Execution | None = None
-    """The live execution, worth caching when it is still running."""
-    abandon_delay: float | None = None
-    abandon_reason: str = ""
-
-
-def _parent_of(history: list[HistoryEvent]) -> ParentRef | None:
-    first = history[0] if history else None
-    return first.parent if isinstance(first, OrchestrationStarted) else None
+    kv_snapshot: dict[str, KvEntry] = field(default_factory=dict)
+    record: InstanceRecord | None = None
+    """The stored record: a turn that changes nothing repeats its name, version and result."""
 
 
 def run_turn(registry: Registry, work: TurnInput, cached: Execution | None = None) -> TurnDecision:
@@ -67,7 +58,9 @@ def run_turn(registry: Registry, work: TurnInput, cached: Execution | None = Non
     if work.execution_id == 0 or status is None:
         start = next((m for m in work.messages if isinstance(m, StartOrchestrationMessage)), None)
         if start is None:
-            return _drop_all(work, reason="no start message for an instance that does not exist")
+            return Defer(
+                DeferReason.NOT_STARTED, "no start message for an instance that does not exist"
+            )
         return _new_execution(registry, work, 1, start, start.parent, [], start.version)
     if status.is_terminal:
         if status is ExecutionStatus.CONTINUED_AS_NEW:
@@ -96,15 +89,16 @@ def run_turn(registry: Registry, work: TurnInput, cached: Execution | None = Non
 
 def _resolve(
     registry: Registry, name: str, version: str | None
-) -> tuple[Registered | None, ErrorInfo | None, bool]:
-    """(orchestration, configuration error, should-abandon)."""
+) -> tuple[Registered | None, ErrorInfo | Defer | None]:
+    """The orchestration to run, or why there is none: a failure, or a reason to defer."""
     orchestration = registry.get_orchestration(name, version)
     if orchestration is not None:
-        return orchestration, None, False
+        return orchestration, None
     if registry.has_orchestration(name):
         # Known name, unknown version: another worker (newer deployment) may have it.
-        return None, None, True
-    return None, configuration_error(UnregisteredError("orchestration", name, version)), False
+        detail = f"orchestration {name!r} version {version!r} is not registered"
+        return None, Defer(DeferReason.VERSION_NOT_REGISTERED, detail)
+    return None, configuration_error(UnregisteredError("orchestration", name, version))
 
 
 def _new_execution(
@@ -116,14 +110,9 @@ def _new_execution(
     carried: list[object],
     version: str | None,
 ) -> TurnDecision:
-    orchestration, error, abandon = _resolve(registry, start.name, version)
-    if abandon:
-        return TurnDecision(
-            result=TurnResult(),
-            execution_id=work.execution_id,
-            abandon_delay=1.0,
-            abandon_reason=f"orchestration {start.name!r} version {version!r} is not registered",
-        )
+    orchestration, problem = _resolve(registry, start.name, version)
+    if isinstance(problem, Defer):
+        return problem
     started = OrchestrationStarted(
         event_id=0,
         ts=0,
@@ -134,7 +123,7 @@ def _new_execution(
         carried_events=carried,  # type: ignore[arg-type]
     )
     if orchestration is None:
-        return _fail_new(work, execution_id, started, error)  # type: ignore[arg-type]
+        return _fail_new(work, execution_id, started, problem)  # type: ignore[arg-type]
     execution = Execution(
         registry=registry,
         orchestration=orchestration,
@@ -145,49 +134,50 @@ def _new_execution(
     execution.begin_turn(work.now_ms)
     execution.start(started)
     _apply(execution, work.messages, start)
-    return _decision(execution)
+    return _commit(execution)
 
 
 def _fail_new(
     work: TurnInput, execution_id: int, started: OrchestrationStarted, error: ErrorInfo
-) -> TurnDecision:
+) -> Commit:
     """Record a start and an immediate failure (unregistered name, poison on first turn)."""
-    result = TurnResult(status=ExecutionStatus.FAILED, error=error)
-    result.new_events = [
-        OrchestrationStarted(
-            event_id=1,
-            ts=work.now_ms,
-            name=started.name,
-            version=started.version,
-            input=started.input,
-            parent=started.parent,
-        ),
-        OrchestrationFailed(event_id=2, ts=work.now_ms, error=error),
-    ]
-    _notify_parent(result, started.parent, work.instance_id, error)
-    return TurnDecision(
-        result=result,
+    changes = TurnChanges(
+        instance_id=work.instance_id,
         execution_id=execution_id,
         name=started.name,
         version=started.version,
         parent_instance_id=started.parent.instance_id if started.parent else None,
+        execution_status=ExecutionStatus.FAILED,
+        error=error,
+        new_events=[
+            OrchestrationStarted(
+                event_id=1,
+                ts=work.now_ms,
+                name=started.name,
+                version=started.version,
+                input=started.input,
+                parent=started.parent,
+            ),
+            OrchestrationFailed(event_id=2, ts=work.now_ms, error=error),
+        ],
     )
+    _notify_parent(changes, started.parent, work.instance_id, error)
+    return Commit(changes)
 
 
 def _notify_parent(
-    result: TurnResult, parent: ParentRef | None, instance_id: str, error: ErrorInfo
+    changes: TurnChanges, parent: ParentRef | None, instance_id: str, error: ErrorInfo
 ) -> None:
     if parent is not None:
-        result.messages.append(
-            (
-                SubOrchestrationResultMessage(
+        changes.orchestrator_messages.append(
+            ScheduledMessage(
+                message=SubOrchestrationResultMessage(
                     instance_id=parent.instance_id,
                     execution_id=parent.execution_id,
                     seq=parent.seq,
                     child_instance_id=instance_id,
                     error=error,
-                ),
-                None,
+                )
             )
         )
 
@@ -196,13 +186,9 @@ def _continue(registry: Registry, work: TurnInput, cached: Execution | None) -> 
     history = work.history
     started = history[0] if history else None
     if not isinstance(started, OrchestrationStarted):
-        error = ErrorInfo(
-            category=ErrorCategory.INFRASTRUCTURE,
-            error_type="CorruptHistory",
-            message="history does not begin with OrchestrationStarted",
-            retryable=False,
+        return terminate(
+            work, corrupt_history_error("history does not begin with OrchestrationStarted")
         )
-        return terminate(work, error)
     if (
         cached is not None
         and cached.execution_id == work.execution_id
@@ -212,18 +198,11 @@ def _continue(registry: Registry, work: TurnInput, cached: Execution | None) -> 
         execution = cached
         execution.begin_turn(work.now_ms)
     else:
-        orchestration, unregistered, abandon = _resolve(registry, started.name, started.version)
-        if abandon or orchestration is None:
-            if unregistered is not None:
-                return terminate(work, unregistered)
-            return TurnDecision(
-                result=TurnResult(),
-                execution_id=work.execution_id,
-                abandon_delay=1.0,
-                abandon_reason=(
-                    f"orchestration {started.name!r} version {started.version!r} is not registered"
-                ),
-            )
+        orchestration, problem = _resolve(registry, started.name, started.version)
+        if orchestration is None:
+            if isinstance(problem, Defer):
+                return problem
+            return terminate(work, problem)  # type: ignore[arg-type]
         execution = Execution(
             registry=registry,
             orchestration=orchestration,
@@ -237,9 +216,9 @@ def _continue(registry: Registry, work: TurnInput, cached: Execution | None) -> 
             execution.end_replay(work.now_ms)
         except NondeterminismError as exc:
             execution.abort_replay(history, configuration_error(exc), work.now_ms)
-            return _decision(execution)
+            return _commit(execution)
     _apply(execution, work.messages, None)
-    return _decision(execution)
+    return _commit(execution)
 
 
 def _apply(
@@ -251,7 +230,9 @@ def _apply(
         if message is start or isinstance(message, ContinueAsNewMessage):
             continue
         if isinstance(message, StartOrchestrationMessage):
-            _reject_duplicate_start(execution.instance_id, message, execution.parent, execution)
+            _reject_duplicate_start(
+                execution.instance_id, message, execution.parent, execution.pending_changes()
+            )
             continue
         execution.apply_message(message)
 
@@ -260,59 +241,43 @@ def _reject_duplicate_start(
     instance_id: str,
     message: StartOrchestrationMessage,
     own_parent: ParentRef | None,
-    execution: Execution | None,
-    result: TurnResult | None = None,
+    changes: TurnChanges,
 ) -> None:
     """A parent that tries to start an existing id as its child hears back, not silence."""
     if message.parent is None or message.parent == own_parent:
         return
     error = configuration_error(InstanceAlreadyExistsError(instance_id))
-    target = result if result is not None else (execution.pending_result() if execution else None)
-    if target is not None:
-        _notify_parent(target, message.parent, instance_id, error)
+    _notify_parent(changes, message.parent, instance_id, error)
 
 
-def _decision(execution: Execution) -> TurnDecision:
-    result = execution.finish_turn()
-    parent = execution.parent
-    return TurnDecision(
-        result=result,
-        execution_id=execution.execution_id,
-        name=execution.orchestration.name,
-        version=execution.orchestration.version,
-        parent_instance_id=parent.instance_id if parent else None,
-        execution=None if execution.is_terminal else execution,
-    )
+def _commit(execution: Execution) -> Commit:
+    changes = execution.finish_turn()
+    return Commit(changes, execution=None if execution.is_terminal else execution)
 
 
-def _finished(work: TurnInput, history: list[HistoryEvent]) -> TurnDecision:
+def _finished(work: TurnInput, history: list[HistoryEvent]) -> Commit:
     """Messages for a finished execution are consumed without effect."""
-    result = TurnResult(status=work.execution_status or ExecutionStatus.COMPLETED)
     started = history[0] if history and isinstance(history[0], OrchestrationStarted) else None
+    record = work.record
+    changes = TurnChanges(
+        instance_id=work.instance_id,
+        execution_id=work.execution_id,
+        name=started.name if started else (record.name if record else ""),
+        version=started.version if started else ((record.version or "") if record else ""),
+        parent_instance_id=started.parent.instance_id if started and started.parent else None,
+        execution_status=work.execution_status or ExecutionStatus.COMPLETED,
+        output=record.output if record else None,
+        error=record.error if record else None,
+    )
     for message in work.messages:
         if isinstance(message, StartOrchestrationMessage):
             _reject_duplicate_start(
-                work.instance_id, message, started.parent if started else None, None, result
+                work.instance_id, message, started.parent if started else None, changes
             )
-    return TurnDecision(
-        result=result,
-        execution_id=work.execution_id,
-        name=started.name if started else "",
-        version=started.version if started else "",
-        parent_instance_id=started.parent.instance_id if started and started.parent else None,
-    )
+    return Commit(changes)
 
 
-def _drop_all(work: TurnInput, *, reason: str) -> TurnDecision:
-    return TurnDecision(
-        result=TurnResult(),
-        execution_id=work.execution_id,
-        abandon_delay=5.0,
-        abandon_reason=reason,
-    )
-
-
-def terminate(work: TurnInput, error: ErrorInfo) -> TurnDecision:
+def terminate(work: TurnInput, error: ErrorInfo) -> Commit:
     """End the instance with ``error`` without running user code (poison, corrupt history)."""
     history = work.history
     started = history[0] if history and isinstance(history[0], OrchestrationStarted) else None
@@ -339,16 +304,18 @@ def terminate(work: TurnInput, error: ErrorInfo) -> TurnDecision:
     if work.execution_status is not None and work.execution_status.is_terminal:
         return _finished(work, history)
     next_id = (history[-1].event_id if history else 0) + 1
-    result = TurnResult(status=ExecutionStatus.FAILED, error=error)
-    result.new_events = [OrchestrationFailed(event_id=next_id, ts=work.now_ms, error=error)]
-    _notify_parent(result, started.parent, work.instance_id, error)
-    return TurnDecision(
-        result=result,
+    changes = TurnChanges(
+        instance_id=work.instance_id,
         execution_id=work.execution_id,
         name=started.name,
         version=started.version,
         parent_instance_id=started.parent.instance_id if started.parent else None,
+        execution_status=ExecutionStatus.FAILED,
+        error=error,
+        new_events=[OrchestrationFailed(event_id=next_id, ts=work.now_ms, error=error)],
     )
+    _notify_parent(changes, started.parent, work.instance_id, error)
+    return Commit(changes)
 
 
-__all__ = ["TurnDecision", "TurnInput", "run_turn", "terminate"]
+__all__ = ["TurnInput", "run_turn", "terminate"]

@@ -12,17 +12,20 @@ import anyio
 
 from .._clock import Clock
 from .._engine import (
+    Commit,
+    Defer,
+    DeferReason,
     Execution,
-    KvState,
     TurnDecision,
     TurnInput,
-    TurnResult,
+    corrupt_history_error,
+    poison_error,
     run_turn,
     terminate,
 )
 from .._errors import LockLostError, ProviderError
 from .._registry import Registry
-from .._status import ErrorCategory, ErrorInfo, ExecutionStatus
+from .._status import ExecutionStatus
 from .._watch import watch_for
 from ..providers import (
     AbandonRequest,
@@ -30,12 +33,11 @@ from ..providers import (
     ActivityWorkItem,
     FetchActivityRequest,
     FetchTurnRequest,
-    KvChange,
     OrchestrationWorkItem,
     Provider,
-    ScheduledMessage,
     TurnCommit,
 )
+from . import _delays as delays
 from ._batching import BatchCommitter
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
@@ -134,7 +136,9 @@ class OrchestrationDispatcher:
             await run_fetch_loop(
                 fetch=lambda n, wait: self._provider.fetch_turns(self.fetch_request(n, wait)),
                 pool=self.pool,
-                release_unstarted=lambda item: self._abandon(item, 0.0, undo_delivery_count=True),
+                release_unstarted=lambda item: self._abandon(
+                    item, delays.UNSTARTED, undo_delivery_count=True
+                ),
                 stopping=stopping,
                 backoff=IdleBackoff(self._options),
                 scopes=self._fetch_scopes,
@@ -168,16 +172,18 @@ class OrchestrationDispatcher:
             decision = self._decide(item)
         except Exception:  # an engine bug must not kill the slot; retry later
             log.exception("turn for %s crashed the engine; abandoning", item.instance_id)
-            await self._abandon(item, 5.0)
+            await self._abandon(item, delays.ENGINE_CRASHED)
             return
-        if decision.abandon_delay is not None:
+        if isinstance(decision, Defer):
             # Not this batch's fault (e.g. a version only newer workers have): do not count
             # the delivery toward poison, or a rolling upgrade would fail instances.
-            log.warning("deferring turn of %s: %s", item.instance_id, decision.abandon_reason)
-            await self._abandon(item, decision.abandon_delay, undo_delivery_count=True)
+            log.warning("deferring turn of %s: %s", item.instance_id, decision.detail)
+            await self._abandon(item, delays.DEFERRED[decision.reason], undo_delivery_count=True)
             return
-        commit = self._commit_for(item, decision)
-        failure = await self._committer.submit(commit)
+        changes = decision.changes
+        failure = await self._committer.submit(
+            TurnCommit(lock_token=item.lock_token, changes=changes)
+        )
         if isinstance(failure, LockLostError):
             log.info("lock on %s was lost before commit; the turn is void", item.instance_id)
             _discard(decision)
@@ -185,14 +191,21 @@ class OrchestrationDispatcher:
         if failure is not None:
             log.error("committing the turn of %s failed: %s", item.instance_id, failure)
             _discard(decision)
-            await self._abandon(item, 1.0)
+            await self._abandon(item, delays.COMMIT_FAILED)
             return
         self.turns_committed += 1
-        self._watch.notify(item.instance_id, ended=commit.execution_status in _ENDINGS)
+        self._watch.notify(item.instance_id, ended=changes.execution_status in _ENDINGS)
         if decision.execution is not None:
             self.cache.put(item.instance_id, decision.execution)
-        if commit.cancelled_activities:
-            self._on_cancelled(list(commit.cancelled_activities))
+        if changes.cancelled_activities:
+            self._on_cancelled(
+                [
+                    ActivityKey(
+                        instance_id=item.instance_id, execution_id=changes.execution_id, seq=seq
+                    )
+                    for seq in changes.cancelled_activities
+                ]
+            )
 
     def _decide(self, item: OrchestrationWorkItem) -> TurnDecision:
         record = item.instance
@@ -200,12 +213,8 @@ class OrchestrationDispatcher:
         history = item.history
         if item.history_omitted:
             if cached is None or cached.execution_id != item.execution_id:
-                # Evicted while the fetch ran: fetch again, this time with the history.
-                return TurnDecision(
-                    result=TurnResult(),
-                    execution_id=item.execution_id,
-                    abandon_delay=0.0,
-                    abandon_reason="the cached execution was evicted during the fetch",
+                return Defer(
+                    DeferReason.CACHE_EVICTED, "the cached execution was evicted during the fetch"
                 )
             history = cached.history
         elif cached is not None and (
@@ -221,67 +230,22 @@ class OrchestrationDispatcher:
             history=history,
             messages=item.messages,
             now_ms=self._clock.now_ms(),
-            kv_snapshot={k: KvState(v.value, v.updated_at_ms) for k, v in item.kv_snapshot.items()},
+            kv_snapshot=item.kv_snapshot,
+            record=record,
         )
         if item.history_error is not None:
+            problem = f"stored history cannot be decoded: {item.history_error}"
+            return terminate(work, corrupt_history_error(problem))
+        limit = self._options.max_deliveries
+        if item.delivery_count > limit:
             return terminate(
                 work,
-                ErrorInfo(
-                    category=ErrorCategory.INFRASTRUCTURE,
-                    error_type="CorruptHistory",
-                    message=f"stored history cannot be decoded: {item.history_error}",
-                    retryable=False,
-                ),
-            )
-        if item.delivery_count > self._options.max_deliveries:
-            return terminate(
-                work,
-                ErrorInfo(
-                    category=ErrorCategory.INFRASTRUCTURE,
-                    error_type="PoisonMessage",
-                    message=(
-                        f"a message for this instance was delivered {item.delivery_count} times "
-                        f"(limit {self._options.max_deliveries}); the turn keeps failing"
-                    ),
-                    retryable=False,
+                poison_error(
+                    f"a message for this instance was delivered {item.delivery_count} times "
+                    f"(limit {limit}); the turn keeps failing"
                 ),
             )
         return run_turn(self._registry, work, cached)
-
-    def _commit_for(self, item: OrchestrationWorkItem, decision: TurnDecision) -> TurnCommit:
-        result = decision.result
-        now = self._clock.now_ms()
-        record = item.instance
-        output, error = result.output, result.error
-        if not result.new_events and record is not None:
-            # Nothing happened (messages for a finished instance): keep what is stored.
-            output, error = record.output, record.error
-        return TurnCommit(
-            lock_token=item.lock_token,
-            instance_id=item.instance_id,
-            execution_id=decision.execution_id,
-            new_events=result.new_events,
-            name=decision.name or (record.name if record else ""),
-            version=decision.version or ((record.version or "") if record else ""),
-            execution_status=result.status,
-            parent_instance_id=decision.parent_instance_id,
-            output=output,
-            error=error,
-            custom_status_changed=result.custom_status_changed,
-            custom_status=result.custom_status,
-            kv_clear_all=result.kv_clear_all,
-            kv_changes=[
-                KvChange(key=k, value=v, updated_at_ms=now) for k, v in result.kv_changes.items()
-            ],
-            activity_tasks=result.activity_tasks,
-            cancelled_activities=[
-                ActivityKey(instance_id=item.instance_id, execution_id=decision.execution_id, seq=s)
-                for s in result.cancelled_activities
-            ],
-            orchestrator_messages=[
-                ScheduledMessage(message=m, visible_at_ms=at) for m, at in result.messages
-            ],
-        )
 
     async def _abandon(
         self, item: OrchestrationWorkItem, delay: float, *, undo_delivery_count: bool = False
@@ -296,7 +260,7 @@ class OrchestrationDispatcher:
             log.warning("abandoning the turn of %s failed: %s", item.instance_id, exc)
 
 
-def _discard(decision: TurnDecision) -> None:
+def _discard(decision: Commit) -> None:
     """The turn did not commit: its live execution ran ahead of stored history."""
     if decision.execution is not None:
         decision.execution.discard()

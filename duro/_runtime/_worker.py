@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from .._engine._outcomes import application_error, configuration_error
+from .._engine import application_error, configuration_error, poison_error
 from .._errors import LockLostError, PayloadError, ProviderError, UnregisteredError
 from .._history import NULL
 from .._messages import ActivityResultMessage
 from .._registry import Registered, Registry
 from .._serde import decode, encode
-from .._status import ErrorCategory, ErrorInfo
+from .._status import ErrorInfo
 from ..providers import (
     AbandonRequest,
     ActivityCommit,
@@ -29,6 +29,7 @@ from ..providers import (
     Provider,
     ScheduledMessage,
 )
+from . import _delays as delays
 from ._activity_context import ActivityContext
 from ._batching import BatchCommitter
 from ._leases import ActivityLeases
@@ -114,7 +115,9 @@ class ActivityWorker:
             await run_fetch_loop(
                 fetch=lambda n, wait: self._provider.fetch_activities(self.fetch_request(n, wait)),
                 pool=self.pool,
-                release_unstarted=lambda item: self._abandon(item, 0.0, undo_delivery_count=True),
+                release_unstarted=lambda item: self._abandon(
+                    item, delays.UNSTARTED, undo_delivery_count=True
+                ),
                 batch_limit=options.activity_fetch_batch,
                 stopping=stopping,
                 backoff=IdleBackoff(options),
@@ -141,14 +144,9 @@ class ActivityWorker:
         running = self._leases.add(key, item, ctx)
         try:
             if item.delivery_count > self._options.max_deliveries:
-                poison = ErrorInfo(
-                    category=ErrorCategory.INFRASTRUCTURE,
-                    error_type="PoisonMessage",
-                    message=(
-                        f"activity {task.name!r} was delivered {item.delivery_count} times "
-                        f"(limit {self._options.max_deliveries}) without completing"
-                    ),
-                    retryable=False,
+                poison = poison_error(
+                    f"activity {task.name!r} was delivered {item.delivery_count} times "
+                    f"(limit {self._options.max_deliveries}) without completing"
                 )
                 await self._report(item, None, poison)
                 return
@@ -228,7 +226,11 @@ class ActivityWorker:
         await self._reporter.submit(ActivityCommit(lock_token=item.lock_token, result=None))
 
     async def _abandon(
-        self, item: ActivityWorkItem, delay: float = 1.0, *, undo_delivery_count: bool = False
+        self,
+        item: ActivityWorkItem,
+        delay: float = delays.REPORT_FAILED,
+        *,
+        undo_delivery_count: bool = False,
     ) -> None:
         try:
             with anyio.CancelScope(shield=True):

@@ -150,7 +150,7 @@ class InMemoryProvider(Provider):
         now = self._clock.now_ms()
         op = "commit_turn"
         instance_id = self._live_turn_lock(op, commit.lock_token, now)
-        if instance_id != commit.instance_id:
+        if instance_id != commit.changes.instance_id:
             raise LockLostError(op, "lock token belongs to another instance")
         instance = self._instances.get(instance_id)
         self._validate_commit(op, commit, instance)
@@ -162,13 +162,13 @@ class InMemoryProvider(Provider):
             )
             instance = InstanceRow(
                 instance_id=instance_id,
-                name=commit.name,
-                version=commit.version,
-                parent_instance_id=commit.parent_instance_id,
+                name=commit.changes.name,
+                version=commit.changes.version,
+                parent_instance_id=commit.changes.parent_instance_id,
                 created_at_ms=start_row.enqueued_at_ms if start_row else now,
                 created_seq=start_row.seq if start_row else next(self._seq),
                 updated_at_ms=now,
-                execution_id=commit.execution_id,
+                execution_id=commit.changes.execution_id,
             )
             self._instances[instance_id] = instance
         for row in batch:
@@ -177,7 +177,7 @@ class InMemoryProvider(Provider):
         self._apply_queue_writes(commit, now)
         self._release_turn_lock(instance_id)
         self._turn_signal.notify()
-        if commit.activity_tasks:
+        if commit.changes.activity_tasks:
             self._activity_signal.notify()
 
     async def abandon_turn(self, request: AbandonRequest) -> None:
@@ -560,35 +560,38 @@ class InMemoryProvider(Provider):
             self._lock_instances.pop(lock.token, None)
 
     def _validate_commit(self, op: str, commit: TurnCommit, instance: InstanceRow | None) -> None:
-        if instance is not None and commit.execution_id < instance.execution_id:
+        if instance is not None and commit.changes.execution_id < instance.execution_id:
             raise ProviderError(
                 op,
-                f"execution {commit.execution_id} is older than the current execution "
-                f"{instance.execution_id} of {commit.instance_id!r}",
+                f"execution {commit.changes.execution_id} is older than the current execution "
+                f"{instance.execution_id} of {commit.changes.instance_id!r}",
                 retryable=False,
             )
-        execution = instance.executions.get(commit.execution_id) if instance else None
+        execution = instance.executions.get(commit.changes.execution_id) if instance else None
         seen: set[int] = set() if execution is None else set(execution.event_ids)
-        for event in commit.new_events:
+        for event in commit.changes.new_events:
             if event.event_id in seen:
                 raise DuplicateEventError(
                     op,
                     f"event id {event.event_id} already exists in execution "
-                    f"{commit.execution_id} of {commit.instance_id!r}",
+                    f"{commit.changes.execution_id} of {commit.changes.instance_id!r}",
                 )
             seen.add(event.event_id)
 
     def _apply_queue_writes(self, commit: TurnCommit, now: int) -> None:
         """Steps 6-7 of ``commit_turn``: insert then withdraw activities, send messages."""
-        for task in commit.activity_tasks:
+        for task in commit.changes.activity_tasks:
             self._work.add(WorkRow(seq=next(self._seq), task=task, visible_at_ms=now))
-        withdrawn = {(k.instance_id, k.execution_id, k.seq) for k in commit.cancelled_activities}
+        changes = commit.changes
+        withdrawn = {
+            (changes.instance_id, changes.execution_id, seq) for seq in changes.cancelled_activities
+        }
         if withdrawn:
             for work in self._work.rows():
                 task = work.task
                 if (task.instance_id, task.execution_id, task.seq) in withdrawn:
                     self._work.remove(work)
-        for message in commit.orchestrator_messages:
+        for message in commit.changes.orchestrator_messages:
             self._enqueue(message.message, message.visible_at_ms, now)
 
     def _turn_due(self, now: int) -> int | None:

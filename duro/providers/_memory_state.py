@@ -7,7 +7,7 @@ atomic with respect to every other task on the event loop.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 
 from .._errors import ProviderError
@@ -136,7 +136,7 @@ class InstanceRow:
                 merged[key] = entry
         return merged
 
-    def apply_kv(self, clear_all: bool, changes: Sequence[KvChange]) -> None:
+    def apply_kv(self, clear_all: bool, changes: Iterable[KvChange]) -> None:
         if clear_all:
             self.kv_delta = dict.fromkeys(self.kv.keys() | self.kv_delta.keys())
         for change in changes:
@@ -152,34 +152,34 @@ class InstanceRow:
 
     def apply_commit(self, commit: TurnCommit, now_ms: int) -> None:
         """Steps 2-5 of ``commit_turn`` (record, history, custom status, KV); never fails."""
-        self.name = commit.name
-        self.version = commit.version
+        self.name = commit.changes.name
+        self.version = commit.changes.version
         if self.parent_instance_id is None:
-            self.parent_instance_id = commit.parent_instance_id
+            self.parent_instance_id = commit.changes.parent_instance_id
         execution = self.executions.setdefault(
-            commit.execution_id, ExecutionRow(started_at_ms=now_ms)
+            commit.changes.execution_id, ExecutionRow(started_at_ms=now_ms)
         )
-        self.execution_id = commit.execution_id
-        if commit.new_events:
+        self.execution_id = commit.changes.execution_id
+        if commit.changes.new_events:
             in_order = not execution.events or (
-                commit.new_events[0].event_id > execution.events[-1].event_id
+                commit.changes.new_events[0].event_id > execution.events[-1].event_id
             )
-            execution.events.extend(commit.new_events)
-            execution.event_ids.update(event.event_id for event in commit.new_events)
+            execution.events.extend(commit.changes.new_events)
+            execution.event_ids.update(event.event_id for event in commit.changes.new_events)
             if not in_order:
                 execution.events.sort(key=lambda event: event.event_id)
-        status = commit.execution_status
+        status = commit.changes.execution_status
         execution.status = status
         if status.is_terminal and execution.completed_at_ms is None:
             execution.completed_at_ms = now_ms
-        self.output = commit.output
-        self.error = commit.error
+        self.output = commit.changes.output
+        self.error = commit.changes.error
         self.updated_at_ms = now_ms
         self.completed_at_ms = now_ms if status.instance_state().is_terminal else None
-        if commit.custom_status_changed:
-            self.custom_status = commit.custom_status
+        if commit.changes.custom_status_changed:
+            self.custom_status = commit.changes.custom_status
             self.custom_status_version += 1
-        self.apply_kv(commit.kv_clear_all, commit.kv_changes)
+        self.apply_kv(commit.changes.kv_clear_all, commit.changes.kv_changes.values())
         if status.is_terminal:
             self.merge_kv_delta()
 

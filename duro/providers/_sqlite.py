@@ -212,7 +212,7 @@ class SqliteProvider(Provider):
             "commit_turns", partial(commit_turns_txn, commits=commits, now=self._clock.now_ms())
         )
         self._turn_signal.notify()
-        if any(c.activity_tasks for c in commits):
+        if any(c.changes.activity_tasks for c in commits):
             self._activity_signal.notify()
         return results
 
@@ -267,7 +267,7 @@ class SqliteProvider(Provider):
             "commit_turn", partial(commit_turn_txn, commit=commit, now=self._clock.now_ms())
         )
         self._turn_signal.notify()
-        if commit.activity_tasks:
+        if commit.changes.activity_tasks:
             self._activity_signal.notify()
 
     async def abandon_turn(self, request: AbandonRequest) -> None:

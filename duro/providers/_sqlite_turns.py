@@ -383,16 +383,16 @@ def encode_error(error: ErrorInfo | None) -> bytes | None:
 
 def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> None:
     op = "commit_turn"
-    iid = commit.instance_id
+    iid = commit.changes.instance_id
     if live_turn_lock_txn(conn, op, commit.lock_token, now) != iid:
         raise LockLostError(op, "lock token belongs to another instance")
     current = conn.execute(
         "SELECT execution_id FROM instances WHERE instance_id = ?", (iid,)
     ).fetchone()
-    if current is not None and commit.execution_id < current[0]:
+    if current is not None and commit.changes.execution_id < current[0]:
         raise ProviderError(
             op,
-            f"execution {commit.execution_id} is older than the current execution "
+            f"execution {commit.changes.execution_id} is older than the current execution "
             f"{current[0]} of {iid!r}",
             retryable=False,
         )
@@ -404,8 +404,8 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
     created_at, created_seq = (now, 0) if start is None else start
     conn.execute("DELETE FROM orchestrator_queue WHERE lock_token = ?", (commit.lock_token,))
 
-    status = commit.execution_status
-    error = encode_error(commit.error)
+    status = commit.changes.execution_status
+    error = encode_error(commit.changes.error)
     instance_completed = now if status.instance_state().is_terminal else None
     conn.execute(
         "INSERT INTO instances (instance_id, name, version, execution_id, execution_status,"
@@ -420,13 +420,13 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
         " updated_at_ms = excluded.updated_at_ms, completed_at_ms = excluded.completed_at_ms",
         (
             iid,
-            commit.name,
-            commit.version,
-            commit.execution_id,
+            commit.changes.name,
+            commit.changes.version,
+            commit.changes.execution_id,
             status.value,
-            commit.output,
+            commit.changes.output,
             error,
-            commit.parent_instance_id,
+            commit.changes.parent_instance_id,
             created_at,
             created_seq,
             now,
@@ -442,20 +442,20 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
         " ELSE coalesce(executions.completed_at_ms, excluded.completed_at_ms) END",
         (
             iid,
-            commit.execution_id,
+            commit.changes.execution_id,
             status.value,
-            commit.output,
+            commit.changes.output,
             error,
             now,
             now if status.is_terminal else None,
         ),
     )
-    _append_history_txn(conn, iid, commit.execution_id, commit.new_events)
-    if commit.custom_status_changed:
+    _append_history_txn(conn, iid, commit.changes.execution_id, commit.changes.new_events)
+    if commit.changes.custom_status_changed:
         conn.execute(
             "UPDATE instances SET custom_status = ?,"
             " custom_status_version = custom_status_version + 1 WHERE instance_id = ?",
-            (commit.custom_status, iid),
+            (commit.changes.custom_status, iid),
         )
     _apply_kv_txn(conn, commit, now)
     conn.executemany(
@@ -463,14 +463,14 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
         " visible_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
             (t.instance_id, t.execution_id, t.seq, t.session, t.tag, encode_message(t), now)
-            for t in commit.activity_tasks
+            for t in commit.changes.activity_tasks
         ],
     )
     conn.executemany(
         "DELETE FROM worker_queue WHERE instance_id = ? AND execution_id = ? AND seq = ?",
-        [(k.instance_id, k.execution_id, k.seq) for k in commit.cancelled_activities],
+        [(iid, commit.changes.execution_id, seq) for seq in commit.changes.cancelled_activities],
     )
-    for scheduled in commit.orchestrator_messages:
+    for scheduled in commit.changes.orchestrator_messages:
         insert_message_txn(conn, scheduled.message, scheduled.visible_at_ms, now)
     conn.execute("DELETE FROM instance_locks WHERE instance_id = ?", (iid,))
 
@@ -496,8 +496,8 @@ def _append_history_txn(
 
 
 def _apply_kv_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> None:
-    iid = commit.instance_id
-    if commit.kv_clear_all:
+    iid = commit.changes.instance_id
+    if commit.changes.kv_clear_all:
         conn.execute("UPDATE kv_delta SET value = NULL WHERE instance_id = ?", (iid,))
         conn.execute(
             "INSERT OR IGNORE INTO kv_delta (instance_id, key, value, updated_at_ms)"
@@ -508,9 +508,9 @@ def _apply_kv_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> Non
         "INSERT INTO kv_delta (instance_id, key, value, updated_at_ms) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (instance_id, key) DO UPDATE SET value = excluded.value,"
         " updated_at_ms = excluded.updated_at_ms",
-        [(iid, c.key, c.value, c.updated_at_ms) for c in commit.kv_changes],
+        [(iid, c.key, c.value, c.updated_at_ms) for c in commit.changes.kv_changes.values()],
     )
-    if commit.execution_status.is_terminal:
+    if commit.changes.execution_status.is_terminal:
         conn.execute(
             "INSERT INTO kv_store (instance_id, key, value, updated_at_ms)"
             " SELECT instance_id, key, value, updated_at_ms FROM kv_delta"

@@ -6,53 +6,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .._history import HistoryEvent
-from .._messages import ActivityTask, AnyOrchestratorMessage, StartOrchestrationMessage
-from .._status import ErrorInfo, ExecutionStatus, State
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KvEntry:
-    value: bytes
-    """Raw JSON."""
-    updated_at_ms: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KvChange:
-    key: str
-    value: bytes | None
-    """Raw JSON, or None to delete the key."""
-    updated_at_ms: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InstanceRecord:
-    """What the store knows about an instance, without reading its history."""
-
-    instance_id: str
-    state: State
-    """PENDING when only a start message exists (no turn committed yet)."""
-    name: str
-    version: str | None = None
-    execution_id: int = 0
-    execution_status: ExecutionStatus | None = None
-    output: bytes | None = None
-    error: ErrorInfo | None = None
-    custom_status: bytes | None = None
-    custom_status_version: int = 0
-    parent_instance_id: str | None = None
-    created_at_ms: int = 0
-    """When the start was enqueued."""
-    updated_at_ms: int = 0
-    completed_at_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScheduledMessage:
-    """An orchestrator-queue message, visible from ``visible_at_ms`` (None: now)."""
-
-    message: AnyOrchestratorMessage
-    visible_at_ms: int | None = None
+from .._messages import (
+    ActivityTask,
+    AnyOrchestratorMessage,
+    ScheduledMessage,
+    StartOrchestrationMessage,
+)
+from .._records import InstanceRecord, KvChange, KvEntry, TurnChanges
+from .._status import ExecutionStatus, State
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,30 +68,10 @@ class OrchestrationWorkItem:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TurnCommit:
-    """Everything one turn changes; ``commit_turn`` applies it atomically or not at all."""
+    """One turn to commit: the engine's changes, under the lock its batch was fetched with."""
 
     lock_token: str
-    instance_id: str
-    execution_id: int
-    new_events: Sequence[HistoryEvent]
-    """Appended to ``(instance_id, execution_id)``; event ids continue the history."""
-    name: str
-    version: str
-    execution_status: ExecutionStatus
-    parent_instance_id: str | None = None
-    output: bytes | None = None
-    error: ErrorInfo | None = None
-    custom_status_changed: bool = False
-    custom_status: bytes | None = None
-    kv_clear_all: bool = False
-    """Applied before ``kv_changes``."""
-    kv_changes: Sequence[KvChange] = ()
-    activity_tasks: Sequence[ActivityTask] = ()
-    cancelled_activities: Sequence[ActivityKey] = ()
-    """Work items withdrawn; applied after ``activity_tasks`` (same-turn insert+cancel nets to
-    absent). Missing ones are ignored."""
-    orchestrator_messages: Sequence[ScheduledMessage] = ()
-    """May target any instance (child starts, parent results, timers, detached starts)."""
+    changes: TurnChanges
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -286,5 +227,6 @@ __all__ = [
     "SessionRenewal",
     "StartOrchestrationMessage",
     "TagFilter",
+    "TurnChanges",
     "TurnCommit",
 ]

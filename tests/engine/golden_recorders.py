@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from duro import Registry
-from duro._engine import TurnDecision, TurnInput, run_turn, terminate
+from duro._engine import Commit, TurnDecision, TurnInput, run_turn, terminate
 from duro._history import HistoryEvent, TimerCreated
 from duro._messages import ActivityResultMessage, AnyOrchestratorMessage
 from duro._status import ErrorCategory, ErrorInfo, ExecutionStatus
@@ -77,14 +77,14 @@ class Instance:
         )
 
     def _commit(self, decision: TurnDecision, ended_by: str) -> TurnDecision:
-        assert decision.abandon_delay is None, decision.abandon_reason
-        if decision.execution_id != self.execution_id:
-            self.execution_id, self.history = decision.execution_id, []
-        self.history = [*self.history, *decision.result.new_events]
-        self.status = decision.result.status
-        self.sent = [m for m, _ in decision.result.messages]
+        assert isinstance(decision, Commit), decision
+        if decision.changes.execution_id != self.execution_id:
+            self.execution_id, self.history = decision.changes.execution_id, []
+        self.history = [*self.history, *decision.changes.new_events]
+        self.status = decision.changes.execution_status
+        self.sent = [scheduled.message for scheduled in decision.changes.orchestrator_messages]
         self.executions[self.execution_id] = GoldenHistory(
-            orchestration=decision.name,
+            orchestration=decision.changes.name,
             instance_id=self.id,
             execution_id=self.execution_id,
             status=self.status,

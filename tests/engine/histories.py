@@ -173,4 +173,4 @@ def turn(
 
 
 def kinds(decision: TurnDecision) -> list[str]:
-    return [type(e).__name__ for e in decision.result.new_events]
+    return [type(e).__name__ for e in decision.changes.new_events]

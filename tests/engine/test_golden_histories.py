@@ -106,7 +106,7 @@ def _nondeterminism(event: HistoryEvent | None) -> dict[str, Any] | None:
 def _divergence(file: str, golden: GoldenHistory) -> str | None:
     """None when the engine reproduces ``golden``; otherwise where and how replay diverged."""
     work = _work(golden, golden.before_terminal, [], now=golden.events[-1].ts)
-    produced = run_turn(registry, work).result.new_events
+    produced = run_turn(registry, work).changes.new_events
     terminal = golden.terminal
     expected = [terminal] if terminal is not None and golden.ended_by == "replay" else []
     if [_comparable(e) for e in produced] == [_comparable(e) for e in expected]:
@@ -174,7 +174,7 @@ def _termination_divergence(file: str, golden: GoldenHistory, work: TurnInput) -
     terminal = golden.terminal
     if golden.ended_by != "terminate" or not isinstance(terminal, OrchestrationFailed):
         return None
-    ending = terminate(work, terminal.error).result.new_events
+    ending = terminate(work, terminal.error).changes.new_events
     if ending == [terminal]:
         return None
     appended = f"{_step(ending[0])} at event_id {ending[0].event_id}" if ending else "nothing"
@@ -276,8 +276,8 @@ def _finish(name: str, *messages: AnyOrchestratorMessage) -> TurnDecision:
 
 
 def _output(decision: TurnDecision) -> Any:
-    assert decision.result.status is ExecutionStatus.COMPLETED, decision.result.error
-    return msgspec.json.decode(decision.result.output or b"")
+    assert decision.changes.execution_status is ExecutionStatus.COMPLETED, decision.changes.error
+    return msgspec.json.decode(decision.changes.output or b"")
 
 
 def test_golden_chain_finishes_from_its_recorded_history() -> None:
@@ -308,8 +308,12 @@ def test_order_mailbox_execution_2_starts_with_what_execution_1_carried_over() -
     # records them: hand them in again, as they came, with the events before ContinuedAsNew.
     now = first.events[-1].ts
     ending = run_turn(registry, _work(first, first.before_terminal, LATE_ARRIVALS, now=now))
-    assert ending.result.new_events == [first.terminal]
-    [message] = [m for m, _ in ending.result.messages if isinstance(m, ContinueAsNewMessage)]
+    assert ending.changes.new_events == [first.terminal]
+    [message] = [
+        s.message
+        for s in ending.changes.orchestrator_messages
+        if isinstance(s.message, ContinueAsNewMessage)
+    ]
     after = _work(
         first,
         first.events,
@@ -318,8 +322,8 @@ def test_order_mailbox_execution_2_starts_with_what_execution_1_carried_over() -
         status=ExecutionStatus.CONTINUED_AS_NEW,
     )
     started = run_turn(registry, after)
-    assert started.execution_id == second.execution_id
-    produced = started.result.new_events
+    assert started.changes.execution_id == second.execution_id
+    produced = started.changes.new_events
     assert produced, "execution 2 did not start"
     assert produced == second.events[: len(produced)]
 

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 import duro
+from duro._engine import Defer, DeferReason
 from duro._history import (
     ActivityScheduled,
     OrchestrationCompleted,
@@ -74,8 +75,8 @@ async def race(ctx: duro.OrchestrationContext, _: None) -> list[Any]:
 def test_fresh_start_records_started_and_schedules_the_first_activity() -> None:
     decision = turn(registry, None, [start("orch", "Ada")])
     assert kinds(decision) == ["OrchestrationStarted", "ActivityScheduled"]
-    assert decision.result.status is ExecutionStatus.RUNNING
-    [task] = decision.result.activity_tasks
+    assert decision.changes.execution_status is ExecutionStatus.RUNNING
+    [task] = decision.changes.activity_tasks
     assert (task.name, task.seq, msgspec.json.decode(task.input)) == ("greet", 1, "Ada")
 
 
@@ -83,8 +84,8 @@ def test_completion_resumes_code_and_completes_without_rescheduling() -> None:
     history = History().started("orch", "Ada").activity_scheduled(1, "greet", "Ada")
     decision = turn(registry, history, [completed(1, "Hello, Ada!")])
     assert kinds(decision) == ["ActivityCompleted", "OrchestrationCompleted"]
-    assert decision.result.activity_tasks == []
-    assert decision.result.output == b'"Hello, Ada!"'
+    assert decision.changes.activity_tasks == []
+    assert decision.changes.output == b'"Hello, Ada!"'
 
 
 def test_replayed_steps_return_recorded_results_and_is_replaying_flips_at_the_end() -> None:
@@ -96,8 +97,8 @@ def test_replayed_steps_return_recorded_results_and_is_replaying_flips_at_the_en
         .activity_scheduled(2, "greet", "b")
     )
     decision = turn(registry, history, [completed(2, "y")])
-    assert decision.result.status is ExecutionStatus.COMPLETED
-    assert msgspec.json.decode(decision.result.output) == [True, True, False]
+    assert decision.changes.execution_status is ExecutionStatus.COMPLETED
+    assert msgspec.json.decode(decision.changes.output) == [True, True, False]
 
 
 def test_join_returns_results_in_argument_order_whatever_the_completion_order() -> None:
@@ -108,7 +109,7 @@ def test_join_returns_results_in_argument_order_whatever_the_completion_order() 
         .activity_scheduled(2, "charge", 2)
     )
     decision = turn(registry, history, [completed(2, 2), completed(1, "Hello, a!")])
-    assert msgspec.json.decode(decision.result.output) == ["Hello, a!", 2]
+    assert msgspec.json.decode(decision.changes.output) == ["Hello, a!", 2]
 
 
 def test_join_fails_with_the_first_failure_in_history_order() -> None:
@@ -119,32 +120,32 @@ def test_join_fails_with_the_first_failure_in_history_order() -> None:
         .activity_scheduled(2, "charge", 2)
     )
     decision = turn(registry, history, [failed(2, "card declined"), failed(1, "first?")])
-    assert decision.result.status is ExecutionStatus.FAILED
-    assert decision.result.error is not None
-    assert "card declined" in decision.result.error.message
+    assert decision.changes.execution_status is ExecutionStatus.FAILED
+    assert decision.changes.error is not None
+    assert "card declined" in decision.changes.error.message
 
 
 def test_select_returns_first_completion_in_history_order() -> None:
     history = History().started("race").activity_scheduled(1, "greet", "slow").timer_created(2)
     decision = turn(registry, history, [timer_fired(2), completed(1, "late")])
-    assert msgspec.json.decode(decision.result.output) == [1, None]
+    assert msgspec.json.decode(decision.changes.output) == [1, None]
 
 
 def test_select_loser_activity_is_cancelled_and_withdrawn() -> None:
     history = History().started("race").activity_scheduled(1, "greet", "slow").timer_created(2)
     decision = turn(registry, history, [timer_fired(2)])
-    cancelled = [e for e in decision.result.new_events if isinstance(e, TaskCancelled)]
+    cancelled = [e for e in decision.changes.new_events if isinstance(e, TaskCancelled)]
     assert [c.target for c in cancelled] == [1]
-    assert decision.result.cancelled_activities == [1]
+    assert decision.changes.cancelled_activities == [1]
 
 
 def test_select_replay_reproduces_the_recorded_cancellation() -> None:
     first = History().started("race").activity_scheduled(1, "greet", "slow").timer_created(2)
     decision = turn(registry, first, [timer_fired(2)])
-    full = first.events + decision.result.new_events[:-1]  # drop the terminal event
+    full = first.events + decision.changes.new_events[:-1]  # drop the terminal event
     replayed = turn(registry, full, [])
-    assert replayed.result.status is ExecutionStatus.COMPLETED
-    assert replayed.result.cancelled_activities == []
+    assert replayed.changes.execution_status is ExecutionStatus.COMPLETED
+    assert replayed.changes.cancelled_activities == []
 
 
 @pytest.mark.parametrize(
@@ -172,8 +173,8 @@ def test_nondeterminism_fails_the_instance_naming_position_and_both_sides(
     history: History, recorded: str, requested: str
 ) -> None:
     decision = turn(registry, history, [])
-    assert decision.result.status is ExecutionStatus.FAILED
-    error = decision.result.error
+    assert decision.changes.execution_status is ExecutionStatus.FAILED
+    error = decision.changes.error
     assert error is not None
     assert error.category is ErrorCategory.CONFIGURATION
     assert error.error_type == "NondeterminismError"
@@ -190,9 +191,9 @@ def test_nondeterminism_when_history_has_a_step_the_code_no_longer_makes() -> No
 
     history = History().started("orch").activity_scheduled(1, "greet", "x")
     decision = turn(waits, history, [])
-    assert decision.result.error is not None
-    assert "no further durable call" in decision.result.error.message
-    assert "position 2" in decision.result.error.message
+    assert decision.changes.error is not None
+    assert "no further durable call" in decision.changes.error.message
+    assert "position 2" in decision.changes.error.message
 
 
 def test_nondeterminism_when_code_schedules_extra_steps_before_a_recorded_completion() -> None:
@@ -213,9 +214,9 @@ def test_nondeterminism_when_code_schedules_extra_steps_before_a_recorded_comple
         .activity_scheduled(2, "greet", "b")
     )
     decision = turn(extra, history, [])
-    assert decision.result.error is not None
-    assert decision.result.error.error_type == "NondeterminismError"
-    assert "position 3" in decision.result.error.message
+    assert decision.changes.error is not None
+    assert decision.changes.error.error_type == "NondeterminismError"
+    assert "position 3" in decision.changes.error.message
 
 
 def test_continue_as_new_ends_the_execution_at_once_and_carries_the_input() -> None:
@@ -229,8 +230,9 @@ def test_continue_as_new_ends_the_execution_at_once_and_carries_the_input() -> N
 
     decision = turn(reg, None, [start("loop", 1)])
     assert kinds(decision) == ["OrchestrationStarted", "ContinuedAsNew"]
-    assert decision.result.status is ExecutionStatus.CONTINUED_AS_NEW
-    [(message, _)] = decision.result.messages
+    assert decision.changes.execution_status is ExecutionStatus.CONTINUED_AS_NEW
+    [scheduled] = decision.changes.orchestrator_messages
+    message = scheduled.message
     assert isinstance(message, ContinueAsNewMessage)
     assert (message.execution_id, msgspec.json.decode(message.input)) == (2, 2)
     assert after == []
@@ -240,9 +242,9 @@ def test_cancel_request_fails_with_cancelled_and_withdraws_outstanding_activitie
     history = History().started("orch", "Ada").activity_scheduled(1, "greet", "Ada")
     decision = turn(registry, history, [cancel("user asked")])
     assert kinds(decision) == ["CancelRequested", "OrchestrationFailed"]
-    assert decision.result.error is not None
-    assert decision.result.error.category is ErrorCategory.CANCELLED
-    assert decision.result.cancelled_activities == [1]
+    assert decision.changes.error is not None
+    assert decision.changes.error.category is ErrorCategory.CANCELLED
+    assert decision.changes.cancelled_activities == [1]
 
 
 def test_awaiting_asyncio_sleep_fails_with_a_configuration_error() -> None:
@@ -253,23 +255,26 @@ def test_awaiting_asyncio_sleep_fails_with_a_configuration_error() -> None:
         await asyncio.sleep(0)
 
     decision = turn(reg, None, [start("sleepy")])
-    assert decision.result.status is ExecutionStatus.FAILED
-    assert decision.result.error is not None
-    assert decision.result.error.error_type == "NonDurableAwaitError"
-    assert decision.result.error.category is ErrorCategory.CONFIGURATION
+    assert decision.changes.execution_status is ExecutionStatus.FAILED
+    assert decision.changes.error is not None
+    assert decision.changes.error.error_type == "NonDurableAwaitError"
+    assert decision.changes.error.category is ErrorCategory.CONFIGURATION
 
 
 def test_unregistered_orchestration_fails_at_once_with_a_configuration_error() -> None:
     decision = turn(registry, None, [start("nope")])
     assert kinds(decision) == ["OrchestrationStarted", "OrchestrationFailed"]
-    assert decision.result.error is not None
-    assert decision.result.error.error_type == "UnregisteredError"
+    assert decision.changes.error is not None
+    assert decision.changes.error.error_type == "UnregisteredError"
 
 
 def test_unknown_version_of_a_known_orchestration_is_abandoned_for_another_worker() -> None:
     history = History().started("orch", "Ada", version="9.9.9")
     decision = turn(registry, history, [completed(1, "x")])
-    assert decision.abandon_delay is not None
+    assert decision == Defer(
+        DeferReason.VERSION_NOT_REGISTERED,
+        "orchestration 'orch' version '9.9.9' is not registered",
+    )
 
 
 def test_activity_failure_raises_activity_failed_that_code_can_catch() -> None:
@@ -286,7 +291,7 @@ def test_activity_failure_raises_activity_failed_that_code_can_catch() -> None:
 
     history = History().started("careful").activity_scheduled(1, "greet", "x")
     decision = turn(reg, history, [failed(1, "bad input", "KeyError")])
-    assert msgspec.json.decode(decision.result.output) == "KeyError:bad input"
+    assert msgspec.json.decode(decision.changes.output) == "KeyError:bad input"
 
 
 def test_events_raised_before_the_wait_are_buffered_in_history() -> None:
@@ -299,14 +304,14 @@ def test_events_raised_before_the_wait_are_buffered_in_history() -> None:
 
     history = History().started("waiter").timer_created(1)
     decision = turn(reg, history, [event("go", 1), event("go", 2), timer_fired(1)])
-    assert msgspec.json.decode(decision.result.output) == [1, 2]
+    assert msgspec.json.decode(decision.changes.output) == [1, 2]
 
 
 def test_completions_for_another_execution_are_dropped() -> None:
     history = History().started("orch", "Ada").activity_scheduled(1, "greet", "Ada")
     decision = turn(registry, history, [completed(1, "stale", execution_id=7)])
-    assert decision.result.new_events == []
-    assert decision.result.status is ExecutionStatus.RUNNING
+    assert decision.changes.new_events == []
+    assert decision.changes.execution_status is ExecutionStatus.RUNNING
 
 
 def test_duplicate_completion_is_recorded_once() -> None:
@@ -328,9 +333,10 @@ def test_timer_keeps_its_recorded_fire_time_on_replay() -> None:
         await ctx.schedule_timer(3600)
 
     first = turn(reg, None, [start("sleeper")], now=T0)
-    [(_message, visible_at)] = first.result.messages
+    [scheduled] = first.changes.orchestrator_messages
+    visible_at = scheduled.visible_at_ms
     assert visible_at == T0 + 3_600_000
-    history = first.result.new_events
+    history = first.changes.new_events
     second = turn(reg, history, [timer_fired(1, T0 + 3_600_000)], now=T0 + 3_600_000)
     assert kinds(second) == ["TimerFired", "OrchestrationCompleted"]
 
@@ -347,10 +353,10 @@ def test_new_guid_and_utc_now_are_stable_across_replay() -> None:
         return [first, now]
 
     one = turn(reg, None, [start("ids")], now=T0)
-    done = turn(reg, one.result.new_events, [completed(1, "x")], now=T0 + 5000)
-    again = turn(reg, one.result.new_events, [completed(1, "x")], now=T0 + 9000)
-    assert done.result.output == again.result.output
-    assert msgspec.json.decode(done.result.output)[1].startswith("2023-11-14T22:13:20")
+    done = turn(reg, one.changes.new_events, [completed(1, "x")], now=T0 + 5000)
+    again = turn(reg, one.changes.new_events, [completed(1, "x")], now=T0 + 9000)
+    assert done.changes.output == again.changes.output
+    assert msgspec.json.decode(done.changes.output)[1].startswith("2023-11-14T22:13:20")
 
 
 def test_orchestration_failure_carries_the_error_type_and_message() -> None:
@@ -361,8 +367,8 @@ def test_orchestration_failure_carries_the_error_type_and_message() -> None:
         raise KeyError("missing")
 
     decision = turn(reg, None, [start("broken")])
-    assert isinstance(decision.result.new_events[-1], OrchestrationFailed)
-    error = decision.result.error
+    assert isinstance(decision.changes.new_events[-1], OrchestrationFailed)
+    error = decision.changes.error
     assert error is not None
     assert (error.category, error.error_type) == (ErrorCategory.APPLICATION, "KeyError")
 
@@ -377,14 +383,14 @@ def test_actions_scheduled_in_the_final_turn_are_not_dispatched() -> None:
         return "done"
 
     decision = turn(reg, None, [start("fire_and_return")])
-    assert isinstance(decision.result.new_events[-1], OrchestrationCompleted)
-    assert any(isinstance(e, ActivityScheduled) for e in decision.result.new_events)
-    assert decision.result.activity_tasks == []
+    assert isinstance(decision.changes.new_events[-1], OrchestrationCompleted)
+    assert any(isinstance(e, ActivityScheduled) for e in decision.changes.new_events)
+    assert decision.changes.activity_tasks == []
 
 
 def test_same_activity_with_different_input_is_nondeterminism() -> None:
     history = History().started("orch", "Ada").activity_scheduled(1, "greet", "Grace")
     decision = turn(registry, history, [])
-    assert decision.result.error is not None
-    assert decision.result.error.error_type == "NondeterminismError"
-    assert '"Grace"' in decision.result.error.message and '"Ada"' in decision.result.error.message
+    assert decision.changes.error is not None
+    assert decision.changes.error.error_type == "NondeterminismError"
+    assert '"Grace"' in decision.changes.error.message and '"Ada"' in decision.changes.error.message

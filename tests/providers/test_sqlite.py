@@ -50,6 +50,7 @@ from duro.providers._types import (
     KvChange,
     ScheduledMessage,
     TagFilter,
+    TurnChanges,
     TurnCommit,
 )
 from duro.testing import VirtualClock
@@ -70,8 +71,7 @@ def first_turn(
     status: ExecutionStatus = ExecutionStatus.RUNNING,
     **changes: Any,
 ) -> TurnCommit:
-    commit = TurnCommit(
-        lock_token=token,
+    turn = TurnChanges(
         instance_id=instance_id,
         execution_id=1,
         new_events=[started()],
@@ -79,7 +79,7 @@ def first_turn(
         version="1",
         execution_status=status,
     )
-    return dataclasses.replace(commit, **changes)
+    return TurnCommit(lock_token=token, changes=dataclasses.replace(turn, **changes))
 
 
 async def create_instance(provider: SqliteProvider, instance_id: str, **changes: Any) -> None:
@@ -129,7 +129,7 @@ async def test_committed_state_survives_close_and_reopen(
         await create_instance(
             provider,
             "i1",
-            kv_changes=[KvChange(key="k", value=b'"v"', updated_at_ms=EPOCH_MS)],
+            kv_changes={"k": KvChange(key="k", value=b'"v"', updated_at_ms=EPOCH_MS)},
             activity_tasks=[ActivityTask(instance_id="i1", execution_id=1, seq=1, name="a")],
         )
         await provider.enqueue_orchestrator_message(
@@ -384,13 +384,15 @@ async def test_corrupt_history_row_surfaces_as_history_error_and_blocks_nobody(
         await provider.commit_turn(
             TurnCommit(
                 lock_token=bad.lock_token,
-                instance_id="bad",
-                execution_id=1,
-                new_events=[OrchestrationFailed(event_id=99999, ts=EPOCH_MS, error=error)],
-                name="orch",
-                version="1",
-                execution_status=ExecutionStatus.FAILED,
-                error=error,
+                changes=TurnChanges(
+                    instance_id="bad",
+                    execution_id=1,
+                    new_events=[OrchestrationFailed(event_id=99999, ts=EPOCH_MS, error=error)],
+                    name="orch",
+                    version="1",
+                    execution_status=ExecutionStatus.FAILED,
+                    error=error,
+                ),
             )
         )
         record = await provider.read_instance("bad")
@@ -599,7 +601,9 @@ _WORKER_SCRIPT = textwrap.dedent(
     """
     import sys, anyio
     from duro.providers._sqlite import SqliteProvider
-    from duro.providers._types import ExecutionStatus, FetchTurnRequest, TurnCommit
+    from duro.providers._types import (
+        ExecutionStatus, FetchTurnRequest, TurnChanges, TurnCommit,
+    )
     from duro._history import OrchestrationStarted
 
     async def main(path, ready):
@@ -617,9 +621,12 @@ _WORKER_SCRIPT = textwrap.dedent(
                 print(item.instance_id, flush=True)
                 await anyio.sleep(0.001)
                 await provider.commit_turn(TurnCommit(
-                    lock_token=item.lock_token, instance_id=item.instance_id, execution_id=1,
-                    new_events=[OrchestrationStarted(event_id=1, ts=1, name="o", version="1")],
-                    name="o", version="1", execution_status=ExecutionStatus.COMPLETED,
+                    lock_token=item.lock_token,
+                    changes=TurnChanges(
+                        instance_id=item.instance_id, execution_id=1,
+                        new_events=[OrchestrationStarted(event_id=1, ts=1, name="o", version="1")],
+                        name="o", version="1", execution_status=ExecutionStatus.COMPLETED,
+                    ),
                 ))
 
     anyio.run(main, sys.argv[1], sys.argv[2])

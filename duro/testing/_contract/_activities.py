@@ -12,7 +12,6 @@ from ...providers import Provider
 from ...providers._types import (
     AbandonRequest,
     ActivityCommit,
-    ActivityKey,
     ActivityWorkItem,
     ExecutionStatus,
     RenewRequest,
@@ -21,7 +20,6 @@ from ...providers._types import (
 from .._clock import VirtualClock
 from ._base import ContractBase
 from ._fixtures import (
-    activity_key,
     activity_request,
     activity_result,
     activity_task,
@@ -357,7 +355,7 @@ class ActivityQueueContract(ContractBase):
         task = activity_task("i1", 1)
         await schedule_activities(provider, "i1", [task])
 
-        await next_turn(provider, "i1", cancelled_activities=[activity_key(task)])
+        await next_turn(provider, "i1", cancelled_activities=[task.seq])
 
         assert await provider.fetch_activity(activity_request(tag_filter=TagFilter.any())) is None
 
@@ -369,7 +367,7 @@ class ActivityQueueContract(ContractBase):
         await schedule_activities(provider, "i1", [task])
         item = await self._fetch_one(provider)
 
-        await next_turn(provider, "i1", cancelled_activities=[activity_key(task)])
+        await next_turn(provider, "i1", cancelled_activities=[task.seq])
 
         with pytest.raises(LockLostError):
             await provider.renew_activity_lock(
@@ -383,7 +381,7 @@ class ActivityQueueContract(ContractBase):
         task = activity_task("i1", 1)
         await schedule_activities(provider, "i1", [task])
         item = await self._fetch_one(provider)
-        await next_turn(provider, "i1", cancelled_activities=[activity_key(task)])
+        await next_turn(provider, "i1", cancelled_activities=[task.seq])
 
         with pytest.raises(LockLostError) as caught:
             await provider.complete_activity(
@@ -405,7 +403,7 @@ class ActivityQueueContract(ContractBase):
             provider,
             "i1",
             activity_tasks=[doomed, kept],
-            cancelled_activities=[activity_key(doomed)],
+            cancelled_activities=[doomed.seq],
         )
 
         assert seqs(await fetch_all_activities(provider)) == [2]
@@ -417,9 +415,7 @@ class ActivityQueueContract(ContractBase):
         tasks = [activity_task("i1", seq) for seq in range(1, 6)]
         await schedule_activities(provider, "i1", tasks)
 
-        await next_turn(
-            provider, "i1", cancelled_activities=[activity_key(tasks[0]), activity_key(tasks[3])]
-        )
+        await next_turn(provider, "i1", cancelled_activities=[tasks[0].seq, tasks[3].seq])
 
         assert seqs(await fetch_all_activities(provider)) == [2, 3, 5]
 
@@ -432,10 +428,7 @@ class ActivityQueueContract(ContractBase):
         await next_turn(
             provider,
             "i1",
-            cancelled_activities=[
-                ActivityKey(instance_id="i1", execution_id=1, seq=99),
-                ActivityKey(instance_id="ghost", execution_id=1, seq=1),
-            ],
+            cancelled_activities=[99],
         )
 
         assert seqs(await fetch_all_activities(provider)) == [1]
@@ -452,7 +445,7 @@ class ActivityQueueContract(ContractBase):
         await next_turn(
             provider,
             "i1",
-            cancelled_activities=[ActivityKey(instance_id="i1", execution_id=2, seq=1)],
+            cancelled_activities=[1],
         )
 
         items = await fetch_all_activities(provider)

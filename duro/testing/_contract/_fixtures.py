@@ -33,7 +33,6 @@ from ..._messages import (
 from ..._status import ErrorCategory, ErrorInfo
 from ...providers import Provider
 from ...providers._types import (
-    ActivityKey,
     ActivityWorkItem,
     ExecutionStatus,
     FetchActivityRequest,
@@ -42,6 +41,7 @@ from ...providers._types import (
     OrchestrationWorkItem,
     ScheduledMessage,
     TagFilter,
+    TurnChanges,
     TurnCommit,
 )
 from ._base import CONTRACT_EPOCH_MS
@@ -122,10 +122,6 @@ def activity_task(
     )
 
 
-def activity_key(task: ActivityTask) -> ActivityKey:
-    return ActivityKey(instance_id=task.instance_id, execution_id=task.execution_id, seq=task.seq)
-
-
 def activity_result(task: ActivityTask, value: object = "done") -> ScheduledMessage:
     """The completion a worker commits for ``task``."""
     return ScheduledMessage(
@@ -198,7 +194,7 @@ def turn_commit(
     kv_clear_all: bool = False,
     kv_changes: Sequence[KvChange] = (),
     activity_tasks: Sequence[ActivityTask] = (),
-    cancelled_activities: Sequence[ActivityKey] = (),
+    cancelled_activities: Sequence[int] = (),
     orchestrator_messages: Sequence[ScheduledMessage] = (),
     version: str = ORCH_VERSION,
 ) -> TurnCommit:
@@ -243,8 +239,7 @@ def turn_commit(
     elif status is ExecutionStatus.CONTINUED_AS_NEW:
         history.append(ContinuedAsNew(event_id=0, ts=0, input=raw(output)))
     first_id = 1 if opens_execution else len(item.history) + 1
-    return TurnCommit(
-        lock_token=item.lock_token,
+    changes = TurnChanges(
         instance_id=item.instance_id,
         execution_id=execution_id,
         new_events=_numbered(history, first_id),
@@ -257,11 +252,12 @@ def turn_commit(
         custom_status_changed=custom_status is not UNCHANGED,
         custom_status=None if isinstance(custom_status, _Unchanged) else custom_status,
         kv_clear_all=kv_clear_all,
-        kv_changes=kv_changes,
-        activity_tasks=activity_tasks,
-        cancelled_activities=cancelled_activities,
-        orchestrator_messages=orchestrator_messages,
+        kv_changes={change.key: change for change in kv_changes},
+        activity_tasks=list(activity_tasks),
+        cancelled_activities=list(cancelled_activities),
+        orchestrator_messages=list(orchestrator_messages),
     )
+    return TurnCommit(lock_token=item.lock_token, changes=changes)
 
 
 def idle_commit(item: OrchestrationWorkItem) -> TurnCommit:
@@ -272,11 +268,9 @@ def idle_commit(item: OrchestrationWorkItem) -> TurnCommit:
     record = item.instance
     if record is None:
         pytest.fail(f"{item.instance_id!r} has no committed turn to keep")
-    return TurnCommit(
-        lock_token=item.lock_token,
+    changes = TurnChanges(
         instance_id=item.instance_id,
         execution_id=item.execution_id,
-        new_events=[],
         name=record.name,
         version=record.version or ORCH_VERSION,
         execution_status=record.execution_status or ExecutionStatus.RUNNING,
@@ -284,6 +278,7 @@ def idle_commit(item: OrchestrationWorkItem) -> TurnCommit:
         output=record.output,
         error=record.error,
     )
+    return TurnCommit(lock_token=item.lock_token, changes=changes)
 
 
 # -- set-ups ------------------------------------------------------------------------------------
@@ -360,7 +355,7 @@ async def next_turn(
     kv_clear_all: bool = False,
     kv_changes: Sequence[KvChange] = (),
     activity_tasks: Sequence[ActivityTask] = (),
-    cancelled_activities: Sequence[ActivityKey] = (),
+    cancelled_activities: Sequence[int] = (),
     orchestrator_messages: Sequence[ScheduledMessage] = (),
 ) -> TurnCommit:
     """Run (and commit) one more turn of a running instance; returns the commit."""

@@ -42,7 +42,10 @@ def with_event_ids(events: Sequence[HistoryEvent], *event_ids: int) -> list[Hist
 
 
 def with_changes(commit: TurnCommit, **changes: Any) -> TurnCommit:
-    return dataclasses.replace(commit, **changes)
+    """``commit`` with some of its turn's changes replaced."""
+    return TurnCommit(
+        lock_token=commit.lock_token, changes=dataclasses.replace(commit.changes, **changes)
+    )
 
 
 def timer(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import anyio
 import anyio.lowlevel
 import pytest
@@ -28,7 +30,6 @@ from ._helpers import (
     raised,
     timer,
     try_turn,
-    with_changes,
 )
 
 
@@ -63,7 +64,9 @@ class InstanceLockingContract(ContractBase):
         item = await start_and_lock(provider, "i1", lock_timeout=self.lock_timeout)
 
         with pytest.raises(LockLostError):
-            await provider.commit_turn(with_changes(turn_commit(item), lock_token=BOGUS_TOKEN))
+            await provider.commit_turn(
+                dataclasses.replace(turn_commit(item), lock_token=BOGUS_TOKEN)
+            )
         with pytest.raises(LockLostError):
             await provider.abandon_turn(AbandonRequest(lock_token=BOGUS_TOKEN))
 

@@ -36,6 +36,7 @@ from ._fixtures import (
     start_message,
     turn_commit,
 )
+from ._helpers import with_changes
 
 
 async def _record(provider: Provider, instance_id: str) -> InstanceRecord:
@@ -169,7 +170,7 @@ class ManagementContract(ContractBase):
         await create_instance(provider, "child", parent="parent")
         item = await lock_next_turn(provider, "child")
 
-        await provider.commit_turn(dataclasses.replace(turn_commit(item), parent_instance_id=None))
+        await provider.commit_turn(with_changes(turn_commit(item), parent_instance_id=None))
 
         assert (await _record(provider, "child")).parent_instance_id == "parent"
 
@@ -184,11 +185,11 @@ class ManagementContract(ContractBase):
         second = await continue_as_new(provider, "i1")
 
         current = await provider.read_history("i1")
-        assert current == list(second.new_events)
+        assert current == list(second.changes.new_events)
         assert await provider.read_history("i1", 2) == current
         old = await provider.read_history("i1", 1)
         assert [event.event_id for event in old] == list(range(1, len(old) + 1))
-        assert old[0] == first.new_events[0]
+        assert old[0] == first.changes.new_events[0]
 
     @pytest.mark.anyio
     async def test_read_history_of_unknown_instances_and_executions_is_empty(

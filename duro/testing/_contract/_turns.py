@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import anyio
 import pytest
 
@@ -72,7 +74,8 @@ class AtomicityContract(ContractBase):
             orchestrator_messages=[ScheduledMessage(message=start_message("child"))],
         )
         # The clash comes last, so a store that applies events one by one is caught too.
-        bad = with_changes(good, new_events=[*good.new_events, *with_event_ids(raised(1), 1)])
+        clash = with_event_ids(raised(1), 1)
+        bad = with_changes(good, new_events=[*good.changes.new_events, *clash])
 
         with pytest.raises(DuplicateEventError):
             await provider.commit_turn(bad)
@@ -95,7 +98,7 @@ class AtomicityContract(ContractBase):
     ) -> None:
         item = await start_and_lock(provider, "i1", lock_timeout=self.lock_timeout)
         good = turn_commit(item, events=raised(1))
-        bad = with_changes(good, new_events=with_event_ids(good.new_events, 1, 1))
+        bad = with_changes(good, new_events=with_event_ids(good.changes.new_events, 1, 1))
 
         with pytest.raises(DuplicateEventError):
             await provider.commit_turn(bad)
@@ -138,7 +141,9 @@ class AtomicityContract(ContractBase):
         item = await start_and_lock(provider, "i1", lock_timeout=self.lock_timeout)
 
         with pytest.raises(LockLostError):
-            await provider.commit_turn(with_changes(turn_commit(item), lock_token=BOGUS_TOKEN))
+            await provider.commit_turn(
+                dataclasses.replace(turn_commit(item), lock_token=BOGUS_TOKEN)
+            )
 
         assert await try_turn(provider, self.lock_timeout) is None
         await clock.advance(self.lock_timeout + 1)
@@ -177,7 +182,7 @@ class AtomicityContract(ContractBase):
         good = turn_commit(item, events=raised(1))
         with pytest.raises(DuplicateEventError):
             await provider.commit_turn(
-                with_changes(good, new_events=with_event_ids(good.new_events, 1, 1))
+                with_changes(good, new_events=with_event_ids(good.changes.new_events, 1, 1))
             )
 
         await clock.advance(self.lock_timeout + 1)
@@ -214,7 +219,9 @@ class ErrorClassificationContract(ContractBase):
         item = await start_and_lock(provider, "i1", lock_timeout=self.lock_timeout)
 
         with pytest.raises(LockLostError) as info:
-            await provider.commit_turn(with_changes(turn_commit(item), lock_token=BOGUS_TOKEN))
+            await provider.commit_turn(
+                dataclasses.replace(turn_commit(item), lock_token=BOGUS_TOKEN)
+            )
 
         assert isinstance(info.value, ProviderError)
         assert info.value.retryable is False
@@ -230,7 +237,7 @@ class ErrorClassificationContract(ContractBase):
 
         with pytest.raises(DuplicateEventError) as info:
             await provider.commit_turn(
-                with_changes(commit, new_events=with_event_ids(commit.new_events, 1))
+                with_changes(commit, new_events=with_event_ids(commit.changes.new_events, 1))
             )
 
         assert isinstance(info.value, ProviderError)

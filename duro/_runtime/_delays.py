@@ -1,0 +1,30 @@
+"""How long work the runtime puts back waits before it is offered again, in seconds.
+
+One place for these, so the policy reads as a whole. A put-back that is not the work's fault
+(a deferral, a shutdown) does not count as a delivery; the others do, so work that keeps
+failing ends as poison after ``RuntimeOptions.max_deliveries``.
+"""
+
+from __future__ import annotations
+
+from .._engine import DeferReason
+
+DEFERRED: dict[DeferReason, float] = {
+    DeferReason.VERSION_NOT_REGISTERED: 1.0,
+    DeferReason.NOT_STARTED: 5.0,
+    # Fetch again at once, this time with the history.
+    DeferReason.CACHE_EVICTED: 0.0,
+}
+"""A batch the engine deferred, by reason (no delivery counted)."""
+
+UNSTARTED = 0.0
+"""Work fetched as shutdown began, released for another runtime (no delivery counted)."""
+
+ENGINE_CRASHED = 5.0
+"""A turn whose engine run raised (a duro bug): retried later, counted."""
+
+COMMIT_FAILED = 1.0
+"""A turn whose commit failed for good after its retries, counted."""
+
+REPORT_FAILED = 1.0
+"""An activity whose result could not be reported after its retries, counted."""
