@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
 import httpx
 
 from duro._clock import SYSTEM_CLOCK, Clock
+from duro._errors import ProviderError
 from duro._history import HistoryEvent
 from duro._messages import StartOrchestrationMessage
 from duro.providers._interface import Provider
@@ -38,6 +42,8 @@ from ._rest import CosmosConfig, CosmosError, HttpRetryPolicy, RequestStatistics
 from ._slots import DEFAULT_LEASE_MS, Slots
 from ._store import Store
 from ._turns import Turns
+
+C = TypeVar("C", TurnCommit, ActivityCommit)
 
 
 class CosmosProvider(Provider):
@@ -131,15 +137,12 @@ class CosmosProvider(Provider):
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
         await self._turns.enqueue(message)
 
-    async def fetch_turn(self, request: FetchTurnRequest) -> OrchestrationWorkItem | None:
-        items = await self._turns.fetch(request)
-        return items[0] if items else None
-
     async def fetch_turns(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
         return await self._turns.fetch(request, request.max_items)
 
-    async def commit_turn(self, commit: TurnCommit) -> None:
-        await self._turns.commit(commit)
+    async def commit_turns(self, commits: Sequence[TurnCommit]) -> list[ProviderError | None]:
+        # One partition per instance: turns of different instances share no transaction.
+        return [await _failure_of(self._turns.commit, commit) for commit in commits]
 
     async def abandon_turn(self, request: AbandonRequest) -> None:
         await self._turns.abandon(request)
@@ -147,15 +150,13 @@ class CosmosProvider(Provider):
     async def renew_turn_lock(self, request: RenewRequest) -> None:
         await self._turns.renew(request)
 
-    async def fetch_activity(self, request: FetchActivityRequest) -> ActivityWorkItem | None:
-        items = await self._activities.fetch(request)
-        return items[0] if items else None
-
     async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
         return await self._activities.fetch(request, request.max_items)
 
-    async def complete_activity(self, commit: ActivityCommit) -> None:
-        await self._activities.complete(commit)
+    async def complete_activities(
+        self, commits: Sequence[ActivityCommit]
+    ) -> list[ProviderError | None]:
+        return [await _failure_of(self._activities.complete, commit) for commit in commits]
 
     async def abandon_activity(self, request: AbandonRequest) -> None:
         await self._activities.abandon(request)
@@ -200,3 +201,12 @@ class CosmosProvider(Provider):
 
     async def queue_depths(self) -> QueueDepths:
         return await self._manage.queue_depths()
+
+
+async def _failure_of(apply: Callable[[C], Awaitable[None]], commit: C) -> ProviderError | None:
+    """Apply one commit of a batch: its error, or None once applied."""
+    try:
+        await apply(commit)
+    except ProviderError as exc:
+        return exc
+    return None

@@ -100,58 +100,68 @@ class Provider(abc.ABC):
         """Insert one orchestrator-queue message (events, cancellations, test injection).
 
         Never creates the instance. A message for an instance that does not exist yet is
-        still stored (it may be started later); ``fetch_turn`` decides its fate.
+        still stored (it may be started later); ``fetch_turns`` decides its fate.
         """
 
     # -- orchestration turns -------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def fetch_turn(self, request: FetchTurnRequest) -> OrchestrationWorkItem | None:
-        """Lock one instance that has visible messages and return its batch, or None.
-
-        * Picks an instance that has at least one visible message and no live lock (the
-          instance whose message became visible first), takes its lock with a fresh token for
-          ``request.lock_timeout``, tags every currently visible message of that instance and
-          increments each one's delivery count, all in one atomic step. Messages arriving
-          later are not in the batch and stay queued for the next turn.
-        * Loads the instance record, the current execution's history (ordered by event id)
-          and the KV snapshot (``OrchestrationWorkItem.kv_snapshot``).
-        * Never started (no committed turn and no ``StartOrchestrationMessage`` in the batch): leave
-          the instance unlocked and skip it, so its messages cannot starve others.
-          ``EnqueueEventMessage`` and ``CancelOrchestrationMessage`` messages may be dropped;
-          all others stay
-          queued for a later start.
-        * History that cannot be decoded: return the item with ``history_error`` set and an
-          empty history (lock held, attempt counted).
-        * May wait up to ``request.poll_timeout`` seconds for work (long polling) and must
-          return None promptly after that.
-        """
-
     async def fetch_turns(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
-        """Lock up to ``request.max_items`` instances, each with its own token and batch.
+        """Lock up to ``request.max_items`` instances that have visible messages, each with its
+        own fresh token and batch; ``[]`` when there is no work.
 
-        The same rules as ``fetch_turn`` per instance; ``[]`` when there is no work. The default
-        takes one; stores override it to take several in one round trip.
+        Per instance, in one atomic step:
+
+        * pick instances with at least one visible message and no live lock, in the order
+          their first visible message became visible;
+        * take the instance lock for ``request.lock_timeout`` seconds, tag every currently
+          visible message of the instance with the token and increment each one's delivery
+          count. Messages arriving later are not in the batch and stay queued for the next
+          turn;
+        * load the instance record, the current execution's history (by event id) and the KV
+          snapshot. When ``request.cached_histories`` holds the instance's current execution
+          and event count, the store may leave history and KV out and set
+          ``history_omitted`` (an optional optimisation);
+        * an instance never started (no committed turn and no ``StartOrchestrationMessage``
+          in its batch) is left unlocked and skipped, so its messages cannot starve others;
+          its ``EnqueueEventMessage`` and ``CancelOrchestrationMessage`` messages may be
+          dropped, all others stay queued for a later start;
+        * a history that cannot be decoded still returns the item, with ``history_error`` set
+          and an empty history (lock held, delivery counted).
+
+        With no work, may wait up to ``request.poll_timeout`` seconds for some (long polling)
+        and must return promptly after that.
         """
-        item = await self.fetch_turn(request)
-        return [] if item is None else [item]
 
+    @abc.abstractmethod
     async def commit_turns(self, commits: Sequence[TurnCommit]) -> list[ProviderError | None]:
-        """Apply several ``commit_turn`` commits; each is atomic on its own.
+        """Apply each turn's changes atomically on its own: all of a commit or nothing of it.
 
-        Returns, per commit and in order, None or the ``ProviderError`` it failed with (a
-        failing commit changes nothing and does not undo the others). An error raised instead
-        means none was applied. The default applies them one by one.
+        Returns, per commit and in order, None or the ``ProviderError`` it failed with; a
+        failing commit changes nothing and does not undo the others. An error raised instead
+        means none was applied. Each commit, in one transaction guarded by its instance lock
+        (``LockLostError`` if the token is unknown, expired or taken over; nothing is applied
+        and a still-held lock stays held):
+
+        1. delete the messages tagged with this token (later arrivals stay);
+        2. create or update the instance record from ``changes``: name, version, parent
+           (immutable once set), current execution id, execution status, output/error,
+           ``updated_at``; a new execution id creates a new execution. The changes carry the
+           execution's full state, not a delta;
+        3. append ``new_events`` to ``(instance_id, execution_id)``: never read, decode or
+           rewrite stored events; a duplicate event id fails the whole commit with
+           ``DuplicateEventError``;
+        4. custom status: if ``custom_status_changed``, store it and bump its version by one;
+        5. KV: ``kv_clear_all`` then ``kv_changes`` go to the current execution's delta;
+           when the execution status is terminal (completed, failed, continued-as-new) the
+           delta is merged into the committed KV and emptied. Entries keep the
+           ``updated_at_ms`` their change carries; values are stored byte for byte;
+        6. insert ``activity_tasks`` into the worker queue (visible now), then withdraw the
+           work items of ``cancelled_activities`` (this execution's seq numbers; missing ones
+           are ignored);
+        7. insert ``orchestrator_messages`` for whichever instances they target;
+        8. release the lock.
         """
-        results: list[ProviderError | None] = []
-        for commit in commits:
-            try:
-                await self.commit_turn(commit)
-            except ProviderError as exc:
-                results.append(exc)
-            else:
-                results.append(None)
-        return results
 
     async def commit_turns_and_fetch_activities(
         self, commits: Sequence[TurnCommit], fetch: FetchActivityRequest
@@ -191,32 +201,6 @@ class Provider(abc.ABC):
             return []  # the fetch loops find the work later
 
     @abc.abstractmethod
-    async def commit_turn(self, commit: TurnCommit) -> None:
-        """Apply one turn atomically: all of it or nothing.
-
-        In one transaction, guarded by the instance lock (``LockLostError`` if the token is
-        unknown, expired or taken over; nothing is applied and a still-held lock stays held):
-
-        1. delete the messages tagged with this token (later arrivals stay);
-        2. create or update the instance record: name, version, parent (immutable once set),
-           current execution id = ``commit.execution_id``, execution status, output/error,
-           ``updated_at``; a new execution id creates a new execution. A commit carries the
-           execution's full state (status, output, error), not a delta;
-        3. append ``new_events`` to ``(instance, execution_id)``: never read, decode or
-           rewrite stored events; a duplicate event id fails the whole commit with
-           ``DuplicateEventError``;
-        4. custom status: if ``custom_status_changed``, store it and bump its version by one;
-        5. KV: ``kv_clear_all`` then ``kv_changes`` go to the current execution's delta;
-           when the execution status is terminal (completed, failed, continued-as-new) the
-           delta is merged into the committed KV and emptied. Entries keep the
-           ``updated_at_ms`` their change carries; values are stored byte for byte;
-        6. insert ``activity_tasks`` into the worker queue (visible now), then withdraw
-           ``cancelled_activities`` (missing ones are ignored);
-        7. insert ``orchestrator_messages`` for whichever instances they target;
-        8. release the lock.
-        """
-
-    @abc.abstractmethod
     async def abandon_turn(self, request: AbandonRequest) -> None:
         """Release the lock without committing; messages become visible after ``delay``.
 
@@ -233,67 +217,68 @@ class Provider(abc.ABC):
     # -- activity work items -------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def fetch_activity(self, request: FetchActivityRequest) -> ActivityWorkItem | None:
-        """Lock the oldest visible, unlocked (or lock-expired) work item the filters accept.
-
-        Increments its delivery count. Session routing: without ``session_owner`` only items
-        without a session qualify; with it, also items whose session is owned by that owner or
-        has no live owner, and taking such an item claims (or renews) the session for
-        ``session_lock_timeout`` in the same atomic step. Does not check whether the
-        orchestration still runs. May long-poll up to ``poll_timeout``.
-        """
-
     async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
-        """Lock up to ``request.max_items`` work items, each with its own token.
+        """Lock up to ``request.max_items`` visible, unlocked (or lock-expired) work items the
+        filters accept, oldest first, each with its own token; ``[]`` when nothing qualifies.
 
-        The same rules as ``fetch_activity`` per item; ``[]`` when nothing qualifies. The
-        default takes one item; stores override it to take a batch in one round trip.
+        Increments each one's delivery count. Session routing: without ``session_owner``
+        only items without a session qualify; with it, also items whose session is owned by
+        that owner or has no live owner, and taking such an item claims (or renews) the
+        session for ``session_lock_timeout`` in the same atomic step. Does not check whether
+        the orchestration still runs. May long-poll up to ``poll_timeout``.
         """
-        item = await self.fetch_activity(request)
-        return [] if item is None else [item]
 
+    @abc.abstractmethod
     async def complete_activities(
         self, commits: Sequence[ActivityCommit]
     ) -> list[ProviderError | None]:
-        """Apply several ``complete_activity`` commits; each is atomic on its own.
+        """Per commit, atomically delete its locked item and enqueue ``commit.result`` (if any).
 
         Returns, per commit and in order, None or the ``ProviderError`` it failed with (one
-        failing commit does not undo the others). An error raised instead means none of them
-        was applied. The default applies them one by one; stores override it to apply them in
-        one round trip.
-        """
-        results: list[ProviderError | None] = []
-        for commit in commits:
-            try:
-                await self.complete_activity(commit)
-            except ProviderError as exc:
-                results.append(exc)
-            else:
-                results.append(None)
-        return results
-
-    @abc.abstractmethod
-    async def complete_activity(self, commit: ActivityCommit) -> None:
-        """Atomically delete the locked item and enqueue ``commit.result`` (if any).
-
-        ``LockLostError`` (and nothing enqueued) if the item was withdrawn, its lock expired
-        or the token is unknown: this is how a worker learns its result is no longer wanted.
-        Refreshes the session's last-activity time.
+        failing commit does not undo the others); an error raised instead means none was
+        applied. ``LockLostError`` (and nothing enqueued) when the item was withdrawn, its lock
+        expired or the token is unknown: this is how a worker learns its result is no longer
+        wanted. Refreshes the session's last-activity time.
         """
 
     @abc.abstractmethod
     async def abandon_activity(self, request: AbandonRequest) -> None:
         """Unlock the item; visible again after ``delay``.
 
-        ``undo_delivery_count`` undoes this delivery's increment. Unknown token: ``LockLostError``.
+        ``undo_delivery_count`` undoes this delivery's increment. Unknown token:
+        ``LockLostError``.
         """
 
     @abc.abstractmethod
     async def renew_activity_lock(self, request: RenewRequest) -> None:
         """Extend a live item lock; ``LockLostError`` if withdrawn/expired (= cancellation).
 
-        Refreshes the session's last-activity time, like ``complete_activity``.
+        Refreshes the session's last-activity time, like ``complete_activities``.
         """
+
+    # -- one item at a time (conveniences built on the batch methods) ----------------------------
+
+    async def fetch_turn(self, request: FetchTurnRequest) -> OrchestrationWorkItem | None:
+        """``fetch_turns`` for one instance: its batch, or None."""
+        items = await self.fetch_turns(dataclasses.replace(request, max_items=1))
+        return items[0] if items else None
+
+    async def commit_turn(self, commit: TurnCommit) -> None:
+        """``commit_turns`` for one commit, raising the error it failed with."""
+        [error] = await self.commit_turns([commit])
+        if error is not None:
+            raise error
+
+    async def fetch_activity(self, request: FetchActivityRequest) -> ActivityWorkItem | None:
+        """``fetch_activities`` for one work item: it, or None."""
+        items = await self.fetch_activities(dataclasses.replace(request, max_items=1))
+        return items[0] if items else None
+
+    async def complete_activity(self, commit: ActivityCommit) -> None:
+        """``complete_activities`` for one commit, raising the error it failed with."""
+        [error] = await self.complete_activities([commit])
+        if error is not None:
+            raise error
 
     # -- sessions ------------------------------------------------------------------------------
 

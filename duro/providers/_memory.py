@@ -20,6 +20,8 @@ import contextlib
 import itertools
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
+from typing import TypeVar
 
 import anyio.lowlevel
 
@@ -73,8 +75,13 @@ from ._types import (
     RenewRequest,
     ScheduledMessage,
     SessionRenewal,
+    TurnChanges,
     TurnCommit,
 )
+
+Item = TypeVar("Item", OrchestrationWorkItem, ActivityWorkItem)
+FetchRequest = FetchTurnRequest | FetchActivityRequest
+C = TypeVar("C", TurnCommit, ActivityCommit)
 
 _ORPHAN_DROPPABLE = (EnqueueEventMessage, CancelOrchestrationMessage)
 
@@ -121,39 +128,30 @@ class InMemoryProvider(Provider):
 
     # -- orchestration turns --------------------------------------------------------------------
 
-    async def fetch_turn(self, request: FetchTurnRequest) -> OrchestrationWorkItem | None:
+    async def fetch_turns(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
         await anyio.lowlevel.checkpoint()
         deadline = self._clock.now_ms() + to_ms(request.poll_timeout)
         while True:
             event = self._turn_signal.current()
             now = self._clock.now_ms()
-            item = self._fetch_turn_nowait(request, now)
-            if item is not None or now >= deadline:
-                return item
+            items = self._take_all(partial(self._fetch_turn_nowait, request, now), request)
+            if items or now >= deadline:
+                return items
             await WorkSignal.wait(self._clock, event, self._wait_s(now, deadline, self._turn_due))
 
-    async def fetch_turns(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
-        first = await self.fetch_turn(request)
-        if first is None:
-            return []
-        items = [first]
-        now = self._clock.now_ms()
-        while len(items) < request.max_items:
-            item = self._fetch_turn_nowait(request, now)
-            if item is None:
-                break
-            items.append(item)
-        return items
-
-    async def commit_turn(self, commit: TurnCommit) -> None:
+    async def commit_turns(self, commits: Sequence[TurnCommit]) -> list[ProviderError | None]:
         await anyio.lowlevel.checkpoint()
+        return [_failure_of(self._commit_turn_nowait, commit) for commit in commits]
+
+    def _commit_turn_nowait(self, commit: TurnCommit) -> None:
         now = self._clock.now_ms()
         op = "commit_turn"
+        changes = commit.changes
         instance_id = self._live_turn_lock(op, commit.lock_token, now)
-        if instance_id != commit.changes.instance_id:
+        if instance_id != changes.instance_id:
             raise LockLostError(op, "lock token belongs to another instance")
         instance = self._instances.get(instance_id)
-        self._validate_commit(op, commit, instance)
+        self._validate_commit(op, changes, instance)
 
         batch = [row for row in self._queue.of(instance_id) if row.lock_token == commit.lock_token]
         if instance is None:
@@ -162,22 +160,22 @@ class InMemoryProvider(Provider):
             )
             instance = InstanceRow(
                 instance_id=instance_id,
-                name=commit.changes.name,
-                version=commit.changes.version,
-                parent_instance_id=commit.changes.parent_instance_id,
+                name=changes.name,
+                version=changes.version,
+                parent_instance_id=changes.parent_instance_id,
                 created_at_ms=start_row.enqueued_at_ms if start_row else now,
                 created_seq=start_row.seq if start_row else next(self._seq),
                 updated_at_ms=now,
-                execution_id=commit.changes.execution_id,
+                execution_id=changes.execution_id,
             )
             self._instances[instance_id] = instance
         for row in batch:
             self._queue.remove(row)
-        instance.apply_commit(commit, now)
-        self._apply_queue_writes(commit, now)
+        instance.apply_changes(changes, now)
+        self._apply_queue_writes(changes, now)
         self._release_turn_lock(instance_id)
         self._turn_signal.notify()
-        if commit.changes.activity_tasks:
+        if changes.activity_tasks:
             self._activity_signal.notify()
 
     async def abandon_turn(self, request: AbandonRequest) -> None:
@@ -204,49 +202,24 @@ class InMemoryProvider(Provider):
 
     # -- activity work items --------------------------------------------------------------------
 
-    async def fetch_activity(self, request: FetchActivityRequest) -> ActivityWorkItem | None:
+    async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
         await anyio.lowlevel.checkpoint()
         deadline = self._clock.now_ms() + to_ms(request.poll_timeout)
         while True:
             event = self._activity_signal.current()
             now = self._clock.now_ms()
-            item = self._fetch_activity_nowait(request, now)
-            if item is not None or now >= deadline:
-                return item
+            items = self._take_all(partial(self._fetch_activity_nowait, request, now), request)
+            if items or now >= deadline:
+                return items
             await WorkSignal.wait(
                 self._clock, event, self._wait_s(now, deadline, self._activity_due)
             )
-
-    async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
-        first = await self.fetch_activity(request)
-        if first is None:
-            return []
-        items = [first]
-        now = self._clock.now_ms()
-        while len(items) < request.max_items:
-            item = self._fetch_activity_nowait(request, now)
-            if item is None:
-                break
-            items.append(item)
-        return items
 
     async def complete_activities(
         self, commits: Sequence[ActivityCommit]
     ) -> list[ProviderError | None]:
         await anyio.lowlevel.checkpoint()
-        results: list[ProviderError | None] = []
-        for commit in commits:
-            try:
-                self._complete_activity_nowait(commit)
-            except ProviderError as exc:
-                results.append(exc)
-            else:
-                results.append(None)
-        return results
-
-    async def complete_activity(self, commit: ActivityCommit) -> None:
-        await anyio.lowlevel.checkpoint()
-        self._complete_activity_nowait(commit)
+        return [_failure_of(self._complete_activity_nowait, commit) for commit in commits]
 
     def _complete_activity_nowait(self, commit: ActivityCommit) -> None:
         now = self._clock.now_ms()
@@ -559,30 +532,29 @@ class InMemoryProvider(Provider):
         if lock is not None:
             self._lock_instances.pop(lock.token, None)
 
-    def _validate_commit(self, op: str, commit: TurnCommit, instance: InstanceRow | None) -> None:
-        if instance is not None and commit.changes.execution_id < instance.execution_id:
+    def _validate_commit(self, op: str, changes: TurnChanges, instance: InstanceRow | None) -> None:
+        if instance is not None and changes.execution_id < instance.execution_id:
             raise ProviderError(
                 op,
-                f"execution {commit.changes.execution_id} is older than the current execution "
-                f"{instance.execution_id} of {commit.changes.instance_id!r}",
+                f"execution {changes.execution_id} is older than the current execution "
+                f"{instance.execution_id} of {changes.instance_id!r}",
                 retryable=False,
             )
-        execution = instance.executions.get(commit.changes.execution_id) if instance else None
+        execution = instance.executions.get(changes.execution_id) if instance else None
         seen: set[int] = set() if execution is None else set(execution.event_ids)
-        for event in commit.changes.new_events:
+        for event in changes.new_events:
             if event.event_id in seen:
                 raise DuplicateEventError(
                     op,
                     f"event id {event.event_id} already exists in execution "
-                    f"{commit.changes.execution_id} of {commit.changes.instance_id!r}",
+                    f"{changes.execution_id} of {changes.instance_id!r}",
                 )
             seen.add(event.event_id)
 
-    def _apply_queue_writes(self, commit: TurnCommit, now: int) -> None:
+    def _apply_queue_writes(self, changes: TurnChanges, now: int) -> None:
         """Steps 6-7 of ``commit_turn``: insert then withdraw activities, send messages."""
-        for task in commit.changes.activity_tasks:
+        for task in changes.activity_tasks:
             self._work.add(WorkRow(seq=next(self._seq), task=task, visible_at_ms=now))
-        changes = commit.changes
         withdrawn = {
             (changes.instance_id, changes.execution_id, seq) for seq in changes.cancelled_activities
         }
@@ -591,7 +563,7 @@ class InMemoryProvider(Provider):
                 task = work.task
                 if (task.instance_id, task.execution_id, task.seq) in withdrawn:
                     self._work.remove(work)
-        for message in commit.changes.orchestrator_messages:
+        for message in changes.orchestrator_messages:
             self._enqueue(message.message, message.visible_at_ms, now)
 
     def _turn_due(self, now: int) -> int | None:
@@ -660,8 +632,28 @@ class InMemoryProvider(Provider):
     # -- internals: polling ---------------------------------------------------------------------
 
     @staticmethod
+    def _take_all(take_one: Callable[[], Item | None], request: FetchRequest) -> list[Item]:
+        """Lock items one by one, up to ``request.max_items``, until none is left."""
+        items: list[Item] = []
+        while len(items) < max(1, request.max_items):
+            item = take_one()
+            if item is None:
+                break
+            items.append(item)
+        return items
+
+    @staticmethod
     def _wait_s(now: int, deadline: int, due: Callable[[int], int | None]) -> float:
         """Seconds to wait: until the deadline, or earlier when work falls due by itself."""
         next_due = due(now)
         until = deadline if next_due is None else min(deadline, next_due)
         return max(until - now, 1) / 1000
+
+
+def _failure_of(apply: Callable[[C], None], commit: C) -> ProviderError | None:
+    """Apply one commit of a batch: its error, or None once applied."""
+    try:
+        apply(commit)
+    except ProviderError as exc:
+        return exc
+    return None

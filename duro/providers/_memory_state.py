@@ -21,7 +21,7 @@ from ._types import (
     InstanceRecord,
     KvChange,
     KvEntry,
-    TurnCommit,
+    TurnChanges,
 )
 
 
@@ -150,36 +150,36 @@ class InstanceRow:
         self.kv = self.merged_kv()
         self.kv_delta = {}
 
-    def apply_commit(self, commit: TurnCommit, now_ms: int) -> None:
-        """Steps 2-5 of ``commit_turn`` (record, history, custom status, KV); never fails."""
-        self.name = commit.changes.name
-        self.version = commit.changes.version
+    def apply_changes(self, changes: TurnChanges, now_ms: int) -> None:
+        """Steps 2-5 of ``commit_turns`` (record, history, custom status, KV); never fails."""
+        self.name = changes.name
+        self.version = changes.version
         if self.parent_instance_id is None:
-            self.parent_instance_id = commit.changes.parent_instance_id
+            self.parent_instance_id = changes.parent_instance_id
         execution = self.executions.setdefault(
-            commit.changes.execution_id, ExecutionRow(started_at_ms=now_ms)
+            changes.execution_id, ExecutionRow(started_at_ms=now_ms)
         )
-        self.execution_id = commit.changes.execution_id
-        if commit.changes.new_events:
+        self.execution_id = changes.execution_id
+        if changes.new_events:
             in_order = not execution.events or (
-                commit.changes.new_events[0].event_id > execution.events[-1].event_id
+                changes.new_events[0].event_id > execution.events[-1].event_id
             )
-            execution.events.extend(commit.changes.new_events)
-            execution.event_ids.update(event.event_id for event in commit.changes.new_events)
+            execution.events.extend(changes.new_events)
+            execution.event_ids.update(event.event_id for event in changes.new_events)
             if not in_order:
                 execution.events.sort(key=lambda event: event.event_id)
-        status = commit.changes.execution_status
+        status = changes.execution_status
         execution.status = status
         if status.is_terminal and execution.completed_at_ms is None:
             execution.completed_at_ms = now_ms
-        self.output = commit.changes.output
-        self.error = commit.changes.error
+        self.output = changes.output
+        self.error = changes.error
         self.updated_at_ms = now_ms
         self.completed_at_ms = now_ms if status.instance_state().is_terminal else None
-        if commit.changes.custom_status_changed:
-            self.custom_status = commit.changes.custom_status
+        if changes.custom_status_changed:
+            self.custom_status = changes.custom_status
             self.custom_status_version += 1
-        self.apply_kv(commit.changes.kv_clear_all, commit.changes.kv_changes.values())
+        self.apply_kv(changes.kv_clear_all, changes.kv_changes.values())
         if status.is_terminal:
             self.merge_kv_delta()
 

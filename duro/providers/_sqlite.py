@@ -39,9 +39,7 @@ from ._sqlite_activities import (
     activity_work_remains_txn,
     cleanup_sessions_txn,
     complete_activities_txn,
-    complete_activity_txn,
     fetch_activities_txn,
-    fetch_activity_txn,
     renew_activity_txn,
     renew_sessions_txn,
 )
@@ -58,14 +56,12 @@ from ._sqlite_manage import (
     read_instance_txn,
 )
 from ._sqlite_turns import (
+    NoWork,
     RawTurn,
     abandon_turn_txn,
-    commit_turn_txn,
     commit_turns_txn,
-    decode_turn,
     decode_turn_list,
     decode_turns,
-    fetch_turn_txn,
     fetch_turns_txn,
     insert_message_txn,
     ms,
@@ -170,35 +166,17 @@ class SqliteProvider(Provider):
 
     # -- orchestration turns --------------------------------------------------------------------
 
-    async def fetch_turn(self, request: FetchTurnRequest) -> OrchestrationWorkItem | None:
-        async def attempt() -> OrchestrationWorkItem | int | None:
-            now = self._clock.now_ms()
-            txn = partial(
-                fetch_turn_txn,
-                now=now,
-                lock_until=now + ms(request.lock_timeout),
-                owner_id=request.owner_id,
-                token=uuid.uuid4().hex,
-                cached=request.cached_histories,
-            )
-            return await self._db.write_then("fetch_turn", txn, decode_turn)
-
-        return await self._long_poll(
-            self._turn_signal, request.poll_timeout, OrchestrationWorkItem, attempt
-        )
-
     async def fetch_turns(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
-        async def attempt() -> list[OrchestrationWorkItem] | int | None:
+        async def attempt() -> list[OrchestrationWorkItem] | NoWork:
             txn = self._fetch_turns_txn(request, self._clock.now_ms())
             return await self._db.write_then("fetch_turns", txn, decode_turns)
 
-        batch = await self._long_poll(self._turn_signal, request.poll_timeout, list, attempt)
-        return batch or []
+        return await self._long_poll(self._turn_signal, request.poll_timeout, attempt)
 
     @staticmethod
     def _fetch_turns_txn(
         request: FetchTurnRequest, now: int
-    ) -> Callable[[sqlite3.Connection], list[RawTurn] | int | None]:
+    ) -> Callable[[sqlite3.Connection], list[RawTurn] | NoWork]:
         return partial(
             fetch_turns_txn, now=now, lock_until=now + ms(request.lock_timeout),
             owner_id=request.owner_id, new_token=_new_token, max_items=request.max_items,
@@ -262,14 +240,6 @@ class SqliteProvider(Provider):
             self._turn_signal.notify()
         return results, items
 
-    async def commit_turn(self, commit: TurnCommit) -> None:
-        await self._db.write(
-            "commit_turn", partial(commit_turn_txn, commit=commit, now=self._clock.now_ms())
-        )
-        self._turn_signal.notify()
-        if commit.changes.activity_tasks:
-            self._activity_signal.notify()
-
     async def abandon_turn(self, request: AbandonRequest) -> None:
         await self._db.write(
             "abandon_turn", partial(abandon_turn_txn, request=request, now=self._clock.now_ms())
@@ -283,22 +253,8 @@ class SqliteProvider(Provider):
 
     # -- activity work items --------------------------------------------------------------------
 
-    async def fetch_activity(self, request: FetchActivityRequest) -> ActivityWorkItem | None:
-        async def attempt() -> ActivityWorkItem | int | None:
-            txn = partial(
-                fetch_activity_txn,
-                request=request,
-                now=self._clock.now_ms(),
-                token=uuid.uuid4().hex,
-            )
-            return await self._db.write("fetch_activity", txn)
-
-        return await self._long_poll(
-            self._activity_signal, request.poll_timeout, ActivityWorkItem, attempt
-        )
-
     async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
-        async def attempt() -> list[ActivityWorkItem] | int | None:
+        async def attempt() -> list[ActivityWorkItem] | NoWork:
             txn = partial(
                 fetch_activities_txn,
                 request=request,
@@ -307,9 +263,7 @@ class SqliteProvider(Provider):
             )
             return await self._db.write("fetch_activities", txn)
 
-        return (
-            await self._long_poll(self._activity_signal, request.poll_timeout, list, attempt) or []
-        )
+        return await self._long_poll(self._activity_signal, request.poll_timeout, attempt)
 
     async def complete_activities(
         self, commits: Sequence[ActivityCommit]
@@ -324,15 +278,6 @@ class SqliteProvider(Provider):
         if any(c.result is not None for c in commits):
             self._turn_signal.notify()
         return results
-
-    async def complete_activity(self, commit: ActivityCommit) -> None:
-        await self._db.write(
-            "complete_activity",
-            partial(complete_activity_txn, commit=commit, now=self._clock.now_ms()),
-        )
-        self._activity_signal.notify()
-        if commit.result is not None:
-            self._turn_signal.notify()
 
     async def abandon_activity(self, request: AbandonRequest) -> None:
         await self._db.write(
@@ -424,21 +369,20 @@ class SqliteProvider(Provider):
         self,
         signal: WorkSignal,
         poll_timeout: float,
-        item_type: type[W],
-        attempt: Callable[[], Awaitable[W | int | None]],
-    ) -> W | None:
+        attempt: Callable[[], Awaitable[list[W] | NoWork]],
+    ) -> list[W]:
         """Try, then wait for a wake-up, the next due time or the deadline, and try again."""
         deadline = self._clock.now_ms() + ms(poll_timeout)
         while True:
             # Taken before the query, so a write that lands in between still wakes us.
             event = signal.current()
             result = await attempt()
-            if isinstance(result, item_type):
+            if not isinstance(result, NoWork):
                 return result
             now = self._clock.now_ms()
             if now >= deadline:
-                return None
-            until = min(deadline, result) if isinstance(result, int) else deadline
+                return []
+            until = deadline if result.due_ms is None else min(deadline, result.due_ms)
             # Other processes' writes do not notify us: look again every poll_interval.
             with anyio.move_on_after(self._poll_interval):
                 await WorkSignal.wait(self._clock, event, max(until - now, 1) / 1000)

@@ -13,7 +13,13 @@ import msgspec
 
 from .._errors import LockLostError, ProviderError
 from .._messages import decode_task
-from ._sqlite_turns import dead_letter_txn, each_in_savepoint_txn, insert_message_txn, ms
+from ._sqlite_turns import (
+    NoWork,
+    dead_letter_txn,
+    each_in_savepoint_txn,
+    insert_message_txn,
+    ms,
+)
 from ._types import (
     AbandonRequest,
     ActivityCommit,
@@ -52,14 +58,14 @@ def _filter_sql(request: FetchActivityRequest, params: dict[str, Any]) -> str | 
     return " AND ".join(clauses)
 
 
-def fetch_activity_txn(
+def _lock_activity_txn(
     conn: sqlite3.Connection, request: FetchActivityRequest, *, now: int, token: str
-) -> ActivityWorkItem | int | None:
-    """Lock the oldest qualifying item; else the next time one may fall due (or None)."""
+) -> ActivityWorkItem | NoWork:
+    """Lock the oldest qualifying item."""
     params: dict[str, Any] = {"now": now}
     where = _filter_sql(request, params)
     if where is None:
-        return None
+        return NoWork(None)
     # ``+w.visible_at_ms``: walk rowid (FIFO) order and stop at the first match rather than
     # sorting every visible item (see the orchestrator queue's candidate query).
     sql = (
@@ -72,7 +78,7 @@ def fetch_activity_txn(
     while True:
         row = conn.execute(sql, params).fetchone()
         if row is None:
-            return _activity_due_txn(conn, now)
+            return NoWork(_activity_due_txn(conn, now))
         item_id, session_id, data = row
         try:
             task = decode_task(data)
@@ -149,12 +155,12 @@ def fetch_activities_txn(
     *,
     now: int,
     new_token: Callable[[], str],
-) -> list[ActivityWorkItem] | int | None:
-    """Lock up to ``request.max_items`` items; else the next time one may fall due (or None)."""
+) -> list[ActivityWorkItem] | NoWork:
+    """Lock up to ``request.max_items`` items."""
     items: list[ActivityWorkItem] = []
     for _ in range(max(1, request.max_items)):
-        result = fetch_activity_txn(conn, request, now=now, token=new_token())
-        if not isinstance(result, ActivityWorkItem):
+        result = _lock_activity_txn(conn, request, now=now, token=new_token())
+        if isinstance(result, NoWork):
             return items or result
         items.append(result)
     return items

@@ -87,8 +87,16 @@ def start_txn(conn: sqlite3.Connection, start: StartOrchestrationMessage, now: i
 
 
 @dataclass(frozen=True, slots=True)
+class NoWork:
+    """A fetch found nothing to lock now."""
+
+    due_ms: int | None
+    """When work may fall due by itself (a timer, an expiring lock); None: nothing scheduled."""
+
+
+@dataclass(frozen=True, slots=True)
 class RawTurn:
-    """What ``fetch_turn_txn`` read under the lock; decoded after COMMIT."""
+    """What ``fetch_turns_txn`` read under one instance's lock; decoded after COMMIT."""
 
     instance_id: str
     token: str
@@ -124,7 +132,7 @@ LIMIT 1
 """
 
 
-def fetch_turn_txn(
+def _lock_turn_txn(
     conn: sqlite3.Connection,
     *,
     now: int,
@@ -132,12 +140,12 @@ def fetch_turn_txn(
     owner_id: str,
     token: str,
     cached: Mapping[str, tuple[int, int]] | None = None,
-) -> RawTurn | int | None:
-    """Lock one instance and read its batch; else the next time work may fall due (or None)."""
+) -> RawTurn | NoWork:
+    """Lock one instance and read its batch."""
     while True:
         row = conn.execute(_CANDIDATE_SQL, {"now": now}).fetchone()
         if row is None:
-            return _turn_due_txn(conn, now)
+            return NoWork(_turn_due_txn(conn, now))
         instance_id, has_instance = row[0], bool(row[1])
         batch = _visible_batch_txn(conn, instance_id, now)
         if not has_instance and not any(isinstance(m, StartOrchestrationMessage) for _, m in batch):
@@ -208,11 +216,11 @@ def fetch_turns_txn(
     new_token: Callable[[], str],
     max_items: int,
     cached: Mapping[str, tuple[int, int]] | None = None,
-) -> list[RawTurn] | int | None:
-    """Lock up to ``max_items`` instances; else the next time work may fall due (or None)."""
+) -> list[RawTurn] | NoWork:
+    """Lock up to ``max_items`` instances, each with its batch."""
     turns: list[RawTurn] = []
     for _ in range(max(1, max_items)):
-        result = fetch_turn_txn(
+        result = _lock_turn_txn(
             conn,
             now=now,
             lock_until=lock_until,
@@ -220,7 +228,7 @@ def fetch_turns_txn(
             token=new_token(),
             cached=cached,
         )
-        if not isinstance(result, RawTurn):
+        if isinstance(result, NoWork):
             return turns or result
         turns.append(result)
     return turns
@@ -231,12 +239,12 @@ def turn_work_remains_txn(conn: sqlite3.Connection, now: int) -> bool:
     return conn.execute(_CANDIDATE_SQL, {"now": now}).fetchone() is not None
 
 
-def decode_turns(raw: list[RawTurn] | int | None) -> list[OrchestrationWorkItem] | int | None:
+def decode_turns(raw: list[RawTurn] | NoWork) -> list[OrchestrationWorkItem] | NoWork:
     return decode_turn_list(raw) if isinstance(raw, list) else raw
 
 
 def decode_turn_list(raw: list[RawTurn]) -> list[OrchestrationWorkItem]:
-    return [item for item in map(decode_turn, raw) if isinstance(item, OrchestrationWorkItem)]
+    return [_decode_turn(turn) for turn in raw]
 
 
 def each_in_savepoint_txn(
@@ -322,10 +330,8 @@ def _turn_due_txn(conn: sqlite3.Connection, now: int) -> int | None:
     return due
 
 
-def decode_turn(raw: RawTurn | int | None) -> OrchestrationWorkItem | int | None:
+def _decode_turn(raw: RawTurn) -> OrchestrationWorkItem:
     """Decode a fetched batch. Never raises: the lock is held, so problems go in the item."""
-    if not isinstance(raw, RawTurn):
-        return raw
     history: list[HistoryEvent] = []
     history_error: str | None = None
     instance: InstanceRecord | None = None
