@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 import anyio
@@ -29,9 +28,6 @@ from .._status import ExecutionStatus
 from .._watch import watch_for
 from ..providers import (
     AbandonRequest,
-    ActivityKey,
-    ActivityWorkItem,
-    FetchActivityRequest,
     FetchTurnRequest,
     OrchestrationWorkItem,
     Provider,
@@ -41,7 +37,8 @@ from . import _delays as delays
 from ._batching import BatchCommitter
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
-from ._pool import HandOver, WorkPool
+from ._pool import WorkPool
+from ._requests import sized
 from ._telemetry import span, turn_attributes
 
 log = logging.getLogger("duro.runtime.orchestrator")
@@ -82,7 +79,13 @@ class ExecutionCache:
         return len(self._entries)
 
 
+CommitTurns = Callable[[Sequence[TurnCommit]], Awaitable[list[ProviderError | None]]]
+OnWithdrawn = Callable[[str, int, Sequence[int]], None]
+
+
 class OrchestrationDispatcher:
+    """Fetches locked batches, runs each through the engine and commits the turn."""
+
     def __init__(
         self,
         *,
@@ -90,52 +93,41 @@ class OrchestrationDispatcher:
         registry: Registry,
         options: RuntimeOptions,
         clock: Clock,
-        on_cancelled_activities: Callable[[list[ActivityKey]], None],
+        cache: ExecutionCache,
+        pool: WorkPool[OrchestrationWorkItem],
+        request: FetchTurnRequest,
+        commit_turns: CommitTurns,
+        on_withdrawn: OnWithdrawn,
     ) -> None:
+        """``request`` is the fetch template (its ``max_items`` is the batch limit);
+        ``commit_turns`` applies a batch of commits (see ``HandOver``); ``on_withdrawn(instance,
+        execution, seqs)`` tells in-process activities that a commit withdrew them."""
         self._provider = provider
         self._registry = registry
         self._options = options
         self._clock = clock
-        self._on_cancelled = on_cancelled_activities
-        self.cache = ExecutionCache(options.execution_cache_size)
+        self.cache = cache
+        self.pool = pool
+        self._request = request
+        self._on_withdrawn = on_withdrawn
         self._watch = watch_for(provider)
         self._committer = BatchCommitter[TurnCommit](
-            self._commit_turns, options.commit_retries, "commit_turn"
+            commit_turns, options.commit_retries, "commit_turn"
         )
         self._fetch_scopes = FetchScopes()
-        self.pool = WorkPool(options.orchestration_concurrency, self._handle)
-        self._request = FetchTurnRequest(
-            lock_timeout=options.orchestration_lock_timeout,
-            poll_timeout=options.poll_timeout,
-            owner_id=options.worker_id,
-            cached_histories=self.cache.index,
-        )
-        self.activities: HandOver[FetchActivityRequest, ActivityWorkItem] | None = None
-        """Where the activities this dispatcher's commits fetch go (set by the runtime)."""
         self.turns_committed = 0
         self.in_flight = 0
-
-    def fetch_request(self, max_items: int, wait: bool = False) -> FetchTurnRequest:
-        """The request for up to ``max_items``; long-polling only if ``wait``."""
-        poll_timeout = self._request.poll_timeout if wait else 0.0
-        return dataclasses.replace(self._request, max_items=max_items, poll_timeout=poll_timeout)
-
-    async def _commit_turns(self, commits: Sequence[TurnCommit]) -> list[ProviderError | None]:
-        if self.activities is None:
-            return await self._provider.commit_turns(commits)
-        return await self.activities.commit(
-            commits,
-            self._provider.commit_turns,
-            self._provider.commit_turns_and_fetch_activities,
-        )
 
     async def run(self, stopping: anyio.Event) -> None:
         """Dispatch turns until ``stopping`` is set; returns when in-flight turns are done."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._committer.run)
             await run_fetch_loop(
-                fetch=lambda n, wait: self._provider.fetch_turns(self.fetch_request(n, wait)),
+                fetch=lambda n, wait: self._provider.fetch_turns(
+                    sized(self._request, n, wait=wait)
+                ),
                 pool=self.pool,
+                handle=self._handle,
                 release_unstarted=lambda item: self._abandon(
                     item, delays.UNSTARTED, undo_delivery_count=True
                 ),
@@ -143,7 +135,7 @@ class OrchestrationDispatcher:
                 backoff=IdleBackoff(self._options),
                 scopes=self._fetch_scopes,
                 what="a turn",
-                batch_limit=self._options.orchestration_fetch_batch,
+                batch_limit=self._request.max_items,
             )
             tg.cancel_scope.cancel()
 
@@ -198,14 +190,7 @@ class OrchestrationDispatcher:
         if decision.execution is not None:
             self.cache.put(item.instance_id, decision.execution)
         if changes.cancelled_activities:
-            self._on_cancelled(
-                [
-                    ActivityKey(
-                        instance_id=item.instance_id, execution_id=changes.execution_id, seq=seq
-                    )
-                    for seq in changes.cancelled_activities
-                ]
-            )
+            self._on_withdrawn(item.instance_id, changes.execution_id, changes.cancelled_activities)
 
     def _decide(self, item: OrchestrationWorkItem) -> TurnDecision:
         record = item.instance

@@ -92,6 +92,7 @@ async def run_fetch_loop(
     *,
     fetch: Callable[[int, bool], Awaitable[list[T]]],
     pool: WorkPool[T],
+    handle: Callable[[T], Awaitable[None]],
     release_unstarted: Callable[[T], Awaitable[None]],
     stopping: anyio.Event,
     backoff: IdleBackoff,
@@ -99,7 +100,7 @@ async def run_fetch_loop(
     what: str,
     batch_limit: int = 1,
 ) -> None:
-    """Fetch items and hand each to ``pool`` until ``stopping`` is set, then return once
+    """Fetch items and ``handle`` each in ``pool`` until ``stopping`` is set, then return once
     every handled item is done. ``fetch(n, wait)`` locks up to ``n`` items, long-polling
     only if ``wait``.
 
@@ -112,7 +113,7 @@ async def run_fetch_loop(
     over, and once work shows up the loop takes a full batch without waiting.
     """
     waiting = False
-    async with pool.running(stopping):
+    async with pool.running(handle, stopping):
         while not stopping.is_set():
             items: list[T] = []
             reserved = 0
@@ -121,7 +122,7 @@ async def run_fetch_loop(
                 with scopes.open():
                     reserved = await pool.reserve(1 if waiting else batch_limit)
                     started = time.monotonic()
-                    items = await fetch(reserved, waiting or not pool.shared)
+                    items = await fetch(reserved, waiting or not pool.receives_hand_overs)
             except ProviderError as exc:
                 log.warning("fetching %s failed: %s", what, exc)
                 pool.release(reserved)
@@ -139,7 +140,7 @@ async def run_fetch_loop(
                 for item in items:
                     pool.start(item)
                 waiting = False
-            elif waiting or not pool.shared:
+            elif waiting or not pool.receives_hand_overs:
                 await backoff.idle(stopping, time.monotonic() - started)
             else:
                 waiting = True

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from types import TracebackType
 from typing import Self
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import TaskStatus
 
 from .._client import Client
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ProviderError
 from .._registry import Registry
-from ..providers import ActivityKey, Provider, SessionRenewal
+from ..providers import ActivityWorkItem, OrchestrationWorkItem, Provider, SessionRenewal
+from ._handover import HandOver
 from ._options import RuntimeOptions
-from ._orchestrator import OrchestrationDispatcher
-from ._pool import HandOver
+from ._orchestrator import ExecutionCache, OrchestrationDispatcher
+from ._pool import WorkPool
+from ._requests import activity_fetch_request, turn_fetch_request
 from ._worker import ActivityWorker
 
 log = logging.getLogger("duro.runtime")
@@ -28,7 +31,9 @@ class Runtime:
     ``async with Runtime(store, registry):`` starts them; leaving the block shuts down
     gracefully: no new work is fetched, in-flight turns and activities get
     ``options.shutdown_grace_period`` seconds to finish, then activities are cancelled.
-    Several runtimes (in one process or many) may share one store.
+    Alternatively run it in a task group of your own: ``tg.start_soon(runtime.run)``, and
+    ``await runtime.shutdown()`` to stop it. Several runtimes (in one process or many) may
+    share one store.
     """
 
     def __init__(
@@ -41,65 +46,119 @@ class Runtime:
     ) -> None:
         self.store = store
         self.registry = registry
-        self.options = options or RuntimeOptions()
-        self.clock = clock or SYSTEM_CLOCK
+        self.options = options = options or RuntimeOptions()
+        self.clock = clock = clock or SYSTEM_CLOCK
         self.client = Client(store)
+        cache = ExecutionCache(options.execution_cache_size)
+        turn_request = turn_fetch_request(options, cache.index)
+        activity_request = activity_fetch_request(options)
+        hand_over = store.fetches_with_commits
+        turn_pool = WorkPool[OrchestrationWorkItem](
+            options.orchestration_concurrency, receives_hand_overs=hand_over
+        )
+        activity_pool = WorkPool[ActivityWorkItem](
+            options.activity_concurrency, receives_hand_overs=hand_over
+        )
+        commits = HandOver(
+            store,
+            turns=turn_pool,
+            activities=activity_pool,
+            turn_request=turn_request,
+            activity_request=activity_request,
+        )
+        self._worker = ActivityWorker(
+            provider=store,
+            registry=registry,
+            options=options,
+            client=self.client,
+            pool=activity_pool,
+            request=activity_request,
+            complete_activities=commits.complete_activities,
+        )
         self._orchestrator = OrchestrationDispatcher(
             provider=store,
             registry=registry,
-            options=self.options,
-            clock=self.clock,
-            on_cancelled_activities=self._cancel_local,
+            options=options,
+            clock=clock,
+            cache=cache,
+            pool=turn_pool,
+            request=turn_request,
+            commit_turns=commits.commit_turns,
+            on_withdrawn=self._worker.cancel_withdrawn,
         )
-        self._worker = ActivityWorker(
-            provider=store, registry=registry, options=self.options, client=self.client
-        )
-        if store.fetches_with_commits:
-            # Work one side makes due goes straight to the other's pool, fetched in the same
-            # round trip as the commit that made it: no wake-up, no separate fetch.
-            self._orchestrator.activities = HandOver(
-                self._worker.pool, self._worker.fetch_request, self.options.activity_fetch_batch
-            )
-            self._worker.turns = HandOver(
-                self._orchestrator.pool,
-                self._orchestrator.fetch_request,
-                self.options.orchestration_fetch_batch,
-            )
-        self._task_group: TaskGroup | None = None
-        self._stopping: anyio.Event | None = None
+        self._running = False
+        self._grace = options.shutdown_grace_period
+        # Events are made on first use: they need a running event loop, construction does not.
+        self._stop: anyio.Event | None = None
+        self._stopped: anyio.Event | None = None
+        self._exit_stack: contextlib.AsyncExitStack | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start dispatching (``async with`` calls this)."""
-        if self._task_group is not None:
-            raise RuntimeError("runtime already started")
-        await self.store.open()
-        self._stopping = anyio.Event()
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
-        if self.options.orchestration_concurrency:
-            self._task_group.start_soon(self._orchestrator.run, self._stopping)
-        if self.options.activity_concurrency:
-            self._task_group.start_soon(self._worker.run, self._stopping)
-        if self.options.activity_concurrency and self.options.max_sessions > 0:
-            self._task_group.start_soon(self._maintain_sessions, self._stopping)
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Dispatch until :meth:`shutdown`, then drain gracefully and return.
 
-    async def shutdown(self, grace_period: float | None = None) -> None:
+        With ``await task_group.start(runtime.run)`` the call returns once dispatching has
+        begun. A runtime runs once.
+        """
+        if self._running:
+            raise RuntimeError("runtime already started")
+        self._running = True
+        try:
+            await self.store.open()
+            stopping = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                if self.options.orchestration_concurrency:
+                    tg.start_soon(self._orchestrator.run, stopping)
+                if self.options.activity_concurrency:
+                    tg.start_soon(self._worker.run, stopping)
+                if self.options.activity_concurrency and self.options.max_sessions > 0:
+                    tg.start_soon(self._maintain_sessions, stopping)
+                task_status.started()
+                await self._stop_event().wait()
+                await self._drain(stopping)
+                tg.cancel_scope.cancel()
+        finally:
+            self._stopped_event().set()
+
+    async def _drain(self, stopping: anyio.Event) -> None:
         """Stop fetching, let in-flight work finish within the grace period, then cancel."""
-        if self._task_group is None or self._stopping is None:
-            return
-        grace = self.options.shutdown_grace_period if grace_period is None else grace_period
-        self._stopping.set()
+        stopping.set()
         self._orchestrator.stop_fetching()
         self._worker.stop_fetching()
-        with anyio.move_on_after(grace):
+        with anyio.move_on_after(self._grace):
             while self._orchestrator.in_flight or self._worker.in_flight:  # noqa: ASYNC110
                 await anyio.sleep(0.01)  # shutdown only: a short poll beats per-item events
         self._worker.cancel_all("the runtime is shutting down")
-        self._task_group.cancel_scope.cancel()
-        task_group, self._task_group = self._task_group, None
-        await task_group.__aexit__(None, None, None)
+
+    async def start(self) -> None:
+        """Start dispatching in a task group this runtime owns (``async with`` calls this);
+        :meth:`shutdown` must then be awaited by the same task."""
+        if self._running:
+            raise RuntimeError("runtime already started")
+        stack = contextlib.AsyncExitStack()
+        task_group = await stack.enter_async_context(anyio.create_task_group())
+        try:
+            await task_group.start(self.run)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._exit_stack = stack
+
+    async def shutdown(self, grace_period: float | None = None) -> None:
+        """Stop fetching, let in-flight work finish within the grace period, then cancel.
+
+        Returns once the runtime has stopped (at once if it never started)."""
+        if not self._running:
+            return
+        if grace_period is not None:
+            self._grace = grace_period
+        self._stop_event().set()
+        stack, self._exit_stack = self._exit_stack, None
+        if stack is not None:
+            await stack.aclose()
+        else:
+            await self._stopped_event().wait()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -115,8 +174,15 @@ class Runtime:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _cancel_local(self, keys: list[ActivityKey]) -> None:
-        self._worker.cancel_running(keys, "the orchestration cancelled this activity")
+    def _stop_event(self) -> anyio.Event:
+        if self._stop is None:
+            self._stop = anyio.Event()
+        return self._stop
+
+    def _stopped_event(self) -> anyio.Event:
+        if self._stopped is None:
+            self._stopped = anyio.Event()
+        return self._stopped
 
     async def _maintain_sessions(self, stopping: anyio.Event) -> None:
         options = self.options

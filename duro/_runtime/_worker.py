@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -21,11 +20,8 @@ from .._status import ErrorInfo
 from ..providers import (
     AbandonRequest,
     ActivityCommit,
-    ActivityKey,
     ActivityWorkItem,
     FetchActivityRequest,
-    FetchTurnRequest,
-    OrchestrationWorkItem,
     Provider,
     ScheduledMessage,
 )
@@ -35,7 +31,8 @@ from ._batching import BatchCommitter
 from ._leases import ActivityLeases
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
-from ._pool import HandOver, WorkPool
+from ._pool import WorkPool
+from ._requests import sized
 from ._telemetry import activity_attributes, span
 
 if TYPE_CHECKING:
@@ -44,7 +41,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("duro.runtime.worker")
 
 
+CompleteActivities = Callable[[Sequence[ActivityCommit]], Awaitable[list[ProviderError | None]]]
+
+
 class ActivityWorker:
+    """Fetches work items, runs each activity with lock renewal, reports the results."""
+
     def __init__(
         self,
         *,
@@ -52,26 +54,23 @@ class ActivityWorker:
         registry: Registry,
         options: RuntimeOptions,
         client: Client,
+        pool: WorkPool[ActivityWorkItem],
+        request: FetchActivityRequest,
+        complete_activities: CompleteActivities,
     ) -> None:
+        """``request`` is the fetch template (its ``max_items`` is the batch limit);
+        ``complete_activities`` applies a batch of reports (see ``HandOver``)."""
         self._provider = provider
         self._registry = registry
         self._options = options
         self._client = client
+        self.pool = pool
+        self._request = request
         self._leases = ActivityLeases(provider, options)
         self._reporter = BatchCommitter[ActivityCommit](
-            self._complete_activities, options.commit_retries, "complete_activity"
+            complete_activities, options.commit_retries, "complete_activity"
         )
         self._fetch_scopes = FetchScopes()
-        self.pool = WorkPool(options.activity_concurrency, self._execute)
-        self._request = FetchActivityRequest(
-            lock_timeout=options.activity_lock_timeout,
-            poll_timeout=options.poll_timeout,
-            tag_filter=options.tag_filter,
-            session_owner=options.worker_id if options.max_sessions > 0 else None,
-            session_lock_timeout=options.session_lock_timeout,
-        )
-        self.turns: HandOver[FetchTurnRequest, OrchestrationWorkItem] | None = None
-        """Where the turns this worker's completions fetch go (set by the runtime)."""
         self._limiter = anyio.CapacityLimiter(max(1, options.activity_concurrency))
         self.activities_completed = 0
 
@@ -82,45 +81,33 @@ class ActivityWorker:
     def stop_fetching(self) -> None:
         self._fetch_scopes.cancel_all()
 
-    def cancel_running(self, keys: list[ActivityKey], reason: str) -> None:
-        """Signal in-process activities whose work items were withdrawn."""
-        for key in keys:
-            self._leases.cancel((key.instance_id, key.execution_id, key.seq), reason)
+    def cancel_withdrawn(self, instance_id: str, execution_id: int, seqs: Sequence[int]) -> None:
+        """Signal in-process activities whose work items a turn withdrew."""
+        for seq in seqs:
+            self._leases.cancel(
+                (instance_id, execution_id, seq), "the orchestration cancelled this activity"
+            )
 
     def cancel_all(self, reason: str) -> None:
         self._leases.cancel_all(reason)
 
-    def fetch_request(self, max_items: int, wait: bool = False) -> FetchActivityRequest:
-        """The request for up to ``max_items``; long-polling only if ``wait``."""
-        poll_timeout = self._request.poll_timeout if wait else 0.0
-        return dataclasses.replace(self._request, max_items=max_items, poll_timeout=poll_timeout)
-
-    async def _complete_activities(
-        self, commits: Sequence[ActivityCommit]
-    ) -> list[ProviderError | None]:
-        if self.turns is None:
-            return await self._provider.complete_activities(commits)
-        return await self.turns.commit(
-            commits,
-            self._provider.complete_activities,
-            self._provider.complete_activities_and_fetch_turns,
-        )
-
     async def run(self, stopping: anyio.Event) -> None:
         """Run activities until ``stopping`` is set; returns when in-flight ones are done."""
-        options = self._options
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._leases.maintain)
             tg.start_soon(self._reporter.run)
             await run_fetch_loop(
-                fetch=lambda n, wait: self._provider.fetch_activities(self.fetch_request(n, wait)),
+                fetch=lambda n, wait: self._provider.fetch_activities(
+                    sized(self._request, n, wait=wait)
+                ),
                 pool=self.pool,
+                handle=self._execute,
                 release_unstarted=lambda item: self._abandon(
                     item, delays.UNSTARTED, undo_delivery_count=True
                 ),
-                batch_limit=options.activity_fetch_batch,
+                batch_limit=self._request.max_items,
                 stopping=stopping,
-                backoff=IdleBackoff(options),
+                backoff=IdleBackoff(self._options),
                 scopes=self._fetch_scopes,
                 what="an activity",
             )

@@ -27,7 +27,6 @@ from ._signal import WorkSignal
 from ._types import (
     AbandonRequest,
     ActivityCommit,
-    ActivityKey,
     ActivityWorkItem,
     DeleteRequest,
     DeleteResult,
@@ -53,7 +52,6 @@ from ._types import (
 __all__ = [
     "AbandonRequest",
     "ActivityCommit",
-    "ActivityKey",
     "ActivityResultMessage",
     "ActivityTask",
     "ActivityWorkItem",

@@ -17,15 +17,6 @@ from .._status import ExecutionStatus, State
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ActivityKey:
-    """Identity of one scheduled activity: used to withdraw (lock-steal) its work item."""
-
-    instance_id: str
-    execution_id: int
-    seq: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class FetchTurnRequest:
     lock_timeout: float
     """Seconds the instance lock lasts unless renewed."""
@@ -206,7 +197,6 @@ class QueueDepths:
 __all__ = [
     "AbandonRequest",
     "ActivityCommit",
-    "ActivityKey",
     "ActivityWorkItem",
     "DeleteRequest",
     "DeleteResult",
