@@ -218,6 +218,10 @@ class CompatProxy:
                 writer.transport.abort()
             await server.wait_closed()
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if tasks:
+                # The aborted connections end on their own (EOF); cancelling a connection
+                # task instead makes asyncio log a CancelledError traceback per connection.
+                await asyncio.wait(tasks, timeout=1.0)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
