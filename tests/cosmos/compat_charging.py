@@ -9,7 +9,7 @@ off the request and the response, counts index terms under the container's index
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -52,7 +52,7 @@ class Served:
 class Price:
     ru: float
     conditional: bool
-    ops: tuple[tuple[str, int, float], ...] = field(default=())
+    ops: tuple[tuple[str, int, float], ...] = ()
     """A batch's ``(operation type, status, RU)``."""
 
 

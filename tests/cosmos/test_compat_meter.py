@@ -17,19 +17,20 @@ from .compat import EMULATOR_KEY, CompatTransport
 from .compat_indexing import DEFAULT_POLICY, IndexPolicy
 from .compat_meter import METER_SOURCE_HEADER, MeterSnapshot
 from .compat_ru import DEFAULT_RU_TABLE
-from .support import drop_database, unique_name
+from .support import CosmosTestEnv, drop_database, unique_name
 
 pytestmark = pytest.mark.anyio
 
-RestFactory = Callable[..., AbstractAsyncContextManager[Rest]]
+RestFactory = Callable[..., AbstractAsyncContextManager[tuple[Rest, CompatTransport]]]
 
 
 @pytest.fixture
 def make_rest(cosmos_server_url: str) -> RestFactory:
-    """``async with make_rest(partitions=P) as rest``: a fresh transport, database and container."""
+    """``async with make_rest(partitions=P) as (rest, transport)``: a fresh transport, database
+    and container."""
 
     @asynccontextmanager
-    async def factory(partitions: int = 1) -> AsyncIterator[Rest]:
+    async def factory(partitions: int = 1) -> AsyncIterator[tuple[Rest, CompatTransport]]:
         transport = CompatTransport(cosmos_server_url, key=EMULATOR_KEY, partitions=partitions)
         database = unique_name("meter")
         try:
@@ -39,7 +40,7 @@ def make_rest(cosmos_server_url: str) -> RestFactory:
                 api = Rest(client, EMULATOR_KEY, database, unique_name("c"))
                 await api.setup()
                 transport.meter.reset()
-                yield api
+                yield api, transport
         finally:
             drop_database(cosmos_server_url, database)
 
@@ -104,7 +105,7 @@ async def test_point_reads_cost_one_ru_per_kb_returned(rest: Rest) -> None:
 
 
 async def test_failures_cost_about_one_ru_and_throttling_is_free(
-    rest: Rest, cosmos_env: Any
+    rest: Rest, cosmos_env: CosmosTestEnv
 ) -> None:
     etag = (await rest.create({"id": "d", "pk": "p"})).headers["etag"]
     await rest.request("PUT", rest.doc("d"), pk="p", body={"id": "d", "pk": "p", "v": 2})
@@ -126,7 +127,7 @@ async def test_failures_cost_about_one_ru_and_throttling_is_free(
 # -- transactional batch -----------------------------------------------------------------------
 
 
-async def test_batch_costs_the_sum_of_its_operations(rest: Rest, cosmos_env: Any) -> None:
+async def test_batch_costs_the_sum_of_its_operations(rest: Rest, cosmos_env: CosmosTestEnv) -> None:
     docs = [{"id": f"d{i}", "pk": "b", **fields(5 * i + 1)} for i in range(3)]
     singles = [charge(await rest.create({**d, "pk": "single"})) for d in docs]
     batch = await rest.batch("b", [{"operationType": "Create", "resourceBody": d} for d in docs])
@@ -139,7 +140,9 @@ async def test_batch_costs_the_sum_of_its_operations(rest: Rest, cosmos_env: Any
     assert meter.tally("batch").ru == pytest.approx(sum(singles), rel=0.02)
 
 
-async def test_batch_failing_on_its_lock_costs_about_one_ru(rest: Rest, cosmos_env: Any) -> None:
+async def test_batch_failing_on_its_lock_costs_about_one_ru(
+    rest: Rest, cosmos_env: CosmosTestEnv
+) -> None:
     await rest.create({"id": "instance", "pk": "b"})
     ops = [
         {
@@ -216,7 +219,7 @@ async def test_cross_partition_query_costs_once_per_physical_partition(
 ) -> None:
     charges = {}
     for partitions in (1, 30):
-        async with make_rest(partitions=partitions) as rest:
+        async with make_rest(partitions=partitions) as (rest, _):
             for i in range(10):
                 await rest.create({"id": f"d{i}", "pk": f"p{i}", "n": i})
             miss = await rest.query(
@@ -235,7 +238,7 @@ async def test_cross_partition_query_costs_once_per_physical_partition(
 
 
 async def test_pkranges_lists_p_ranges_splitting_the_hash_space(make_rest: RestFactory) -> None:
-    async with make_rest(partitions=30) as rest:
+    async with make_rest(partitions=30) as (rest, _):
         r = await rest.request("GET", rest.coll_path + "/pkranges")
     assert r.status_code == 200
     body = r.json()
@@ -272,9 +275,7 @@ async def _query_range(rest: Rest, sql: str, range_id: str, page: int = 3) -> li
 
 
 async def test_range_scoped_queries_partition_the_container(make_rest: RestFactory) -> None:
-    async with make_rest(partitions=4) as rest:
-        transport = rest.client._transport
-        assert isinstance(transport, CompatTransport)
+    async with make_rest(partitions=4) as (rest, transport):
         for i in range(24):
             await rest.create({"id": f"d{i}", "pk": f"key-{i % 12}", "n": i})
         everything = await rest.query("SELECT c.id, c.pk FROM c", cross_partition=True)
@@ -297,7 +298,7 @@ async def test_range_scoped_queries_partition_the_container(make_rest: RestFacto
 
 
 async def test_order_by_across_partitions_needs_a_range_id(make_rest: RestFactory) -> None:
-    async with make_rest(partitions=3) as rest:
+    async with make_rest(partitions=3) as (rest, _):
         for i in range(9):
             await rest.create({"id": f"d{i}", "pk": f"k{i}", "n": (i * 5) % 9})
         refused = await rest.query("SELECT VALUE c.n FROM c ORDER BY c.n", cross_partition=True)
@@ -317,7 +318,7 @@ async def test_order_by_across_partitions_needs_a_range_id(make_rest: RestFactor
 
 
 async def test_a_range_id_that_does_not_exist_is_gone(make_rest: RestFactory) -> None:
-    async with make_rest(partitions=2) as rest:
+    async with make_rest(partitions=2) as (rest, _):
         r = await rest.query(
             "SELECT * FROM c", headers={"x-ms-documentdb-partitionkeyrangeid": "2"}
         )
@@ -327,7 +328,9 @@ async def test_a_range_id_that_does_not_exist_is_gone(make_rest: RestFactory) ->
 # -- the meter itself --------------------------------------------------------------------------
 
 
-async def test_meter_counts_by_source_and_subtracts_snapshots(rest: Rest, cosmos_env: Any) -> None:
+async def test_meter_counts_by_source_and_subtracts_snapshots(
+    rest: Rest, cosmos_env: CosmosTestEnv
+) -> None:
     meter = cosmos_env.transport.meter
     await rest.create({"id": "a", "pk": "p"})
     before = meter.snapshot()
