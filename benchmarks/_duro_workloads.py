@@ -1,9 +1,12 @@
-"""duro's side of the benchmark: W1-W5 on one provider, one run per process.
+"""duro's side of the benchmark: W1-W5 (and IDLE) on one provider, one run per process.
 
     python -m benchmarks._duro_workloads --workload W1 --config sqlite --db-dir /tmp/x
 
-``--config`` names a provider in ``PROVIDERS``. A new store (Cosmos) plugs in by adding one
-factory there and its name to ``benchmarks.run.DURO_PROVIDERS``.
+``--config`` names a provider in ``PROVIDERS``, or a Cosmos cell (``cosmos``,
+``cosmos-p30-r2``: simulated physical partitions and runtime processes, see
+:mod:`benchmarks._cosmos`). Cosmos runs also report the HTTP requests and the estimated
+request units (RU) the runtimes spent, per orchestration, activity, turn and request kind, and
+while idle. ``IDLE`` is a Cosmos-only measurement: runtimes with no work, for ``--n`` seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import anyio
 
 import duro
 
+from ._cosmos import CosmosCell, CosmosStack, busy_figures, idle_figures
 from ._protocol import (
     TIMER_SECONDS,
     NotApplicable,
@@ -42,52 +46,11 @@ def _sqlite(db_dir: str) -> Any:
     return duro.SqliteProvider(os.path.join(db_dir, "duro.db"))
 
 
-class _Counting:
-    """Counts HTTP requests a provider sends (Cosmos): per activity, per turn, while idle."""
-
-    requests = 0
-    client_store: Any = None
-
-
-def _cosmos(db_dir: str) -> Any:
-    # The local Cosmos test server (Node, in memory) behind the test suite's compat layer,
-    # which supplies what the server lacks (atomic batches, ETags, auth checks). Figures
-    # measure that stack, not Azure: the request counts are what carries over.
-    import atexit
-
-    import httpx
-
-    try:
-        from duro_cosmos import CosmosConfig, CosmosProvider
-        from tests.cosmos.compat import EMULATOR_KEY, CompatTransport
-        from tests.cosmos.server import CosmosServerError, start_server
-    except ImportError as exc:
-        raise NotApplicable(f"the Cosmos provider or its test server is missing: {exc}") from exc
-    try:
-        server = start_server(https=False)
-    except CosmosServerError as exc:
-        raise NotApplicable(str(exc)) from exc
-    atexit.register(server.stop)
-    compat = CompatTransport(server.url, key=EMULATOR_KEY)
-
-    class CountingTransport(httpx.AsyncBaseTransport):
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            _Counting.requests += 1
-            return await compat.handle_async_request(request)
-
-    suffix = os.path.basename(db_dir).replace("_", "-")[-12:]
-    config = CosmosConfig(server.url, EMULATOR_KEY, f"bench-{suffix}", "duro")
-    # The harness's client (starts, status polls, events) gets its own, uncounted provider on
-    # the same container, so the counts are the runtime's alone.
-    _Counting.client_store = CosmosProvider(config, transport=compat)
-    return CosmosProvider(config, transport=CountingTransport())
-
-
 PROVIDERS: dict[str, Callable[[str], Any]] = {
     "memory": _memory,
     "sqlite": _sqlite,
-    "cosmos": _cosmos,
 }
+"""Stores without a network stack; Cosmos configs go through :class:`CosmosStack`."""
 
 # -- orchestrations and activities ------------------------------------------------------------
 
@@ -152,7 +115,9 @@ def expected_output(orch: Any, seed: int, k: int) -> Any:
 # -- harness ----------------------------------------------------------------------------------
 
 IDLE_SECONDS = 3.0
-"""Cosmos: how long the runtime sits idle after the workload while requests are counted."""
+"""Cosmos: how long the runtimes sit idle after the workload while requests are counted."""
+IDLE_WARMUP_SECONDS = 3.0
+"""IDLE: start-up traffic (bootstrap, slot leases, the runtimes finding each other) to skip."""
 
 Workload = Callable[[duro.Runtime, duro.Client, argparse.Namespace, RunResult], Awaitable[None]]
 
@@ -283,9 +248,16 @@ async def w5(rt: duro.Runtime, client: duro.Client, args: argparse.Namespace, r:
 
 
 WORKLOADS: dict[str, Workload] = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5}
+"""IDLE has no workload function: :func:`_run_cosmos` measures it directly."""
 
 
 def _run(args: argparse.Namespace, result: RunResult) -> None:
+    cell = CosmosCell.parse(args.config)
+    if cell is not None:
+        anyio.run(_run_cosmos, cell, args, result)
+        return
+    if args.workload == "IDLE":
+        raise NotApplicable("IDLE measures Cosmos request traffic; run it with a cosmos config")
     factory = PROVIDERS.get(args.config)
     if factory is None:
         raise NotApplicable(f"unknown duro provider {args.config!r}")
@@ -293,28 +265,42 @@ def _run(args: argparse.Namespace, result: RunResult) -> None:
 
     async def main() -> None:
         async with duro.Runtime(store, registry) as rt:
-            client_store = _Counting.client_store or store
-            if client_store is not store:
-                await client_store.open()
-            before = _Counting.requests
-            client = duro.Client(client_store, registry=registry)
+            client = duro.Client(store, registry=registry)
             await WORKLOADS[args.workload](rt, client, args, result)
-            if args.config == "cosmos":
-                busy = _Counting.requests - before
-                result.extra["http_requests"] = busy
-                activities = rt.activities_completed
-                if activities:
-                    result.extra["http_requests_per_activity"] = busy / activities
-                if rt.turns_committed:
-                    result.extra["http_requests_per_turn"] = busy / rt.turns_committed
-                result.extra["http_requests_per_orchestration"] = busy / max(1, args.n)
-                idle_from = _Counting.requests
-                await anyio.sleep(IDLE_SECONDS)
-                result.extra["idle_requests_per_s"] = (
-                    _Counting.requests - idle_from
-                ) / IDLE_SECONDS
 
     anyio.run(main)
+
+
+async def _run_cosmos(cell: CosmosCell, args: argparse.Namespace, result: RunResult) -> None:
+    result.extra.update(cosmos_partitions=cell.partitions, cosmos_runtimes=cell.runtimes)
+    async with CosmosStack(cell, args.db_dir) as stack:
+        async with duro.Runtime(stack.store, registry) as rt:
+            client = duro.Client(stack.client_store, registry=registry)
+            if args.workload == "IDLE":
+                await anyio.sleep(IDLE_WARMUP_SECONDS)
+                await _measure_idle(stack, float(args.n), result)
+                return
+            before = stack.meter()
+            await WORKLOADS[args.workload](rt, client, args, result)
+            busy = stack.meter().minus(before)
+            await _measure_idle(stack, IDLE_SECONDS, result)
+        others = await stack.stop_workers()  # their counts are final once they stopped
+        turns = rt.turns_committed + sum(s["turns_committed"] for s in others.values())
+        activities = rt.activities_completed + sum(
+            s["activities_completed"] for s in others.values()
+        )
+        result.extra.update(
+            busy_figures(busy, orchestrations=args.n, activities=activities, turns=turns)
+        )
+        result.extra["meter_busy"] = busy.to_json()
+
+
+async def _measure_idle(stack: CosmosStack, seconds: float, result: RunResult) -> None:
+    before = stack.meter()
+    await anyio.sleep(seconds)
+    idle = stack.meter().minus(before)
+    result.extra.update(idle_figures(idle, seconds=seconds, runtimes=stack.cell.runtimes))
+    result.extra["meter_idle"] = idle.to_json()
 
 
 if __name__ == "__main__":
@@ -322,6 +308,6 @@ if __name__ == "__main__":
 
     run_main(
         "duro",
-        {w: _run for w in WORKLOADS},
+        {w: _run for w in [*WORKLOADS, "IDLE"]},
         {"duro": version("duro"), "msgspec": version("msgspec"), "anyio": version("anyio")},
     )

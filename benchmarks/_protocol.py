@@ -25,6 +25,10 @@ from typing import Any
 RESULT_PREFIX = "BENCH-RESULT "
 
 WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
+"""The suite every system runs."""
+DURO_ONLY_WORKLOADS = ("IDLE",)
+"""Measurements only duro's Cosmos configs run: IDLE is runtimes with no work, ``n`` seconds."""
+ALL_WORKLOADS = WORKLOADS + DURO_ONLY_WORKLOADS
 
 # Issue 5's sizes. --quick and the peers' W5 pass smaller ones on the command line.
 DEFAULT_SIZES: dict[str, dict[str, int]] = {
@@ -33,6 +37,7 @@ DEFAULT_SIZES: dict[str, dict[str, int]] = {
     "W3": {"n": 20, "k": 0},
     "W4": {"n": 1, "k": 2000},
     "W5": {"n": 10_000, "k": 0},
+    "IDLE": {"n": 10, "k": 0},
 }
 
 TIMER_SECONDS = 0.010
@@ -156,9 +161,11 @@ def w4_turn_costs(step_times: Sequence[float], k: int) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run one benchmark workload in this process.")
-    parser.add_argument("--workload", required=True, choices=WORKLOADS)
+    parser.add_argument("--workload", required=True, choices=ALL_WORKLOADS)
     parser.add_argument("--config", required=True)
-    parser.add_argument("--n", type=int, default=None, help="orchestrations (W4: ignored)")
+    parser.add_argument(
+        "--n", type=int, default=None, help="orchestrations (W4: ignored; IDLE: seconds)"
+    )
     parser.add_argument("--k", type=int, default=None, help="activities per orchestration")
     parser.add_argument("--db-dir", required=True, help="fresh directory for the store")
     parser.add_argument("--timeout", type=float, default=300.0, help="per-wait limit, seconds")

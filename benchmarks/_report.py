@@ -114,7 +114,13 @@ def results_table(agg: dict[tuple[str, str, str], dict[str, Any]], workloads: li
                     f"HTTP {_fmt(extra.get('http_requests_per_orchestration'))}/orch, "
                     f"{_fmt(extra.get('http_requests_per_activity'))}/activity, "
                     f"{_fmt(extra.get('http_requests_per_turn'))}/turn, "
-                    f"idle {_fmt(extra.get('idle_requests_per_s'))}/s"
+                    f"idle {_fmt(extra.get('idle_requests_per_s'))}/s; "
+                    f"RU {_fmt(extra.get('ru_per_orchestration'))}/orch"
+                )
+            elif workload == "IDLE":
+                special = (
+                    f"idle per runtime: {_fmt(extra.get('idle_requests_per_s_per_runtime'))} "
+                    f"req/s, {_fmt(extra.get('idle_ru_per_s_per_runtime'))} RU/s"
                 )
             rows.append(
                 [
@@ -287,7 +293,8 @@ def check_targets(agg: dict[tuple[str, str, str], dict[str, Any]]) -> list[Targe
                     f"{_fmt(e.get('http_requests_per_orchestration'))}/orchestration, "
                     f"{_fmt(e.get('http_requests_per_activity'))}/activity, "
                     f"{_fmt(e.get('http_requests_per_turn'))}/turn; idle "
-                    f"{_fmt(e.get('idle_requests_per_s'))} requests/s",
+                    f"{_fmt(e.get('idle_requests_per_s'))} requests/s; estimated "
+                    f"{_fmt(e.get('ru_per_orchestration'))} RU/orchestration",
                 )
             )
     duro_runs = [a for (s, _, _), a in agg.items() if s == "duro"]
@@ -303,3 +310,105 @@ def check_targets(agg: dict[tuple[str, str, str], dict[str, Any]]) -> list[Targe
             )
         )
     return out
+
+
+# -- Cosmos request-unit tables --------------------------------------------------------------
+
+COSMOS_KINDS = (
+    "cross_partition_query",
+    "partition_query",
+    "range_query",
+    "batch",
+    "replace",
+    "point_read",
+    "create",
+    "upsert",
+    "delete",
+    "patch",
+    "pkranges",
+    "other",
+)
+
+
+def _cosmos_cells(
+    agg: dict[tuple[str, str, str], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    return [
+        a
+        for (s, _, _), a in agg.items()
+        if s == "duro" and a["runs_ok"] and "cosmos_partitions" in a["extra"]
+    ]
+
+
+def cosmos_tables(
+    agg: dict[tuple[str, str, str], dict[str, Any]], runs: list[dict[str, Any]] | None = None
+) -> str:
+    """Estimated RU of the Cosmos cells: per orchestration / activity / turn, idle per runtime,
+    the 412 share of lock writes, and RU per orchestration (or per idle second) by kind."""
+    del runs  # the per-kind figures are in the aggregated extras already
+    cells = _cosmos_cells(agg)
+    if not cells:
+        return ""
+    rows = []
+    for a in cells:
+        e = a["extra"]
+        share = e.get("lock_412_share")
+        rows.append(
+            [
+                a["workload"],
+                a["config"],
+                _fmt(e.get("cosmos_partitions"), 0),
+                _fmt(e.get("cosmos_runtimes"), 0),
+                _fmt(e.get("http_requests_per_orchestration")),
+                _fmt(e.get("ru_per_orchestration")),
+                _fmt(e.get("ru_per_activity")),
+                _fmt(e.get("ru_per_turn")),
+                "-" if share is None else f"{100 * share:.0f}% of {_fmt(e.get('lock_writes'), 0)}",
+                _fmt(e.get("idle_requests_per_s_per_runtime")),
+                _fmt(e.get("idle_ru_per_s_per_runtime")),
+            ]
+        )
+    headers = [
+        "workload",
+        "config",
+        "P",
+        "runtimes",
+        "req/orch",
+        "RU/orch",
+        "RU/activity",
+        "RU/turn",
+        "412 of lock writes",
+        "idle req/s/rt",
+        "idle RU/s/rt",
+    ]
+    parts = [
+        "Cosmos: estimated request units of the runtimes' requests (compat-layer meter; "
+        "P = simulated physical partitions; idle columns: IDLE rows are runtimes that never "
+        "had work, workload rows the 3 s after the workload)",
+        _table(headers, rows),
+    ]
+    busy = [a for a in cells if "ru_per_orchestration" in a["extra"]]
+    if busy:
+        parts.append("")
+        parts.append("RU per orchestration by request kind (requests per orchestration)")
+        parts.append(_kind_table(busy, "ru_per_orch.", "requests_per_orch."))
+    idle = [a for a in cells if a["workload"] == "IDLE"]
+    if idle:
+        parts.append("")
+        parts.append("IDLE: RU per second by request kind, all runtimes (requests per second)")
+        parts.append(_kind_table(idle, "idle_ru_per_s.", "idle_requests_per_s."))
+    return "\n".join(parts)
+
+
+def _kind_table(cells: list[dict[str, Any]], ru_prefix: str, count_prefix: str) -> str:
+    kinds = [k for k in COSMOS_KINDS if any(f"{ru_prefix}{k}" in a["extra"] for a in cells)]
+    rows = []
+    for kind in kinds:
+        row = [kind]
+        for a in cells:
+            ru = a["extra"].get(f"{ru_prefix}{kind}")
+            count = a["extra"].get(f"{count_prefix}{kind}")
+            row.append("-" if ru is None else f"{_fmt(ru)} ({_fmt(count)})")
+        rows.append(row)
+    headers = ["kind", *(f"{a['workload']} {a['config']}" for a in cells)]
+    return _table(headers, rows)

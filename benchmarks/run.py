@@ -2,12 +2,22 @@
 
     python -m benchmarks.run            # full run: every workload, provider and peer (~10 min)
     python -m benchmarks.run --quick    # CI-sized: small N, duro only, a few seconds
+    python -m benchmarks.run --provider cosmos --peers none --workloads W1,W2,IDLE \
+        --cosmos-partitions 1,30 --cosmos-runtimes 1,2   # Cosmos request and RU costs
 
 Each (workload, system, config) repeat runs in a fresh subprocess with a fresh temporary
 database, so peak RSS and CPU seconds are per run. Peers run from their own virtual
 environments under ``benchmarks/.peers/`` (created here with pip on first use). Results print
 as tables with ratios against each peer and issue 5's targets as PASS/FAIL lines; a full run
 saves ``benchmarks/results/<timestamp>.json`` and a PNG chart beside it.
+
+Cosmos cells run on the local test server behind the test suite's compat layer, which
+estimates each request's charge in request units (RU) like Azure would. They report HTTP
+requests and RU per orchestration, activity, turn and request kind, the share of lock writes
+that failed with 412, and requests and RU per second of idle runtimes (the ``IDLE``
+measurement, and a short idle window after each workload). ``--cosmos-partitions`` sets the
+simulated physical partitions (a cross-partition query costs once per partition) and
+``--cosmos-runtimes`` the runtime processes sharing the container (through one compat proxy).
 """
 
 from __future__ import annotations
@@ -27,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from . import _report
+from ._cosmos import config_name
 from ._envs import BENCH_DIR, PEERS, REPO_ROOT, ensure_peer, ensure_tools
-from ._protocol import RESULT_PREFIX, WORKLOADS
+from ._protocol import ALL_WORKLOADS, DURO_ONLY_WORKLOADS, RESULT_PREFIX, WORKLOADS
 
 DURO_PROVIDERS = ("memory", "sqlite", "cosmos")
 """duro stores the suite knows. Cosmos runs once ``duro_cosmos.CosmosProvider`` exists."""
@@ -53,16 +64,25 @@ class Spec:
 
 
 # Full-run sizes are issue 5's (see _protocol.DEFAULT_SIZES); these are the overrides.
-QUICK_SIZES = {"W1": (20, 5), "W2": (20, 5), "W3": (5, None), "W4": (None, 200), "W5": (200, None)}
+QUICK_SIZES = {
+    "W1": (20, 5),
+    "W2": (20, 5),
+    "W3": (5, None),
+    "W4": (None, 200),
+    "W5": (200, None),
+    "IDLE": (2, None),
+}
 # Cosmos runs on the local Node test server behind a Python compat layer: a few orchestrations
-# per second, so its cells are smaller (the point there is HTTP requests per step, which do
-# not depend on N) and run once.
+# per second, so its cells are smaller (the point there is HTTP requests and estimated RU per
+# step, which hardly depend on N) and run once. W1/W2 use the Cosmos production issue's
+# measurement size: 60 orchestrations of 5 no-op activities. IDLE is seconds of no work.
 COSMOS_SIZES = {
-    "W1": (50, None),
-    "W2": (50, None),
+    "W1": (60, None),
+    "W2": (60, None),
     "W3": (10, None),
     "W4": (None, 200),
     "W5": (200, None),
+    "IDLE": (10, None),
 }
 # W4 and W5 are long for the peers (duroxide replays the whole history every turn: W4 takes
 # minutes), so they run once per config; W1-W3 take the median of `--repeats`.
@@ -89,30 +109,46 @@ def cosmos_available() -> bool:
     return hasattr(duro_cosmos, "CosmosProvider") and server.is_dir()
 
 
+def duro_configs(args: argparse.Namespace, provider: str) -> list[str]:
+    """Configs of one duro provider: Cosmos has one per (partitions, runtimes) pair."""
+    if provider != "cosmos":
+        return [provider]
+    return [
+        config_name(partitions, runtimes)
+        for partitions in args.cosmos_partitions
+        for runtimes in args.cosmos_runtimes
+    ]
+
+
 def build_plan(args: argparse.Namespace) -> list[Spec]:
     plan: list[Spec] = []
     for workload in args.workloads:
         n, k = QUICK_SIZES[workload] if args.quick else (None, None)
         repeats = 1 if (args.quick or workload in SINGLE_RUN) else args.repeats
         for provider in args.providers:
+            if workload in DURO_ONLY_WORKLOADS and provider != "cosmos":
+                continue  # IDLE counts Cosmos requests; the other stores send none
             pn, pk, reps = n, k, repeats
             if provider == "cosmos" and not args.quick:
                 pn, pk = COSMOS_SIZES[workload]
                 reps = 1
-            plan.append(
-                Spec(
-                    system="duro",
-                    config=provider,
-                    workload=workload,
-                    python=sys.executable,
-                    module="benchmarks._duro_workloads",
-                    repeats=reps,
-                    n=pn,
-                    k=pk,
-                    timeout=60.0 if args.quick else 300.0,
+            for config in duro_configs(args, provider):
+                plan.append(
+                    Spec(
+                        system="duro",
+                        config=config,
+                        workload=workload,
+                        python=sys.executable,
+                        module="benchmarks._duro_workloads",
+                        repeats=reps,
+                        n=pn,
+                        k=pk,
+                        timeout=60.0 if args.quick else 300.0,
+                    )
                 )
-            )
     for workload in args.workloads:
+        if workload in DURO_ONLY_WORKLOADS:
+            continue
         for peer_name in args.peers:
             peer = PEERS[peer_name]
             configs = peer.configs
@@ -213,12 +249,20 @@ def _progress(i: int, total: int, spec: Spec, rep: int, r: dict[str, Any], secon
     head = f"[{i:>3}/{total}] {spec.workload} {cell:<22} run {rep}/{spec.repeats}"
     if r.get("error"):
         return f"{head}  {r['error'][:100]}  ({seconds:.1f} s)"
-    if spec.workload == "W3":
+    extra = r.get("extra", {})
+    if spec.workload == "IDLE":
+        figure = (
+            f"idle {extra.get('idle_requests_per_s_per_runtime', 0):.1f} req/s, "
+            f"{extra.get('idle_ru_per_s_per_runtime', 0):.1f} RU/s per runtime"
+        )
+    elif spec.workload == "W3":
         figure = f"p50 {r['p50_ms'] or 0:.1f} ms"
     elif spec.workload == "W4":
         figure = f"{r['act_per_s'] or 0:8.1f} act/s"
     else:
         figure = f"{r['orch_per_s'] or 0:8.1f} orch/s"
+    if "ru_per_orchestration" in extra:
+        figure += f", {extra['ru_per_orchestration']:.0f} RU/orch"
     return (
         f"{head}  {figure}  wall {r['wall_s'] or 0:6.2f} s  RSS {r['peak_rss_mb']:5.1f} MB  "
         f"failures {r['failures']}  ({seconds:.1f} s)"
@@ -263,7 +307,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="CI-sized: small N, duro only, 1 run each")
-    p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma list, e.g. W1,W3")
+    p.add_argument(
+        "--workloads",
+        default=None,
+        help="comma list, e.g. W1,W3 (default: W1-W5, plus IDLE when cosmos runs)",
+    )
     p.add_argument(
         "--provider",
         action="append",
@@ -273,6 +321,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--peers", default=None, help="comma list of duroxide,dbos; 'none' for none")
     p.add_argument("--repeats", type=int, default=3, help="runs per W1-W3 cell; the median is kept")
+    p.add_argument(
+        "--cosmos-partitions",
+        default="1",
+        help="comma list of simulated physical partition counts for cosmos cells, e.g. 1,30",
+    )
+    p.add_argument(
+        "--cosmos-runtimes",
+        default="1",
+        help="comma list of runtime process counts sharing the container, e.g. 1,2,4",
+    )
     p.add_argument("--no-chart", action="store_true", help="skip the PNG (needs matplotlib)")
     p.add_argument(
         "--save",
@@ -281,10 +339,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="write results JSON + chart (default: yes, except with --quick)",
     )
     args = p.parse_args(argv)
-    args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
-    if bad := [w for w in args.workloads if w not in WORKLOADS]:
-        p.error(f"unknown workloads {bad}; choose from {', '.join(WORKLOADS)}")
     args.providers = args.providers or ["memory", "sqlite"]
+    if args.workloads is None:
+        default = [*WORKLOADS, *(DURO_ONLY_WORKLOADS if "cosmos" in args.providers else ())]
+        args.workloads = ",".join(default)
+    args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    if bad := [w for w in args.workloads if w not in ALL_WORKLOADS]:
+        p.error(f"unknown workloads {bad}; choose from {', '.join(ALL_WORKLOADS)}")
+    for name, low, high in (("cosmos_partitions", 1, 1000), ("cosmos_runtimes", 1, 8)):
+        try:
+            values = [int(x) for x in getattr(args, name).split(",") if x.strip()]
+        except ValueError:
+            p.error(f"--{name.replace('_', '-')}: expected a comma list of integers")
+        if not values or any(not low <= v <= high for v in values):
+            p.error(f"--{name.replace('_', '-')}: each value must be {low}..{high}")
+        setattr(args, name, list(dict.fromkeys(values)))
     if args.peers is None:
         args.peers = [] if args.quick else list(PEERS)
     elif args.peers.strip().lower() == "none":
@@ -339,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
     if ratios:
         print()
         print(ratios)
+    cosmos = _report.cosmos_tables(agg, runs)
+    if cosmos:
+        print()
+        print(cosmos)
     print()
     print("Targets (issue 5; against a peer, duro is compared with that peer's best config):")
     for target in targets:
@@ -379,6 +452,8 @@ def save(
             "providers": args.providers,
             "peers": args.peers,
             "repeats": args.repeats,
+            "cosmos_partitions": args.cosmos_partitions,
+            "cosmos_runtimes": args.cosmos_runtimes,
         },
         "scaled_peer_cells": {
             f"{s}/{w}": {"n": n, "reason": why}

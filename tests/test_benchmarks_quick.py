@@ -31,3 +31,30 @@ def test_drain_benchmark_completes_every_instance_it_started() -> None:
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert run.stdout.startswith("W2 sqlite n=20: ")
+
+
+def test_quick_cosmos_cells_report_request_units_across_runtimes_and_partitions() -> None:
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "benchmarks.run", "--quick", "--provider", "cosmos",
+            "--peers", "none", "--workloads", "W1,IDLE",
+            "--cosmos-partitions", "3", "--cosmos-runtimes", "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = {
+        line.split()[0]: line.split()
+        for line in run.stdout.splitlines()
+        if line.split()[1:2] == ["cosmos-p3-r2"] and line.split()[2:4] == ["3", "2"]
+    }
+    # workload, config, P, runtimes, req/orch, RU/orch, RU/activity, RU/turn, 412 share ...
+    w1, idle = rows["W1"], rows["IDLE"]
+    assert float(w1[5]) > float(w1[4]) > 5  # every orchestration costs requests and more RU
+    # Idle runtimes only poll with cross-partition queries: 2.5 RU on each of 3 partitions.
+    idle_requests, idle_ru = float(idle[-2]), float(idle[-1])
+    assert idle_requests > 0 and idle_ru >= 3 * 2.5 * idle_requests
+    assert "cross_partition_query" in run.stdout

@@ -23,6 +23,13 @@ What it changes, request by request (see ``tests/cosmos/README.md`` for the full
 * **etags** are quoted (``"…"``) in headers and ``_etag`` fields, and unquoted on the way in.
 * the account document advertises the endpoint the client used, not ``https://``.
 * **faults** from the :class:`FaultPlan`, and a :class:`RequestLog` of every request.
+* **request charges**: every response carries an estimated ``x-ms-request-charge`` (Azure's
+  rules of thumb, :mod:`.compat_ru`), and a :class:`~.compat_meter.Meter` (``meter``) totals
+  requests and RU by source, kind and status (:mod:`.compat_meter`).
+* **simulated physical partitions** (``partitions=P``, default 1): ``GET .../pkranges`` lists P
+  ranges; a query with ``x-ms-documentdb-partitionkeyrangeid`` sees only that range's
+  documents (ORDER BY / TOP / aggregates allowed there, as on Cosmos) and is charged for one
+  partition, a cross-partition query for P (:mod:`.compat_partitions`).
 
 Writes are isolated with a reader/writer lock held per transport: an atomic batch runs alone,
 everything else runs concurrently. Share one transport between all clients of one test.
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +49,7 @@ import httpx
 from .compat_auth import DEFAULT_MAX_SKEW, verify_authorization
 from .compat_backend import Backend, pk_value, quote_etag, quote_etags_in, unquote_etag
 from .compat_batch import MAX_BATCH_BYTES, run_atomic_batch
+from .compat_charging import Charger, Served, meter_kind
 from .compat_faults import (
     FaultPlan,
     FaultRule,
@@ -51,15 +60,26 @@ from .compat_faults import (
     cosmos_error,
 )
 from .compat_lock import ReadWriteLock
-from .compat_query import PK_PARAM, QueryRewriteError, cross_partition_blocker, scope_to_partition
+from .compat_meter import METER_SOURCE_HEADER, Meter
+from .compat_partitions import RANGE_ID_HEADER, PartitionLayout, keys_in_range
+from .compat_query import (
+    PK_PARAM,
+    PK_VALUES_PARAM,
+    QueryRewriteError,
+    cross_partition_blocker,
+    scope_to_keys,
+    scope_to_partition,
+)
+from .compat_ru import DEFAULT_RU_TABLE, RuTable
 
-__all__ = ["EMULATOR_KEY", "CompatTransport", "FaultPlan", "RequestLog"]
+__all__ = ["EMULATOR_KEY", "CompatTransport", "FaultPlan", "Meter", "RequestLog"]
 
 EMULATOR_KEY = (
     "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
 )
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024
 _XP = "x-ms-documentdb-query-enablecrosspartition"
+_PK = "x-ms-documentdb-partitionkey"
 
 
 def _true(headers: httpx.Headers, name: str) -> bool:
@@ -71,7 +91,9 @@ class CompatTransport(httpx.AsyncBaseTransport):
 
     ``key=None`` disables signature checking. ``clock`` returns the "server time" used for
     the ``x-ms-date`` window (tests of clock skew can move it). ``faults`` and ``log`` are
-    public: program the first, assert on the second.
+    public: program the first, assert on the second. ``partitions`` is the number of simulated
+    physical partitions; ``meter`` (created if not given) totals the estimated request charges
+    priced by ``ru_table``.
     """
 
     def __init__(
@@ -84,6 +106,9 @@ class CompatTransport(httpx.AsyncBaseTransport):
         clock: Callable[[], dt.datetime] | None = None,
         quote_etags: bool = True,
         inner: httpx.AsyncBaseTransport | None = None,
+        partitions: int = 1,
+        meter: Meter | None = None,
+        ru_table: RuTable = DEFAULT_RU_TABLE,
     ) -> None:
         if inner is None:
             # The HTTPS server's certificate is self-signed and expired: the layer talks to it
@@ -96,6 +121,10 @@ class CompatTransport(httpx.AsyncBaseTransport):
         self.max_clock_skew = max_clock_skew
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.quote_etags = quote_etags
+        self.layout = PartitionLayout(partitions)
+        self.meter = meter if meter is not None else Meter(partitions=partitions)
+        self.meter.partitions = partitions
+        self.charger = Charger(ru_table)
         self._lock = ReadWriteLock()
 
     async def aclose(self) -> None:
@@ -107,7 +136,9 @@ class CompatTransport(httpx.AsyncBaseTransport):
         fault: str | None = None
         try:
             response = self._check_auth(request, info)
-            if response is None:
+            if response is not None:
+                self._meter_unserved(info, response.status_code)
+            else:
                 rule = self.faults.pick(info)
                 fault = rule.action if rule is not None else None
                 response = await self._run(request, info, rule)
@@ -116,6 +147,17 @@ class CompatTransport(httpx.AsyncBaseTransport):
             raise
         self.log.record(info, response.status_code, fault, None)
         return response
+
+    def _meter_unserved(self, info: RequestInfo, status: int | None) -> None:
+        """A request no partition executed (auth failure, injected fault): 0 RU."""
+        self.meter.record(
+            source=info.headers.get(METER_SOURCE_HEADER, ""),
+            kind=self._kind_of(info),
+            status=status,
+            ru=0.0,
+            conditional="if-match" in info.headers and info.is_write,
+            bytes_sent=len(info.content),
+        )
 
     def _check_auth(self, request: httpx.Request, info: RequestInfo) -> httpx.Response | None:
         if self.key is None:
@@ -140,8 +182,10 @@ class CompatTransport(httpx.AsyncBaseTransport):
         if rule.delay > 0:
             await anyio.sleep(rule.delay)
         if rule.status is not None:
+            self._meter_unserved(info, rule.status)
             return rule.response(request)
         if rule.error is not None:
+            self._meter_unserved(info, None)
             raise build_error(rule.error, request, f"{rule.error!r} before sending")
         response = await self._serve(request, info)
         if rule.lose_response is not None:
@@ -150,22 +194,64 @@ class CompatTransport(httpx.AsyncBaseTransport):
 
     # -- serving ---------------------------------------------------------------------------
 
+    def _kind_of(self, info: RequestInfo) -> str:
+        if info.kind != "query" or info.collection is None:
+            return meter_kind(info)
+        if _PK in info.headers:
+            return "partition_query"
+        if RANGE_ID_HEADER in info.headers:
+            return "range_query"
+        return "cross_partition_query"
+
     async def _serve(self, request: httpx.Request, info: RequestInfo) -> httpx.Response:
+        kind = self._kind_of(info)
+        served = Served(kind, fanout=self.layout.count if kind == "cross_partition_query" else 1)
         if info.kind == "batch" and _true(info.headers, "x-ms-cosmos-batch-atomic"):
+
+            def charge(op_type: str, status: int, document: Any) -> float:
+                return self.charger.op_charge(info.collection, op_type, status, document)
+
             # Once sent, Cosmos applies a batch whole or not at all, whatever the client does
             # meanwhile: shield it from the caller's cancellation.
             with anyio.CancelScope(shield=True):
                 async with self._lock.exclusive():
-                    response = await run_atomic_batch(self.backend, request, info)
-            return self._finish(response)
-        async with self._lock.shared():
-            return self._finish(await self._serve_shared(request, info))
+                    response = await run_atomic_batch(self.backend, request, info, charge)
+        else:
+            async with self._lock.shared():
+                response = await self._serve_shared(request, info, served)
+            if info.kind == "batch" and response.status_code < 300:
+                response = self.charger.price_bulk(info, response)
+        response = self._finish(response)
+        self.charger.learn(info, response.status_code)
+        return self._charge(info, response, served)
 
-    async def _serve_shared(self, request: httpx.Request, info: RequestInfo) -> httpx.Response:
+    def _charge(
+        self, info: RequestInfo, response: httpx.Response, served: Served
+    ) -> httpx.Response:
+        """Put the estimated charge in ``x-ms-request-charge`` and on the meter."""
+        price = self.charger.price(info, response, served)
+        response.headers["x-ms-request-charge"] = f"{price.ru:.2f}"
+        self.meter.record(
+            source=info.headers.get(METER_SOURCE_HEADER, ""),
+            kind=served.kind,
+            status=response.status_code,
+            ru=price.ru,
+            conditional=price.conditional,
+            bytes_sent=len(info.content),
+            bytes_received=len(response.content),
+            ops=price.ops,
+        )
+        return response
+
+    async def _serve_shared(
+        self, request: httpx.Request, info: RequestInfo, served: Served
+    ) -> httpx.Response:
         headers = self._forward_headers(request)
         content = info.content
         if info.kind in {"database", "container"} and info.method != "GET":
             self.backend.forget()
+        if info.kind == "pkranges":
+            return await self._pkranges(request, info)
         if info.collection is not None:
             early = await self._check_document_request(request, info)
             if early is not None:
@@ -179,6 +265,8 @@ class CompatTransport(httpx.AsyncBaseTransport):
                 content = self._bulk_body(info)
             elif info.kind == "read":
                 headers[_XP] = "True"  # turns the server's 500 on a missing doc into 404
+            elif info.kind == "delete":
+                served.removed = await self._document_before_delete(info)
         forward = httpx.Request(
             info.method,
             self.backend.retarget(request.url),
@@ -191,9 +279,31 @@ class CompatTransport(httpx.AsyncBaseTransport):
             return self._rewrite_endpoints(request, response)
         return response
 
+    async def _document_before_delete(self, info: RequestInfo) -> Any:
+        """The document a delete is about to remove: its size and index terms set the price."""
+        assert info.collection is not None and info.doc_id is not None
+        try:
+            return await self.backend.read_doc(info.collection, info.doc_id, info.partition_key)
+        except RuntimeError:
+            return None  # the delete itself reports the problem
+
+    async def _pkranges(self, request: httpx.Request, info: RequestInfo) -> httpx.Response:
+        collection = info.path.strip("/").rsplit("/", 1)[0]  # dbs/d/colls/c
+        container = await self.backend.container(collection)
+        if container is None:
+            return cosmos_error(request, 404, f"Container {collection} does not exist.")
+        body = self.layout.pkranges_body(container)
+        headers = {
+            "content-type": "application/json",
+            "x-ms-activity-id": str(uuid.uuid4()),
+            "x-ms-item-count": str(body["_count"]),
+        }
+        return httpx.Response(200, headers=headers, json=body, request=request)
+
     def _forward_headers(self, request: httpx.Request) -> dict[str, str]:
         headers = {k.lower(): v for k, v in request.headers.items()}
         headers.pop("content-length", None)
+        headers.pop(METER_SOURCE_HEADER, None)
         headers["host"] = self.backend.base.netloc.decode("ascii")
         for name in ("if-match", "if-none-match"):
             if name in headers:
@@ -258,13 +368,37 @@ class CompatTransport(httpx.AsyncBaseTransport):
                 param["value"] = unquote_etag(value)  # a quoted etag the server stores bare
         if not pk_paths:
             pass
-        elif "x-ms-documentdb-partitionkey" in headers:
+        elif _PK in headers:
             try:
                 body["query"] = scope_to_partition(body["query"], pk_paths[0])
             except QueryRewriteError as exc:
                 return cosmos_error(request, 400, f"compat layer cannot scope this query: {exc}")
             params.append({"name": PK_PARAM, "value": info.partition_key})
             headers[_XP] = "True"  # the filter is in the query now; skip the server's check
+        elif RANGE_ID_HEADER in headers:
+            # One physical partition: the SDKs' way to run ORDER BY / TOP / aggregates, so
+            # the gateway's cross-partition rules do not apply.
+            index = self.layout.parse_range_id(headers[RANGE_ID_HEADER])
+            if index is None:
+                return cosmos_error(
+                    request,
+                    410,
+                    f"Partition key range {headers[RANGE_ID_HEADER]!r} is gone; read the "
+                    "partition key ranges again.",
+                    substatus=1002,
+                )
+            if self.layout.count > 1:
+                keys = await keys_in_range(
+                    self.backend, info.collection, pk_paths[0], self.layout, index
+                )
+                try:
+                    body["query"] = scope_to_keys(body["query"], pk_paths[0])
+                except QueryRewriteError as exc:
+                    return cosmos_error(
+                        request, 400, f"compat layer cannot scope this query: {exc}"
+                    )
+                params.append({"name": PK_VALUES_PARAM, "value": keys})
+            headers[_XP] = "True"
         elif _true(info.headers, _XP):
             blocker = cross_partition_blocker(body["query"])
             if blocker is not None:

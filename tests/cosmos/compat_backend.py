@@ -80,12 +80,12 @@ class Reply:
 
 
 class Backend:
-    """Unsigned access to the server plus a cache of container partition key paths."""
+    """Unsigned access to the server plus a cache of container resources."""
 
     def __init__(self, base_url: str, inner: httpx.AsyncBaseTransport) -> None:
         self.base = httpx.URL(base_url)
         self.inner = inner
-        self._pk_paths: dict[str, list[str] | None] = {}
+        self._containers: dict[str, dict[str, Any]] = {}
 
     def retarget(self, url: httpx.URL) -> httpx.URL:
         """The same URL on the real server (the provider may use any endpoint name)."""
@@ -147,21 +147,28 @@ class Backend:
             return None
         raise RuntimeError(f"compat layer: reading {collection}/{doc_id} gave {reply.status}")
 
-    async def pk_paths(self, collection: str) -> list[str] | None:
-        """The container's partition key paths ([] if unpartitioned), None if it is missing."""
-        if collection not in self._pk_paths:
+    async def container(self, collection: str) -> dict[str, Any] | None:
+        """The container resource (``_rid``, ``_self``, ``partitionKey`` ...), None if missing."""
+        if collection not in self._containers:
             path = "/" + "/".join(quote(p, safe="") for p in collection.split("/"))
             reply = await self.call("GET", path)
             if reply.status == 404:
                 return None  # not cached: it may be created later
             if reply.status != 200 or not isinstance(reply.data, dict):
                 raise RuntimeError(f"compat layer: reading container {collection}: {reply}")
-            pk = reply.data.get("partitionKey") or {}
-            self._pk_paths[collection] = list(pk.get("paths") or [])
-        return self._pk_paths[collection]
+            self._containers[collection] = reply.data
+        return self._containers[collection]
+
+    async def pk_paths(self, collection: str) -> list[str] | None:
+        """The container's partition key paths ([] if unpartitioned), None if it is missing."""
+        container = await self.container(collection)
+        if container is None:
+            return None
+        pk = container.get("partitionKey") or {}
+        return list(pk.get("paths") or [])
 
     def forget(self, collection: str | None = None) -> None:
         if collection is None:
-            self._pk_paths.clear()
+            self._containers.clear()
         else:
-            self._pk_paths.pop(collection, None)
+            self._containers.pop(collection, None)

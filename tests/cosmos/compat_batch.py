@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +33,21 @@ import httpx
 from .compat_backend import Backend, doc_path, pk_value, quote_etags_in, unquote_etag
 from .compat_faults import RequestInfo, cosmos_error
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_OPERATIONS", "run_atomic_batch"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_OPERATIONS", "OpCharge", "run_atomic_batch"]
 
 MAX_BATCH_OPERATIONS = 100
 MAX_BATCH_BYTES = 2 * 1024 * 1024
 _OP_TYPES = {t.lower(): t for t in ("Create", "Upsert", "Read", "Replace", "Delete", "Patch")}
 _MISSING: Any = object()
+_SUCCESS = {"Create": 201, "Delete": 204}
+
+OpCharge = Callable[[str, int, Any], float]
+"""``(operation type, status, document) -> RU`` of one batch operation. The document is the
+one written (create, upsert, replace), patched or read (the result), or deleted (as it was)."""
+
+
+def _flat_charge(op_type: str, status: int, document: Any) -> float:
+    return 0.0 if status == 424 else 1.0
 
 
 @dataclass(slots=True)
@@ -191,23 +201,45 @@ def _batch_response(
     return httpx.Response(status, headers=headers, json=results, request=request)
 
 
-def _failed(request: httpx.Request, count: int, failure: _Failure) -> httpx.Response:
+def _failed(
+    request: httpx.Request, run: _Run, ops: list[_Op], failure: _Failure, charge: OpCharge
+) -> httpx.Response:
+    # Cosmos rolls the batch back, but the operations before the failing one were executed
+    # and are charged (on their 424 results); the failing one costs what a refused point
+    # operation does; the ones after it never ran.
     results: list[dict[str, Any]] = []
-    for i in range(count):
-        if i == failure.index:
-            item: dict[str, Any] = {"statusCode": failure.status, "requestCharge": 1.0}
+    for op in ops:
+        if op.index == failure.index:
+            item: dict[str, Any] = {
+                "statusCode": failure.status,
+                "requestCharge": charge(op.type, failure.status, None),
+            }
             if failure.substatus is not None:
                 item["subStatusCode"] = failure.substatus
-            results.append(item)
+        elif op.index < failure.index:
+            done = charge(op.type, _SUCCESS.get(op.type, 200), _document_of(run, op, None))
+            item = {"statusCode": 424, "requestCharge": done}
         else:
-            results.append({"statusCode": 424, "requestCharge": 0.0})
+            item = {"statusCode": 424, "requestCharge": 0.0}
+        results.append(item)
     return _batch_response(request, 207, results)
 
 
+def _document_of(run: _Run, op: _Op, result: Any) -> Any:
+    """The document an operation's charge depends on (see :data:`OpCharge`)."""
+    if op.type in {"Create", "Upsert", "Replace"}:
+        return op.body
+    if op.type == "Delete":
+        return run.snapshots.get(op.id)
+    return result if result is not None else run.snapshots.get(op.id)
+
+
 async def run_atomic_batch(
-    backend: Backend, request: httpx.Request, info: RequestInfo
+    backend: Backend, request: httpx.Request, info: RequestInfo, charge: OpCharge | None = None
 ) -> httpx.Response:
-    """Answer an atomic batch like Cosmos. The caller must hold the exclusive lock."""
+    """Answer an atomic batch like Cosmos. The caller must hold the exclusive lock.
+    ``charge`` prices each operation's ``requestCharge`` (default: 1 RU each)."""
+    charge = charge or _flat_charge
     if info.collection is None:
         raise ValueError("run_atomic_batch needs a document-collection request")
     if info.partition_key is None:
@@ -238,14 +270,17 @@ async def run_atomic_batch(
     run = _Run(backend, info.collection, info.partition_key)
     failure = await _dry_run(run, ops, pk_paths[0] if pk_paths else None)
     if failure is not None:
-        return _failed(request, len(ops), failure)
+        return _failed(request, run, ops, failure, charge)
     results: list[dict[str, Any]] = []
     for op in ops:
         status, body = await _apply(run, op)
         if status >= 400:
             await _compensate(run)
-            return _failed(request, len(ops), _Failure(op.index, status))
-        item: dict[str, Any] = {"statusCode": status, "requestCharge": 1.0}
+            return _failed(request, run, ops, _Failure(op.index, status), charge)
+        item: dict[str, Any] = {
+            "statusCode": status,
+            "requestCharge": charge(op.type, status, _document_of(run, op, body)),
+        }
         if isinstance(body, dict) and op.type != "Delete":
             quote_etags_in(body)
             if isinstance(body.get("_etag"), str):

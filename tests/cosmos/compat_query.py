@@ -6,6 +6,8 @@ Two jobs:
   into ``... WHERE (<alias>["pk"] = @param) AND (e) ...``: the test server ignores the
   ``x-ms-documentdb-partitionkey`` header on queries, so the partition filter is put into the
   query itself (the server then also pages and aggregates correctly within the partition).
+  :func:`scope_to_keys` does the same with ``ARRAY_CONTAINS(@keys, <alias>["pk"])`` for a
+  query addressed to one simulated partition-key range.
 * :func:`cross_partition_blocker` names the construct (ORDER BY, TOP, OFFSET, LIMIT, DISTINCT,
   GROUP BY or an aggregate) that stops the Cosmos gateway from serving a cross-partition query
   without a client-side query plan (400, substatus 1004). Constructs inside a parenthesised
@@ -16,11 +18,20 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["QueryRewriteError", "cross_partition_blocker", "scope_to_partition"]
+__all__ = [
+    "PK_PARAM",
+    "PK_VALUES_PARAM",
+    "QueryRewriteError",
+    "cross_partition_blocker",
+    "scope_to_keys",
+    "scope_to_partition",
+]
 
 PK_PARAM = "@duroCompatPk"
+PK_VALUES_PARAM = "@duroCompatPks"
 
 _TOKEN = re.compile(
     r"""
@@ -125,6 +136,19 @@ def _path_expr(alias: str, pk_path: str) -> str:
 
 def scope_to_partition(sql: str, pk_path: str, param: str = PK_PARAM) -> str:
     """Add ``<alias><pk_path> = <param>`` to the query's top-level WHERE clause."""
+    return _add_condition(sql, lambda alias: f"{_path_expr(alias, pk_path)} = {param}")
+
+
+def scope_to_keys(sql: str, pk_path: str, param: str = PK_VALUES_PARAM) -> str:
+    """Add ``ARRAY_CONTAINS(<param>, <alias><pk_path>)`` to the top-level WHERE clause: the
+    query then sees only the documents whose partition key is in the array ``param`` (the
+    keys of one simulated partition-key range)."""
+    return _add_condition(
+        sql, lambda alias: f"ARRAY_CONTAINS({param}, {_path_expr(alias, pk_path)})"
+    )
+
+
+def _add_condition(sql: str, condition_for: Callable[[str], str]) -> str:
     tokens = _tokens(sql)
     top = _top(tokens)
     from_pos = next((k for k, (_, t) in enumerate(top) if t.upper == "FROM"), None)
@@ -144,7 +168,7 @@ def scope_to_partition(sql: str, pk_path: str, param: str = PK_PARAM) -> str:
         alias = rest[0][1].text
     elif rest and rest[0][1].upper and rest[0][1].upper not in _NOT_ALIAS:
         alias = rest[0][1].text
-    condition = f"{_path_expr(alias, pk_path)} = {param}"
+    condition = condition_for(alias)
     after_from = [t for _, t in top[from_pos + 1 :]]
     where = next((t for t in after_from if t.upper == "WHERE"), None)
     if where is not None:

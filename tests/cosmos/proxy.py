@@ -30,6 +30,12 @@ The fault plan and the request log are used from the loop thread; adding rules f
 thread is safe in CPython (list appends), and :meth:`CompatProxy.call` runs a function inside
 the loop when a test needs several changes to land at once.
 
+The request-unit **meter** (:mod:`.compat_meter`) lives in the proxy too, so it totals the
+requests of every process: read it with ``proxy.meter.snapshot()`` in the owning process, or
+from anywhere over HTTP: ``GET /_compat/meter`` answers the snapshot as JSON and
+``POST /_compat/meter/reset`` clears it (:func:`~.compat_meter.fetch_meter`). Those two paths
+are the proxy's own, never forwarded. ``partitions=P`` simulates P physical partitions.
+
 Run it by hand against a running server: ``python -m tests.cosmos.proxy --server URL``.
 """
 
@@ -49,6 +55,7 @@ import httpx
 
 from .compat import EMULATOR_KEY, CompatTransport
 from .compat_faults import FaultPlan, RequestLog
+from .compat_meter import METER_PATH, Meter
 
 __all__ = ["CompatProxy", "ProxyEnv"]
 
@@ -126,6 +133,11 @@ class CompatProxy:
     @property
     def log(self) -> RequestLog:
         return self.transport.log
+
+    @property
+    def meter(self) -> Meter:
+        """The shared RU meter (thread-safe: read it from any thread)."""
+        return self.transport.meter
 
     def start(self, timeout: float = 10.0) -> Self:
         if self._thread is not None:
@@ -206,6 +218,10 @@ class CompatProxy:
                 writer.transport.abort()
             await server.wait_closed()
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if tasks:
+                # The aborted connections end on their own (EOF); cancelling a connection
+                # task instead makes asyncio log a CancelledError traceback per connection.
+                await asyncio.wait(tasks, timeout=1.0)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -226,6 +242,11 @@ class CompatProxy:
                 if parsed is None:
                     return  # the client closed the connection
                 request, keep_alive = parsed
+                if request.url.path.startswith(METER_PATH):
+                    await self._write(writer, self._meter_endpoint(request), keep_alive, False)
+                    if not keep_alive:
+                        return
+                    continue
                 try:
                     response = await self.transport.handle_async_request(request)
                     await response.aread()
@@ -248,6 +269,15 @@ class CompatProxy:
         finally:
             self._writers.discard(writer)
             writer.close()
+
+    def _meter_endpoint(self, request: httpx.Request) -> httpx.Response:
+        meter = self.transport.meter
+        if request.method == "GET" and request.url.path == METER_PATH:
+            return httpx.Response(200, json=meter.snapshot().to_json())
+        if request.method == "POST" and request.url.path == METER_PATH + "/reset":
+            meter.reset()
+            return httpx.Response(204)
+        return _plain(404, f"compat proxy: no such meter endpoint {request.url.path}")
 
     async def _read_request(
         self, reader: asyncio.StreamReader
@@ -374,6 +404,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--server", help="URL of a running cosmosdb-server (default: start one)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--key", default=EMULATOR_KEY, help="master key clients sign with")
+    parser.add_argument(
+        "--partitions", type=int, default=1, help="simulated physical partitions (pkranges)"
+    )
     args = parser.parse_args(argv)
     server = None
     url = args.server
@@ -383,8 +416,12 @@ def main(argv: list[str] | None = None) -> None:
         server = start_server()
         url = server.url
     try:
-        with CompatProxy(url, key=args.key, port=args.port) as proxy:
-            print(f"Compat proxy at {proxy.url} -> {url} (Ctrl-C stops it)", flush=True)
+        with CompatProxy(url, key=args.key, port=args.port, partitions=args.partitions) as proxy:
+            print(
+                f"Compat proxy at {proxy.url} -> {url}, {args.partitions} partition(s); "
+                f"meter at {proxy.url}{METER_PATH} (Ctrl-C stops it)",
+                flush=True,
+            )
             threading.Event().wait()
     except KeyboardInterrupt:
         pass
