@@ -25,7 +25,8 @@ from duro.providers._types import (
     SessionRenewal,
 )
 
-from ._context import Context, WorkLock, wait_for_work
+from ._context import Context, WorkLock
+from ._dispatch import Dispatch
 from ._documents import (
     OutboxDoc,
     OutboxItem,
@@ -37,6 +38,7 @@ from ._documents import (
     parse_token,
     session_partition,
 )
+from ._known_work import WorkRef
 from ._model import queue_doc, to_ms
 from ._outbox import Outbox
 from ._rest import (
@@ -54,25 +56,33 @@ _SESSION_DOC_ID = "session"
 
 
 class Activities:
-    def __init__(self, ctx: Context, outbox: Outbox) -> None:
+    def __init__(self, ctx: Context, outbox: Outbox, dispatch: Dispatch) -> None:
         self._ctx = ctx
         self._outbox = outbox
+        self._dispatch = dispatch
+        dispatch.protectors.append(self._protect)
 
     # -- fetch ----------------------------------------------------------------------------------
 
     async def fetch(self, request: FetchActivityRequest, limit: int = 1) -> list[ActivityWorkItem]:
-        """Lock up to ``limit`` items from one candidate query (long-polls while none)."""
-        clock = self._ctx.clock
+        """Lock up to ``limit`` items the index knows of (long-polls while none)."""
+        ctx = self._ctx
+        clock = ctx.clock
+        sweeper = self._dispatch.sweeper
+        sweeper.tag_filter = request.tag_filter
+        sweeper.sessions = request.session_owner is not None
         deadline = clock.now_ms() + to_ms(request.poll_timeout)
         while True:
-            event = self._ctx.activity_signal.current()
+            event = ctx.activity_signal.current()
+            await self._dispatch.keep_up()
             now = clock.now_ms()
-            items = await self._fetch_once(request, now, max(1, limit))
+            items = await self._take(request, now, max(1, limit))
             if items or now >= deadline:
                 return items
-            await wait_for_work(clock, event, now, deadline)
+            expiry = min((lock.until for lock in ctx.work_locks.values()), default=deadline)
+            await self._dispatch.wait(clock, event, now, min(deadline, expiry))
 
-    async def _fetch_once(
+    async def _take(
         self, request: FetchActivityRequest, now: int, limit: int
     ) -> list[ActivityWorkItem]:
         tags = request.tag_filter
@@ -80,60 +90,137 @@ class Activities:
         if not tags.any_tag and not tags.tags and not tags.include_untagged:
             return taken
         ctx = self._ctx
-        rows = await ctx.store.query_cross(
-            "SELECT * FROM c WHERE c.type = 'worker_queue' AND c.visibleAt <= @now "
-            "AND c.lockedUntil <= @now",
-            {"now": now},
-        )
-        candidates = sorted((load(r, WorkDoc) for r in rows), key=lambda d: (d.visible_at, d.seq))
+        known = self._dispatch.known
+        for lock in list(ctx.work_locks.values()):
+            if lock.until <= now:
+                self._expire(lock)
+        held = {lock.doc_id for lock in ctx.work_locks.values()}
+        # Untagged items of slots that moved to another member are theirs now.
+        known.drop_items(lambda ref: self._dispatch.anyones(ref) or self._dispatch.owns(ref.slot))
+
+        def accept(ref: WorkRef) -> bool:
+            if ref.doc_id in held or ref.doc_id in ctx.claiming or not tags.accepts(ref.tag):
+                return False
+            return ref.session is None or request.session_owner is not None
+
         sessions: dict[str, SessionDoc | None] = {}
-        for doc in candidates:
-            if not tags.accepts(doc.tag) or doc.id in ctx.claiming:
-                continue
-            if doc.session is not None:
-                if request.session_owner is None:
-                    continue
-                if doc.session not in sessions:
-                    sessions[doc.session] = await self._read_session(doc.session)
-                session = sessions[doc.session]
-                if (
-                    session is not None
-                    and session.locked_until > now
-                    and session.owner_id != request.session_owner
-                ):
-                    continue
-                claimed = await self._claim_session(doc.session, session, request, now)
-                sessions[doc.session] = claimed
+        for ref in known.due_items(now, accept):
+            if ref.session is not None:
+                claimed = await self._session_for(ref.session, sessions, request, now)
                 if claimed is None:
                     continue
-            ctx.claiming.add(doc.id)
+            if not known.take_item(ref.doc_id):
+                continue  # another fetch of this process took it meanwhile
+            ctx.claiming.add(ref.doc_id)
             try:
-                item = await self._lock(doc, request, now)
+                item = await self._lock(ref, request, now)
             finally:
-                ctx.claiming.discard(doc.id)
+                ctx.claiming.discard(ref.doc_id)
             if item is not None:
                 taken.append(item)
                 if len(taken) >= limit:
                     break
         return taken
 
+    async def _session_for(
+        self,
+        session_id: str,
+        sessions: dict[str, SessionDoc | None],
+        request: FetchActivityRequest,
+        now: int,
+    ) -> SessionDoc | None:
+        """The session, claimed (or renewed) for ``request.session_owner``; None if another
+        live owner holds it."""
+        if session_id not in sessions:
+            sessions[session_id] = await self._read_session(session_id)
+        session = sessions[session_id]
+        if (
+            session is not None
+            and session.locked_until > now
+            and session.owner_id != request.session_owner
+        ):
+            return None
+        claimed = await self._claim_session(session_id, session, request, now)
+        sessions[session_id] = claimed
+        return claimed
+
     async def _lock(
-        self, doc: WorkDoc, request: FetchActivityRequest, now: int
+        self, ref: WorkRef, request: FetchActivityRequest, now: int
     ) -> ActivityWorkItem | None:
         ctx = self._ctx
+        doc = await self._current(ref, now)
+        if doc is None:
+            return None
         token = make_token(doc.instance_id, doc.id)
         # Timed from now, not from the fetch's start: a slow multi-item fetch must not hand
         # over items whose locks already ran out.
         until = ctx.clock.now_ms() + to_ms(request.lock_timeout)
-        locked = msgspec.structs.replace(
-            doc,
-            lock_token=token,
-            locked_until=until,
-            delivery_count=doc.delivery_count + 1,
-            etag=None,
+        delivered = max(doc.delivery_count, ctx.delivered.get(doc.id, 0))
+        fresh = (
+            delivered == 0
+            and doc.lock_token is None
+            and doc.tag is None
+            and doc.session is None
+            and self._dispatch.membership.owns(doc.slot)
+            and self._dispatch.membership.fresh(doc.slot, doc.visible_at)
         )
+        if fresh:
+            # Nobody else is offered this item: lock it here only (see WorkLock.written).
+            ctx.delivered[doc.id] = 1
+            etag: str | None = doc.etag
+        else:
+            locked = msgspec.structs.replace(
+                doc, lock_token=token, locked_until=until, lock_owner=ctx.owner_id,
+                delivery_count=delivered + 1, etag=None,
+            )  # fmt: skip
+            etag = await self._write_lock(doc, locked, token)
+            if etag is None:
+                return None
+        ctx.work_locks[token] = WorkLock(
+            instance_id=doc.instance_id, doc_id=doc.id, token=token, etag=etag or "",
+            until=until, session=doc.session, written=not fresh, slot=doc.slot,
+            visible_at=doc.visible_at, seq=doc.seq, tag=doc.tag,
+        )  # fmt: skip
+        return ActivityWorkItem(
+            lock_token=token, task=decode_task(doc.task), delivery_count=delivered + 1
+        )
+
+    async def _current(self, ref: WorkRef, now: int) -> WorkDoc | None:
+        """The item to lock. Fresh work this process wrote itself is taken as the index knows
+        it; anything else is read first. None when it is gone, not yet visible, or a live
+        member holds its lock."""
+        membership = self._dispatch.membership
+        if (
+            ref.task is not None
+            and ref.etag is not None
+            and ref.tag is None
+            and ref.session is None
+            and not self._ctx.delivered.get(ref.doc_id)
+            and membership.owns(ref.slot)
+            and membership.fresh(ref.slot, ref.visible_at)
+        ):
+            # Only the fields a fresh lock reads; such an item is never rewritten from it.
+            return WorkDoc(
+                id=ref.doc_id, instance_id=ref.instance_id, slot=ref.slot,
+                execution_id=0, seq_no=0, visible_at=ref.visible_at, seq=ref.seq,
+                task=ref.task, etag=ref.etag,
+            )  # fmt: skip
+        raw = await self._ctx.store.read(ref.doc_id, ref.instance_id)
+        if raw is None:
+            return None
+        doc = load(raw, WorkDoc)
+        if doc.visible_at > now:
+            self._dispatch.known.note_item(_ref_of(doc))
+            return None
+        if doc.locked_until > now and membership.is_live(doc.lock_owner):
+            return None
+        return doc
+
+    async def _write_lock(self, doc: WorkDoc, locked: WorkDoc, token: str) -> str | None:
+        """If-Match replace that writes the lock; None if someone changed the item first."""
+        ctx = self._ctx
         try:
-            etag = await ctx.store.replace(doc.id, dump(locked), doc.instance_id, if_match=doc.etag)
+            return await ctx.store.replace(doc.id, dump(locked), doc.instance_id, if_match=doc.etag)
         except CosmosNotFound:
             return None
         except CosmosPreconditionFailed as exc:
@@ -143,13 +230,7 @@ class Activities:
             if current is None or current.get("lockToken") != token:
                 return None
             etag = current.get("_etag")
-        ctx.work_locks[token] = WorkLock(
-            instance_id=doc.instance_id, doc_id=doc.id, token=token, etag=etag or "",
-            until=until, session=doc.session,
-        )  # fmt: skip
-        return ActivityWorkItem(
-            lock_token=token, task=decode_task(doc.task), delivery_count=locked.delivery_count
-        )
+            return etag if isinstance(etag, str) else ""
 
     # -- sessions -------------------------------------------------------------------------------
 
@@ -278,9 +359,29 @@ class Activities:
                 until=doc.locked_until, session=doc.session,
             )  # fmt: skip
         if lock.until <= now:
-            self._ctx.work_locks.pop(token, None)
+            self._expire(lock)
             raise LockLostError(op, "work item lock expired")
         return lock
+
+    async def _protect(self, slots: frozenset[int]) -> None:
+        """Write the locks of activities still running in slots that moved to another member,
+        so the new owner does not run them a second time."""
+        now = self._ctx.clock.now_ms()
+        for lock in list(self._ctx.work_locks.values()):
+            if not lock.written and lock.until > now and lock.slot in slots:
+                request = RenewRequest(lock_token=lock.token, extend_for=(lock.until - now) / 1000)
+                await self._rewrite("renew_activity_lock", lock, now, request)
+
+    def _expire(self, lock: WorkLock) -> None:
+        """An expired lock: the item is anyone's again (the old token fails on its own)."""
+        if self._ctx.work_locks.pop(lock.token, None) is None:
+            return
+        self._dispatch.known.note_item(
+            WorkRef(
+                doc_id=lock.doc_id, instance_id=lock.instance_id, visible_at=lock.until,
+                seq=lock.seq, slot=lock.slot, tag=lock.tag, session=lock.session,
+            )
+        )  # fmt: skip
 
     def _lost(self, op: str, token: str) -> LockLostError:
         self._ctx.work_locks.pop(token, None)
@@ -318,18 +419,18 @@ class Activities:
                 raise self._lost(op, lock.token) from None
             raise
         ctx.work_locks.pop(lock.token, None)
+        ctx.delivered.pop(lock.doc_id, None)
         if intent is not None:
             try:
                 await self._outbox.deliver(intent)
             except CosmosError:
                 pass  # the reconciler delivers it
+        elif commit.result is not None:
+            await self._dispatch.wrote_message(lock.instance_id, visible)
         await self._touch_session(lock.session, now)
         if lock.session is not None:
-            # Only a session's state changed; a plain completion makes no new activity work,
-            # and every wake-up of a waiting fetch costs a cross-partition query.
+            # Only a session's state changed: the session's next item may be ours now.
             ctx.activity_signal.notify()
-        if commit.result is not None:
-            ctx.turn_signal.notify()
 
     async def _completed(self, op: str, lock: WorkLock, result_id: str | None) -> bool:
         """Whether a completion whose response was lost was applied (False: provably not)."""
@@ -349,11 +450,22 @@ class Activities:
 
     async def abandon(self, request: AbandonRequest) -> None:
         op = "abandon_activity"
-        now = self._ctx.clock.now_ms()
+        ctx = self._ctx
+        now = ctx.clock.now_ms()
         lock = await self._live(op, request.lock_token, now)
-        await self._rewrite(op, lock, now, request)
-        self._ctx.work_locks.pop(lock.token, None)
-        self._ctx.activity_signal.notify()
+        if request.undo_delivery_count and not lock.written:
+            ctx.delivered[lock.doc_id] = max(0, ctx.delivered.get(lock.doc_id, 0) - 1)
+        visible_at = now + to_ms(request.delay)
+        if lock.written or request.delay:
+            await self._rewrite(op, lock, now, request)
+        ctx.work_locks.pop(lock.token, None)
+        self._dispatch.known.note_item(
+            WorkRef(
+                doc_id=lock.doc_id, instance_id=lock.instance_id, visible_at=visible_at,
+                seq=lock.seq, slot=lock.slot, tag=lock.tag, session=lock.session,
+            )
+        )  # fmt: skip
+        ctx.activity_signal.notify()
 
     async def renew(self, request: RenewRequest) -> None:
         op = "renew_activity_lock"
@@ -365,20 +477,27 @@ class Activities:
     async def _rewrite(
         self, op: str, lock: WorkLock, now: int, request: AbandonRequest | RenewRequest
     ) -> None:
-        store = self._ctx.store
+        """Write the lock's new state: renewed (which writes a lock held here only into the
+        item, so a long activity keeps it against every member) or given back."""
+        ctx = self._ctx
+        store = ctx.store
         raw = await store.read(lock.doc_id, lock.instance_id)
-        if raw is None or raw.get("lockToken") != lock.token or raw.get("_etag") != lock.etag:
+        token = lock.token if lock.written else None
+        if raw is None or raw.get("lockToken") != token or raw.get("_etag") != lock.etag:
             raise self._lost(op, lock.token)
         doc = load(raw, WorkDoc)
+        count = max(doc.delivery_count, ctx.delivered.pop(lock.doc_id, 0))
         if isinstance(request, RenewRequest):
             until = now + to_ms(request.extend_for)
-            new = msgspec.structs.replace(doc, locked_until=until, etag=None)
+            new = msgspec.structs.replace(
+                doc, lock_token=lock.token, locked_until=until, lock_owner=ctx.owner_id,
+                delivery_count=count, etag=None,
+            )  # fmt: skip
         else:
-            count = doc.delivery_count
             delivery_count = max(0, count - 1) if request.undo_delivery_count else count
             new = msgspec.structs.replace(
-                doc, lock_token=None, locked_until=0, delivery_count=delivery_count,
-                visible_at=now + to_ms(request.delay), etag=None,
+                doc, lock_token=None, locked_until=0, lock_owner=None,
+                delivery_count=delivery_count, visible_at=now + to_ms(request.delay), etag=None,
             )  # fmt: skip
         try:
             etag = await store.replace(lock.doc_id, dump(new), lock.instance_id, if_match=lock.etag)
@@ -394,7 +513,16 @@ class Activities:
             etag = current.get("_etag")
         lock.etag = etag or ""
         lock.until = new.locked_until
+        lock.written = True
 
 
 def _lock_state(doc: WorkDoc) -> tuple[str | None, int, int, int]:
     return doc.lock_token, doc.locked_until, doc.visible_at, doc.delivery_count
+
+
+def _ref_of(doc: WorkDoc) -> WorkRef:
+    return WorkRef(
+        doc_id=doc.id, instance_id=doc.instance_id, visible_at=doc.visible_at, seq=doc.seq,
+        slot=doc.slot, tag=doc.tag, session=doc.session, etag=doc.etag, task=doc.task,
+        locked_until=doc.locked_until, lock_owner=doc.lock_owner,
+    )  # fmt: skip

@@ -5,36 +5,20 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-import anyio
-
 from duro._clock import Clock
 from duro.providers._signal import WorkSignal
 
 from ._documents import InstanceDoc, KvDoc
 from ._store import Store
 
-POLL_INTERVAL_S = 1.0
-"""How often a waiting fetch re-queries for work written by other processes."""
-
-
-async def wait_for_work(clock: Clock, event: anyio.Event, queried_at: int, deadline: int) -> None:
-    """Wait, after an empty query made at ``queried_at`` (clock ms), before querying again.
-
-    Returns when ``event`` fires, when :data:`POLL_INTERVAL_S` has passed *since the query*,
-    or at ``deadline``. Measuring from the query, not from now, matters: the query is a network
-    round trip, and if the clock moved meanwhile (a lock or timer fell due while the query ran
-    with the older time) the wait ends at once, so the fetch re-queries with the new time
-    instead of sleeping through what is now due (with a virtual clock, sleeping forever).
-    """
-    wake_at = min(queried_at + round(POLL_INTERVAL_S * 1000), deadline)
-    remaining_ms = wake_at - clock.now_ms()
-    if remaining_ms > 0:
-        await WorkSignal.wait(clock, event, remaining_ms / 1000)
-
 
 @dataclass(slots=True, kw_only=True)
 class TurnLock:
-    """What this process knows about a turn lock it took (saves a read per commit)."""
+    """A turn lock this process holds (saves a read per commit).
+
+    ``written`` says whether the lock is in the instance document too. Fresh work of a slot
+    this member owns is locked here only: no other member takes it, and the commit's If-Match
+    on ``etag`` still refuses a turn that someone else overtook."""
 
     instance_id: str
     token: str
@@ -42,16 +26,26 @@ class TurnLock:
     until: int
     instance: InstanceDoc
     kv: dict[str, KvDoc]
+    batch: list[str]
+    """Ids of the queue messages in the locked batch."""
+    written: bool
 
 
 @dataclass(slots=True, kw_only=True)
 class WorkLock:
+    """A work item lock this process holds; ``written`` as for :class:`TurnLock`."""
+
     instance_id: str
     doc_id: str
     token: str
     etag: str
     until: int
     session: str | None
+    written: bool = True
+    slot: int = 0
+    visible_at: int = 0
+    seq: int = 0
+    tag: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -65,3 +59,6 @@ class Context:
     work_locks: dict[str, WorkLock] = field(default_factory=dict)
     claiming: set[str] = field(default_factory=set)
     """Instances / work items a task of this process is locking right now: others skip them."""
+    delivered: dict[str, int] = field(default_factory=dict)
+    """Deliveries this process made of queue messages and work items without writing them
+    (see ``TurnLock.written``), by document id: a later delivery counts them."""

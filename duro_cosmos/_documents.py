@@ -15,7 +15,8 @@ partition, so a turn commits in one transactional batch:
                    that hash to the bucket
 =================  ==========================================================================
 
-Plus ``lease`` documents in partition ``~slots`` (dispatch slot membership, see ``_slots``).
+Plus ``member`` and ``bell`` documents in partition ``~slots`` (who dispatches which slots,
+and doorbells for work written from elsewhere; see ``_membership``).
 Payloads (messages, tasks, events, outputs, KV values) are stored as JSON *text*, byte for
 byte what duro encoded. Times are milliseconds of the provider's clock, never the server's.
 """
@@ -113,12 +114,17 @@ class QueueDoc(_Doc, kw_only=True):
 
 class WorkDoc(_Doc, kw_only=True):
     type: str = "worker_queue"
+    slot: int = 0
+    """The instance's dispatch slot: its owner runs the item unless a tag or session says
+    otherwise."""
     execution_id: int
     seq_no: int
     visible_at: int
     seq: int
     lock_token: str | None = None
     locked_until: int = 0
+    lock_owner: str | None = None
+    """The member that wrote the lock: a lock of a member that is gone is void."""
     delivery_count: int = msgspec.field(default=0, name="attempt")
     tag: str | None = None
     session: str | None = None
@@ -164,10 +170,16 @@ class KvDoc(_Doc, kw_only=True):
     entries: dict[str, KvSlot] = {}
 
 
-class LeaseDoc(_Doc, kw_only=True):
-    type: str = "lease"
+class MemberDoc(_Doc, kw_only=True):
+    type: str = "member"
     owner_id: str
-    expires_at: int
+    beat_at: int
+    """The member's clock at its last heartbeat (for people; liveness uses etag changes)."""
+
+
+class BellDoc(_Doc, kw_only=True):
+    type: str = "bell"
+    rung_at: int
 
 
 # -- conversion ---------------------------------------------------------------------------------

@@ -29,15 +29,17 @@ from duro.providers._types import (
 
 from ._context import Context
 from ._documents import INSTANCE_DOC_ID, InstanceDoc, KvDoc, dump, load
+from ._known_work import KnownWork
 from ._model import kv_merged, record_of
 from ._rest import MAX_BATCH_OPERATIONS, BatchOperation, CosmosBatchFailed, CosmosError
 from ._turns import Turns
 
 
 class Management:
-    def __init__(self, ctx: Context, turns: Turns) -> None:
+    def __init__(self, ctx: Context, turns: Turns, known: KnownWork) -> None:
         self._ctx = ctx
         self._turns = turns
+        self._known = known
 
     async def _instance(self, instance_id: str) -> InstanceDoc | None:
         raw = await self._ctx.store.read(INSTANCE_DOC_ID, instance_id)
@@ -151,6 +153,7 @@ class Management:
         total = DeleteResult()
         # Deepest first, the root last: an interrupted delete leaves a root to delete again.
         for instance_id in reversed(tree):
+            self._known.forget_instance(instance_id)
             part = await self._delete_partition(instance_id)
             total = DeleteResult(
                 instances_deleted=total.instances_deleted + 1,
@@ -248,11 +251,20 @@ class Management:
             {"now": now},
         )
         work = await store.query_cross(
-            "SELECT c.visibleAt, c.lockedUntil FROM c WHERE c.type = 'worker_queue'"
+            "SELECT c.id, c.visibleAt, c.lockedUntil FROM c WHERE c.type = 'worker_queue'"
         )
         locked_ids = {
             (row["instanceId"], doc_id) for row in locks for doc_id in row["lock"].get("batch", [])
         }
+        # Locks held in this process only (fresh work of its own slots) are not in the store.
+        ctx = self._ctx
+        locked_ids.update(
+            (lock.instance_id, doc_id)
+            for lock in ctx.turn_locks.values()
+            if lock.until > now
+            for doc_id in lock.batch
+        )
+        held_here = {lock.doc_id for lock in ctx.work_locks.values() if lock.until > now}
         orchestrator = timers = worker = locked = 0
         for row in queued:
             if (row["instanceId"], row["id"]) in locked_ids:
@@ -262,7 +274,7 @@ class Management:
             else:
                 orchestrator += 1
         for row in work:
-            if row["lockedUntil"] > now:
+            if row["lockedUntil"] > now or row["id"] in held_here:
                 locked += 1
             elif row["visibleAt"] <= now:
                 worker += 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -193,8 +193,11 @@ def events_of(docs: Iterable[HistoryDoc]) -> list[HistoryEvent]:
 # -- the instance document after a commit -------------------------------------------------------
 
 
-def apply_commit(doc: InstanceDoc, commit: TurnCommit, now: int, commit_id: str) -> InstanceDoc:
-    """Steps 2 and 4 of ``commit_turn`` on the instance document (lock released)."""
+def apply_commit(
+    doc: InstanceDoc, commit: TurnCommit, now: int, commit_id: str, batch: Collection[str]
+) -> InstanceDoc:
+    """Steps 2 and 4 of ``commit_turns`` on the instance document (lock released; ``batch``
+    are the consumed messages, whose delivery counts go with them)."""
     first_turn = doc.state == "pending"
     executions = [msgspec.structs.replace(e) for e in doc.executions]
     info = next((e for e in executions if e.execution_id == commit.changes.execution_id), None)
@@ -209,7 +212,6 @@ def apply_commit(doc: InstanceDoc, commit: TurnCommit, now: int, commit_id: str)
     info.status = status.value
     if status.is_terminal and info.completed_at is None:
         info.completed_at = now
-    batch = set(doc.lock.batch) if doc.lock is not None else set()
     custom_status, version = doc.custom_status, doc.custom_status_version
     if commit.changes.custom_status_changed:
         custom_status, version = text(commit.changes.custom_status), version + 1
@@ -309,6 +311,7 @@ def work_doc(task: ActivityTask, doc_id: str, now: int) -> WorkDoc:
     return WorkDoc(
         id=doc_id,
         instance_id=task.instance_id,
+        slot=slot_of(task.instance_id),
         execution_id=task.execution_id,
         seq_no=task.seq,
         visible_at=now,

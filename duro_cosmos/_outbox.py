@@ -19,7 +19,9 @@ from duro._errors import ProviderError
 from duro._messages import StartOrchestrationMessage, decode_message
 
 from ._context import Context
-from ._documents import OutboxDoc, OutboxItem, QueueDoc, dump, load
+from ._dispatch import Dispatch
+from ._documents import OutboxDoc, OutboxItem, QueueDoc, WorkDoc, dump, load
+from ._known_work import WorkRef
 from ._model import pending_instance
 from ._rest import BatchOperation, CosmosBatchFailed
 from ._store import write_resolving_loss
@@ -28,12 +30,15 @@ log = logging.getLogger("duro_cosmos.outbox")
 
 RECONCILE_GRACE_MS = 5_000
 """Intents younger than this belong to a committer that is probably still delivering them."""
-RECONCILE_INTERVAL_MS = 10_000
+RECONCILE_INTERVAL_MS = 30_000
+"""Each reconcile is a cross-partition query, paid once per physical partition, and an
+intent is found sooner anyway: the next turn fetch of its instance delivers it first."""
 
 
 class Outbox:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, dispatch: Dispatch) -> None:
         self._ctx = ctx
+        self._dispatch = dispatch
         self._next_reconcile = 0
 
     async def put_message(self, doc: QueueDoc) -> None:
@@ -55,6 +60,7 @@ class Outbox:
 
                 try:
                     await write_resolving_loss(lambda: store.batch(pk, ops), landed)
+                    await self._dispatch.wrote_message(pk, doc.visible_at)
                     return
                 except CosmosBatchFailed as exc:
                     if exc.failed_status != 409:
@@ -62,6 +68,18 @@ class Outbox:
                     if exc.failed_index == 1:
                         return
         await store.create_once(dump(doc), pk)
+        await self._dispatch.wrote_message(pk, doc.visible_at)
+
+    async def announce(self, item: OutboxItem, etag: str | None) -> None:
+        """Tell the dispatchers about a message or work item a commit wrote in its own
+        partition (``etag``: the new document's, if the batch reported it)."""
+        if item.kind == "message":
+            doc = load_queue(item.body)
+            await self._dispatch.wrote_message(doc.instance_id, doc.visible_at)
+        elif item.kind == "work":
+            await self._dispatch.wrote_item(work_ref(load(_json(item.body), WorkDoc), etag))
+        elif item.kind == "withdraw":
+            self._dispatch.known.forget_item(item.doc_id)
 
     async def deliver(self, intent: OutboxDoc) -> None:
         """Carry out every item of ``intent``, then delete it (all steps idempotent)."""
@@ -78,8 +96,10 @@ class Outbox:
             await self.put_message(load_queue(item.body))
         elif item.kind == "work":
             await store.create_once(_json(item.body), item.target)
+            await self._dispatch.wrote_item(work_ref(load(_json(item.body), WorkDoc), None))
         elif item.kind == "withdraw":
             await store.delete(item.doc_id, item.target)
+            self._dispatch.known.forget_item(item.doc_id)
 
     async def deliver_pending(self, instance_id: str, docs: list[dict[str, Any]]) -> None:
         for raw in docs:
@@ -112,8 +132,18 @@ def load_queue(body: str) -> QueueDoc:
     return load(_json(body), QueueDoc)
 
 
+def work_ref(doc: WorkDoc, etag: str | None) -> WorkRef:
+    """What the dispatchers need to know of a work item; the task only with its etag (a
+    task without the etag it belongs to would be run without a way to check the item)."""
+    return WorkRef(
+        doc_id=doc.id, instance_id=doc.instance_id, visible_at=doc.visible_at, seq=doc.seq,
+        slot=doc.slot, tag=doc.tag, session=doc.session, etag=etag,
+        task=doc.task if etag is not None else None,
+    )  # fmt: skip
+
+
 def _json(body: str) -> Any:
     return msgspec.json.decode(body)
 
 
-__all__ = ["Outbox", "load_queue"]
+__all__ = ["Outbox", "load_queue", "work_ref"]

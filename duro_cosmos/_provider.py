@@ -36,10 +36,10 @@ from duro.providers._types import (
 
 from ._activities import Activities
 from ._context import Context
+from ._dispatch import Dispatch
 from ._manage import Management
 from ._outbox import Outbox
 from ._rest import CosmosConfig, CosmosError, HttpRetryPolicy, RequestStatistics
-from ._slots import DEFAULT_LEASE_MS, Slots
 from ._store import Store
 from ._turns import Turns
 
@@ -53,12 +53,16 @@ class CosmosProvider(Provider):
     the database and container if missing. ``async with`` / :meth:`close` release the HTTP
     pool. ``transport`` replaces httpx's network layer (tests put a Cosmos compatibility layer
     there), ``clock`` is the time locks and timers are measured in (never the server's), and
-    ``owner_id`` names this runtime in slot leases and lock diagnostics.
+    ``owner_id`` names this provider among the members that dispatch work (see
+    docs/providers/cosmos.md, "Dispatch").
     ``batch_partition_key`` repeats the partition key in every batch operation, which the
     local ``@vercel/cosmosdb-server`` needs when used without the test compat layer.
     """
 
     name = "cosmos"
+    fetches_with_commits = True
+    """A fetch right after a commit serves the work the commit wrote from the in-process
+    index, without a query (see ``_known_work``)."""
 
     def __init__(
         self,
@@ -68,7 +72,6 @@ class CosmosProvider(Provider):
         clock: Clock | None = None,
         retry: HttpRetryPolicy | None = None,
         owner_id: str | None = None,
-        slot_lease_ms: int = DEFAULT_LEASE_MS,
         batch_partition_key: bool = False,
     ) -> None:
         self._config = config if config is not None else CosmosConfig.from_env()
@@ -81,11 +84,11 @@ class CosmosProvider(Provider):
         self._ctx = Context(store=store, clock=clock if clock is not None else SYSTEM_CLOCK)
         if owner_id is not None:
             self._ctx.owner_id = owner_id
-        self._outbox = Outbox(self._ctx)
-        self._slots = Slots(self._ctx, lease_ms=slot_lease_ms)
-        self._turns = Turns(self._ctx, self._outbox, self._slots)
-        self._activities = Activities(self._ctx, self._outbox)
-        self._manage = Management(self._ctx, self._turns)
+        self._dispatch = Dispatch(self._ctx)
+        self._outbox = Outbox(self._ctx, self._dispatch)
+        self._turns = Turns(self._ctx, self._outbox, self._dispatch)
+        self._activities = Activities(self._ctx, self._outbox, self._dispatch)
+        self._manage = Management(self._ctx, self._turns, self._dispatch.known)
 
     def __repr__(self) -> str:
         config = self._config
@@ -110,8 +113,26 @@ class CosmosProvider(Provider):
         self._ctx.store.client.reset_statistics()
 
     async def owned_slots(self) -> frozenset[int] | None:
-        """The dispatch slots this runtime serves now (None: all, it is alone)."""
-        return await self._slots.owned(self._ctx.clock.now_ms())
+        """The dispatch slots this provider serves now (None: all, it is alone; empty until it
+        joins, when a runtime starts or it is first fetched from)."""
+        membership = self._dispatch.membership
+        await membership.tick()
+        return None if membership.alone() else membership.owned()
+
+    async def runtime_started(self, worker_id: str) -> None:
+        await self._dispatch.runtime_started()
+
+    async def runtime_stopped(self, worker_id: str) -> None:
+        try:
+            await self._dispatch.runtime_stopped()
+        except CosmosError:
+            pass  # the others notice the silence within MEMBER_TTL_S
+
+    async def maintain(self) -> float | None:
+        """Heartbeat and keep up with the membership while a runtime runs, also when every
+        slot of the runtime is busy and nothing fetches."""
+        await self._dispatch.maintain()
+        return self._dispatch.membership.next_tick_in()
 
     async def reconcile_outbox(self) -> int:
         """Deliver every outbox intent left behind now (the fetch loops do this periodically)."""
@@ -124,7 +145,7 @@ class CosmosProvider(Provider):
 
     async def close(self) -> None:
         try:
-            await self._slots.leave()
+            await self._dispatch.membership.leave()
         except CosmosError:
             pass  # the lease expires by itself
         await self._ctx.store.close()

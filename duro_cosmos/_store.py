@@ -79,6 +79,7 @@ class Store:
         self._client: CosmosRestClient | None = None
         self._ready = False
         self._open_lock: anyio.Lock | None = None
+        self._ranges: list[str] | None = None
 
     @property
     def client(self) -> CosmosRestClient:
@@ -146,6 +147,27 @@ class Store:
         await self.open()
         return await self.client.query_all(self.link, sql, params)
 
+    async def partition_key_ranges(self) -> list[str]:
+        """The container's physical partitions (ranges), listed once and cached."""
+        if self._ranges is None:
+            await self.open()
+            self._ranges = await self.client.partition_key_ranges(self.link) or ["0"]
+        return self._ranges
+
+    async def query_range(
+        self, range_id: str, sql: str, params: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """A query addressed to one physical partition, where the gateway serves ORDER BY
+        and TOP. A range that split is gone: the list is read again next time."""
+        await self.open()
+        try:
+            return await self.client.query_all(
+                self.link, sql, params, partition_key_range_id=range_id
+            )
+        except CosmosError:
+            self._ranges = None
+            raise
+
     async def batch(
         self, pk: str, operations: Sequence[BatchOperation]
     ) -> list[BatchOperationResult]:
@@ -167,6 +189,10 @@ class Store:
             await write_resolving_loss(lambda: self.create(body, pk), landed)
         except CosmosConflict:
             pass
+
+    async def upsert(self, body: Mapping[str, Any], pk: str) -> str | None:
+        await self.open()
+        return (await self.client.upsert_document(self.link, body, pk)).etag
 
     async def replace(
         self, doc_id: str, body: Mapping[str, Any], pk: str, *, if_match: str | None

@@ -10,8 +10,6 @@ nothing is applied.
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from duro._errors import (
@@ -32,7 +30,8 @@ from duro.providers._types import (
 )
 
 from ._commit import turn_effects
-from ._context import Context, TurnLock, wait_for_work
+from ._context import Context, TurnLock
+from ._dispatch import Dispatch
 from ._documents import (
     INSTANCE_DOC_ID,
     SEQUENCE,
@@ -47,6 +46,7 @@ from ._documents import (
     make_token,
     new_id,
     parse_token,
+    slot_of,
 )
 from ._model import (
     apply_commit,
@@ -71,7 +71,6 @@ from ._rest import (
     CosmosPreconditionFailed,
     CosmosRequestTooLarge,
 )
-from ._slots import Slots
 from ._store import TurnTooLargeError, write_resolving_loss
 
 MAX_BATCH_MESSAGES = 64
@@ -84,10 +83,11 @@ _PARTITION_DOCS = (
 
 
 class Turns:
-    def __init__(self, ctx: Context, outbox: Outbox, slots: Slots) -> None:
+    def __init__(self, ctx: Context, outbox: Outbox, dispatch: Dispatch) -> None:
         self._ctx = ctx
         self._outbox = outbox
-        self._slots = slots
+        self._dispatch = dispatch
+        dispatch.protectors.append(self._protect)
 
     # -- client side ----------------------------------------------------------------------------
 
@@ -116,72 +116,66 @@ class Turns:
             # Ours if an attempt whose response was lost landed after the re-read.
             if not await landed():
                 raise InstanceAlreadyExistsError(start.instance_id) from None
-        ctx.turn_signal.notify()
+        await self._dispatch.wrote_message(pk, now)
 
     async def enqueue(self, message: ScheduledMessage) -> None:
         now = self._ctx.clock.now_ms()
         visible = now if message.visible_at_ms is None else message.visible_at_ms
         await self._outbox.put_message(queue_doc(message.message, "m:" + new_id(), visible, now))
-        self._ctx.turn_signal.notify()
 
     # -- fetch ----------------------------------------------------------------------------------
 
     async def fetch(self, request: FetchTurnRequest, limit: int = 1) -> list[OrchestrationWorkItem]:
-        """Lock up to ``limit`` instances from one candidate query (long-polls while none)."""
-        clock = self._ctx.clock
+        """Lock up to ``limit`` instances the index knows to have work (long-polls while none)."""
+        ctx = self._ctx
+        clock = ctx.clock
         deadline = clock.now_ms() + to_ms(request.poll_timeout)
         while True:
-            event = self._ctx.turn_signal.current()
-            now = clock.now_ms()
+            event = ctx.turn_signal.current()
+            await self._dispatch.keep_up()
             try:
                 await self._outbox.reconcile()
             except ProviderError as exc:
                 if not exc.retryable:
                     raise
-            items = await self._fetch_once(request, now, max(1, limit))
+            now = clock.now_ms()
+            items = await self._take(request, now, max(1, limit))
             if items or now >= deadline:
                 return items
-            await wait_for_work(clock, event, now, deadline)
+            expiry = min((lock.until for lock in ctx.turn_locks.values()), default=deadline)
+            await self._dispatch.wait(clock, event, now, min(deadline, expiry))
 
-    async def _fetch_once(
+    async def _take(
         self, request: FetchTurnRequest, now: int, limit: int
     ) -> list[OrchestrationWorkItem]:
         ctx = self._ctx
-        slots = await self._slots.owned(now)
-        sql = (
-            "SELECT c.instanceId, c.visibleAt, c.seq FROM c "
-            "WHERE c.type = 'orch_queue' AND c.visibleAt <= @now"
-        )
-        params: dict[str, Any] = {"now": now}
-        if slots is not None:
-            sql += " AND ARRAY_CONTAINS(@slots, c.slot)"
-            params["slots"] = sorted(slots)
-        first: dict[str, tuple[int, int]] = {}
-        for row in await ctx.store.query_cross(sql, params):
-            key = (int(row["visibleAt"]), int(row["seq"]))
-            instance_id = row["instanceId"]
-            if instance_id not in first or key < first[instance_id]:
-                first[instance_id] = key
-        held = {lock.instance_id for lock in ctx.turn_locks.values() if lock.until > now}
+        for lock in list(ctx.turn_locks.values()):
+            if lock.until <= now:
+                self._expire(lock)
+        held = {lock.instance_id for lock in ctx.turn_locks.values()}
         taken: list[OrchestrationWorkItem] = []
-        for instance_id in sorted(first, key=first.__getitem__):
-            if instance_id in ctx.claiming or instance_id in held:
-                continue
-            ctx.claiming.add(instance_id)
-            try:
-                item = await self._try_lock(instance_id, request, now)
-            finally:
-                ctx.claiming.discard(instance_id)
-            if item is not None:
-                taken.append(item)
-                if len(taken) >= limit:
-                    break
+        while len(taken) < limit:
+            candidates = self._dispatch.known.take_turns(
+                now, limit - len(taken), held | ctx.claiming, self._dispatch.mine
+            )
+            if not candidates:
+                break
+            for instance_id in candidates:
+                ctx.claiming.add(instance_id)
+                try:
+                    item = await self._try_lock(instance_id, request, now)
+                finally:
+                    ctx.claiming.discard(instance_id)
+                if item is not None:
+                    taken.append(item)
+                    held.add(instance_id)
         return taken
 
     async def _try_lock(
         self, instance_id: str, request: FetchTurnRequest, now: int
     ) -> OrchestrationWorkItem | None:
         ctx = self._ctx
+        known = self._dispatch.known
         rows = await ctx.store.query_partition(instance_id, _PARTITION_DOCS)
         intents = [r for r in rows if r.get("type") == "outbox_intent"]
         if intents:
@@ -194,6 +188,9 @@ class Turns:
         visible = sorted(
             (q for q in queued if q.visible_at <= now), key=lambda q: (q.visible_at, q.seq)
         )
+        later = [q.visible_at for q in queued if q.visible_at > now]
+        if later:
+            known.note_turn(instance_id, min(later))  # a timer: come back when it is due
         if not visible:
             return None
         if instance_raw is None:
@@ -203,30 +200,54 @@ class Turns:
                     await ctx.store.delete(doc.id, instance_id)
             return None
         instance = load(instance_raw, InstanceDoc)
-        if instance.lock is not None and instance.lock.until > now:
-            return None
+        held = instance.lock
+        membership = self._dispatch.membership
+        if (
+            held is not None
+            and held.until > now
+            and held.owner != ctx.owner_id
+            and membership.is_live(held.owner)
+        ):
+            return None  # its live owner is running this turn
         batch = visible[:MAX_BATCH_MESSAGES]
-        token = make_token(instance_id)
+        if len(visible) > len(batch):
+            known.note_turn(instance_id, visible[len(batch)].visible_at)
         present = {q.id for q in queued}
-        counts = {k: v for k, v in instance.delivery_counts.items() if k in present}
-        for doc in batch:
-            counts[doc.id] = counts.get(doc.id, 0) + 1
-        locked = msgspec.structs.replace(
-            instance,
-            lock=LockState(
-                token=token,
-                owner=request.owner_id or ctx.owner_id,
-                # From now, not the fetch's start (a slow multi-instance fetch).
-                until=ctx.clock.now_ms() + to_ms(request.lock_timeout),
-                batch=[doc.id for doc in batch],
-            ),
-            delivery_counts=counts,
-            etag=None,
+        counts = {
+            k: max(v, ctx.delivered.get(k, 0))
+            for k, v in instance.delivery_counts.items()
+            if k in present
+        }
+        delivered_before = any(
+            counts.get(doc.id, 0) or ctx.delivered.get(doc.id, 0) for doc in batch
         )
-        etag = await self._replace_instance(instance_id, locked, instance.etag)
-        if etag is None:
-            return None
-        locked.etag = etag
+        for doc in batch:
+            counts[doc.id] = max(counts.get(doc.id, 0), ctx.delivered.get(doc.id, 0)) + 1
+        fresh = (
+            held is None
+            and not delivered_before
+            and all(membership.fresh(doc.slot, doc.visible_at) for doc in batch)
+        )
+        token = make_token(instance_id)
+        # From now, not the fetch's start (a slow multi-instance fetch).
+        until = ctx.clock.now_ms() + to_ms(request.lock_timeout)
+        if fresh:
+            # Nobody else is offered this work: lock it here only (see TurnLock).
+            locked, etag = instance, instance.etag or ""
+            for doc in batch:
+                ctx.delivered[doc.id] = counts[doc.id]
+        else:
+            locked = msgspec.structs.replace(
+                instance,
+                lock=LockState(token=token, owner=ctx.owner_id, until=until,
+                               batch=[doc.id for doc in batch]),
+                delivery_counts=counts,
+                etag=None,
+            )  # fmt: skip
+            written = await self._replace_instance(instance_id, locked, instance.etag)
+            if written is None:
+                return None
+            etag = locked.etag = written
         kv = {r["id"]: load(r, KvDoc) for r in rows if r.get("type") == "kv"}
         history: list[HistoryEvent] = []
         history_error: str | None = None
@@ -237,16 +258,14 @@ class Turns:
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 history_error = f"stored history cannot be decoded: {exc}"
             except CosmosError:
-                await self._release_quietly(instance_id, locked)
+                if not fresh:
+                    await self._release_quietly(instance_id, locked)
+                known.note_turn(instance_id, batch[0].visible_at)
                 raise
         ctx.turn_locks[token] = TurnLock(
-            instance_id=instance_id,
-            token=token,
-            etag=etag,
-            until=locked.lock.until if locked.lock else 0,
-            instance=locked,
-            kv=kv,
-        )
+            instance_id=instance_id, token=token, etag=etag, until=until, instance=locked,
+            kv=kv, batch=[doc.id for doc in batch], written=not fresh,
+        )  # fmt: skip
         active = instance.state == "active"
         return OrchestrationWorkItem(
             instance_id=instance_id,
@@ -312,9 +331,23 @@ class Turns:
                 raise LockLostError(op, "lock token is unknown, released or taken over")
             lock = await self._load_lock(op, parts[1], token)
         if lock.until <= now:
-            self._ctx.turn_locks.pop(token, None)
+            self._expire(lock)
             raise LockLostError(op, "instance lock expired")
         return lock
+
+    async def _protect(self, slots: frozenset[int]) -> None:
+        """Write the locks of turns still running in slots that moved to another member."""
+        now = self._ctx.clock.now_ms()
+        for lock in list(self._ctx.turn_locks.values()):
+            if not lock.written and lock.until > now and slot_of(lock.instance_id) in slots:
+                await self.renew(
+                    RenewRequest(lock_token=lock.token, extend_for=(lock.until - now) / 1000)
+                )
+
+    def _expire(self, lock: TurnLock) -> None:
+        """An expired lock: the batch is anyone's again (the old token fails on its own)."""
+        if self._ctx.turn_locks.pop(lock.token, None) is not None:
+            self._dispatch.known.note_turn(lock.instance_id, lock.until)
 
     async def _load_lock(self, op: str, instance_id: str, token: str) -> TurnLock:
         rows = await self._ctx.store.query_partition(
@@ -331,6 +364,8 @@ class Turns:
             etag=instance.etag or "",
             until=instance.lock.until,
             instance=instance,
+            batch=list(instance.lock.batch),
+            written=True,
             kv={r["id"]: load(r, KvDoc) for r in rows if r.get("type") == "kv"},
         )
         self._ctx.turn_locks[token] = lock
@@ -358,14 +393,13 @@ class Turns:
         ctx = self._ctx
         instance_id = commit.changes.instance_id
         commit_id = new_id()
-        new_instance = apply_commit(lock.instance, commit, now, commit_id)
+        new_instance = apply_commit(lock.instance, commit, now, commit_id, lock.batch)
         ops = [BatchOperation.replace(INSTANCE_DOC_ID, dump(new_instance), if_match=lock.etag)]
         history = history_doc(commit)
         if history is not None:
             ops.append(BatchOperation.create(dump(history)))
         history_index = 1 if history is not None else -1
-        batch_ids = lock.instance.lock.batch if lock.instance.lock is not None else []
-        ops.extend(BatchOperation.delete(doc_id) for doc_id in batch_ids)
+        ops.extend(BatchOperation.delete(doc_id) for doc_id in lock.batch)
         upserts, deletes = kv_apply(
             instance_id, lock.kv, commit.changes.kv_clear_all, commit.changes.kv_changes.values(),
             merge=commit.changes.execution_status.is_terminal,
@@ -380,6 +414,7 @@ class Turns:
             keep = max(room - 1, 0)
             remote = [item for _, item in local[keep:]] + remote
             local = local[:keep]
+        first_local = len(ops)
         ops.extend(operation for operation, _ in local)
         withdraw_indexes = {
             len(ops) - len(local) + i
@@ -397,7 +432,7 @@ class Turns:
                 op, f"the turn needs {len(ops)} batch operations; the limit is 100"
             )
         try:
-            await write_resolving_loss(
+            results = await write_resolving_loss(
                 lambda: ctx.store.batch(instance_id, ops),
                 lambda: self._applied(op, lock, commit_id),
             )
@@ -418,6 +453,11 @@ class Turns:
                 return False  # a withdrawn item completed meanwhile: recompute
             raise
         ctx.turn_locks.pop(lock.token, None)
+        for doc_id in lock.batch:
+            ctx.delivered.pop(doc_id, None)
+        for i, (_, item) in enumerate(local):
+            etag = results[first_local + i].etag if results is not None else None
+            await self._outbox.announce(item, etag)
         if intent is not None:
             try:
                 await self._outbox.deliver(intent)
@@ -447,15 +487,26 @@ class Turns:
         ctx = self._ctx
         now = ctx.clock.now_ms()
         lock = await self.live_lock(op, request.lock_token, now)
+        visible = now + to_ms(request.delay)
+        if request.undo_delivery_count:
+            for doc_id in lock.batch:
+                ctx.delivered[doc_id] = max(0, ctx.delivered.get(doc_id, 0) - 1)
+        if not lock.written and not request.delay:
+            # Locked here only and back at once: nothing in the store to undo.
+            ctx.turn_locks.pop(lock.token, None)
+            self._dispatch.known.note_turn(lock.instance_id, now)
+            ctx.turn_signal.notify()
+            return
         instance = lock.instance
-        counts = dict(instance.delivery_counts)
-        if request.undo_delivery_count and instance.lock is not None:
-            for doc_id in instance.lock.batch:
-                counts[doc_id] = max(0, counts.get(doc_id, 0) - 1)
+        counts = {k: max(v, ctx.delivered.get(k, 0)) for k, v in instance.delivery_counts.items()}
+        for doc_id in lock.batch:
+            count = max(counts.get(doc_id, 0), ctx.delivered.pop(doc_id, 0))
+            if request.undo_delivery_count and lock.written:
+                count = max(0, count - 1)
+            counts[doc_id] = count
         released = msgspec.structs.replace(instance, lock=None, delivery_counts=counts, etag=None)
         ops = [BatchOperation.replace(INSTANCE_DOC_ID, dump(released), if_match=lock.etag)]
         if request.delay:
-            visible = now + to_ms(request.delay)
             rows = await ctx.store.query_partition(
                 lock.instance_id,
                 "SELECT * FROM c WHERE c.instanceId = @pk AND c.type = 'orch_queue' "
@@ -478,24 +529,38 @@ class Turns:
                 raise self._lost(op, lock.token, "the instance lock was lost") from None
             raise
         ctx.turn_locks.pop(lock.token, None)
+        self._dispatch.known.note_turn(lock.instance_id, visible)
         ctx.turn_signal.notify()
 
     async def renew(self, request: RenewRequest) -> None:
+        """Extend the lock, writing it into the instance document if it was held here only:
+        a turn that runs this long is worth protecting from a member that takes the slot."""
         op = "renew_turn_lock"
-        now = self._ctx.clock.now_ms()
+        ctx = self._ctx
+        now = ctx.clock.now_ms()
         lock = await self.live_lock(op, request.lock_token, now)
+        until = now + to_ms(request.extend_for)
         held = lock.instance.lock
         if held is None:
-            raise self._lost(op, lock.token, "the instance lock was released")
-        until = now + to_ms(request.extend_for)
+            if lock.written:
+                raise self._lost(op, lock.token, "the instance lock was released")
+            held = LockState(token=lock.token, owner=ctx.owner_id, until=until, batch=lock.batch)
+        counts = {
+            k: max(v, ctx.delivered.get(k, 0)) for k, v in lock.instance.delivery_counts.items()
+        }
+        if not lock.written:
+            counts.update({doc_id: ctx.delivered.get(doc_id, 1) for doc_id in lock.batch})
         renewed = msgspec.structs.replace(
-            lock.instance, lock=msgspec.structs.replace(held, until=until), etag=None
+            lock.instance,
+            lock=msgspec.structs.replace(held, until=until),
+            delivery_counts=counts,
+            etag=None,
         )
         etag = await self._replace_instance(lock.instance_id, renewed, lock.etag)
         if etag is None:
             raise self._lost(op, lock.token, "the instance lock was lost")
         renewed.etag = etag
-        lock.etag, lock.until, lock.instance = etag, until, renewed
+        lock.etag, lock.until, lock.instance, lock.written = etag, until, renewed, True
 
 
 __all__ = ["Turns"]

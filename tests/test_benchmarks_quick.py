@@ -54,7 +54,8 @@ def test_quick_cosmos_cells_report_request_units_across_runtimes_and_partitions(
     # workload, config, P, runtimes, req/orch, RU/orch, RU/activity, RU/turn, 412 share ...
     w1, idle = rows["W1"], rows["IDLE"]
     assert float(w1[5]) > float(w1[4]) > 5  # every orchestration costs requests and more RU
-    # Idle runtimes only poll with cross-partition queries: 2.5 RU on each of 3 partitions.
+    # Idle runtimes heartbeat (upserts) and read the membership partition (a query of at
+    # least 2.5 RU): every request costs at least 1 RU, and the kinds are itemised.
     idle_requests, idle_ru = float(idle[-2]), float(idle[-1])
-    assert idle_requests > 0 and idle_ru >= 3 * 2.5 * idle_requests
-    assert "cross_partition_query" in run.stdout
+    assert idle_requests > 0 and idle_ru >= idle_requests
+    assert "upsert" in run.stdout and "partition_query" in run.stdout

@@ -104,8 +104,10 @@ class Runtime:
         if self._running:
             raise RuntimeError("runtime already started")
         self._running = True
+        worker_id = self.options.worker_id
         try:
             await self.store.open()
+            await self.store.runtime_started(worker_id)
             stopping = anyio.Event()
             async with anyio.create_task_group() as tg:
                 if self.options.orchestration_concurrency:
@@ -114,11 +116,17 @@ class Runtime:
                     tg.start_soon(self._worker.run, stopping)
                 if self.options.activity_concurrency and self.options.max_sessions > 0:
                     tg.start_soon(self._maintain_sessions, stopping)
+                tg.start_soon(self._maintain_store, stopping)
                 task_status.started()
                 await self._stop_event().wait()
                 await self._drain(stopping)
                 tg.cancel_scope.cancel()
         finally:
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self.store.runtime_stopped(worker_id)
+            except ProviderError as exc:
+                log.warning("telling the store that this runtime stopped failed: %s", exc)
             self._stopped_event().set()
 
     async def _drain(self, stopping: anyio.Event) -> None:
@@ -183,6 +191,19 @@ class Runtime:
         if self._stopped is None:
             self._stopped = anyio.Event()
         return self._stopped
+
+    async def _maintain_store(self, stopping: anyio.Event) -> None:
+        """Keep calling the store's upkeep (real time: it is about liveness, not the clock)."""
+        while not stopping.is_set():
+            try:
+                delay = await self.store.maintain()
+            except ProviderError as exc:
+                log.warning("store upkeep failed: %s", exc)
+                delay = 1.0
+            if delay is None:
+                return
+            with anyio.move_on_after(delay):
+                await stopping.wait()
 
     async def _maintain_sessions(self, stopping: anyio.Event) -> None:
         options = self.options

@@ -73,6 +73,27 @@ class Provider(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Idempotent. The provider may be reopened by using it again."""
 
+    async def runtime_started(self, worker_id: str) -> None:  # noqa: B027 - optional hook
+        """A runtime (``RuntimeOptions.worker_id``) starts dispatching from this store.
+
+        A store that shares work out among the runtimes using it joins them here; called after
+        :meth:`open`, before the runtime's first fetch.
+        """
+
+    async def runtime_stopped(self, worker_id: str) -> None:  # noqa: B027 - optional hook
+        """That runtime stopped (after its last commit): a store that shares work out hands
+        the runtime's share to the others now, not when it notices the silence. Called even
+        when the store stays open for other users."""
+
+    async def maintain(self) -> float | None:
+        """Background upkeep while a runtime runs (a store's heartbeats, for example).
+
+        The runtime calls it once started, and again after the number of seconds it returns,
+        whatever its fetches are doing; None: no upkeep, never call again. Errors are logged
+        and the call is retried after a second.
+        """
+        return None
+
     async def __aenter__(self) -> Self:
         await self.open()
         return self

@@ -247,6 +247,18 @@ class CosmosRestClient:
         )  # fmt: skip
         return reply.data if isinstance(reply.data, dict) else {}
 
+    async def partition_key_ranges(self, container: ContainerLink) -> list[str]:
+        """Ids of the container's partition key ranges (one per physical partition)."""
+        reply = await self._request(
+            RequestKind.METADATA, f"list partition key ranges of {container.path!r}", "GET",
+            f"{container.path}/pkranges", idempotent=True,
+        )  # fmt: skip
+        data = reply.data if isinstance(reply.data, dict) else {}
+        ranges = data.get("PartitionKeyRanges")
+        if not isinstance(ranges, list):
+            return []
+        return [str(r["id"]) for r in ranges if isinstance(r, dict) and "id" in r]
+
     async def delete_database(self, database: str) -> bool:
         """Delete a database and everything in it; ``False`` if it did not exist."""
         op = f"delete database {database!r}"
@@ -386,6 +398,7 @@ class CosmosRestClient:
         parameters: Mapping[str, Any] | None = None,
         *,
         partition_key: PartitionKeyValue | None = None,
+        partition_key_range_id: str | None = None,
         max_item_count: int = -1,
         continuation: str | None = None,
     ) -> AsyncGenerator[QueryPage, None]:
@@ -394,7 +407,9 @@ class CosmosRestClient:
         With ``partition_key`` the query is scoped to that logical partition (put the same
         equality in the WHERE clause too); with ``None`` it runs across partitions, which
         the gateway serves only for queries that need no client-side merge (else
-        :class:`CosmosBadRequest` with ``cross_partition_query_not_servable``).
+        :class:`CosmosBadRequest` with ``cross_partition_query_not_servable``), unless
+        ``partition_key_range_id`` addresses one physical partition, where ORDER BY, TOP and
+        aggregates are served.
         ``parameters`` maps names (with or without the leading ``@``) to values.
         ``continuation`` resumes from a page's token. Pages may be empty.
         """
@@ -412,6 +427,8 @@ class CosmosRestClient:
         }
         if partition_key is None:
             base_headers["x-ms-documentdb-query-enablecrosspartition"] = _TRUE
+        if partition_key_range_id is not None:
+            base_headers["x-ms-documentdb-partitionkeyrangeid"] = partition_key_range_id
         token = continuation
         while True:
             headers = dict(base_headers)
@@ -441,13 +458,15 @@ class CosmosRestClient:
         parameters: Mapping[str, Any] | None = None,
         *,
         partition_key: PartitionKeyValue | None = None,
+        partition_key_range_id: str | None = None,
         max_item_count: int = -1,
     ) -> list[Any]:
         """Every result of :meth:`query`, all pages concatenated."""
         out: list[Any] = []
         pages = self.query(
-            container, sql, parameters, partition_key=partition_key, max_item_count=max_item_count
-        )
+            container, sql, parameters, partition_key=partition_key,
+            partition_key_range_id=partition_key_range_id, max_item_count=max_item_count,
+        )  # fmt: skip
         try:
             async for page in pages:
                 out.extend(page.items)

@@ -53,7 +53,7 @@ async def test_one_turn_and_one_activity_cost_a_fixed_number_of_requests(
     cosmos_env: CosmosTestEnv, clock: VirtualClock
 ) -> None:
     async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
-        await create_instance(provider, "warm-up")  # bootstrap, slot lease, reconcile sweep
+        await create_instance(provider, "warm-up")  # bootstrap, membership, first sweep
         await create_instance(provider, "i1")
         task = activity_task("i1", 1)
         await provider.enqueue_orchestrator_message(
@@ -90,10 +90,13 @@ async def test_one_turn_and_one_activity_cost_a_fixed_number_of_requests(
     print("commit_turn:", commit_cost)
     print("fetch_activity:", fetch_activity_cost)
     print("complete_activity:", complete_cost)
-    # candidates (cross-partition), partition docs, lock (replace), current history
-    assert fetch_cost == ["query", "query [i1]", "replace [i1]", "query [i1]"]
+    # The provider wrote the message and the work item itself, into a slot only it serves:
+    # no query finds them (the in-process index does) and no write locks them (nobody else
+    # is offered them; the commit's If-Match still refuses an overtaken turn).
+    # fetch_turn: the partition's documents, the current history.
+    assert fetch_cost == ["query [i1]", "query [i1]"]
     assert commit_cost == ["batch [i1]"]
-    assert fetch_activity_cost == ["query", "replace [i1]"]
+    assert fetch_activity_cost == []
     assert complete_cost == ["batch [i1]"]
 
 
@@ -284,7 +287,7 @@ async def test_throttling_and_unavailability_are_retried_to_completion(
         await provider.open()
         cosmos_env.faults.add(kind="batch", status=429, retry_after_ms=5, times=3)
         cosmos_env.faults.add(kind="query", status=503, times=3)
-        cosmos_env.faults.add(kind="replace", status=449, times=1)
+        cosmos_env.faults.add(kind="upsert", status=449, times=1)  # a membership heartbeat
         cosmos_env.faults.add(kind="read", status=408, times=1)
         await create_instance(provider, "i1", activity_tasks=[activity_task("i1", 1)])
         work = await provider.fetch_activity(activity_request())

@@ -103,9 +103,7 @@ async def test_workload_completes_exactly_once_under_injected_faults(
     config = CosmosConfig(env.url, env.key, env.database, env.container)
 
     def provider(name: str) -> CosmosProvider:
-        return CosmosProvider(
-            config, transport=env.transport, retry=FAST_RETRY, owner_id=name, slot_lease_ms=5000
-        )
+        return CosmosProvider(config, transport=env.transport, retry=FAST_RETRY, owner_id=name)
 
     ids = worker.instance_ids(12, prefix=f"fw{seed}")
     client_store, store_a, store_b = provider("client"), provider("rt-a"), provider("rt-b")
@@ -182,7 +180,7 @@ async def test_workload_in_two_processes_under_faults_through_the_proxy(
             await cluster.start(ids)
             rules = program_faults(env.faults, seed=7, scale=0.6)
             for run in ("a", "b"):
-                cluster.launch(run, slot_lease_ms=4000, lock_timeout=4.0)
+                cluster.launch(run, lock_timeout=4.0)
             elapsed = await cluster.wait_all_done(ids, timeout=LIVENESS_DEADLINE)
             summary = fault_summary(rules)
             env.faults.clear()

@@ -33,7 +33,7 @@ import pytest
 import duro
 from duro_cosmos import CosmosProvider
 from duro_cosmos._documents import SLOT_COUNT, slot_of
-from duro_cosmos._slots import assign
+from duro_cosmos._membership import assign
 from tests.cosmos.conftest import cosmos_proxy, cosmos_proxy_env  # noqa: F401 (fixtures)
 from tests.cosmos.proxy import ProxyEnv
 
@@ -82,7 +82,7 @@ class Cluster:
     def state_path(self, run: str) -> Path:
         return self.dir / f"state-{run}.jsonl"
 
-    def launch(self, run: str, *, slot_lease_ms: int, lock_timeout: float) -> Child:
+    def launch(self, run: str, *, lock_timeout: float) -> Child:
         out_path = self.dir / f"{run}.out"
         with out_path.open("wb") as out:
             proc = subprocess.Popen(
@@ -91,7 +91,7 @@ class Cluster:
                     "--endpoint", self.env.url, "--key", self.env.key,
                     "--database", self.env.database, "--container", self.env.container,
                     "--log", str(self.log), "--state", str(self.state_path(run)),
-                    "--run", run, "--slot-lease-ms", str(slot_lease_ms),
+                    "--run", run,
                     "--lock-timeout", str(lock_timeout), "--reconcile-ms", "1000",
                 ],
                 cwd=REPO_ROOT,
@@ -255,7 +255,8 @@ def check_activity_log(cluster: Cluster, ids: list[str], *, exactly_once: bool) 
     assert set(executed) == expected, f"unexpected executions: {set(executed) - expected}"
     if exactly_once:
         twice = {k: n for k, n in executed.items() if n > 1}
-        assert not twice, f"without a crash, steps ran more than once: {twice}"
+        detail = [e for e in cluster.executions() if (e[1], e[2]) in twice]
+        assert not twice, f"without a crash, steps ran more than once: {twice} {detail}"
     return executed
 
 
@@ -272,7 +273,7 @@ async def test_two_runtimes_share_a_container_and_complete_every_orchestration_o
 ) -> None:
     ids = worker.instance_ids(12)
     for run in ("a", "b"):
-        cluster.launch(run, slot_lease_ms=4000, lock_timeout=2.0)
+        cluster.launch(run, lock_timeout=2.0)
     shares = await cluster.wait_split(["a", "b"])
     assert shares["a"] | shares["b"] == frozenset(range(SLOT_COUNT))
     assert not shares["a"] & shares["b"]
@@ -304,7 +305,7 @@ async def test_sigkilled_runtime_slots_and_in_flight_work_are_taken_over(
 ) -> None:
     ids = worker.instance_ids(16)
     for run in ("a", "b"):
-        cluster.launch(run, slot_lease_ms=1500, lock_timeout=1.0)
+        cluster.launch(run, lock_timeout=1.0)
     shares = await cluster.wait_split(["a", "b"])
     mine = {run: {i for i in ids if owner_of(i, shares) == run} for run in shares}
     assert mine["a"] and mine["b"]
@@ -353,14 +354,14 @@ async def test_a_joining_runtime_gets_its_share_of_slots_and_a_leaving_one_retur
     cluster: Cluster,
 ) -> None:
     ids = worker.instance_ids(16)
-    cluster.launch("a", slot_lease_ms=3000, lock_timeout=2.0)
+    cluster.launch("a", lock_timeout=2.0)
     await cluster.wait_alone("a")
     await cluster.start(ids)
     await cluster.wait_for(
         "a to make progress", lambda: len(cluster.executions()) >= 20, timeout=20
     )
 
-    cluster.launch("b", slot_lease_ms=3000, lock_timeout=2.0)
+    cluster.launch("b", lock_timeout=2.0)
     shares = await cluster.wait_split(["a", "b"], timeout=15)
     split_at = max(cluster.states(r)[-1]["t"] for r in ("a", "b"))
     assert 64 < len(shares["b"]) < 192, f"an unbalanced split: {len(shares['b'])} slots"

@@ -1,7 +1,7 @@
 """A child process of the multi-runtime Cosmos tests: one ``duro.Runtime`` on ``CosmosProvider``.
 
     python -m tests.cosmos_provider.worker --endpoint URL --database D --container C \\
-        --log PATH --state PATH --run LABEL [--slot-lease-ms N] [--lock-timeout S] ...
+        --log PATH --state PATH --run LABEL [--lock-timeout S] ...
 
 It serves the container (normally through the test's :class:`tests.cosmos.proxy.CompatProxy`)
 until SIGTERM / SIGINT (graceful: in-flight work finishes, the slot lease is given up) or
@@ -188,12 +188,11 @@ def make_provider(
     container: str,
     *,
     owner_id: str | None = None,
-    slot_lease_ms: int = 30_000,
     timeout: float = 30.0,
 ) -> CosmosProvider:
     config = CosmosConfig(endpoint, key, database, container, timeout=timeout)
     retry = HttpRetryPolicy(base_delay=0.02, max_delay=0.5, max_attempts=8)
-    return CosmosProvider(config, owner_id=owner_id, slot_lease_ms=slot_lease_ms, retry=retry)
+    return CosmosProvider(config, owner_id=owner_id, retry=retry)
 
 
 async def _watch_slots(provider: CosmosProvider, state_path: str, run: str) -> None:
@@ -223,7 +222,6 @@ async def run(args: argparse.Namespace) -> None:
         args.database,
         args.container,
         owner_id=f"runtime-{args.run}",
-        slot_lease_ms=args.slot_lease_ms,
         timeout=args.request_timeout,
     )
     options = runtime_options(args.run, args.lock_timeout, args.fetch_batch)
@@ -253,7 +251,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log", required=True, help="activity/turn log (appended)")
     parser.add_argument("--state", required=True, help="slot ownership log (appended)")
     parser.add_argument("--run", required=True, help="label of this runtime")
-    parser.add_argument("--slot-lease-ms", type=int, default=1500)
     parser.add_argument("--lock-timeout", type=float, default=1.0)
     parser.add_argument("--request-timeout", type=float, default=30.0)
     parser.add_argument("--fetch-batch", type=int, default=1, help="turns/activities per fetch")
