@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from ._context import DurableKV, OrchestrationContext
+from ._decision import Commit, Defer, DeferReason, TurnDecision
 from ._execution import Execution
 from ._futures import DurableFuture
 from ._outcomes import (
-    Commit,
-    Defer,
-    DeferReason,
-    TurnDecision,
     application_error,
     configuration_error,
     corrupt_history_error,
