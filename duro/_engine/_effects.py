@@ -5,7 +5,7 @@ Side effects happen only for newly recorded actions, never on replay.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._history import (
     ActivityScheduled,
@@ -29,16 +29,14 @@ from .._messages import (
 )
 from .._records import KvChange, TurnChanges
 from ._futures import DurableFuture
-from ._tasks import ActivityFuture, SubOrchestrationFuture
-
-if TYPE_CHECKING:
-    from ._execution import Execution
+from ._identity import Identity
+from ._steps import ActivityFuture, SubOrchestrationFuture
 
 
 def record_side_effects(
     turn: TurnChanges,
     action: HistoryEvent,
-    owner: Execution,
+    owner: Identity,
     target: DurableFuture[Any] | None,
 ) -> None:
     """Add to ``turn`` what recording ``action`` sends out (``target``: a cancelled step)."""
@@ -53,8 +51,8 @@ def record_side_effects(
                 attempt=action.attempt,
                 session=action.session,
                 tag=action.tag,
-                orchestration_name=owner.orchestration.name,
-                orchestration_version=owner.orchestration.version,
+                orchestration_name=owner.name,
+                orchestration_version=owner.version,
             )
         )
     elif isinstance(action, TimerCreated):

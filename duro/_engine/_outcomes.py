@@ -1,4 +1,5 @@
-"""How an execution ends: the signal ``continue_as_new`` raises, and failures as ``ErrorInfo``."""
+"""How an execution ends: its terminal event, the signal ``continue_as_new`` raises, and
+failures as ``ErrorInfo``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,33 @@ import traceback
 import msgspec
 
 from .._errors import NondeterminismError
+from .._history import ContinuedAsNew, OrchestrationCompleted, OrchestrationFailed
 from .._status import ErrorCategory, ErrorInfo
+
+Ending = OrchestrationCompleted | OrchestrationFailed | ContinuedAsNew
+
+
+class Outcome:
+    """The terminal event of an execution, once it has one. No code runs after it is set."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        # The first ending wins: later ones (a branch failing while the root returns) are
+        # ignored. Its event_id and ts are placeholders until the recorder records it.
+        self.event: Ending | None = None
+
+    def end(self, event: Ending) -> None:
+        if self.event is None:
+            self.event = event
+
+    def fail(self, error: ErrorInfo) -> None:
+        self.end(OrchestrationFailed(event_id=0, ts=0, error=error))
+
+    def overrule(self, error: ErrorInfo) -> None:
+        """Fail with ``error`` whatever the code did (replay diverged: its ending is void)."""
+        self.event = None
+        self.fail(error)
 
 
 class ContinueAsNewSignal(BaseException):
