@@ -13,6 +13,7 @@ ending (``_outcomes``). How determinism is kept is explained in the first two.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .._errors import (
@@ -42,7 +43,6 @@ from .._history import (
     ParentRef,
     SubOrchestrationCompleted,
     SubOrchestrationFailed,
-    TaskCancelled,
     TimerFired,
 )
 from .._messages import (
@@ -63,14 +63,14 @@ from .._serde import decode, encode
 from .._status import ErrorInfo, ExecutionStatus
 from ._arrivals import Arrivals
 from ._context import OrchestrationContext
-from ._effects import record_side_effects
+from ._effects import SideEffects
 from ._futures import DurableFuture
 from ._identity import Identity
 from ._outcomes import Outcome, application_error, cancelled_error, configuration_error
 from ._recorder import Recorder
 from ._scheduler import Scheduler
 from ._state import DurableState
-from ._steps import ActivityFuture, Steps, SubOrchestrationFuture, TimerFuture
+from ._steps import ActivityFuture, Step, Steps, SubOrchestrationFuture, TimerFuture
 
 
 class Execution:
@@ -99,6 +99,7 @@ class Execution:
         self._steps = Steps(self._scheduler, self._recorder)
         self._arrivals = Arrivals(self._scheduler)
         self._state = DurableState(kv_snapshot)
+        self._effects = SideEffects(self._identity, self._steps)
         self.ctx = OrchestrationContext(
             identity=self._identity,
             registry=registry,
@@ -193,84 +194,77 @@ class Execution:
 
     def _event_for(self, message: AnyOrchestratorMessage) -> HistoryEvent | None:
         """The event a message becomes, or None if it is stale, duplicate or unknown."""
-        if isinstance(
-            message, ActivityResultMessage | TimerFiredMessage | SubOrchestrationResultMessage
-        ):
-            if message.execution_id != self.execution_id:
-                return None
-            future = self._steps.get(message.seq)
-            if future is None or future.done:
-                return None
-            if isinstance(message, ActivityResultMessage) and isinstance(future, ActivityFuture):
-                if message.error is not None:
-                    return ActivityFailed(event_id=0, ts=0, seq=message.seq, error=message.error)
-                return ActivityCompleted(event_id=0, ts=0, seq=message.seq, result=message.result)
-            if isinstance(message, TimerFiredMessage) and isinstance(future, TimerFuture):
-                return TimerFired(event_id=0, ts=0, seq=message.seq)
-            if isinstance(message, SubOrchestrationResultMessage) and isinstance(
-                future, SubOrchestrationFuture
-            ):
-                if message.error is not None:
-                    return SubOrchestrationFailed(
-                        event_id=0, ts=0, seq=message.seq, error=message.error
-                    )
-                return SubOrchestrationCompleted(
-                    event_id=0, ts=0, seq=message.seq, result=message.result
-                )
+        convert = _EVENT_FOR.get(type(message))
+        return None if convert is None else convert(self, message)
+
+    def _awaited_step(self, execution_id: int, seq: int) -> Step | None:
+        """The step a completion is for, unless it is another execution's or already done."""
+        if execution_id != self.execution_id:
             return None
-        if isinstance(message, RaiseEventMessage):
-            return EventRaised(event_id=0, ts=0, name=message.name, data=message.data)
-        if isinstance(message, EnqueueEventMessage):
-            return EventQueued(event_id=0, ts=0, queue=message.queue, data=message.data)
-        if isinstance(message, CancelOrchestrationMessage):
-            return CancelRequested(event_id=0, ts=0, reason=message.reason)
-        return None  # duplicate starts are handled by the shell
+        future = self._steps.get(seq)
+        return None if future is None or future.done else future
+
+    def _event_for_activity_result(self, message: ActivityResultMessage) -> HistoryEvent | None:
+        if not isinstance(self._awaited_step(message.execution_id, message.seq), ActivityFuture):
+            return None
+        if message.error is not None:
+            return ActivityFailed(event_id=0, ts=0, seq=message.seq, error=message.error)
+        return ActivityCompleted(event_id=0, ts=0, seq=message.seq, result=message.result)
+
+    def _event_for_timer_fired(self, message: TimerFiredMessage) -> HistoryEvent | None:
+        if not isinstance(self._awaited_step(message.execution_id, message.seq), TimerFuture):
+            return None
+        return TimerFired(event_id=0, ts=0, seq=message.seq)
+
+    def _event_for_sub_orchestration_result(
+        self, message: SubOrchestrationResultMessage
+    ) -> HistoryEvent | None:
+        future = self._awaited_step(message.execution_id, message.seq)
+        if not isinstance(future, SubOrchestrationFuture):
+            return None
+        if message.error is not None:
+            return SubOrchestrationFailed(event_id=0, ts=0, seq=message.seq, error=message.error)
+        return SubOrchestrationCompleted(event_id=0, ts=0, seq=message.seq, result=message.result)
+
+    def _event_for_raise_event(self, message: RaiseEventMessage) -> HistoryEvent:
+        return EventRaised(event_id=0, ts=0, name=message.name, data=message.data)
+
+    def _event_for_enqueue_event(self, message: EnqueueEventMessage) -> HistoryEvent:
+        return EventQueued(event_id=0, ts=0, queue=message.queue, data=message.data)
+
+    def _event_for_cancel(self, message: CancelOrchestrationMessage) -> HistoryEvent:
+        return CancelRequested(event_id=0, ts=0, reason=message.reason)
 
     def _flush(self) -> None:
         """Record the actions the last run emitted, with their side effects."""
         turn = self._recorder.turn
         for action in self._recorder.record_pending():
-            target = self._steps.get(action.target) if isinstance(action, TaskCancelled) else None
-            record_side_effects(turn, action, self._identity, target)
+            self._effects.record(turn, action)
 
     # -- applying events -----------------------------------------------------------------------
 
     def _dispatch(self, event: HistoryEvent) -> None:
+        """Apply one event (replayed or just recorded), then run the code it woke."""
         self._scheduler.advance_to(event.event_id)
-        if isinstance(event, OrchestrationStarted):
-            self._start_root(event)
-        elif isinstance(event, ActivityCompleted | SubOrchestrationCompleted):
-            future = self._steps.get(event.seq)
-            if isinstance(future, ActivityFuture | SubOrchestrationFuture) and not future.done:
-                what = f"result of {future.name!r}"
-                try:
-                    future.set_result(decode(event.result, future.output_type, what=what))
-                except PayloadError as exc:
-                    future.set_exception(exc)
-        elif isinstance(event, ActivityFailed):
-            future = self._steps.get(event.seq)
-            if isinstance(future, ActivityFuture):
-                attempts = self._attempt_of(event.seq)
-                future.set_exception(
-                    ActivityFailedError(future.name, event.error, attempts=attempts)
-                )
-        elif isinstance(event, SubOrchestrationFailed):
-            future = self._steps.get(event.seq)
-            if isinstance(future, SubOrchestrationFuture):
-                future.set_exception(
-                    SubOrchestrationFailedError(future.name, future.instance_id, event.error)
-                )
-        elif isinstance(event, TimerFired):
-            future = self._steps.get(event.seq)
-            if future is not None:
-                future.set_result(None)
-        elif isinstance(event, EventRaised):
-            self._arrivals.deliver(("event", event.name), event.event_id, event.data)
-        elif isinstance(event, EventQueued):
-            self._arrivals.deliver(("queue", event.queue), event.event_id, event.data)
-        elif isinstance(event, CancelRequested):
-            self._outcome.fail(cancelled_error(event.reason))
+        apply = _APPLY.get(type(event))
+        if apply is not None:
+            apply(self, event)
         self._scheduler.run_ready()
+
+    def _apply_step_completed(self, event: ActivityCompleted | SubOrchestrationCompleted) -> None:
+        future = self._steps.get(event.seq)
+        if isinstance(future, ActivityFuture | SubOrchestrationFuture) and not future.done:
+            what = f"result of {future.name!r}"
+            try:
+                future.set_result(decode(event.result, future.output_type, what=what))
+            except PayloadError as exc:
+                future.set_exception(exc)
+
+    def _apply_activity_failed(self, event: ActivityFailed) -> None:
+        future = self._steps.get(event.seq)
+        if isinstance(future, ActivityFuture):
+            attempts = self._attempt_of(event.seq)
+            future.set_exception(ActivityFailedError(future.name, event.error, attempts=attempts))
 
     def _attempt_of(self, seq: int) -> int:
         for event in reversed(self._recorder.history):
@@ -278,7 +272,28 @@ class Execution:
                 return event.attempt
         return 1
 
-    def _start_root(self, started: OrchestrationStarted) -> None:
+    def _apply_sub_orchestration_failed(self, event: SubOrchestrationFailed) -> None:
+        future = self._steps.get(event.seq)
+        if isinstance(future, SubOrchestrationFuture):
+            future.set_exception(
+                SubOrchestrationFailedError(future.name, future.instance_id, event.error)
+            )
+
+    def _apply_timer_fired(self, event: TimerFired) -> None:
+        future = self._steps.get(event.seq)
+        if future is not None:
+            future.set_result(None)
+
+    def _apply_event_raised(self, event: EventRaised) -> None:
+        self._arrivals.deliver(("event", event.name), event.event_id, event.data)
+
+    def _apply_event_queued(self, event: EventQueued) -> None:
+        self._arrivals.deliver(("queue", event.queue), event.event_id, event.data)
+
+    def _apply_cancel_requested(self, event: CancelRequested) -> None:
+        self._outcome.fail(cancelled_error(event.reason))
+
+    def _apply_started(self, started: OrchestrationStarted) -> None:
         self._arrivals.carry_in(started.carried_events, started.event_id)
         orchestration = self.orchestration
         try:
@@ -411,3 +426,29 @@ class Execution:
         """Close every suspended coroutine now, deterministically, rather than whenever the
         garbage collector gets to them. Their ``finally`` blocks run but can record nothing."""
         self._scheduler.discard()
+
+
+# Keyed by exact type: history events and messages are leaf Structs of closed unions. Events
+# not listed (actions, endings) are recorded but wake nothing.
+_APPLY: dict[type[HistoryEvent], Callable[[Execution, Any], None]] = {
+    OrchestrationStarted: Execution._apply_started,
+    ActivityCompleted: Execution._apply_step_completed,
+    SubOrchestrationCompleted: Execution._apply_step_completed,
+    ActivityFailed: Execution._apply_activity_failed,
+    SubOrchestrationFailed: Execution._apply_sub_orchestration_failed,
+    TimerFired: Execution._apply_timer_fired,
+    EventRaised: Execution._apply_event_raised,
+    EventQueued: Execution._apply_event_queued,
+    CancelRequested: Execution._apply_cancel_requested,
+}
+
+# Not listed: start and continue-as-new messages, which run_turn uses to create an execution and
+# never applies to one (it answers a duplicate start itself).
+_EVENT_FOR: dict[type[AnyOrchestratorMessage], Callable[[Execution, Any], HistoryEvent | None]] = {
+    ActivityResultMessage: Execution._event_for_activity_result,
+    TimerFiredMessage: Execution._event_for_timer_fired,
+    SubOrchestrationResultMessage: Execution._event_for_sub_orchestration_result,
+    RaiseEventMessage: Execution._event_for_raise_event,
+    EnqueueEventMessage: Execution._event_for_enqueue_event,
+    CancelOrchestrationMessage: Execution._event_for_cancel,
+}

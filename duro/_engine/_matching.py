@@ -29,7 +29,8 @@ def matches(recorded: HistoryEvent, action: HistoryEvent) -> bool:
     return key is None or key(recorded) == key(action)
 
 
-# What must be equal, by action kind (exact type; kinds not listed match on kind alone).
+# What must be equal, by action kind (exact type: history events are leaf Structs of a closed
+# union); kinds not listed match on kind alone.
 # Inputs are compared too: two branches calling one activity with different inputs in swapped
 # order must be caught, and deterministic code encodes equal inputs identically.
 _COMPARED: dict[type[HistoryEvent], Callable[[Any], object]] = {
