@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from ._context import DurableKV, OrchestrationContext
+from ._context import OrchestrationContext
 from ._decision import Commit, Defer, DeferReason, TurnDecision
 from ._execution import Execution
 from ._futures import DurableFuture
+from ._kv import DurableKV
 from ._outcomes import (
     application_error,
     configuration_error,

@@ -8,7 +8,9 @@ stays alive between turns, so a cached ``Execution`` only ever processes new mes
 state: the scheduler runs the code (``_scheduler``), the recorder matches and records what it
 asks for (``_recorder``), steps and arrivals resolve the futures it awaits (``_steps``,
 ``_arrivals``), the durable state holds KV and custom status (``_state``), and the outcome its
-ending (``_outcomes``). How determinism is kept is explained in the first two.
+ending (``_outcomes``). How determinism is kept is explained in the first two. What messages
+become (``_inbox``), what recorded actions send out (``_effects``) and what an ending sends out
+(``_ending``) are decided in modules of their own.
 """
 
 from __future__ import annotations
@@ -27,12 +29,10 @@ from .._errors import (
 )
 from .._history import (
     ACTION_EVENTS,
-    NULL,
     ActivityCompleted,
     ActivityFailed,
     ActivityScheduled,
     CancelRequested,
-    CarriedEvent,
     ContinuedAsNew,
     EventQueued,
     EventRaised,
@@ -46,31 +46,24 @@ from .._history import (
     TimerFired,
 )
 from .._messages import (
-    ActivityResultMessage,
     AnyOrchestratorMessage,
-    CancelOrchestrationMessage,
-    ContinueAsNewMessage,
-    EnqueueEventMessage,
-    RaiseEventMessage,
-    ScheduledMessage,
-    StartOrchestrationMessage,
-    SubOrchestrationResultMessage,
-    TimerFiredMessage,
 )
 from .._records import KvEntry, TurnChanges
 from .._registry import Registered, Registry
 from .._serde import decode, encode
-from .._status import ErrorInfo, ExecutionStatus
+from .._status import ErrorInfo
 from ._arrivals import Arrivals
 from ._context import OrchestrationContext
 from ._effects import SideEffects
+from ._ending import continue_as_new, report_result, withdraw_work
 from ._futures import DurableFuture
 from ._identity import Identity
+from ._inbox import Inbox
 from ._outcomes import Outcome, application_error, cancelled_error, configuration_error
 from ._recorder import Recorder
 from ._scheduler import Scheduler
 from ._state import DurableState
-from ._steps import ActivityFuture, Step, Steps, SubOrchestrationFuture, TimerFuture
+from ._steps import ActivityFuture, Steps, SubOrchestrationFuture
 
 
 class Execution:
@@ -93,13 +86,23 @@ class Execution:
             name=orchestration.name,
             version=orchestration.version,
         )
+        # The collaborators own the state; Execution only routes events and messages to them.
+        # Set once the code ends; from then on no code runs and new messages are held.
         self._outcome = Outcome()
+        # Runs the code's tasks in an order history fixes.
         self._scheduler = Scheduler(self._outcome, orchestration.name)
+        # Matches the code's durable calls against history, or records them.
         self._recorder = Recorder(self._identity, self._scheduler)
+        # Futures of activities, sub-orchestrations and timers, by seq.
         self._steps = Steps(self._scheduler, self._recorder)
+        # External events and mailbox messages, and the waits for them.
         self._arrivals = Arrivals(self._scheduler)
+        # KV, custom status and GUID counter as the code sees them.
         self._state = DurableState(kv_snapshot)
+        # What a newly recorded action sends out (stateless).
         self._effects = SideEffects(self._identity, self._steps)
+        # What a new message becomes in history (stateless).
+        self._inbox = Inbox(self._identity, self._steps)
         self.ctx = OrchestrationContext(
             identity=self._identity,
             registry=registry,
@@ -186,54 +189,11 @@ class Execution:
         if self._outcome.event is not None:
             self._recorder.hold(message)
             return
-        event = self._event_for(message)
+        event = self._inbox.event_for(message)
         if event is None:
             return
         self._dispatch(self._recorder.record(event))
         self._flush()
-
-    def _event_for(self, message: AnyOrchestratorMessage) -> HistoryEvent | None:
-        """The event a message becomes, or None if it is stale, duplicate or unknown."""
-        convert = _EVENT_FOR.get(type(message))
-        return None if convert is None else convert(self, message)
-
-    def _awaited_step(self, execution_id: int, seq: int) -> Step | None:
-        """The step a completion is for, unless it is another execution's or already done."""
-        if execution_id != self.execution_id:
-            return None
-        future = self._steps.get(seq)
-        return None if future is None or future.done else future
-
-    def _event_for_activity_result(self, message: ActivityResultMessage) -> HistoryEvent | None:
-        if not isinstance(self._awaited_step(message.execution_id, message.seq), ActivityFuture):
-            return None
-        if message.error is not None:
-            return ActivityFailed(event_id=0, ts=0, seq=message.seq, error=message.error)
-        return ActivityCompleted(event_id=0, ts=0, seq=message.seq, result=message.result)
-
-    def _event_for_timer_fired(self, message: TimerFiredMessage) -> HistoryEvent | None:
-        if not isinstance(self._awaited_step(message.execution_id, message.seq), TimerFuture):
-            return None
-        return TimerFired(event_id=0, ts=0, seq=message.seq)
-
-    def _event_for_sub_orchestration_result(
-        self, message: SubOrchestrationResultMessage
-    ) -> HistoryEvent | None:
-        future = self._awaited_step(message.execution_id, message.seq)
-        if not isinstance(future, SubOrchestrationFuture):
-            return None
-        if message.error is not None:
-            return SubOrchestrationFailed(event_id=0, ts=0, seq=message.seq, error=message.error)
-        return SubOrchestrationCompleted(event_id=0, ts=0, seq=message.seq, result=message.result)
-
-    def _event_for_raise_event(self, message: RaiseEventMessage) -> HistoryEvent:
-        return EventRaised(event_id=0, ts=0, name=message.name, data=message.data)
-
-    def _event_for_enqueue_event(self, message: EnqueueEventMessage) -> HistoryEvent:
-        return EventQueued(event_id=0, ts=0, queue=message.queue, data=message.data)
-
-    def _event_for_cancel(self, message: CancelOrchestrationMessage) -> HistoryEvent:
-        return CancelRequested(event_id=0, ts=0, reason=message.reason)
 
     def _flush(self) -> None:
         """Record the actions the last run emitted, with their side effects."""
@@ -250,6 +210,45 @@ class Execution:
         if apply is not None:
             apply(self, event)
         self._scheduler.run_ready()
+
+    def _apply_started(self, started: OrchestrationStarted) -> None:
+        self._arrivals.carry_in(started.carried_events, started.event_id)
+        orchestration = self.orchestration
+        try:
+            args: tuple[Any, ...] = (self.ctx,)
+            if orchestration.takes_input:
+                args += (
+                    decode(
+                        started.input,
+                        orchestration.input_type,
+                        what=f"input of orchestration {orchestration.name!r}",
+                    ),
+                )
+            coro = orchestration.fn(*args)
+        except PayloadError as exc:
+            self._outcome.fail(application_error(exc, retryable=False))
+            return
+        except Exception as exc:
+            self._outcome.fail(application_error(exc))
+            return
+        root = self._scheduler.spawn(coro, name="root")
+        root.add_done_callback(self._root_done)
+
+    def _root_done(self, future: DurableFuture[Any]) -> None:
+        exc = future.exception()
+        if exc is None:
+            try:
+                output = encode(future.result(), what="orchestration output")
+            except PayloadError as payload_exc:
+                self._outcome.fail(application_error(payload_exc, retryable=False))
+                return
+            self._outcome.end(OrchestrationCompleted(event_id=0, ts=0, output=output))
+        elif isinstance(exc, NondeterminismError | NonDurableAwaitError | UnregisteredError):
+            self._outcome.fail(configuration_error(exc))
+        elif isinstance(exc, TaskCancelledError):
+            self._outcome.fail(exc.error)
+        else:
+            self._outcome.fail(application_error(exc))
 
     def _apply_step_completed(self, event: ActivityCompleted | SubOrchestrationCompleted) -> None:
         future = self._steps.get(event.seq)
@@ -293,45 +292,6 @@ class Execution:
     def _apply_cancel_requested(self, event: CancelRequested) -> None:
         self._outcome.fail(cancelled_error(event.reason))
 
-    def _apply_started(self, started: OrchestrationStarted) -> None:
-        self._arrivals.carry_in(started.carried_events, started.event_id)
-        orchestration = self.orchestration
-        try:
-            args: tuple[Any, ...] = (self.ctx,)
-            if orchestration.takes_input:
-                args += (
-                    decode(
-                        started.input,
-                        orchestration.input_type,
-                        what=f"input of orchestration {orchestration.name!r}",
-                    ),
-                )
-            coro = orchestration.fn(*args)
-        except PayloadError as exc:
-            self._outcome.fail(application_error(exc, retryable=False))
-            return
-        except Exception as exc:
-            self._outcome.fail(application_error(exc))
-            return
-        root = self._scheduler.spawn(coro, name="root")
-        root.add_done_callback(self._root_done)
-
-    def _root_done(self, future: DurableFuture[Any]) -> None:
-        exc = future.exception()
-        if exc is None:
-            try:
-                output = encode(future.result(), what="orchestration output")
-            except PayloadError as payload_exc:
-                self._outcome.fail(application_error(payload_exc, retryable=False))
-                return
-            self._outcome.end(OrchestrationCompleted(event_id=0, ts=0, output=output))
-        elif isinstance(exc, NondeterminismError | NonDurableAwaitError | UnregisteredError):
-            self._outcome.fail(configuration_error(exc))
-        elif isinstance(exc, TaskCancelledError):
-            self._outcome.fail(exc.error)
-        else:
-            self._outcome.fail(application_error(exc))
-
     # -- finishing a turn ----------------------------------------------------------------------
 
     def finish_turn(self) -> TurnChanges:
@@ -339,88 +299,20 @@ class Execution:
         turn = self._recorder.turn
         parent = self.parent
         turn.parent_instance_id = parent.instance_id if parent else None
-        outcome = self._outcome.event
-        if outcome is None:
+        ending = self._outcome.event
+        if ending is None:
             return turn
-        self._recorder.record(outcome)
+        self._recorder.record(ending)
         self._scheduler.discard()
-        # Work scheduled by this very turn is never dispatched; earlier work is withdrawn.
-        turn.activity_tasks.clear()
-        turn.orchestrator_messages = [
-            scheduled
-            for scheduled in turn.orchestrator_messages
-            if not isinstance(scheduled.message, TimerFiredMessage)
-            and not (
-                isinstance(scheduled.message, StartOrchestrationMessage)
-                and scheduled.message.parent is not None
+        withdraw_work(turn, self._steps.pending(), self._recorder.turn_first_seq, self.instance_id)
+        if isinstance(ending, ContinuedAsNew):
+            queued = self._arrivals.queued()
+            continue_as_new(
+                turn, ending, self._identity, parent, queued, self._recorder.unprocessed
             )
-        ]
-        first_seq = self._recorder.turn_first_seq
-        for future in self._steps.pending():
-            if isinstance(future, ActivityFuture) and future.seq < first_seq:
-                turn.cancelled_activities.append(future.seq)
-            elif isinstance(future, SubOrchestrationFuture) and future.seq < first_seq:
-                turn.orchestrator_messages.append(
-                    ScheduledMessage(
-                        message=CancelOrchestrationMessage(
-                            instance_id=future.instance_id,
-                            reason=f"parent {self.instance_id!r} ended",
-                        )
-                    )
-                )
-        if isinstance(outcome, OrchestrationCompleted):
-            turn.execution_status = ExecutionStatus.COMPLETED
-            turn.output = bytes(outcome.output)
-        elif isinstance(outcome, OrchestrationFailed):
-            turn.execution_status = ExecutionStatus.FAILED
-            turn.error = outcome.error
         else:
-            turn.execution_status = ExecutionStatus.CONTINUED_AS_NEW
-            turn.orchestrator_messages.append(
-                ScheduledMessage(message=self._continue_message(outcome))
-            )
-            # A cancellation this execution never saw applies to the next one.
-            turn.orchestrator_messages.extend(
-                ScheduledMessage(message=m)
-                for m in self._recorder.unprocessed
-                if isinstance(m, CancelOrchestrationMessage)
-            )
-            return turn
-        if parent is not None:
-            turn.orchestrator_messages.append(
-                ScheduledMessage(
-                    message=SubOrchestrationResultMessage(
-                        instance_id=parent.instance_id,
-                        execution_id=parent.execution_id,
-                        seq=parent.seq,
-                        child_instance_id=self.instance_id,
-                        result=outcome.output
-                        if isinstance(outcome, OrchestrationCompleted)
-                        else NULL,
-                        error=outcome.error if isinstance(outcome, OrchestrationFailed) else None,
-                    )
-                )
-            )
+            report_result(turn, ending, parent, self.instance_id)
         return turn
-
-    def _continue_message(self, outcome: ContinuedAsNew) -> ContinueAsNewMessage:
-        carried = self._arrivals.queued()
-        # Arrivals this execution never processed go first in line for the next one, ahead of
-        # anything enqueued later (re-sending them would put them behind newer messages).
-        for message in self._recorder.unprocessed:
-            if isinstance(message, EnqueueEventMessage):
-                carried.append(CarriedEvent(queue=message.queue, data=message.data))
-            elif isinstance(message, RaiseEventMessage):
-                carried.append(CarriedEvent(queue=message.name, data=message.data, kind="event"))
-        return ContinueAsNewMessage(
-            instance_id=self.instance_id,
-            execution_id=self.execution_id + 1,
-            name=self.orchestration.name,
-            version=outcome.version,
-            input=outcome.input,
-            carried_events=carried,
-            parent=self.parent,
-        )
 
     def discard(self) -> None:
         """Close every suspended coroutine now, deterministically, rather than whenever the
@@ -428,8 +320,8 @@ class Execution:
         self._scheduler.discard()
 
 
-# Keyed by exact type: history events and messages are leaf Structs of closed unions. Events
-# not listed (actions, endings) are recorded but wake nothing.
+# Keyed by exact type: history events are leaf Structs of a closed union. Not listed: actions
+# (matched or recorded, never applied) and endings.
 _APPLY: dict[type[HistoryEvent], Callable[[Execution, Any], None]] = {
     OrchestrationStarted: Execution._apply_started,
     ActivityCompleted: Execution._apply_step_completed,
@@ -440,15 +332,4 @@ _APPLY: dict[type[HistoryEvent], Callable[[Execution, Any], None]] = {
     EventRaised: Execution._apply_event_raised,
     EventQueued: Execution._apply_event_queued,
     CancelRequested: Execution._apply_cancel_requested,
-}
-
-# Not listed: start and continue-as-new messages, which run_turn uses to create an execution and
-# never applies to one (it answers a duplicate start itself).
-_EVENT_FOR: dict[type[AnyOrchestratorMessage], Callable[[Execution, Any], HistoryEvent | None]] = {
-    ActivityResultMessage: Execution._event_for_activity_result,
-    TimerFiredMessage: Execution._event_for_timer_fired,
-    SubOrchestrationResultMessage: Execution._event_for_sub_orchestration_result,
-    RaiseEventMessage: Execution._event_for_raise_event,
-    EnqueueEventMessage: Execution._event_for_enqueue_event,
-    CancelOrchestrationMessage: Execution._event_for_cancel,
 }
