@@ -76,6 +76,8 @@ class OrchestrationContext:
         arrivals: Arrivals,
         state: DurableState,
     ) -> None:
+        # The context keeps no state of its own: each call goes to the collaborator that owns
+        # what it touches (built by Execution, one set per execution).
         self._identity = identity
         self._registry = registry
         self._recorder = recorder
