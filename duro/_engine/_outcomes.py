@@ -20,8 +20,8 @@ class Outcome:
     __slots__ = ("event",)
 
     def __init__(self) -> None:
-        # The first ending wins: later ones (a branch failing while the root returns) are
-        # ignored. Its event_id and ts are placeholders until the recorder records it.
+        # Set once: the first ending wins and later ones are ignored (only overrule replaces
+        # it). Its event_id and ts are placeholders until the recorder records it.
         self.event: Ending | None = None
 
     def end(self, event: Ending) -> None:
