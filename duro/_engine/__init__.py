@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from ._context import DurableKV, OrchestrationContext
+from ._context import OrchestrationContext
+from ._decision import Commit, Defer, DeferReason, TurnDecision
 from ._execution import Execution
 from ._futures import DurableFuture
+from ._kv import DurableKV
 from ._outcomes import (
-    Commit,
-    Defer,
-    DeferReason,
-    TurnDecision,
     application_error,
     configuration_error,
     corrupt_history_error,

@@ -5,38 +5,35 @@ from __future__ import annotations
 import inspect
 import logging
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
-from .._errors import ActivityFailedError, PayloadError, UnregisteredError
+from .._errors import ActivityFailedError, UnregisteredError
 from .._history import (
     ActivityScheduled,
     CustomStatusSet,
-    KvCleared,
-    KvDeleted,
-    KvSet,
     OrchestrationChained,
     SubOrchestrationScheduled,
     TimerCreated,
 )
 from .._ids import validate_instance_id
-from .._records import KvEntry
+from .._registry import Registry
 from .._retry import RetryPolicy
-from .._serde import decode, encode
+from .._serde import encode
 from .._status import ErrorCategory, ErrorInfo
+from ._arrivals import Arrivals
 from ._futures import DurableFuture, JoinFuture, SelectFuture
+from ._identity import Identity
+from ._kv import DurableKV
 from ._outcomes import ContinueAsNewSignal
-from ._tasks import ActivityFuture, SubOrchestrationFuture, TimerFuture
-
-if TYPE_CHECKING:
-    from ._execution import Execution
+from ._recorder import Recorder
+from ._scheduler import Scheduler
+from ._state import DurableState
+from ._steps import ActivityFuture, Steps
 
 T = TypeVar("T")
 
-MAX_KV_KEYS = 100
-MAX_KV_VALUE_BYTES = 16 * 1024
-"""Keeps a turn that writes every key (100 x 16 KiB) inside one 2 MB Cosmos batch."""
 MAX_CUSTOM_STATUS_BYTES = 64 * 1024
 _GUID_NAMESPACE = uuid.UUID("4f1c2a9e-6b0d-4c57-9a3e-8d2f1b7c5e60")
 
@@ -46,67 +43,12 @@ Awaitable = DurableFuture[Any] | Coroutine[Any, Any, Any]
 class _ReplaySafeLogger(logging.LoggerAdapter[logging.Logger]):
     """Drops records while replaying, so each message is logged once per real execution."""
 
-    def __init__(self, logger: logging.Logger, execution: Execution) -> None:
-        super().__init__(logger, {"instance_id": execution.instance_id})
-        self._execution = execution
+    def __init__(self, logger: logging.Logger, instance_id: str, recorder: Recorder) -> None:
+        super().__init__(logger, {"instance_id": instance_id})
+        self._recorder = recorder
 
     def isEnabledFor(self, level: int) -> bool:
-        return not self._execution.replaying and self.logger.isEnabledFor(level)
-
-
-class DurableKV:
-    """The instance's durable key-value map: reads are local, writes are recorded in history.
-
-    Survives ``continue_as_new`` and execution pruning; clients read it with
-    ``Client.get_value``. Limits: ``MAX_KV_KEYS`` keys, ``MAX_KV_VALUE_BYTES`` per value.
-    """
-
-    def __init__(self, execution: Execution) -> None:
-        self._execution = execution
-
-    def get(self, key: str, default: Any = None, *, type: Any = Any) -> Any:
-        entry = self._execution.kv.get(key)
-        if entry is None:
-            return default
-        return decode(entry.value, type, what=f"KV value {key!r}")
-
-    def set(self, key: str, value: Any) -> None:
-        if not isinstance(key, str) or not key:
-            raise PayloadError("KV keys must be non-empty strings")
-        raw = encode(value, what=f"KV value {key!r}", limit=MAX_KV_VALUE_BYTES)
-        kv = self._execution.kv
-        if key not in kv and len(kv) >= MAX_KV_KEYS:
-            raise PayloadError(f"KV holds {len(kv)} keys; the limit is {MAX_KV_KEYS}")
-        self._execution.emit(KvSet(event_id=0, ts=0, seq=0, key=key, value=raw))
-        kv[key] = KvEntry(value=bytes(raw), updated_at_ms=self._execution.now_ms)
-
-    def delete(self, key: str) -> None:
-        self._execution.emit(KvDeleted(event_id=0, ts=0, seq=0, key=key))
-        self._execution.kv.pop(key, None)
-
-    def clear(self) -> None:
-        self._execution.emit(KvCleared(event_id=0, ts=0, seq=0))
-        self._execution.kv.clear()
-
-    def items(self) -> dict[str, Any]:
-        """A decoded copy of every entry."""
-        return {k: decode(v.value, what=f"KV value {k!r}") for k, v in self._execution.kv.items()}
-
-    def keys(self) -> list[str]:
-        return list(self._execution.kv)
-
-    def updated_at(self, key: str) -> datetime | None:
-        entry: KvEntry | None = self._execution.kv.get(key)
-        return None if entry is None else datetime.fromtimestamp(entry.updated_at_ms / 1000, UTC)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._execution.kv
-
-    def __len__(self) -> int:
-        return len(self._execution.kv)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._execution.kv))
+        return not self._recorder.replaying and self.logger.isEnabledFor(level)
 
 
 def _seconds(delay: float | timedelta) -> float:
@@ -123,61 +65,78 @@ class OrchestrationContext:
     (directly, or through ``join`` / ``select``). Never await anything else.
     """
 
-    def __init__(self, execution: Execution) -> None:
-        self._execution = execution
-        self.kv = DurableKV(execution)
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        registry: Registry,
+        recorder: Recorder,
+        scheduler: Scheduler,
+        steps: Steps,
+        arrivals: Arrivals,
+        state: DurableState,
+    ) -> None:
+        # The context keeps no state of its own: each call goes to the collaborator that owns
+        # what it touches (built by Execution, one set per execution).
+        self._identity = identity
+        self._registry = registry
+        self._recorder = recorder
+        self._scheduler = scheduler
+        self._steps = steps
+        self._arrivals = arrivals
+        self._state = state
+        self.kv = DurableKV(recorder, state)
         self.logger: logging.LoggerAdapter[logging.Logger] = _ReplaySafeLogger(
-            logging.getLogger(f"duro.orchestration.{execution.orchestration.name}"), execution
+            logging.getLogger(f"duro.orchestration.{identity.name}"), identity.instance_id, recorder
         )
 
     # -- identity ------------------------------------------------------------------------------
 
     @property
     def instance_id(self) -> str:
-        return self._execution.instance_id
+        return self._identity.instance_id
 
     @property
     def execution_id(self) -> int:
-        return self._execution.execution_id
+        return self._identity.execution_id
 
     @property
     def orchestration_name(self) -> str:
-        return self._execution.orchestration.name
+        return self._identity.name
 
     @property
     def version(self) -> str:
-        return self._execution.orchestration.version
+        return self._identity.version
 
     @property
     def parent_instance_id(self) -> str | None:
-        parent = self._execution.parent
-        return parent.instance_id if parent else None
+        started = self._recorder.started
+        return started.parent.instance_id if started and started.parent else None
 
     @property
     def is_replaying(self) -> bool:
         """True exactly while re-executing steps already recorded in history."""
-        return self._execution.replaying
+        return self._recorder.replaying
 
     # -- deterministic helpers -----------------------------------------------------------------
 
     def utc_now(self) -> datetime:
         """The time of the turn being executed (recorded, so replay sees the same value)."""
-        return datetime.fromtimestamp(self._execution.now_ms / 1000, UTC)
+        return datetime.fromtimestamp(self._recorder.now_ms / 1000, UTC)
 
     def new_guid(self) -> uuid.UUID:
         """A UUID that is unique per call and identical on replay."""
-        execution = self._execution
-        execution.guid_counter += 1
+        identity = self._identity
+        number = self._state.next_guid_number()
         return uuid.uuid5(
-            _GUID_NAMESPACE,
-            f"{execution.instance_id}/{execution.execution_id}/{execution.guid_counter}",
+            _GUID_NAMESPACE, f"{identity.instance_id}/{identity.execution_id}/{number}"
         )
 
     def set_custom_status(self, value: Any) -> None:
         """Publish a small JSON value clients can read (``status.custom_status``); None clears."""
         raw = encode(value, what="custom status", limit=MAX_CUSTOM_STATUS_BYTES)
-        self._execution.emit(CustomStatusSet(event_id=0, ts=0, seq=0, value=raw))
-        self._execution.custom_status = None if value is None else bytes(raw)
+        self._recorder.emit(CustomStatusSet(event_id=0, ts=0, seq=0, value=raw))
+        self._state.set_custom_status(None if value is None else bytes(raw))
 
     # -- activities ----------------------------------------------------------------------------
 
@@ -196,15 +155,15 @@ class OrchestrationContext:
         after durable back-off timers. ``tag`` routes to workers serving that tag; ``session``
         pins every activity of that session to one worker.
         """
-        name = self._execution.registry.name_of(activity)
-        registered = self._execution.registry.get_activity(name)
+        name = self._registry.name_of(activity)
+        registered = self._registry.get_activity(name)
         if registered is None and tag is None:
             raise UnregisteredError("activity", name)
         output_type = registered.output_type if registered else Any
         raw = encode(input, what=f"input of activity {name!r}")
         if retry is None:
             return self._schedule_attempt(name, raw, output_type, 1, tag, session)
-        return self._execution.spawn(
+        return self._scheduler.spawn(
             self._retry(name, raw, output_type, retry, tag, session), name=f"retry:{name}"
         )
 
@@ -217,8 +176,7 @@ class OrchestrationContext:
         tag: str | None,
         session: str | None,
     ) -> ActivityFuture:
-        execution = self._execution
-        seq = execution.emit(
+        seq = self._recorder.emit(
             ActivityScheduled(
                 event_id=0,
                 ts=0,
@@ -230,9 +188,7 @@ class OrchestrationContext:
                 tag=tag,
             )
         )
-        future = ActivityFuture(execution, seq, name, output_type)
-        execution.register(seq, future)
-        return future
+        return self._steps.activity(seq, name, output_type)
 
     async def _retry(
         self,
@@ -274,12 +230,9 @@ class OrchestrationContext:
 
     def schedule_timer(self, delay: float | timedelta) -> DurableFuture[None]:
         """A durable timer: resolves ``delay`` after now, surviving restarts. Fires once."""
-        execution = self._execution
-        fire_at = execution.now_ms + round(_seconds(delay) * 1000)
-        seq = execution.emit(TimerCreated(event_id=0, ts=0, seq=0, fire_at=fire_at))
-        future = TimerFuture(execution, seq, fire_at)
-        execution.register(seq, future)
-        return future
+        fire_at = self._recorder.now_ms + round(_seconds(delay) * 1000)
+        seq = self._recorder.emit(TimerCreated(event_id=0, ts=0, seq=0, fire_at=fire_at))
+        return self._steps.timer(seq)
 
     def wait_for_event(self, name: str, *, type: Any = Any) -> DurableFuture[Any]:
         """The next external event ``name`` raised by ``Client.raise_event``.
@@ -288,14 +241,14 @@ class OrchestrationContext:
         them; several waits for one name take arrivals in order. Buffered events do not carry
         over ``continue_as_new`` (use ``dequeue_event`` for that).
         """
-        return self._execution.wait_on(("event", name), type)
+        return self._arrivals.wait_on(("event", name), type)
 
     def dequeue_event(self, queue: str, *, type: Any = Any) -> DurableFuture[Any]:
         """The next message of mailbox ``queue`` (``Client.enqueue_event``), strictly FIFO.
 
         Unconsumed messages are carried into the next execution by ``continue_as_new``.
         """
-        return self._execution.wait_on(("queue", queue), type)
+        return self._arrivals.wait_on(("queue", queue), type)
 
     # -- orchestrations ------------------------------------------------------------------------
 
@@ -314,24 +267,22 @@ class OrchestrationContext:
         The default child id is ``"<parent>:<execution>:<step>"``. Dropping the future (for
         example losing a ``select``) cancels the child.
         """
-        execution = self._execution
-        name = execution.registry.name_of(orchestration)
-        registered = execution.registry.get_orchestration(name)
+        name = self._registry.name_of(orchestration)
+        registered = self._registry.get_orchestration(name)
         raw = encode(input, what=f"input of sub-orchestration {name!r}")
-        seq_hint = execution.peek_seq()
+        seq_hint = self._recorder.peek_seq()
+        identity = self._identity
         child_id = validate_instance_id(
-            instance_id or f"{execution.instance_id}:{execution.execution_id}:{seq_hint}"
+            instance_id or f"{identity.instance_id}:{identity.execution_id}:{seq_hint}"
         )
-        seq = execution.emit(
+        seq = self._recorder.emit(
             SubOrchestrationScheduled(
                 event_id=0, ts=0, seq=0, name=name, instance_id=child_id, version=version, input=raw
             )
         )
-        future = SubOrchestrationFuture(
-            execution, seq, name, child_id, registered.output_type if registered else Any
+        return self._steps.sub_orchestration(
+            seq, name, child_id, registered.output_type if registered else Any
         )
-        execution.register(seq, future)
-        return future
 
     def start_orchestration(
         self,
@@ -342,10 +293,9 @@ class OrchestrationContext:
         version: str | None = None,
     ) -> None:
         """Start another orchestration and do not wait for it (fire and forget, no parent link)."""
-        execution = self._execution
-        name = execution.registry.name_of(orchestration)
+        name = self._registry.name_of(orchestration)
         raw = encode(input, what=f"input of orchestration {name!r}")
-        execution.emit(
+        self._recorder.emit(
             OrchestrationChained(
                 event_id=0,
                 ts=0,
@@ -372,7 +322,7 @@ class OrchestrationContext:
         if isinstance(item, DurableFuture):
             return item
         if inspect.iscoroutine(item):
-            return self._execution.spawn(item)
+            return self._scheduler.spawn(item)
         raise TypeError(
             f"expected a durable future or a coroutine, got {type(item).__name__}; "
             "only ctx.* calls and async functions using ctx can be joined or selected"
@@ -384,7 +334,7 @@ class OrchestrationContext:
         """Wait for all; results in argument order. Fails with the first failure in history
         order unless ``return_exceptions`` puts exceptions in place of results."""
         children = [self._as_future(f) for f in futures]
-        return JoinFuture(self._execution, children, return_exceptions)
+        return JoinFuture(self._scheduler, children, return_exceptions)
 
     def select(self, *futures: Awaitable) -> DurableFuture[tuple[int, Any]]:
         """Wait for the first to finish in history order; returns ``(index, result)``.
@@ -393,4 +343,4 @@ class OrchestrationContext:
         are cancelled, timers are dropped, branches stop where they are.
         """
         children = [self._as_future(f) for f in futures]
-        return SelectFuture(self._execution, children)
+        return SelectFuture(self._scheduler, children)

@@ -5,7 +5,8 @@ Side effects happen only for newly recorded actions, never on replay.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from .._history import (
     ActivityScheduled,
@@ -28,50 +29,61 @@ from .._messages import (
     TimerFiredMessage,
 )
 from .._records import KvChange, TurnChanges
-from ._futures import DurableFuture
-from ._tasks import ActivityFuture, SubOrchestrationFuture
-
-if TYPE_CHECKING:
-    from ._execution import Execution
+from ._identity import Identity
+from ._steps import ActivityFuture, Steps, SubOrchestrationFuture
 
 
-def record_side_effects(
-    turn: TurnChanges,
-    action: HistoryEvent,
-    owner: Execution,
-    target: DurableFuture[Any] | None,
-) -> None:
-    """Add to ``turn`` what recording ``action`` sends out (``target``: a cancelled step)."""
-    if isinstance(action, ActivityScheduled):
+class SideEffects:
+    """Adds to a turn what each newly recorded action sends out, one method per action kind."""
+
+    def __init__(self, identity: Identity, steps: Steps) -> None:
+        # Stamped on work items and messages: where results come back to.
+        self._identity = identity
+        # Tells what a cancellation withdraws: an activity's work item or a child instance.
+        self._steps = steps
+
+    def record(self, turn: TurnChanges, action: HistoryEvent) -> None:
+        effect = _EFFECTS.get(type(action))
+        if effect is not None:
+            effect(self, turn, action)
+
+    def _activity_scheduled(self, turn: TurnChanges, action: ActivityScheduled) -> None:
+        identity = self._identity
         turn.activity_tasks.append(
             ActivityTask(
-                instance_id=owner.instance_id,
-                execution_id=owner.execution_id,
+                instance_id=identity.instance_id,
+                execution_id=identity.execution_id,
                 seq=action.seq,
                 name=action.name,
                 input=action.input,
                 attempt=action.attempt,
                 session=action.session,
                 tag=action.tag,
-                orchestration_name=owner.orchestration.name,
-                orchestration_version=owner.orchestration.version,
+                orchestration_name=identity.name,
+                orchestration_version=identity.version,
             )
         )
-    elif isinstance(action, TimerCreated):
+
+    def _timer_created(self, turn: TurnChanges, action: TimerCreated) -> None:
         turn.orchestrator_messages.append(
             ScheduledMessage(
                 message=TimerFiredMessage(
-                    instance_id=owner.instance_id,
-                    execution_id=owner.execution_id,
+                    instance_id=self._identity.instance_id,
+                    execution_id=self._identity.execution_id,
                     seq=action.seq,
                     fire_at=action.fire_at,
                 ),
                 visible_at_ms=action.fire_at,
             )
         )
-    elif isinstance(action, SubOrchestrationScheduled):
+
+    def _sub_orchestration_scheduled(
+        self, turn: TurnChanges, action: SubOrchestrationScheduled
+    ) -> None:
         parent = ParentRef(
-            instance_id=owner.instance_id, execution_id=owner.execution_id, seq=action.seq
+            instance_id=self._identity.instance_id,
+            execution_id=self._identity.execution_id,
+            seq=action.seq,
         )
         turn.orchestrator_messages.append(
             ScheduledMessage(
@@ -84,7 +96,8 @@ def record_side_effects(
                 )
             )
         )
-    elif isinstance(action, OrchestrationChained):
+
+    def _orchestration_chained(self, turn: TurnChanges, action: OrchestrationChained) -> None:
         turn.orchestrator_messages.append(
             ScheduledMessage(
                 message=StartOrchestrationMessage(
@@ -95,7 +108,9 @@ def record_side_effects(
                 )
             )
         )
-    elif isinstance(action, TaskCancelled):
+
+    def _task_cancelled(self, turn: TurnChanges, action: TaskCancelled) -> None:
+        target = self._steps.get(action.target)
         if isinstance(target, ActivityFuture):
             turn.cancelled_activities.append(action.target)
         elif isinstance(target, SubOrchestrationFuture):
@@ -103,20 +118,40 @@ def record_side_effects(
                 ScheduledMessage(
                     message=CancelOrchestrationMessage(
                         instance_id=target.instance_id,
-                        reason=f"parent {owner.instance_id!r} dropped the sub-orchestration",
+                        reason=(
+                            f"parent {self._identity.instance_id!r} dropped the sub-orchestration"
+                        ),
                     )
                 )
             )
-    elif isinstance(action, CustomStatusSet):
+
+    def _custom_status_set(self, turn: TurnChanges, action: CustomStatusSet) -> None:
         turn.custom_status_changed = True
         value = bytes(action.value)
         turn.custom_status = None if value == b"null" else value
-    elif isinstance(action, KvSet):
+
+    def _kv_set(self, turn: TurnChanges, action: KvSet) -> None:
         turn.kv_changes[action.key] = KvChange(
             key=action.key, value=bytes(action.value), updated_at_ms=action.ts
         )
-    elif isinstance(action, KvDeleted):
+
+    def _kv_deleted(self, turn: TurnChanges, action: KvDeleted) -> None:
         turn.kv_changes[action.key] = KvChange(key=action.key, value=None, updated_at_ms=action.ts)
-    elif isinstance(action, KvCleared):
+
+    def _kv_cleared(self, turn: TurnChanges, action: KvCleared) -> None:
         turn.kv_clear_all = True
         turn.kv_changes.clear()
+
+
+# Keyed by exact type: history events are leaf Structs of a closed union.
+_EFFECTS: dict[type[HistoryEvent], Callable[[SideEffects, TurnChanges, Any], None]] = {
+    ActivityScheduled: SideEffects._activity_scheduled,
+    TimerCreated: SideEffects._timer_created,
+    SubOrchestrationScheduled: SideEffects._sub_orchestration_scheduled,
+    OrchestrationChained: SideEffects._orchestration_chained,
+    TaskCancelled: SideEffects._task_cancelled,
+    CustomStatusSet: SideEffects._custom_status_set,
+    KvSet: SideEffects._kv_set,
+    KvDeleted: SideEffects._kv_deleted,
+    KvCleared: SideEffects._kv_cleared,
+}

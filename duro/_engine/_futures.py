@@ -9,35 +9,44 @@ done when it was called (a wait served from the event buffer takes its arrival p
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .._errors import TaskCancelledError
 from ._outcomes import cancelled_error
-
-if TYPE_CHECKING:
-    from ._execution import Execution
-    from ._tasks import Task
 
 T = TypeVar("T")
 
 _PENDING = object()
 
 
+class Scheduling(Protocol):
+    """What a future needs from the scheduler that runs the code awaiting it."""
+
+    def adopt(self, future: DurableFuture[Any]) -> None:
+        """Tie a new future to the running task, so that cancelling the task cancels it."""
+
+    def next_resolution_order(self, position: int | None = None) -> tuple[int, int]:
+        """Sort key of a resolution: the history position that caused it, then a counter."""
+
+
 class DurableFuture(Generic[T]):
     """The result of a durable step; ``await`` it inside an orchestration."""
 
-    __slots__ = ("_callbacks", "_exception", "_result", "cancelled", "execution", "order", "owner")
+    __slots__ = ("_callbacks", "_exception", "_result", "_scheduling", "cancelled", "order")
 
-    def __init__(self, execution: Execution) -> None:
-        self.execution = execution
-        self.owner: Task | None = execution.current_task
-        if self.owner is not None:
-            self.owner.owned.append(self)
+    def __init__(self, scheduling: Scheduling) -> None:
+        # Orders this future's resolution among all others (and learns which task made it).
+        self._scheduling = scheduling
+        # The value, or _PENDING; set once, and never together with an exception.
         self._result: Any = _PENDING
         self._exception: BaseException | None = None
+        # Run once, in the order added, when the future resolves (then emptied).
         self._callbacks: list[Callable[[DurableFuture[Any]], None]] = []
+        # (history position, counter) of the resolution; (0, 0) while pending.
         self.order: tuple[int, int] = (0, 0)
+        # Set once by cancel(): the work behind it is withdrawn or the arrival handed back.
         self.cancelled = False
+        scheduling.adopt(self)
 
     @property
     def done(self) -> bool:
@@ -73,7 +82,7 @@ class DurableFuture(Generic[T]):
         self._fire(position)
 
     def _fire(self, position: int | None) -> None:
-        self.order = self.execution.next_resolution_order(position)
+        self.order = self._scheduling.next_resolution_order(position)
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback(self)
@@ -102,8 +111,8 @@ class _Composite(DurableFuture[T]):
 
     __slots__ = ("_children",)
 
-    def __init__(self, execution: Execution, children: Sequence[DurableFuture[Any]]) -> None:
-        super().__init__(execution)
+    def __init__(self, scheduling: Scheduling, children: Sequence[DurableFuture[Any]]) -> None:
+        super().__init__(scheduling)
         self._children = list(children)
 
     def cancel(self, reason: str = "cancelled") -> None:
@@ -121,11 +130,11 @@ class JoinFuture(_Composite[list[Any]]):
 
     def __init__(
         self,
-        execution: Execution,
+        scheduling: Scheduling,
         children: Sequence[DurableFuture[Any]],
         return_exceptions: bool,
     ) -> None:
-        super().__init__(execution, children)
+        super().__init__(scheduling, children)
         self._return_exceptions = return_exceptions
         self._remaining = len(self._children)
         if not self._children:
@@ -157,8 +166,8 @@ class SelectFuture(_Composite[tuple[int, Any]]):
 
     __slots__ = ()
 
-    def __init__(self, execution: Execution, children: Sequence[DurableFuture[Any]]) -> None:
-        super().__init__(execution, children)
+    def __init__(self, scheduling: Scheduling, children: Sequence[DurableFuture[Any]]) -> None:
+        super().__init__(scheduling, children)
         if not self._children:
             raise ValueError("select() needs at least one future")
         done = [c for c in self._children if c.done]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import msgspec
 
 from .._history import (
@@ -18,26 +21,42 @@ from .._history import (
 )
 
 
+def matches(recorded: HistoryEvent, action: HistoryEvent) -> bool:
+    """True if ``action`` is the same durable call as ``recorded``: same kind, same key."""
+    if type(recorded) is not type(action):
+        return False
+    key = _COMPARED.get(type(recorded))
+    return key is None or key(recorded) == key(action)
+
+
+# What must be equal, by action kind (exact type: history events are leaf Structs of a closed
+# union); kinds not listed match on kind alone.
+# Inputs are compared too: two branches calling one activity with different inputs in swapped
+# order must be caught, and deterministic code encodes equal inputs identically.
+_COMPARED: dict[type[HistoryEvent], Callable[[Any], object]] = {
+    ActivityScheduled: lambda e: (e.name, e.session, e.tag, bytes(e.input)),
+    SubOrchestrationScheduled: lambda e: (e.name, e.instance_id, bytes(e.input)),
+    OrchestrationChained: lambda e: (e.name, e.instance_id, bytes(e.input)),
+    KvSet: lambda e: e.key,
+    KvDeleted: lambda e: e.key,
+    TaskCancelled: lambda e: e.target,
+}
+
+
 def describe(event: HistoryEvent) -> str:
-    if isinstance(event, ActivityScheduled):
-        return f"activity {event.name!r} with input {_preview(event.input)}"
-    if isinstance(event, TimerCreated):
-        return "a timer"
-    if isinstance(event, SubOrchestrationScheduled):
-        return f"sub-orchestration {event.name!r} ({event.instance_id})"
-    if isinstance(event, OrchestrationChained):
-        return f"detached start of {event.name!r} ({event.instance_id})"
-    if isinstance(event, CustomStatusSet):
-        return "set_custom_status"
-    if isinstance(event, KvSet):
-        return f"kv.set({event.key!r})"
-    if isinstance(event, KvDeleted):
-        return f"kv.delete({event.key!r})"
-    if isinstance(event, KvCleared):
-        return "kv.clear()"
-    if isinstance(event, TaskCancelled):
-        return f"cancellation of step {event.target}"
-    return type(event).__name__
+    """The event as a nondeterminism error names it: enough to tell two steps apart."""
+    describe_kind = _DESCRIBED.get(type(event))
+    return type(event).__name__ if describe_kind is None else describe_kind(event)
+
+
+def _activity(event: ActivityScheduled) -> str:
+    routing = [
+        f"{field} {value!r}"
+        for field, value in (("tag", event.tag), ("session", event.session))
+        if value is not None
+    ]
+    where = f" ({', '.join(routing)})" if routing else ""
+    return f"activity {event.name!r} with input {_preview(event.input)}{where}"
 
 
 def _preview(raw: msgspec.Raw, limit: int = 60) -> str:
@@ -45,28 +64,14 @@ def _preview(raw: msgspec.Raw, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def matches(recorded: HistoryEvent, action: HistoryEvent) -> bool:
-    if type(recorded) is not type(action):
-        return False
-    # Inputs are compared too: two branches calling one activity with different inputs in
-    # swapped order must be caught, and deterministic code encodes equal inputs identically.
-    if isinstance(recorded, ActivityScheduled) and isinstance(action, ActivityScheduled):
-        return (recorded.name, recorded.session, recorded.tag, bytes(recorded.input)) == (
-            action.name,
-            action.session,
-            action.tag,
-            bytes(action.input),
-        )
-    if isinstance(recorded, SubOrchestrationScheduled | OrchestrationChained) and isinstance(
-        action, SubOrchestrationScheduled | OrchestrationChained
-    ):
-        return (recorded.name, recorded.instance_id, bytes(recorded.input)) == (
-            action.name,
-            action.instance_id,
-            bytes(action.input),
-        )
-    if isinstance(recorded, KvSet | KvDeleted) and isinstance(action, KvSet | KvDeleted):
-        return recorded.key == action.key
-    if isinstance(recorded, TaskCancelled) and isinstance(action, TaskCancelled):
-        return recorded.target == action.target
-    return True
+_DESCRIBED: dict[type[HistoryEvent], Callable[[Any], str]] = {
+    ActivityScheduled: _activity,
+    TimerCreated: lambda e: "a timer",
+    SubOrchestrationScheduled: lambda e: f"sub-orchestration {e.name!r} ({e.instance_id})",
+    OrchestrationChained: lambda e: f"detached start of {e.name!r} ({e.instance_id})",
+    CustomStatusSet: lambda e: "set_custom_status",
+    KvSet: lambda e: f"kv.set({e.key!r})",
+    KvDeleted: lambda e: f"kv.delete({e.key!r})",
+    KvCleared: lambda e: "kv.clear()",
+    TaskCancelled: lambda e: f"cancellation of step {e.target}",
+}

@@ -1,20 +1,40 @@
-"""How a turn ends: commit its changes or defer the batch, and failures as ``ErrorInfo``."""
+"""How an execution ends: its terminal event, the signal ``continue_as_new`` raises, and
+failures as ``ErrorInfo``."""
 
 from __future__ import annotations
 
-import enum
 import traceback
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from .._errors import NondeterminismError
-from .._records import TurnChanges
+from .._history import ContinuedAsNew, OrchestrationCompleted, OrchestrationFailed
 from .._status import ErrorCategory, ErrorInfo
 
-if TYPE_CHECKING:
-    from ._execution import Execution
+Ending = OrchestrationCompleted | OrchestrationFailed | ContinuedAsNew
+
+
+class Outcome:
+    """The terminal event of an execution, once it has one. No code runs after it is set."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        # Set once: the first ending wins and later ones are ignored (only overrule replaces
+        # it). Its event_id and ts are placeholders until the recorder records it.
+        self.event: Ending | None = None
+
+    def end(self, event: Ending) -> None:
+        if self.event is None:
+            self.event = event
+
+    def fail(self, error: ErrorInfo) -> None:
+        self.end(OrchestrationFailed(event_id=0, ts=0, error=error))
+
+    def overrule(self, error: ErrorInfo) -> None:
+        """Fail with ``error`` whatever the code did (replay diverged: its ending is void)."""
+        self.event = None
+        self.fail(error)
 
 
 class ContinueAsNewSignal(BaseException):
@@ -24,37 +44,6 @@ class ContinueAsNewSignal(BaseException):
         super().__init__("continue_as_new")
         self.input = input
         self.version = version
-
-
-@dataclass(slots=True)
-class Commit:
-    """Commit ``changes``; ``execution`` is the live execution, worth caching if it runs on."""
-
-    changes: TurnChanges
-    execution: Execution | None = None
-
-
-class DeferReason(enum.Enum):
-    """Why a batch is put back without a commit. The shell decides how long it waits."""
-
-    VERSION_NOT_REGISTERED = "version_not_registered"
-    """A known orchestration name, but not the version history needs: a worker running a
-    newer (or older) deployment may have it."""
-    NOT_STARTED = "not_started"
-    """Messages for an instance that has no start yet; a start may still arrive."""
-    CACHE_EVICTED = "cache_evicted"
-    """The store left history out for an execution the cache no longer holds: fetch again."""
-
-
-@dataclass(frozen=True, slots=True)
-class Defer:
-    """Put the batch back unchanged; it was not the messages' fault (no delivery counted)."""
-
-    reason: DeferReason
-    detail: str
-
-
-TurnDecision = Commit | Defer
 
 
 def application_error(exc: BaseException, *, retryable: bool = True) -> ErrorInfo:

@@ -26,15 +26,9 @@ from .._messages import (
 from .._records import InstanceRecord, KvEntry, TurnChanges
 from .._registry import Registered, Registry
 from .._status import ErrorInfo, ExecutionStatus
+from ._decision import Commit, Defer, DeferReason, TurnDecision
 from ._execution import Execution
-from ._outcomes import (
-    Commit,
-    Defer,
-    DeferReason,
-    TurnDecision,
-    configuration_error,
-    corrupt_history_error,
-)
+from ._outcomes import configuration_error, corrupt_history_error
 
 
 @dataclass(slots=True, kw_only=True)

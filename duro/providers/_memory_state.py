@@ -1,4 +1,4 @@
-"""Rows and pure helpers behind ``InMemoryProvider``.
+"""The tables behind ``InMemoryProvider``: rows, the two queues, and lookups over them.
 
 Everything here is synchronous: the provider calls it between awaits, so each operation is
 atomic with respect to every other task on the event loop.
@@ -7,17 +7,15 @@ atomic with respect to every other task on the event loop.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 
-from .._errors import ProviderError
 from .._history import HistoryEvent
 from .._messages import ActivityTask, AnyOrchestratorMessage, StartOrchestrationMessage
 from .._status import ErrorInfo, State
 from ._types import (
     ExecutionStatus,
-    InstancePage,
-    InstanceQuery,
     InstanceRecord,
     KvChange,
     KvEntry,
@@ -303,55 +301,43 @@ def pending_record(row: OrchestratorRow) -> InstanceRecord:
     )
 
 
-def _sort_key(record: InstanceRecord, seq: int) -> tuple[int, int]:
-    return (record.created_at_ms, seq)
+class MemoryTables:
+    """Everything one ``InMemoryProvider`` stores. The ``*_nowait`` functions of
+    ``_memory_turns``, ``_memory_activities`` and ``_memory_manage`` read and change it."""
 
+    def __init__(self) -> None:
+        # One sequence for the rows of both queues and for instance creation: enqueue order.
+        self.seq = itertools.count(1)
+        # Committed instances by id; an instance exists once its first turn is committed.
+        self.instances: dict[str, InstanceRow] = {}
+        self.queue = OrchestratorQueue()
+        # Instance id -> its turn lock, live or expired, until released or taken over.
+        self.locks: dict[str, TurnLock] = {}
+        # Turn lock token -> instance id, for every lock in ``locks``.
+        self.lock_instances: dict[str, str] = {}
+        self.work = WorkQueue()
+        # Session id -> the worker that holds it, until orphaned sessions are cleaned up.
+        self.sessions: dict[str, SessionRow] = {}
 
-def _encode_continuation(key: tuple[int, int]) -> str:
-    return f"{key[0]}.{key[1]}"
+    def pending_start(self, instance_id: str) -> OrchestratorRow | None:
+        """The queued start of an instance that has no committed turn yet."""
+        if instance_id in self.instances:
+            return None
+        for row in self.queue.of(instance_id):
+            if isinstance(row.message, StartOrchestrationMessage):
+                return row
+        return None
 
+    def pending_starts(self) -> Iterable[OrchestratorRow]:
+        for instance_id in self.queue.instance_ids():
+            row = self.pending_start(instance_id)
+            if row is not None:
+                yield row
 
-def _decode_continuation(token: str) -> tuple[int, int]:
-    try:
-        created, _, seq = token.partition(".")
-        return (int(created), int(seq))
-    except ValueError:
-        raise ProviderError(
-            "list_instances", f"invalid continuation token {token!r}", retryable=False
-        ) from None
-
-
-def _matches(record: InstanceRecord, query: InstanceQuery) -> bool:
-    if query.states is not None and record.state not in query.states:
-        return False
-    if query.name is not None and record.name != query.name:
-        return False
-    if query.parent_instance_id is not None and (
-        record.parent_instance_id != query.parent_instance_id
-    ):
-        return False
-    if query.created_after_ms is not None and record.created_at_ms <= query.created_after_ms:
-        return False
-    return not (
-        query.created_before_ms is not None and record.created_at_ms >= query.created_before_ms
-    )
-
-
-def page_instances(records: list[tuple[InstanceRecord, int]], query: InstanceQuery) -> InstancePage:
-    """Newest first; the continuation is the (created_at, seq) key of the last row returned."""
-    if query.limit < 1:
-        raise ProviderError("list_instances", "limit must be at least 1", retryable=False)
-    after = _decode_continuation(query.continuation) if query.continuation else None
-    rows = sorted(
-        ((_sort_key(record, seq), record) for record, seq in records if _matches(record, query)),
-        key=lambda pair: pair[0],
-        reverse=True,
-    )
-    if after is not None:
-        rows = [pair for pair in rows if pair[0] < after]
-    page = rows[: query.limit]
-    more = len(rows) > query.limit
-    return InstancePage(
-        instances=[record for _, record in page],
-        continuation=_encode_continuation(page[-1][0]) if more and page else None,
-    )
+    def record(self, instance_id: str) -> InstanceRecord | None:
+        """The committed record, or the PENDING one a queued start stands for."""
+        instance = self.instances.get(instance_id)
+        if instance is not None:
+            return instance.record()
+        start_row = self.pending_start(instance_id)
+        return None if start_row is None else pending_record(start_row)

@@ -50,8 +50,18 @@ class History:
     def started(self, name: str = "orch", input: Any = None, version: str = "1.0.0") -> History:
         return self._add(OrchestrationStarted, name=name, version=version, input=raw(input))
 
-    def activity_scheduled(self, seq: int, name: str, input: Any = None) -> History:
-        return self._add(ActivityScheduled, seq=seq, name=name, input=raw(input))
+    def activity_scheduled(
+        self,
+        seq: int,
+        name: str,
+        input: Any = None,
+        *,
+        tag: str | None = None,
+        session: str | None = None,
+    ) -> History:
+        return self._add(
+            ActivityScheduled, seq=seq, name=name, input=raw(input), tag=tag, session=session
+        )
 
     def activity_completed(self, seq: int, result: Any = None) -> History:
         return self._add(ActivityCompleted, seq=seq, result=raw(result))

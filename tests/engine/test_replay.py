@@ -394,3 +394,40 @@ def test_same_activity_with_different_input_is_nondeterminism() -> None:
     assert decision.changes.error is not None
     assert decision.changes.error.error_type == "NondeterminismError"
     assert '"Grace"' in decision.changes.error.message and '"Ada"' in decision.changes.error.message
+
+
+@pytest.mark.parametrize(
+    ("recorded", "requested", "recorded_routing", "requested_routing"),
+    [
+        ({"tag": "gpu"}, {}, " (tag 'gpu')", ""),
+        ({}, {"session": "s-2"}, "", " (session 's-2')"),
+        (
+            {"tag": "gpu", "session": "s-1"},
+            {"tag": "gpu", "session": "s-2"},
+            " (tag 'gpu', session 's-1')",
+            " (tag 'gpu', session 's-2')",
+        ),
+    ],
+    ids=["tag-dropped", "session-added", "session-changed"],
+)
+def test_nondeterminism_in_tag_or_session_names_them_on_both_sides(
+    recorded: dict[str, str],
+    requested: dict[str, str],
+    recorded_routing: str,
+    requested_routing: str,
+) -> None:
+    routed = duro.Registry()
+    routed.activity(greet)
+
+    @routed.orchestration(name="orch")
+    async def rerouted(ctx: duro.OrchestrationContext, name: str) -> str:
+        return await ctx.schedule_activity("greet", name, **requested)  # type: ignore[arg-type]
+
+    history = History().started("orch", "Ada").activity_scheduled(1, "greet", "Ada", **recorded)
+    error = turn(routed, history, []).changes.error
+    assert error is not None and error.error_type == "NondeterminismError"
+    assert error.details is not None
+    sides = msgspec.json.decode(error.details)
+    assert sides["recorded"] == f"activity 'greet' with input \"Ada\"{recorded_routing}"
+    assert sides["requested"] == f"activity 'greet' with input \"Ada\"{requested_routing}"
+    assert sides["recorded"] in error.message and sides["requested"] in error.message

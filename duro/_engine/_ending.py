@@ -1,0 +1,128 @@
+"""What the turn that ends an execution sends out: work withdrawn, then the result for the
+parent, or the start of the next execution after ``continue_as_new``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .._history import (
+    NULL,
+    CarriedEvent,
+    ContinuedAsNew,
+    OrchestrationCompleted,
+    OrchestrationFailed,
+    ParentRef,
+)
+from .._messages import (
+    AnyOrchestratorMessage,
+    CancelOrchestrationMessage,
+    ContinueAsNewMessage,
+    EnqueueEventMessage,
+    RaiseEventMessage,
+    ScheduledMessage,
+    StartOrchestrationMessage,
+    SubOrchestrationResultMessage,
+    TimerFiredMessage,
+)
+from .._records import TurnChanges
+from .._status import ExecutionStatus
+from ._identity import Identity
+from ._steps import ActivityFuture, Step, SubOrchestrationFuture
+
+
+def withdraw_work(
+    turn: TurnChanges, pending: Iterable[Step], turn_first_seq: int, instance_id: str
+) -> None:
+    """Work scheduled by this very turn is never sent; earlier work still pending is withdrawn."""
+    turn.activity_tasks.clear()
+    turn.orchestrator_messages = [
+        scheduled
+        for scheduled in turn.orchestrator_messages
+        if not isinstance(scheduled.message, TimerFiredMessage)
+        and not (
+            isinstance(scheduled.message, StartOrchestrationMessage)
+            and scheduled.message.parent is not None
+        )
+    ]
+    for future in pending:
+        if future.seq >= turn_first_seq:
+            continue
+        if isinstance(future, ActivityFuture):
+            turn.cancelled_activities.append(future.seq)
+        elif isinstance(future, SubOrchestrationFuture):
+            turn.orchestrator_messages.append(
+                ScheduledMessage(
+                    message=CancelOrchestrationMessage(
+                        instance_id=future.instance_id, reason=f"parent {instance_id!r} ended"
+                    )
+                )
+            )
+
+
+def report_result(
+    turn: TurnChanges,
+    ending: OrchestrationCompleted | OrchestrationFailed,
+    parent: ParentRef | None,
+    instance_id: str,
+) -> None:
+    """Set the final status, and send the result to the parent of a sub-orchestration."""
+    if isinstance(ending, OrchestrationCompleted):
+        turn.execution_status = ExecutionStatus.COMPLETED
+        turn.output = bytes(ending.output)
+    else:
+        turn.execution_status = ExecutionStatus.FAILED
+        turn.error = ending.error
+    if parent is None:
+        return
+    turn.orchestrator_messages.append(
+        ScheduledMessage(
+            message=SubOrchestrationResultMessage(
+                instance_id=parent.instance_id,
+                execution_id=parent.execution_id,
+                seq=parent.seq,
+                child_instance_id=instance_id,
+                result=ending.output if isinstance(ending, OrchestrationCompleted) else NULL,
+                error=ending.error if isinstance(ending, OrchestrationFailed) else None,
+            )
+        )
+    )
+
+
+def continue_as_new(
+    turn: TurnChanges,
+    ending: ContinuedAsNew,
+    identity: Identity,
+    parent: ParentRef | None,
+    queued: list[CarriedEvent],
+    unprocessed: list[AnyOrchestratorMessage],
+) -> None:
+    """Start the next execution with what this one leaves: the mailbox messages nobody took
+    (``queued``), then the messages that arrived after the end (``unprocessed``)."""
+    turn.execution_status = ExecutionStatus.CONTINUED_AS_NEW
+    carried = list(queued)
+    # Arrivals this execution never processed go first in line for the next one, ahead of
+    # anything enqueued later (re-sending them would put them behind newer messages).
+    for message in unprocessed:
+        if isinstance(message, EnqueueEventMessage):
+            carried.append(CarriedEvent(queue=message.queue, data=message.data))
+        elif isinstance(message, RaiseEventMessage):
+            carried.append(CarriedEvent(queue=message.name, data=message.data, kind="event"))
+    turn.orchestrator_messages.append(
+        ScheduledMessage(
+            message=ContinueAsNewMessage(
+                instance_id=identity.instance_id,
+                execution_id=identity.execution_id + 1,
+                name=identity.name,
+                version=ending.version,
+                input=ending.input,
+                carried_events=carried,
+                parent=parent,
+            )
+        )
+    )
+    # A cancellation this execution never saw applies to the next one.
+    turn.orchestrator_messages.extend(
+        ScheduledMessage(message=m)
+        for m in unprocessed
+        if isinstance(m, CancelOrchestrationMessage)
+    )

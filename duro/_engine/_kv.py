@@ -1,0 +1,73 @@
+"""``DurableKV``: the instance's key-value map, as orchestration code reads and writes it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from .._errors import PayloadError
+from .._history import KvCleared, KvDeleted, KvSet
+from .._serde import decode, encode
+from ._recorder import Recorder
+from ._state import DurableState
+
+MAX_KV_KEYS = 100
+MAX_KV_VALUE_BYTES = 16 * 1024
+"""Keeps a turn that writes every key (100 x 16 KiB) inside one 2 MB Cosmos batch."""
+
+
+class DurableKV:
+    """The instance's durable key-value map: reads are local, writes are recorded in history.
+
+    Survives ``continue_as_new`` and execution pruning; clients read it with
+    ``Client.get_value``. Limits: ``MAX_KV_KEYS`` keys, ``MAX_KV_VALUE_BYTES`` per value.
+    """
+
+    def __init__(self, recorder: Recorder, state: DurableState) -> None:
+        self._recorder = recorder
+        self._state = state
+
+    def get(self, key: str, default: Any = None, *, type: Any = Any) -> Any:
+        entry = self._state.kv.get(key)
+        if entry is None:
+            return default
+        return decode(entry.value, type, what=f"KV value {key!r}")
+
+    def set(self, key: str, value: Any) -> None:
+        if not isinstance(key, str) or not key:
+            raise PayloadError("KV keys must be non-empty strings")
+        raw = encode(value, what=f"KV value {key!r}", limit=MAX_KV_VALUE_BYTES)
+        kv = self._state.kv
+        if key not in kv and len(kv) >= MAX_KV_KEYS:
+            raise PayloadError(f"KV holds {len(kv)} keys; the limit is {MAX_KV_KEYS}")
+        self._recorder.emit(KvSet(event_id=0, ts=0, seq=0, key=key, value=raw))
+        self._state.set_kv(key, bytes(raw), self._recorder.now_ms)
+
+    def delete(self, key: str) -> None:
+        self._recorder.emit(KvDeleted(event_id=0, ts=0, seq=0, key=key))
+        self._state.delete_kv(key)
+
+    def clear(self) -> None:
+        self._recorder.emit(KvCleared(event_id=0, ts=0, seq=0))
+        self._state.clear_kv()
+
+    def items(self) -> dict[str, Any]:
+        """A decoded copy of every entry."""
+        return {k: decode(v.value, what=f"KV value {k!r}") for k, v in self._state.kv.items()}
+
+    def keys(self) -> list[str]:
+        return list(self._state.kv)
+
+    def updated_at(self, key: str) -> datetime | None:
+        entry = self._state.kv.get(key)
+        return None if entry is None else datetime.fromtimestamp(entry.updated_at_ms / 1000, UTC)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._state.kv
+
+    def __len__(self) -> int:
+        return len(self._state.kv)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._state.kv))
