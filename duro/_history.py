@@ -21,7 +21,11 @@ NULL = msgspec.Raw(b"null")
 
 
 class ParentRef(msgspec.Struct, frozen=True, kw_only=True):
-    """Where a sub-orchestration reports its result."""
+    """Where a sub-orchestration reports its result.
+
+    ``instance_id`` and ``execution_id`` name the parent's execution, ``seq`` the parent's
+    ``SubOrchestrationScheduled`` step the result completes.
+    """
 
     instance_id: str
     execution_id: int
@@ -29,8 +33,12 @@ class ParentRef(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CarriedEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """An arrival carried across ``continue_as_new``: an unconsumed ``dequeue_event`` message,
-    or an event that reached the instance in the turn that continued (kind ``"event"``)."""
+    """An arrival carried across ``continue_as_new`` into the next execution.
+
+    ``kind`` ``"queue"``: an unconsumed mailbox message of queue ``queue``
+    (``ctx.dequeue_event``); ``"event"``: an external event named ``queue`` that reached the
+    instance in the turn that continued. ``data`` is its payload.
+    """
 
     queue: str
     data: Raw
@@ -38,6 +46,10 @@ class CarriedEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    """Base of every history event: ``event_id`` (1-based position in the execution) and
+    ``ts`` (wall-clock ms of the turn that recorded it). Stored with a ``type`` tag, the
+    class name."""
+
     event_id: int
     ts: int
 
@@ -46,28 +58,43 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_de
 
 
 class OrchestrationStarted(Event, tag="OrchestrationStarted", frozen=True):
+    """First event of every execution: the orchestration ``name`` and ``version`` it runs,
+    its ``input``, the ``parent`` it reports to (sub-orchestrations) and the
+    ``carried_events`` a ``continue_as_new`` brought along."""
+
     name: str
     version: str
     input: Raw = NULL
     parent: ParentRef | None = None
     carried_events: list[CarriedEvent] = []
-    """Queue messages carried from the previous execution, consumed before new arrivals."""
+    """Consumed before new arrivals."""
 
 
 class OrchestrationCompleted(Event, tag="OrchestrationCompleted", frozen=True):
+    """The code returned ``output``; last event of the execution."""
+
     output: Raw = NULL
 
 
 class OrchestrationFailed(Event, tag="OrchestrationFailed", frozen=True):
+    """The execution ended with ``error`` (user code, nondeterminism, cancellation, poison);
+    last event of the execution."""
+
     error: ErrorInfo
 
 
 class ContinuedAsNew(Event, tag="ContinuedAsNew", frozen=True):
+    """The code called ``ctx.continue_as_new(input, version=...)``; last event of the
+    execution, the next one starts with ``input`` (on ``version`` when pinned)."""
+
     input: Raw = NULL
     version: str | None = None
 
 
 class CancelRequested(Event, tag="CancelRequested", frozen=True):
+    """``Client.cancel_orchestration`` (or the parent ending) reached the instance, with its
+    ``reason``; the execution fails as cancelled."""
+
     reason: str
 
 
@@ -75,6 +102,9 @@ class CancelRequested(Event, tag="CancelRequested", frozen=True):
 
 
 class ActivityScheduled(Event, tag="ActivityScheduled", frozen=True):
+    """Step ``seq``: run activity ``name`` with ``input``; ``attempt`` counts retries under a
+    ``RetryPolicy`` (1 first), ``session`` and ``tag`` route it to a worker."""
+
     seq: int
     name: str
     input: Raw = NULL
@@ -84,12 +114,17 @@ class ActivityScheduled(Event, tag="ActivityScheduled", frozen=True):
 
 
 class TimerCreated(Event, tag="TimerCreated", frozen=True):
+    """Step ``seq``: a durable timer due at ``fire_at``."""
+
     seq: int
     fire_at: int
     """Absolute wall-clock ms, fixed when first scheduled."""
 
 
 class SubOrchestrationScheduled(Event, tag="SubOrchestrationScheduled", frozen=True):
+    """Step ``seq``: start orchestration ``name`` (``version``, or the latest) as child
+    ``instance_id`` with ``input``, and wait for its result."""
+
     seq: int
     name: str
     instance_id: str
@@ -98,7 +133,8 @@ class SubOrchestrationScheduled(Event, tag="SubOrchestrationScheduled", frozen=T
 
 
 class OrchestrationChained(Event, tag="OrchestrationChained", frozen=True):
-    """A detached (fire-and-forget) start of another orchestration."""
+    """Step ``seq``: a detached (fire-and-forget) start of ``name`` as ``instance_id`` with
+    ``input``; no parent link, nothing to wait for."""
 
     seq: int
     name: str
@@ -108,28 +144,37 @@ class OrchestrationChained(Event, tag="OrchestrationChained", frozen=True):
 
 
 class CustomStatusSet(Event, tag="CustomStatusSet", frozen=True):
+    """Step ``seq``: ``ctx.set_custom_status(value)``."""
+
     seq: int
     value: Raw = NULL
     """JSON ``null`` clears the status."""
 
 
 class KvSet(Event, tag="KvSet", frozen=True):
+    """Step ``seq``: ``ctx.kv.set(key, value)``."""
+
     seq: int
     key: str
     value: Raw
 
 
 class KvDeleted(Event, tag="KvDeleted", frozen=True):
+    """Step ``seq``: ``ctx.kv.delete(key)``."""
+
     seq: int
     key: str
 
 
 class KvCleared(Event, tag="KvCleared", frozen=True):
+    """Step ``seq``: ``ctx.kv.clear()``."""
+
     seq: int
 
 
 class TaskCancelled(Event, tag="TaskCancelled", frozen=True):
-    """The code dropped an outstanding activity or sub-orchestration (select loser, ...)."""
+    """Step ``seq``: the code dropped the outstanding activity or sub-orchestration of step
+    ``target`` (a select loser, an ended branch); its work is withdrawn."""
 
     seq: int
     target: int
@@ -140,38 +185,48 @@ class TaskCancelled(Event, tag="TaskCancelled", frozen=True):
 
 
 class ActivityCompleted(Event, tag="ActivityCompleted", frozen=True):
+    """The activity of step ``seq`` returned ``result``."""
+
     seq: int
     result: Raw = NULL
 
 
 class ActivityFailed(Event, tag="ActivityFailed", frozen=True):
+    """The activity of step ``seq`` failed with ``error`` (this attempt)."""
+
     seq: int
     error: ErrorInfo
 
 
 class TimerFired(Event, tag="TimerFired", frozen=True):
+    """The timer of step ``seq`` fired."""
+
     seq: int
 
 
 class SubOrchestrationCompleted(Event, tag="SubOrchestrationCompleted", frozen=True):
+    """The child of step ``seq`` completed with ``result``."""
+
     seq: int
     result: Raw = NULL
 
 
 class SubOrchestrationFailed(Event, tag="SubOrchestrationFailed", frozen=True):
+    """The child of step ``seq`` failed with ``error``."""
+
     seq: int
     error: ErrorInfo
 
 
 class EventRaised(Event, tag="EventRaised", frozen=True):
-    """An external event (``Client.raise_event``) reached the instance."""
+    """An external event ``name`` (``Client.raise_event``) reached the instance with ``data``."""
 
     name: str
     data: Raw = NULL
 
 
 class EventQueued(Event, tag="EventQueued", frozen=True):
-    """A mailbox message (``Client.enqueue_event``) reached the instance."""
+    """A mailbox message (``Client.enqueue_event``) reached queue ``queue`` with ``data``."""
 
     queue: str
     data: Raw = NULL

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import typing
+
+import msgspec
+
 import duro
+import duro.history
 import duro.providers
 import duro.testing
+from duro._messages import AnyOrchestratorMessage
 
 EXPECTED_DURO = {
     "ActivityContext",
@@ -52,6 +58,105 @@ EXPECTED_DURO = {
 }
 
 
+EXPECTED_HISTORY = {
+    "ACTION_EVENTS",
+    "TERMINAL_EVENTS",
+    "ActivityCompleted",
+    "ActivityFailed",
+    "ActivityScheduled",
+    "CancelRequested",
+    "CarriedEvent",
+    "ContinuedAsNew",
+    "CustomStatusSet",
+    "Event",
+    "EventQueued",
+    "EventRaised",
+    "HistoryEvent",
+    "KvCleared",
+    "KvDeleted",
+    "KvSet",
+    "OrchestrationChained",
+    "OrchestrationCompleted",
+    "OrchestrationFailed",
+    "OrchestrationStarted",
+    "ParentRef",
+    "SubOrchestrationCompleted",
+    "SubOrchestrationFailed",
+    "SubOrchestrationScheduled",
+    "TaskCancelled",
+    "TimerCreated",
+    "TimerFired",
+    "decode_event",
+    "decode_events",
+    "encode_event",
+    "encode_events",
+}
+
+EXPECTED_PROVIDERS = {
+    "AbandonRequest",
+    "ActivityCommit",
+    "ActivityResultMessage",
+    "ActivityTask",
+    "ActivityWorkItem",
+    "AnyOrchestratorMessage",
+    "CancelOrchestrationMessage",
+    "ContinueAsNewMessage",
+    "DeleteRequest",
+    "DeleteResult",
+    "EnqueueEventMessage",
+    "ExecutionStatus",
+    "FetchActivityRequest",
+    "FetchTurnRequest",
+    "InstancePage",
+    "InstanceQuery",
+    "InstanceRecord",
+    "KvChange",
+    "KvEntry",
+    "OrchestrationWorkItem",
+    "OrchestratorMessage",
+    "Provider",
+    "PruneRequest",
+    "PruneResult",
+    "QueueDepths",
+    "RaiseEventMessage",
+    "RenewRequest",
+    "ScheduledMessage",
+    "SessionRenewal",
+    "StartOrchestrationMessage",
+    "SubOrchestrationResultMessage",
+    "TagFilter",
+    "TimerFiredMessage",
+    "TurnChanges",
+    "TurnCommit",
+    "WorkSignal",
+    "decode_message",
+    "decode_task",
+    "encode_message",
+}
+
+
+def test_history_and_providers_export_exactly_the_documented_names() -> None:
+    assert set(duro.history.__all__) == EXPECTED_HISTORY
+    assert set(duro.providers.__all__) == EXPECTED_PROVIDERS
+
+
+def test_every_history_event_is_documented() -> None:
+    events = typing.get_args(duro.history.HistoryEvent)
+    undocumented = [e.__name__ for e in events if not (e.__doc__ or "").strip()]
+    assert events and undocumented == []
+
+
+def test_messages_and_history_events_share_no_name_or_tag() -> None:
+    events = typing.get_args(duro.history.HistoryEvent)
+    messages = typing.get_args(AnyOrchestratorMessage)
+    event_names = {e.__name__ for e in events} | {e.__struct_config__.tag for e in events}
+    message_names = {m.__name__ for m in messages} | {m.__struct_config__.tag for m in messages}
+    assert event_names & message_names == set()
+    assert all(m.__name__.endswith("Message") for m in messages)
+    assert all(m.__struct_config__.tag == m.__name__ for m in messages)
+    assert all(issubclass(m, msgspec.Struct) for m in messages)
+
+
 def test_duro_exports_exactly_the_documented_names() -> None:
     assert set(duro.__all__) == EXPECTED_DURO
     for name in duro.__all__:
@@ -59,7 +164,7 @@ def test_duro_exports_exactly_the_documented_names() -> None:
 
 
 def test_every_exported_member_of_each_namespace_exists() -> None:
-    for module in (duro, duro.providers, duro.testing):
+    for module in (duro, duro.history, duro.providers, duro.testing):
         missing = [n for n in module.__all__ if not hasattr(module, n)]
         assert missing == []
 

@@ -46,6 +46,7 @@ from ._types import (
     ScheduledMessage,
     SessionRenewal,
     TagFilter,
+    TurnChanges,
     TurnCommit,
 )
 
