@@ -84,6 +84,7 @@ __all__ = [
     "SubOrchestrationResultMessage",
     "TagFilter",
     "TimerFiredMessage",
+    "TurnChanges",
     "TurnCommit",
     "WorkSignal",
     "decode_message",
