@@ -40,7 +40,7 @@ from ._documents import (
 )
 from ._known_work import WorkRef
 from ._model import queue_doc, to_ms
-from ._outbox import Outbox
+from ._outbox import Outbox, new_intent
 from ._rest import (
     BatchOperation,
     CosmosAmbiguousWrite,
@@ -212,7 +212,9 @@ class Activities:
         if doc.visible_at > now:
             self._dispatch.known.note_item(_ref_of(doc))
             return None
-        if doc.locked_until > now and membership.is_live(doc.lock_owner):
+        if doc.lock_token is not None and membership.lock_holds(
+            doc.lock_owner, doc.locked_until, now
+        ):
             return None
         return doc
 
@@ -403,11 +405,10 @@ class Activities:
                 ops.append(BatchOperation.create(dump(qdoc)))
             else:
                 body = msgspec.json.encode(dump(qdoc)).decode()
-                intent = OutboxDoc(
-                    id="o:" + result_id[2:], instance_id=lock.instance_id, created_at=now,
-                    items=[OutboxItem(target=message.instance_id, doc_id=qdoc.id,
-                                      kind="message", body=body)],
-                )  # fmt: skip
+                item = OutboxItem(
+                    target=message.instance_id, doc_id=qdoc.id, kind="message", body=body
+                )
+                intent = new_intent("o:" + result_id[2:], lock.instance_id, now, [item])
                 ops.append(BatchOperation.create(dump(intent)))
         try:
             await write_resolving_loss(

@@ -143,7 +143,10 @@ class OutboxItem(msgspec.Struct, kw_only=True, rename="camel"):
 
 class OutboxDoc(_Doc, kw_only=True):
     type: str = "outbox_intent"
+    slot: int = 0
     created_at: int
+    visible_at: int = 0
+    """When a sweep may pick it up as left behind (its committer delivers it before)."""
     items: list[OutboxItem]
 
 

@@ -42,6 +42,10 @@ waits before taking its work: the old one sees the new assignment at its next re
 process only."""
 BELLS = 16
 """Doorbell documents; slot ``s`` rings bell ``s % BELLS``."""
+MAX_CLOCK_SKEW_MS = 10_000
+"""How far apart the clocks of two members may be. A lock written by a live member holds
+until its expiry *plus* this much by a reader's clock, so a reader whose clock runs ahead
+never takes work a live member is still running (it renews its locks long before that)."""
 
 
 def assign(members: list[str], me: str) -> frozenset[int]:
@@ -79,6 +83,8 @@ class Membership:
         self.lost: set[int] = set()
         """Slots given up since the caller last looked: it writes the locks it holds there."""
         self._seen: dict[str, _Seen] = {}
+        self._gone: set[str] = set()
+        """Members this one saw stop (their locks are void)."""
         self._bells: dict[str, str | None] = {}
         self._next_beat = 0.0
         self._next_read = 0.0
@@ -116,6 +122,18 @@ class Membership:
             return self.joined
         seen = self._seen.get(owner_id)
         return seen is not None and time.monotonic() - seen.changed_at < MEMBER_TTL_S
+
+    def lock_holds(self, owner_id: str | None, until: int, now: int) -> bool:
+        """Whether a lock that ``owner_id`` wrote, expiring at ``until`` by its clock, still
+        holds by this member's clock ``now``. A live member's lock gets
+        :data:`MAX_CLOCK_SKEW_MS` of grace, a gone member's lock is void at once, anything
+        else is judged by its expiry."""
+        if owner_id is not None and owner_id != self._ctx.owner_id:
+            if self.is_live(owner_id):
+                return until + MAX_CLOCK_SKEW_MS > now
+            if owner_id in self._gone:
+                return False
+        return until > now
 
     # -- joining, leaving, keeping up ------------------------------------------------------------
 
@@ -219,6 +237,7 @@ class Membership:
         for owner in list(self._seen):
             if owner not in present:
                 del self._seen[owner]
+                self._gone.add(owner)  # it left
         self._reassign(sorted(live))
 
     async def _clear_gone(self, owner: str, etag: str | None) -> None:
@@ -228,6 +247,7 @@ class Membership:
         except CosmosPreconditionFailed:
             return
         self._seen.pop(owner, None)
+        self._gone.add(owner)
 
     def _reassign(self, members: list[str]) -> None:
         if members == self.members:

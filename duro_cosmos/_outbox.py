@@ -20,7 +20,7 @@ from duro._messages import StartOrchestrationMessage, decode_message
 
 from ._context import Context
 from ._dispatch import Dispatch
-from ._documents import OutboxDoc, OutboxItem, QueueDoc, WorkDoc, dump, load
+from ._documents import OutboxDoc, OutboxItem, QueueDoc, WorkDoc, dump, load, slot_of
 from ._known_work import WorkRef
 from ._model import pending_instance
 from ._rest import BatchOperation, CosmosBatchFailed
@@ -30,9 +30,11 @@ log = logging.getLogger("duro_cosmos.outbox")
 
 RECONCILE_GRACE_MS = 5_000
 """Intents younger than this belong to a committer that is probably still delivering them."""
-RECONCILE_INTERVAL_MS = 30_000
-"""Each reconcile is a cross-partition query, paid once per physical partition, and an
-intent is found sooner anyway: the next turn fetch of its instance delivers it first."""
+RECONCILE_INTERVAL_MS = 300_000
+"""A safety net only: sweeps find an intent left behind in a member's slots (it becomes
+visible :data:`RECONCILE_GRACE_MS` after its commit), and the turn fetch of its instance
+delivers it. The reconciler also catches intents of every slot, each run a cross-partition
+query paid once per physical partition."""
 
 
 class Outbox:
@@ -128,6 +130,13 @@ class Outbox:
         return delivered
 
 
+def new_intent(doc_id: str, instance_id: str, now: int, items: list[OutboxItem]) -> OutboxDoc:
+    return OutboxDoc(
+        id=doc_id, instance_id=instance_id, slot=slot_of(instance_id), created_at=now,
+        visible_at=now + RECONCILE_GRACE_MS, items=items,
+    )  # fmt: skip
+
+
 def load_queue(body: str) -> QueueDoc:
     return load(_json(body), QueueDoc)
 
@@ -146,4 +155,4 @@ def _json(body: str) -> Any:
     return msgspec.json.decode(body)
 
 
-__all__ = ["Outbox", "load_queue", "work_ref"]
+__all__ = ["Outbox", "load_queue", "new_intent", "work_ref"]

@@ -4,10 +4,11 @@ A sweep runs one query per physical partition (partition key range), each ``TOP`
 :data:`SWEEP_PAGE` ``ORDER BY visibleAt`` and projecting only ids, times and etags: the
 gateway serves ORDER BY and TOP when a query is addressed to one range, so the response is a
 page of the oldest work, never the backlog, and costs each range once, like one
-cross-partition query would. It covers queue messages and work items of this member's slots
-that are visible now or within :data:`HORIZON_MS` (so a timer is known before it is due and
-fires on time without another query), plus work items any member may run (tagged, or pinned to
-a session) that this member's runtime accepts.
+cross-partition query would. It covers queue messages, work items and outbox intents left
+behind by a crashed committer, of this member's slots, that are visible now or within
+:data:`HORIZON_MS` (so a timer is known before it is due and fires on time without another
+query), plus work items any member may run (tagged, or pinned to a session) that this
+member's runtime accepts.
 
 When sweeps run: when the provider joins or gains slots, when a doorbell rang, when the last
 sweep filled a page (more work is waiting), and otherwise every :data:`IDLE_SWEEP_S` while
@@ -30,10 +31,10 @@ from ._membership import Membership
 
 SWEEP_PAGE = 100
 """Documents one range returns per sweep at most."""
-HORIZON_MS = 15_000
+HORIZON_MS = 20_000
 """How far ahead a sweep looks for timers and delayed work (more than :data:`IDLE_SWEEP_S`,
 so a timer written elsewhere is known before it falls due)."""
-IDLE_SWEEP_S = 10.0
+IDLE_SWEEP_S = 15.0
 MIN_GAP_S = 0.25
 
 _FIELDS = (
@@ -113,7 +114,7 @@ class Sweeper:
             scope = f"{scope} OR (c.type = 'worker_queue' AND ({' OR '.join(anyone)}))"
         sql = (
             f"SELECT TOP {SWEEP_PAGE} {_FIELDS} FROM c "
-            "WHERE (c.type = 'orch_queue' OR c.type = 'worker_queue') "
+            "WHERE (c.type = 'orch_queue' OR c.type = 'worker_queue' OR c.type = 'outbox_intent') "
             "AND c.visibleAt <= @horizon"
             + (f" AND ({scope})" if scope else "")
             + " ORDER BY c.visibleAt"
@@ -125,13 +126,16 @@ class Sweeper:
         if not isinstance(instance_id, str):
             return
         visible_at = int(row.get("visibleAt") or 0)
-        if row.get("type") == "orch_queue":
+        if row.get("type") in ("orch_queue", "outbox_intent"):
+            # An intent left behind is delivered by the next turn fetch of its instance.
             self._known.note_turn(instance_id, visible_at)
             return
         owner = row.get("lockOwner")
         locked_until = int(row.get("lockedUntil") or 0)
-        if locked_until > now and self._membership.is_live(owner):
-            return  # its live owner runs it
+        if locked_until and self._membership.lock_holds(
+            owner if isinstance(owner, str) else None, locked_until, now
+        ):
+            return  # its owner runs it
         self._known.note_item(
             WorkRef(
                 doc_id=str(row["id"]), instance_id=instance_id, visible_at=visible_at,

@@ -39,7 +39,6 @@ from ._documents import (
     InstanceDoc,
     KvDoc,
     LockState,
-    OutboxDoc,
     QueueDoc,
     dump,
     load,
@@ -61,7 +60,7 @@ from ._model import (
     record_of,
     to_ms,
 )
-from ._outbox import Outbox
+from ._outbox import Outbox, new_intent
 from ._rest import (
     MAX_BATCH_OPERATIONS,
     BatchOperation,
@@ -204,11 +203,10 @@ class Turns:
         membership = self._dispatch.membership
         if (
             held is not None
-            and held.until > now
             and held.owner != ctx.owner_id
-            and membership.is_live(held.owner)
+            and membership.lock_holds(held.owner, held.until, now)
         ):
-            return None  # its live owner is running this turn
+            return None  # its owner is running this turn
         batch = visible[:MAX_BATCH_MESSAGES]
         if len(visible) > len(batch):
             known.note_turn(instance_id, visible[len(batch)].visible_at)
@@ -423,9 +421,7 @@ class Turns:
         }
         intent = None
         if remote:
-            intent = OutboxDoc(
-                id=f"o:{commit_id}", instance_id=instance_id, created_at=now, items=remote
-            )
+            intent = new_intent(f"o:{commit_id}", instance_id, now, remote)
             ops.append(BatchOperation.create(dump(intent)))
         if len(ops) > MAX_BATCH_OPERATIONS:
             raise TurnTooLargeError(
