@@ -68,6 +68,8 @@ class InstanceDoc(_Doc, kw_only=True):
     type: str = "instance"
     state: str = "pending"
     """``pending`` (only a start is queued) or ``active`` (a turn has committed)."""
+    status: str = "pending"
+    """The instance's ``State`` value, kept for listings to filter on in the query."""
     name: str = ""
     version: str | None = None
     parent_instance_id: str | None = None

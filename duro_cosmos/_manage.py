@@ -81,6 +81,10 @@ class Management:
     # -- listings -------------------------------------------------------------------------------
 
     async def list_instances(self, query: InstanceQuery) -> InstancePage:
+        """Newest first: each physical partition returns its ``limit + 1`` newest matches
+        (``TOP``/``ORDER BY`` on the composite index ``createdAt DESC, createdSeq DESC``), so
+        a page reads at most ``(limit + 1) x partitions`` instance documents, whatever the
+        container holds; the merge keeps the newest ``limit``."""
         if query.limit < 1:
             raise ProviderError("list_instances", "limit must be at least 1", retryable=False)
         after: tuple[int, int] | None = None
@@ -94,33 +98,37 @@ class Management:
                     f"invalid continuation token {query.continuation!r}",
                     retryable=False,
                 ) from None
-        sql = "SELECT * FROM c WHERE c.type = 'instance'"
+        where = ["c.type = 'instance'"]
         params: dict[str, Any] = {}
         if query.name is not None:
-            sql += " AND c.name = @name"
+            where.append("c.name = @name")
             params["name"] = query.name
         if query.parent_instance_id is not None:
-            sql += " AND c.parentInstanceId = @parent"
+            where.append("c.parentInstanceId = @parent")
             params["parent"] = query.parent_instance_id
+        if query.states is not None:
+            where.append("ARRAY_CONTAINS(@states, c.status)")
+            params["states"] = sorted(state.value for state in query.states)
         if query.created_after_ms is not None:
-            sql += " AND c.createdAt > @after"
+            where.append("c.createdAt > @after")
             params["after"] = query.created_after_ms
         if query.created_before_ms is not None:
-            sql += " AND c.createdAt < @before"
+            where.append("c.createdAt < @before")
             params["before"] = query.created_before_ms
         if after is not None:
-            sql += " AND c.createdAt <= @cursor"
-            params["cursor"] = after[0]
+            where.append(
+                "(c.createdAt < @cursor OR (c.createdAt = @cursor AND c.createdSeq < @cseq))"
+            )
+            params["cursor"], params["cseq"] = after
+        sql = (
+            f"SELECT TOP {query.limit + 1} * FROM c WHERE {' AND '.join(where)} "
+            "ORDER BY c.createdAt DESC, c.createdSeq DESC"
+        )
         rows = []
-        for raw in await self._ctx.store.query_cross(sql, params):
-            doc = load(raw, InstanceDoc)
-            key = (doc.created_at, doc.created_seq)
-            if after is not None and key >= after:
-                continue
-            record = record_of(doc)
-            if query.states is not None and record.state not in query.states:
-                continue
-            rows.append((key, record))
+        for page in await self._ctx.store.query_each_range(sql, params):
+            for raw in page:
+                doc = load(raw, InstanceDoc)
+                rows.append(((doc.created_at, doc.created_seq), record_of(doc)))
         rows.sort(key=lambda pair: pair[0], reverse=True)
         page = rows[: query.limit]
         more = len(rows) > query.limit
@@ -241,44 +249,50 @@ class Management:
         raise ProviderError("prune_executions", "the instance kept changing", retryable=True)
 
     async def queue_depths(self) -> QueueDepths:
+        """Counted on the server, per physical partition (``COUNT`` is served on one range),
+        never by reading the queues; locked messages are read from the instances that hold a
+        live lock, which is only the turns in flight."""
         store = self._ctx.store
-        now = self._ctx.clock.now_ms()
-        queued = await store.query_cross(
-            "SELECT c.id, c.instanceId, c.visibleAt FROM c WHERE c.type = 'orch_queue'"
+        ctx = self._ctx
+        now = ctx.clock.now_ms()
+        params = {"now": now}
+
+        async def count(where: str) -> int:
+            pages = await store.query_each_range(
+                f"SELECT VALUE COUNT(1) FROM c WHERE {where}", params
+            )
+            return sum(int(value) for page in pages for value in page)
+
+        visible = await count("c.type = 'orch_queue' AND c.visibleAt <= @now")
+        timers = await count("c.type = 'orch_queue' AND c.visibleAt > @now")
+        worker = await count(
+            "c.type = 'worker_queue' AND c.visibleAt <= @now AND c.lockedUntil <= @now"
         )
+        locked_work = await count("c.type = 'worker_queue' AND c.lockedUntil > @now")
         locks = await store.query_cross(
             "SELECT c.instanceId, c.lock FROM c WHERE c.type = 'instance' AND c.lock.until > @now",
-            {"now": now},
-        )
-        work = await store.query_cross(
-            "SELECT c.id, c.visibleAt, c.lockedUntil FROM c WHERE c.type = 'worker_queue'"
+            params,
         )
         locked_ids = {
             (row["instanceId"], doc_id) for row in locks for doc_id in row["lock"].get("batch", [])
         }
         # Locks held in this process only (fresh work of its own slots) are not in the store.
-        ctx = self._ctx
         locked_ids.update(
             (lock.instance_id, doc_id)
             for lock in ctx.turn_locks.values()
             if lock.until > now
             for doc_id in lock.batch
         )
-        held_here = {lock.doc_id for lock in ctx.work_locks.values() if lock.until > now}
-        orchestrator = timers = worker = locked = 0
-        for row in queued:
-            if (row["instanceId"], row["id"]) in locked_ids:
-                locked += 1
-            elif row["visibleAt"] > now:
-                timers += 1
-            else:
-                orchestrator += 1
-        for row in work:
-            if row["lockedUntil"] > now or row["id"] in held_here:
-                locked += 1
-            elif row["visibleAt"] <= now:
-                worker += 1
-        return QueueDepths(orchestrator=orchestrator, timers=timers, worker=worker, locked=locked)
+        held_here = sum(
+            1 for lock in ctx.work_locks.values() if lock.until > now and not lock.written
+        )
+        locked_messages = min(len(locked_ids), visible)
+        return QueueDepths(
+            orchestrator=visible - locked_messages,
+            timers=timers,
+            worker=max(0, worker - held_here),
+            locked=locked_messages + locked_work + held_here,
+        )
 
 
 __all__ = ["Management"]

@@ -233,6 +233,7 @@ def apply_commit(
         error=encode_error(commit.changes.error),
         custom_status=custom_status,
         custom_status_version=version,
+        status=status.instance_state().value,
         lock=None,
         delivery_counts={k: v for k, v in doc.delivery_counts.items() if k not in batch},
         last_commit_id=commit_id,

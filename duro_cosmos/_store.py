@@ -1,9 +1,7 @@
 """The container the provider works in: lazy connection, bootstrapping, and small helpers.
 
 Bootstrapping creates the database and the container (partition key ``/instanceId``) if they
-are missing, retrying transient failures, with :data:`INDEXING_POLICY`. Every dispatcher
-query is a filter without ORDER BY / TOP / aggregates, so the default range indexes serve
-them; the policy only drops the bulky payload fields from the index.
+are missing, retrying transient failures, with :data:`INDEXING_POLICY`.
 """
 
 from __future__ import annotations
@@ -29,27 +27,29 @@ from ._rest import (
     HttpRetryPolicy,
 )
 
+_QUERIED_PATHS = (
+    "type", "instanceId", "visibleAt", "slot", "lockedUntil", "tag", "session", "createdAt",
+    "createdSeq", "name", "parentInstanceId", "status", "lock/until", "ownerId",
+    "lastActivity", "executionId",
+)  # fmt: skip
+
 INDEXING_POLICY: Mapping[str, Any] = {
     "indexingMode": "consistent",
     "automatic": True,
-    "includedPaths": [{"path": "/*"}],
-    "excludedPaths": [
-        {"path": '/"_etag"/?'},
-        {"path": "/msg/?"},
-        {"path": "/task/?"},
-        {"path": "/events/?"},
-        {"path": "/output/?"},
-        {"path": "/error/?"},
-        {"path": "/customStatus/?"},
-        {"path": "/entries/*"},
-        {"path": "/items/*"},
-        {"path": "/attempts/*"},
-        {"path": "/executions/*"},
+    "includedPaths": [{"path": f"/{path}/?"} for path in _QUERIED_PATHS],
+    "excludedPaths": [{"path": "/*"}],
+    "compositeIndexes": [
+        [
+            {"path": "/createdAt", "order": "descending"},
+            {"path": "/createdSeq", "order": "descending"},
+        ]
     ],
 }
-"""Range indexes on every scalar the queries filter on (``type``, ``visibleAt``, ``slot``,
-``lockedUntil``, ``createdAt``, ``parentInstanceId``, ``ownerId``, ``lock/until`` ...);
-payloads are not indexed. No composite indexes: no query sorts on the server."""
+"""Only the paths some query filters or sorts on are indexed (every indexed path of every
+document costs on each write); payloads, executions, lock batches and delivery counts are not.
+The composite index serves ``list_instances`` (newest first, ``ORDER BY createdAt DESC,
+createdSeq DESC`` per partition). A container created by an earlier version keeps its policy:
+replace it with this one (or recreate the container) to get both."""
 
 _BOOTSTRAP_ATTEMPTS = 5
 
@@ -156,7 +156,7 @@ class Store:
 
     async def query_range(
         self, range_id: str, sql: str, params: Mapping[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Any]:
         """A query addressed to one physical partition, where the gateway serves ORDER BY
         and TOP. A range that split is gone: the list is read again next time."""
         await self.open()
@@ -167,6 +167,22 @@ class Store:
         except CosmosError:
             self._ranges = None
             raise
+
+    async def query_each_range(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> list[list[Any]]:
+        """The query on every physical partition at once (ORDER BY, TOP and aggregates are
+        served per range): one result list per range, each bounded by the query's TOP."""
+        ranges = await self.partition_key_ranges()
+        results: list[list[Any]] = [[] for _ in ranges]
+
+        async def one(index: int, range_id: str) -> None:
+            results[index] = await self.query_range(range_id, sql, params)
+
+        async with anyio.create_task_group() as tg:
+            for index, range_id in enumerate(ranges):
+                tg.start_soon(one, index, range_id)
+        return results
 
     async def batch(
         self, pk: str, operations: Sequence[BatchOperation]

@@ -21,8 +21,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import anyio
-
 from duro.providers._types import TagFilter
 
 from ._context import Context
@@ -80,15 +78,7 @@ class Sweeper:
         self._next_idle_sweep = mono + IDLE_SWEEP_S
         now = self._ctx.clock.now_ms()
         sql, params = self._query(now)
-        ranges = await self._ctx.store.partition_key_ranges()
-        pages: list[list[dict[str, Any]]] = []
-
-        async def one(range_id: str) -> None:
-            pages.append(await self._ctx.store.query_range(range_id, sql, params))
-
-        async with anyio.create_task_group() as tg:
-            for range_id in ranges:
-                tg.start_soon(one, range_id)
+        pages = await self._ctx.store.query_each_range(sql, params)
         self._more = any(len(page) >= SWEEP_PAGE for page in pages)
         for page in pages:
             for row in page:
