@@ -59,6 +59,9 @@ class Context:
     work_locks: dict[str, WorkLock] = field(default_factory=dict)
     claiming: set[str] = field(default_factory=set)
     """Instances / work items a task of this process is locking right now: others skip them."""
+    retention_s: int | None = None
+    """Seconds a finished instance's documents are kept before Cosmos deletes them (TTL);
+    None keeps them until they are deleted."""
     delivered: dict[str, int] = field(default_factory=dict)
     """Deliveries this process made of queue messages and work items without writing them
     (see ``TurnLock.written``), by document id: a later delivery counts them."""

@@ -87,6 +87,9 @@ class InstanceDoc(_Doc, kw_only=True):
     delivery_counts: dict[str, int] = msgspec.field(default_factory=dict, name="attempts")
     last_commit_id: str | None = None
     slot: int = 0
+    ttl: int | None = None
+    """Seconds until Cosmos deletes the document (set when a finished instance's retention
+    starts, see ``CosmosProvider(retention=...)``); absent otherwise."""
 
     def execution(self, execution_id: int) -> ExecutionInfo | None:
         for info in self.executions:
@@ -137,7 +140,9 @@ class OutboxItem(msgspec.Struct, kw_only=True, rename="camel"):
     target: str
     doc_id: str
     kind: str
-    """``message`` (orchestrator message), ``work`` (activity) or ``withdraw`` (delete work)."""
+    """``message`` (orchestrator message), ``work`` (activity), ``withdraw`` (delete work) or
+    ``expire`` (start the retention of every document of partition ``target``: ``body`` is
+    the time to live in seconds)."""
     body: str = ""
     visible_at: int = 0
     seq: int = 0
@@ -196,9 +201,12 @@ def load(raw: Any, cls: type[T]) -> T:
 
 
 def dump(doc: msgspec.Struct) -> dict[str, Any]:
-    """The body to write: every field but the etag."""
+    """The body to write: every field but the etag (and ``ttl`` unless set: Cosmos refuses
+    a null one)."""
     out: dict[str, Any] = msgspec.to_builtins(doc)
     out.pop("_etag", None)
+    if out.get("ttl", 0) is None:
+        del out["ttl"]
     return out
 
 

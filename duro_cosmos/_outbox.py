@@ -23,7 +23,7 @@ from ._dispatch import Dispatch
 from ._documents import OutboxDoc, OutboxItem, QueueDoc, WorkDoc, dump, load, slot_of
 from ._known_work import WorkRef
 from ._model import pending_instance
-from ._rest import BatchOperation, CosmosBatchFailed
+from ._rest import MAX_BATCH_OPERATIONS, BatchOperation, CosmosBatchFailed
 from ._store import write_resolving_loss
 
 log = logging.getLogger("duro_cosmos.outbox")
@@ -102,6 +102,28 @@ class Outbox:
         elif item.kind == "withdraw":
             await store.delete(item.doc_id, item.target)
             self._dispatch.known.forget_item(item.doc_id)
+        elif item.kind == "expire":
+            await self._expire_partition(item.target, int(item.body), keep=intent.id)
+
+    async def _expire_partition(self, pk: str, ttl: int, *, keep: str) -> None:
+        """Give every document of a finished instance's partition its time to live (the
+        instance document got it in the commit). Idempotent: documents that have one keep it."""
+        store = self._ctx.store
+        rows = await store.query_partition(
+            pk, "SELECT c.id, c.ttl FROM c WHERE c.instanceId = @pk AND c.type != 'instance'"
+        )
+        ids = [row["id"] for row in rows if row.get("ttl") is None and row["id"] != keep]
+        set_ttl = [{"op": "set", "path": "/ttl", "value": ttl}]
+        for start in range(0, len(ids), MAX_BATCH_OPERATIONS):
+            chunk = ids[start : start + MAX_BATCH_OPERATIONS]
+            while chunk:
+                try:
+                    await store.batch(pk, [BatchOperation.patch(d, set_ttl) for d in chunk])
+                    break
+                except CosmosBatchFailed as exc:
+                    if exc.failed_status != 404 or exc.failed_index is None:
+                        raise
+                    del chunk[exc.failed_index]  # gone meanwhile (consumed, deleted): fine
 
     async def deliver_pending(self, instance_id: str, docs: list[dict[str, Any]]) -> None:
         for raw in docs:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import TypeVar
 
 import httpx
@@ -54,7 +56,9 @@ class CosmosProvider(Provider):
     pool. ``transport`` replaces httpx's network layer (tests put a Cosmos compatibility layer
     there), ``clock`` is the time locks and timers are measured in (never the server's), and
     ``owner_id`` names this provider among the members that dispatch work (see
-    docs/providers/cosmos.md, "Dispatch").
+    docs/providers/cosmos.md, "Dispatch"). With ``retention`` (seconds or a timedelta), every
+    document of a completed or failed instance expires that long after it finished, deleted
+    by Cosmos's time to live at no request cost (``delete_instance`` still works at once).
     ``batch_partition_key`` repeats the partition key in every batch operation, which the
     local ``@vercel/cosmosdb-server`` needs when used without the test compat layer.
     """
@@ -72,16 +76,23 @@ class CosmosProvider(Provider):
         clock: Clock | None = None,
         retry: HttpRetryPolicy | None = None,
         owner_id: str | None = None,
+        retention: float | timedelta | None = None,
         batch_partition_key: bool = False,
     ) -> None:
         self._config = config if config is not None else CosmosConfig.from_env()
+        retention_s = _seconds(retention)
         store = Store(
             self._config,
             transport=transport,
             retry=retry,
             batch_partition_key=batch_partition_key,
+            needs_ttl=retention_s is not None,
         )
-        self._ctx = Context(store=store, clock=clock if clock is not None else SYSTEM_CLOCK)
+        self._ctx = Context(
+            store=store,
+            clock=clock if clock is not None else SYSTEM_CLOCK,
+            retention_s=retention_s,
+        )
         if owner_id is not None:
             self._ctx.owner_id = owner_id
         self._dispatch = Dispatch(self._ctx)
@@ -231,3 +242,12 @@ async def _failure_of(apply: Callable[[C], Awaitable[None]], commit: C) -> Provi
     except ProviderError as exc:
         return exc
     return None
+
+
+def _seconds(retention: float | timedelta | None) -> int | None:
+    if retention is None:
+        return None
+    seconds = retention.total_seconds() if isinstance(retention, timedelta) else float(retention)
+    if not seconds >= 1:  # also refuses NaN
+        raise ValueError(f"retention must be at least one second, got {retention!r}")
+    return math.ceil(seconds)

@@ -70,8 +70,10 @@ class Store:
         transport: httpx.AsyncBaseTransport | None = None,
         retry: HttpRetryPolicy | None = None,
         batch_partition_key: bool = False,
+        needs_ttl: bool = False,
     ) -> None:
         self.config = config
+        self._needs_ttl = needs_ttl
         self._batch_partition_key = batch_partition_key
         self.link = ContainerLink(config.database, config.container)
         self._transport = transport
@@ -108,13 +110,28 @@ class Store:
             try:
                 await client.create_database_if_missing(self.link.database)
                 await client.create_container_if_missing(
-                    self.link, partition_key_path="/instanceId", indexing_policy=INDEXING_POLICY
-                )
+                    self.link, partition_key_path="/instanceId",
+                    indexing_policy=INDEXING_POLICY, default_ttl=-1,
+                )  # fmt: skip
+                if self._needs_ttl:
+                    await self._check_ttl()
                 return
             except CosmosError as exc:
                 if not exc.retryable or attempt == _BOOTSTRAP_ATTEMPTS:
                     raise
                 await anyio.sleep(0.1 * 2**attempt)
+
+    async def _check_ttl(self) -> None:
+        """Retention relies on the container's time to live being on (``defaultTtl`` set):
+        without it Cosmos ignores every document's ``ttl`` and nothing would ever expire."""
+        container = await self.client.read_container(self.link)
+        if container.get("defaultTtl") is None:
+            raise ProviderError(
+                "open",
+                f"retention needs time to live on container {self.link.path!r}: set its "
+                "defaultTtl to -1 (on, no default expiry); containers duro creates have it",
+                retryable=False,
+            )
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -20,6 +20,7 @@ from duro._errors import (
 )
 from duro._history import HistoryEvent
 from duro._messages import StartOrchestrationMessage, decode_message
+from duro._status import ExecutionStatus
 from duro.providers._types import (
     AbandonRequest,
     FetchTurnRequest,
@@ -39,6 +40,7 @@ from ._documents import (
     InstanceDoc,
     KvDoc,
     LockState,
+    OutboxItem,
     QueueDoc,
     dump,
     load,
@@ -71,6 +73,9 @@ from ._rest import (
     CosmosRequestTooLarge,
 )
 from ._store import TurnTooLargeError, write_resolving_loss
+
+_ENDINGS = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED})
+"""Execution statuses that end the instance (continue-as-new goes on)."""
 
 MAX_BATCH_MESSAGES = 64
 """Messages one turn takes at most (the rest wait for the next turn): keeps the commit's
@@ -392,6 +397,10 @@ class Turns:
         instance_id = commit.changes.instance_id
         commit_id = new_id()
         new_instance = apply_commit(lock.instance, commit, now, commit_id, lock.batch)
+        retention = ctx.retention_s
+        ends = commit.changes.execution_status in _ENDINGS
+        if retention is not None and ends:
+            new_instance.ttl = retention
         ops = [BatchOperation.replace(INSTANCE_DOC_ID, dump(new_instance), if_match=lock.etag)]
         history = history_doc(commit)
         if history is not None:
@@ -405,6 +414,11 @@ class Turns:
         ops.extend(BatchOperation.upsert(dump(doc)) for doc in upserts)
         ops.extend(BatchOperation.delete(doc_id) for doc_id in deletes)
         local, remote = await turn_effects(self._ctx.store, commit, commit_id, now)
+        if retention is not None and ends:
+            # The rest of the partition starts its retention right after the commit.
+            remote.append(
+                OutboxItem(target=instance_id, doc_id="", kind="expire", body=str(retention))
+            )
         room = MAX_BATCH_OPERATIONS - len(ops)
         if len(local) > room or (remote and len(local) == room):
             # Too many for one batch: the overflow rides in the (atomically written) intent
