@@ -1,4 +1,4 @@
-"""Aggregating runs, the printed tables, and issue 5's targets as PASS/FAIL lines."""
+"""Aggregating runs, the printed tables, and the targets (issues 5 and 11) as PASS/FAIL lines."""
 
 from __future__ import annotations
 
@@ -297,6 +297,7 @@ def check_targets(agg: dict[tuple[str, str, str], dict[str, Any]]) -> list[Targe
                     f"{_fmt(e.get('ru_per_orchestration'))} RU/orchestration",
                 )
             )
+    out.extend(_cosmos_targets(agg))
     duro_runs = [a for (s, _, _), a in agg.items() if s == "duro"]
     if duro_runs:
         store = sum(a["store_failures"] for a in duro_runs)
@@ -309,6 +310,51 @@ def check_targets(agg: dict[tuple[str, str, str], dict[str, Any]]) -> list[Targe
                 f"{store} store-induced, {total} failures of any kind, {checked} results checked",
             )
         )
+    return out
+
+
+# Issue 11's Cosmos targets: (RU per W1 orchestration, at P partitions, with 2 runtimes).
+_COSMOS_RU_TARGETS = {1: 200.0, 30: 400.0}
+_COSMOS_IDLE_RU_TARGET = 30.0  # per runtime and second, at 30 partitions
+_COSMOS_412_TARGETS = {2: 0.05, 4: 0.10}  # refused lock writes, by runtime count
+
+
+def _cosmos_targets(agg: dict[tuple[str, str, str], dict[str, Any]]) -> list[Target]:
+    out: list[Target] = []
+    for (s, c, w), a in sorted(agg.items()):
+        e = a["extra"]
+        if s != "duro" or "cosmos_partitions" not in e or not a["runs_ok"]:
+            continue
+        p, r = e["cosmos_partitions"], e.get("cosmos_runtimes", 1)
+        ru = e.get("ru_per_orchestration")
+        if w == "W1" and r == 2 and p in _COSMOS_RU_TARGETS and ru is not None:
+            need = _COSMOS_RU_TARGETS[p]
+            out.append(
+                Target(
+                    f"W1 {c} RU per orchestration <= {need:.0f}",
+                    "PASS" if ru <= need else "FAIL",
+                    f"{ru:.1f} estimated RU per orchestration ({p} partition(s), 2 runtimes)",
+                )
+            )
+        share = e.get("lock_412_share")
+        if w == "W1" and r in _COSMOS_412_TARGETS and share is not None:
+            need = _COSMOS_412_TARGETS[r]
+            out.append(
+                Target(
+                    f"W1 {c} refused lock writes <= {need:.0%}",
+                    "PASS" if share <= need else "FAIL",
+                    f"{share:.1%} of {e.get('lock_writes', 0):,} lock writes refused with 412",
+                )
+            )
+        idle = e.get("idle_ru_per_s_per_runtime")
+        if w == "IDLE" and p == 30 and idle is not None:
+            out.append(
+                Target(
+                    f"IDLE {c} RU/s per idle runtime <= {_COSMOS_IDLE_RU_TARGET:.0f}",
+                    "PASS" if idle <= _COSMOS_IDLE_RU_TARGET else "FAIL",
+                    f"{idle:.1f} estimated RU/s per runtime ({r} runtime(s), 30 partitions)",
+                )
+            )
     return out
 
 

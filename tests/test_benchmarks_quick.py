@@ -59,3 +59,17 @@ def test_quick_cosmos_cells_report_request_units_across_runtimes_and_partitions(
     idle_requests, idle_ru = float(idle[-2]), float(idle[-1])
     assert idle_requests > 0 and idle_ru >= idle_requests
     assert "upsert" in run.stdout and "partition_query" in run.stdout
+
+
+def test_failover_benchmark_reports_both_ways_a_runtime_goes() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.failover", "--instances", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    for case in ("sigkill", "exit"):
+        assert any(line.startswith(case) and "served p50" in line for line in lines), run.stdout
