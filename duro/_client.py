@@ -12,6 +12,7 @@ import anyio
 from ._errors import InstanceNotFoundError, WaitTimeoutError
 from ._history import HistoryEvent
 from ._ids import validate_instance_id
+from ._limits import check_name, check_reason
 from ._messages import (
     CancelOrchestrationMessage,
     EnqueueEventMessage,
@@ -116,6 +117,7 @@ class Client:
 
     async def raise_event(self, instance_id: str, name: str, data: Any = None) -> None:
         """Deliver external event ``name`` (``ctx.wait_for_event``). Buffered until waited for."""
+        check_name(name, "an event name")
         await self._require(instance_id)
         raw = encode(data, what=f"data of event {name!r}")
         await self.store.enqueue_orchestrator_message(
@@ -126,6 +128,7 @@ class Client:
 
     async def enqueue_event(self, instance_id: str, queue: str, data: Any = None) -> None:
         """Append a message to mailbox ``queue`` (``ctx.dequeue_event``), strictly FIFO."""
+        check_name(queue, "a queue name")
         await self._require(instance_id)
         raw = encode(data, what=f"message for queue {queue!r}")
         await self.store.enqueue_orchestrator_message(
@@ -137,6 +140,7 @@ class Client:
     async def cancel_orchestration(self, instance_id: str, reason: str = "cancelled") -> None:
         """Cancel an instance: it fails with category CANCELLED; its running activities are
         told to stop and its sub-orchestrations are cancelled too."""
+        check_reason(reason)
         await self._require(instance_id)
         await self.store.enqueue_orchestrator_message(
             ScheduledMessage(

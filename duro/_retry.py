@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -10,7 +11,15 @@ from datetime import timedelta
 def _seconds(value: float | timedelta | None) -> float | None:
     if value is None:
         return None
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"RetryPolicy durations are seconds or a timedelta, got {value!r}")
+    return float(value)
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,15 +40,44 @@ class RetryPolicy:
     non_retryable: Sequence[str | type[BaseException]] = ()
 
     def __post_init__(self) -> None:
+        # Each check names the field; "not x >= y" also refuses NaN, which compares False.
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise ValueError(
+                f"RetryPolicy.max_attempts must be an int, got {self.max_attempts!r}"
+            )
         if self.max_attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
-        if self.backoff_coefficient < 1:
-            raise ValueError("RetryPolicy.backoff_coefficient must be at least 1")
-        if (_seconds(self.initial_interval) or 0) < 0:
-            raise ValueError("RetryPolicy.initial_interval cannot be negative")
+        if not _finite(self.backoff_coefficient) or not self.backoff_coefficient >= 1:
+            raise ValueError(
+                "RetryPolicy.backoff_coefficient must be a finite number of at least 1, "
+                f"got {self.backoff_coefficient!r}"
+            )
+        initial = _seconds(self.initial_interval)
+        if initial is None or not _finite(initial) or not initial >= 0:
+            raise ValueError(
+                "RetryPolicy.initial_interval must be a finite number of seconds, at least 0, "
+                f"got {self.initial_interval!r}"
+            )
+        cap = _seconds(self.max_interval)
+        if cap is not None and (not _finite(cap) or not cap >= 0):
+            raise ValueError(
+                "RetryPolicy.max_interval must be None or a finite number of seconds, "
+                f"at least 0, got {self.max_interval!r}"
+            )
         timeout = _seconds(self.attempt_timeout)
-        if timeout is not None and timeout <= 0:
-            raise ValueError("RetryPolicy.attempt_timeout must be positive")
+        if timeout is not None and (not _finite(timeout) or not timeout > 0):
+            raise ValueError(
+                "RetryPolicy.attempt_timeout must be None or a positive, finite number of "
+                f"seconds, got {self.attempt_timeout!r}"
+            )
+        for entry in self.non_retryable:
+            if isinstance(entry, str):
+                continue
+            if not (isinstance(entry, type) and issubclass(entry, BaseException)):
+                raise ValueError(
+                    "RetryPolicy.non_retryable takes exception types or their names, "
+                    f"got {entry!r}"
+                )
 
     def delay_after(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -29,7 +30,31 @@ def encode(value: Any, *, what: str = "value", limit: int = MAX_PAYLOAD_BYTES) -
             ) from exc
     if len(data) > limit:
         raise PayloadError(f"{what} is {len(data)} bytes encoded; the limit is {limit} bytes")
+    # JSON has no NaN or infinity: msgspec writes them as null, which would silently change
+    # the value. A null in the output is the only sign, so only then look for them.
+    if b"null" in data and not isinstance(value, msgspec.Raw) and _has_non_finite(value):
+        raise PayloadError(
+            f"{what} holds NaN or an infinity, which JSON cannot carry; "
+            "send it as a string or None instead"
+        )
     return msgspec.Raw(data)
+
+
+def _has_non_finite(value: Any) -> bool:
+    try:
+        stack = [msgspec.to_builtins(value, builtin_types=(bytes, bytearray, memoryview))]
+    except (TypeError, ValueError):
+        return False  # encoded by a custom hook: nothing here can tell
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
 
 
 def decode(raw: msgspec.Raw | bytes | None, type_: Any = Any, *, what: str = "value") -> Any:

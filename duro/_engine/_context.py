@@ -51,10 +51,16 @@ class _ReplaySafeLogger(logging.LoggerAdapter[logging.Logger]):
         return not self._recorder.replaying and self.logger.isEnabledFor(level)
 
 
+MAX_TIMER_SECONDS = 100 * 366 * 24 * 3600
+"""A century: longer delays are bugs (and past what a store's integer times can hold)."""
+
+
 def _seconds(delay: float | timedelta) -> float:
     seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-    if seconds < 0:
-        raise ValueError(f"timer delay must not be negative, got {seconds}")
+    if not 0 <= seconds <= MAX_TIMER_SECONDS:  # also refuses NaN
+        raise ValueError(
+            f"a timer delay must be between 0 and {MAX_TIMER_SECONDS} seconds, got {seconds}"
+        )
     return seconds
 
 

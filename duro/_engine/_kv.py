@@ -8,6 +8,7 @@ from typing import Any
 
 from .._errors import PayloadError
 from .._history import KvCleared, KvDeleted, KvSet
+from .._limits import check_name
 from .._serde import decode, encode
 from ._recorder import Recorder
 from ._state import DurableState
@@ -35,8 +36,7 @@ class DurableKV:
         return decode(entry.value, type, what=f"KV value {key!r}")
 
     def set(self, key: str, value: Any) -> None:
-        if not isinstance(key, str) or not key:
-            raise PayloadError("KV keys must be non-empty strings")
+        check_name(key, "a KV key")
         raw = encode(value, what=f"KV value {key!r}", limit=MAX_KV_VALUE_BYTES)
         kv = self._state.kv
         if key not in kv and len(kv) >= MAX_KV_KEYS:

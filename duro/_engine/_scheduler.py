@@ -154,8 +154,8 @@ class Scheduler:
         except NondeterminismError as exc:
             self._outcome.fail(configuration_error(exc))
         except BaseException as exc:  # user code raised: the task (or the root) failed
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
+            # KeyboardInterrupt and SystemExit too: user code's, they fail the instance, not
+            # the host process.
             task.future.set_exception(exc)
         else:
             if isinstance(yielded, DurableFuture):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from .._errors import ProviderError
 from ._polling import retry_provider_call
 
 T = TypeVar("T")
+
+log = logging.getLogger("duro.runtime")
 
 MAX_BATCH = 128
 
@@ -96,6 +99,10 @@ class BatchCommitter(Generic[T]):
             results = await retry_provider_call(lambda: self._commit_many(commits), self._retries)
         except ProviderError as exc:
             results = [exc] * len(batch)
+        except Exception as exc:  # a store bug: fail these commits, keep committing others
+            log.exception("%s failed unexpectedly", self._what)
+            unexpected = ProviderError(self._what, f"{type(exc).__name__}: {exc}", retryable=False)
+            results = [unexpected] * len(batch)
         for pending, error in zip(batch, results, strict=True):
             pending.error = error
             pending.done.set()

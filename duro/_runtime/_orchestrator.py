@@ -144,7 +144,11 @@ class OrchestrationDispatcher:
         try:
             # A started turn always finishes: shutdown never leaves a half-processed batch.
             with anyio.CancelScope(shield=True):
-                await self._process(item)
+                try:
+                    await self._process(item)
+                except Exception:  # a bug below us must not stop the dispatcher
+                    log.exception("the turn of %s failed unexpectedly", item.instance_id)
+                    await self._abandon(item, delays.ENGINE_CRASHED)
         finally:
             self.in_flight -= 1
 

@@ -128,6 +128,11 @@ async def run_fetch_loop(
                 pool.release(reserved)
                 await backoff.failed(stopping, exc.retryable)
                 continue
+            except Exception:  # a store bug must not stop the loop: log it, back off
+                log.exception("fetching %s failed unexpectedly", what)
+                pool.release(reserved)
+                await backoff.failed(stopping, False)
+                continue
             if items and stopping.is_set():
                 pool.release(reserved)
                 with anyio.CancelScope(shield=True):

@@ -149,6 +149,9 @@ class ActivityWorker:
                 await self._drop(item)
                 return
             await self._report(item, result, error)
+        except Exception:  # a bug below us must not stop the worker
+            log.exception("running %s for %s failed unexpectedly", task.name, task.instance_id)
+            await self._abandon(item)
         finally:
             self._leases.remove(key)
 
@@ -170,6 +173,9 @@ class ActivityWorker:
             value = await self._invoke(registered, args, ctx)
         except anyio.get_cancelled_exc_class():
             raise
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # User code's, not the host's: this attempt fails, the process carries on.
+            return None, application_error(exc, retryable=False)
         except Exception as exc:
             return None, application_error(exc)
         try:
@@ -183,7 +189,10 @@ class ActivityWorker:
         if registered.is_async:
             return await registered.fn(*args)
         fn = functools.partial(registered.fn, *args)
-        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+        # Abandoned on cancellation: a thread cannot be stopped, and a plain ``def`` activity
+        # that ignores ``ctx.is_cancelled`` must not hold up shutdown. It runs on in a daemon
+        # thread; its result is dropped.
+        return await anyio.to_thread.run_sync(fn, limiter=self._limiter, abandon_on_cancel=True)
 
     async def _report(
         self, item: ActivityWorkItem, result: msgspec.Raw | None, error: ErrorInfo | None

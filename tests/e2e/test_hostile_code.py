@@ -1,0 +1,193 @@
+"""What user code and user input cannot do to a runtime: the failures issue 12 found, pinned.
+
+Each test is one finding of the adversarial probing: the runtime must fail the one instance or
+attempt with a clear error, and go on serving (and shut down) as if nothing happened.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import anyio
+import pytest
+
+import duro
+from duro.providers import Provider
+from duro.testing import VirtualClock
+
+from ._support import completed, failed, runtime
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+async def test_keyboard_interrupt_or_system_exit_in_an_activity_fails_that_attempt(
+    store: Provider,
+    registry: duro.Registry,
+    client: duro.Client,
+    clock: VirtualClock,
+    exc_type: type[BaseException],
+) -> None:
+    @registry.activity
+    def quits(ctx: duro.ActivityContext, _: None) -> None:
+        raise exc_type("user code asked to quit")
+
+    @registry.activity
+    async def fine(ctx: duro.ActivityContext, _: None) -> str:
+        return "still serving"
+
+    @registry.orchestration
+    async def orch(ctx: duro.OrchestrationContext, _: None) -> list[str]:
+        try:
+            await ctx.schedule_activity(quits)
+        except duro.ActivityFailedError as exc:
+            return [exc.error_type, await ctx.schedule_activity(fine)]
+        return []
+
+    async with runtime(store, registry, clock):
+        await client.start_orchestration("quits-1", orch)
+        assert await completed(client, "quits-1") == [exc_type.__name__, "still serving"]
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+async def test_keyboard_interrupt_or_system_exit_in_orchestration_code_fails_the_instance(
+    store: Provider,
+    registry: duro.Registry,
+    client: duro.Client,
+    clock: VirtualClock,
+    exc_type: type[BaseException],
+) -> None:
+    @registry.orchestration
+    async def quits(ctx: duro.OrchestrationContext, _: None) -> None:
+        raise exc_type("orchestration code asked to quit")
+
+    @registry.orchestration
+    async def fine(ctx: duro.OrchestrationContext, _: None) -> str:
+        return "still serving"
+
+    async with runtime(store, registry, clock):
+        await client.start_orchestration("quits-2", quits)
+        error = await failed(client, "quits-2")
+        assert error.error_type == exc_type.__name__
+        assert error.category is duro.ErrorCategory.APPLICATION
+        await client.start_orchestration("fine-2", fine)
+        assert await completed(client, "fine-2") == "still serving"
+
+
+async def test_nan_and_infinity_are_refused_at_the_boundary_not_turned_into_null(
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+) -> None:
+    @registry.activity
+    async def measures(ctx: duro.ActivityContext, _: None) -> float:
+        return math.nan
+
+    @registry.orchestration
+    async def takes(ctx: duro.OrchestrationContext, x: float) -> float:
+        return x
+
+    @registry.orchestration
+    async def gets(ctx: duro.OrchestrationContext, _: None) -> str:
+        try:
+            await ctx.schedule_activity(measures)
+        except duro.ActivityFailedError as exc:
+            return exc.error_type
+        return "accepted NaN"
+
+    with pytest.raises(duro.PayloadError, match="NaN or an infinity"):
+        await client.start_orchestration("nan-1", takes, math.nan)
+    with pytest.raises(duro.PayloadError, match="NaN or an infinity"):
+        await client.start_orchestration("nan-2", takes, [math.inf])  # type: ignore[arg-type]
+    assert (await client.get_status("nan-1")).state is duro.State.NOT_FOUND
+    async with runtime(store, registry, clock):
+        await client.start_orchestration("nan-3", gets)
+        assert await completed(client, "nan-3") == "PayloadError"
+
+
+async def test_a_timer_past_a_century_fails_its_instance_and_the_runtime_serves_on(
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+) -> None:
+    @registry.orchestration
+    async def forever(ctx: duro.OrchestrationContext, seconds: float) -> None:
+        await ctx.schedule_timer(seconds)
+
+    @registry.orchestration
+    async def fine(ctx: duro.OrchestrationContext, _: None) -> str:
+        return "still serving"
+
+    async with runtime(store, registry, clock):
+        await client.start_orchestration("timer-1", forever, 9.3e15)
+        error = await failed(client, "timer-1")
+        assert error.error_type == "ValueError" and "timer delay" in error.message
+        await client.start_orchestration("timer-2", fine)
+        assert await completed(client, "timer-2") == "still serving"
+
+
+async def test_shutdown_returns_while_a_plain_def_activity_ignores_cancellation(
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    @registry.activity
+    def stubborn(ctx: duro.ActivityContext, _: None) -> None:
+        started.set()
+        release.wait(60)  # never looks at ctx.is_cancelled
+
+    @registry.orchestration
+    async def orch(ctx: duro.OrchestrationContext, _: None) -> None:
+        await ctx.schedule_activity(stubborn)
+
+    try:
+        with anyio.fail_after(30):  # shutdown hung forever without the fix
+            async with runtime(
+                store, registry, clock, shutdown_grace_period=0.1, activity_cancellation_grace=0.2
+            ):
+                await client.start_orchestration("stubborn-1", orch)
+                while not started.is_set():  # noqa: ASYNC110 - a thread's event
+                    await anyio.sleep(0.01)
+                began = time.monotonic()
+        print(f"shutdown took {time.monotonic() - began:.2f} s")
+    finally:
+        release.set()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda c: c.raise_event("big-1", "e" * 257), "event name is 257 characters"),
+        (lambda c: c.enqueue_event("big-1", "q" * 10_000, None), "queue name is 10000"),
+        (lambda c: c.cancel_orchestration("big-1", "r" * 5_000), "reason is 5000 characters"),
+        (lambda c: c.raise_event("big-1", "", None), "event name must be a non-empty"),
+    ],
+)
+async def test_over_long_names_and_reasons_are_refused_before_anything_is_stored(
+    store: Provider,
+    registry: duro.Registry,
+    client: duro.Client,
+    clock: VirtualClock,
+    call: object,
+    match: str,
+) -> None:
+    @registry.orchestration
+    async def waits(ctx: duro.OrchestrationContext, _: None) -> object:
+        return await ctx.wait_for_event("never")
+
+    await client.start_orchestration("big-1", waits)
+    with pytest.raises(duro.PayloadError, match=match):
+        await call(client)  # type: ignore[operator]
+    assert (await store.queue_depths()).orchestrator == 1  # only the start
+
+
+async def test_a_kv_key_past_the_limit_fails_the_instance_with_a_payload_error(
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+) -> None:
+    @registry.orchestration
+    async def keys(ctx: duro.OrchestrationContext, _: None) -> None:
+        ctx.kv.set("k" * 1_000_000, 1)
+
+    async with runtime(store, registry, clock):
+        await client.start_orchestration("kv-1", keys)
+        error = await failed(client, "kv-1")
+        assert error.error_type == "PayloadError" and "KV key" in error.message
