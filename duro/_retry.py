@@ -42,9 +42,7 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         # Each check names the field; "not x >= y" also refuses NaN, which compares False.
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise ValueError(
-                f"RetryPolicy.max_attempts must be an int, got {self.max_attempts!r}"
-            )
+            raise ValueError(f"RetryPolicy.max_attempts must be an int, got {self.max_attempts!r}")
         if self.max_attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
         if not _finite(self.backoff_coefficient) or not self.backoff_coefficient >= 1:
@@ -75,8 +73,7 @@ class RetryPolicy:
                 continue
             if not (isinstance(entry, type) and issubclass(entry, BaseException)):
                 raise ValueError(
-                    "RetryPolicy.non_retryable takes exception types or their names, "
-                    f"got {entry!r}"
+                    f"RetryPolicy.non_retryable takes exception types or their names, got {entry!r}"
                 )
 
     def delay_after(self, attempt: int) -> float:

@@ -23,9 +23,10 @@ class Commit:
 class DeferReason(enum.Enum):
     """Why a batch is put back without a commit. The shell decides how long it waits."""
 
-    VERSION_NOT_REGISTERED = "version_not_registered"
-    """A known orchestration name, but not the version history needs: a worker running a
-    newer (or older) deployment may have it."""
+    NOT_REGISTERED = "not_registered"
+    """An orchestration name, or the version history needs, this worker does not have: a
+    worker running a newer (or older) deployment may. Counted as a delivery, so an instance
+    nobody can run fails in the end (see ``TurnInput.final_delivery``)."""
     NOT_STARTED = "not_started"
     """Messages for an instance that has no start yet; a start may still arrive."""
     CACHE_EVICTED = "cache_evicted"
@@ -34,7 +35,7 @@ class DeferReason(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Defer:
-    """Put the batch back unchanged; it was not the messages' fault (no delivery counted)."""
+    """Put the batch back unchanged, for later or for another worker."""
 
     reason: DeferReason
     detail: str

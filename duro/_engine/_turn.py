@@ -43,6 +43,9 @@ class TurnInput:
     kv_snapshot: dict[str, KvEntry] = field(default_factory=dict)
     record: InstanceRecord | None = None
     """The stored record: a turn that changes nothing repeats its name, version and result."""
+    final_delivery: bool = False
+    """No later delivery will come (the messages used up their deliveries): an orchestration
+    this worker does not have fails the instance instead of being deferred for another."""
 
 
 def run_turn(registry: Registry, work: TurnInput, cached: Execution | None = None) -> TurnDecision:
@@ -82,17 +85,18 @@ def run_turn(registry: Registry, work: TurnInput, cached: Execution | None = Non
 
 
 def _resolve(
-    registry: Registry, name: str, version: str | None
+    registry: Registry, name: str, version: str | None, *, final: bool
 ) -> tuple[Registered | None, ErrorInfo | Defer | None]:
-    """The orchestration to run, or why there is none: a failure, or a reason to defer."""
+    """The orchestration to run, or why there is none: a reason to defer, or (on the
+    ``final`` delivery) a failure."""
     orchestration = registry.get_orchestration(name, version)
     if orchestration is not None:
         return orchestration, None
-    if registry.has_orchestration(name):
-        # Known name, unknown version: another worker (newer deployment) may have it.
-        detail = f"orchestration {name!r} version {version!r} is not registered"
-        return None, Defer(DeferReason.VERSION_NOT_REGISTERED, detail)
-    return None, configuration_error(UnregisteredError("orchestration", name, version))
+    if final:
+        return None, configuration_error(UnregisteredError("orchestration", name, version))
+    # During a rolling deployment another worker may have it (a newer name or version).
+    what = f"version {version!r} of {name!r}" if registry.has_orchestration(name) else repr(name)
+    return None, Defer(DeferReason.NOT_REGISTERED, f"orchestration {what} is not registered here")
 
 
 def _new_execution(
@@ -104,7 +108,7 @@ def _new_execution(
     carried: list[object],
     version: str | None,
 ) -> TurnDecision:
-    orchestration, problem = _resolve(registry, start.name, version)
+    orchestration, problem = _resolve(registry, start.name, version, final=work.final_delivery)
     if isinstance(problem, Defer):
         return problem
     started = OrchestrationStarted(
@@ -192,7 +196,9 @@ def _continue(registry: Registry, work: TurnInput, cached: Execution | None) -> 
         execution = cached
         execution.begin_turn(work.now_ms)
     else:
-        orchestration, problem = _resolve(registry, started.name, started.version)
+        orchestration, problem = _resolve(
+            registry, started.name, started.version, final=work.final_delivery
+        )
         if orchestration is None:
             if isinstance(problem, Defer):
                 return problem

@@ -10,12 +10,20 @@ from __future__ import annotations
 from .._engine import DeferReason
 
 DEFERRED: dict[DeferReason, float] = {
-    DeferReason.VERSION_NOT_REGISTERED: 1.0,
     DeferReason.NOT_STARTED: 5.0,
     # Fetch again at once, this time with the history.
     DeferReason.CACHE_EVICTED: 0.0,
 }
-"""A batch the engine deferred, by reason (no delivery counted)."""
+"""A batch the engine deferred, by reason (no delivery counted); ``NOT_REGISTERED`` waits
+:func:`not_registered` instead."""
+
+
+def not_registered(deliveries: int) -> float:
+    """Work whose code this worker lacks (a rolling deployment): 1 s, doubling to a minute
+    per delivery, counted, so a workflow nobody can run fails after ``max_deliveries`` (about
+    four minutes with the default 10) and one a newer worker has is picked up by it."""
+    return float(min(60, 2 ** max(0, deliveries - 1)))
+
 
 UNSTARTED = 0.0
 """Work fetched as shutdown began, released for another runtime (no delivery counted)."""

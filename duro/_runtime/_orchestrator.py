@@ -171,9 +171,18 @@ class OrchestrationDispatcher:
             await self._abandon(item, delays.ENGINE_CRASHED)
             return
         if isinstance(decision, Defer):
-            # Not this batch's fault (e.g. a version only newer workers have): do not count
-            # the delivery toward poison, or a rolling upgrade would fail instances.
-            log.warning("deferring turn of %s: %s", item.instance_id, decision.detail)
+            if decision.reason is DeferReason.NOT_REGISTERED:
+                # Left for a worker that has the code, with back-off; counted, so an instance
+                # no worker can run fails on its last delivery (the engine says why).
+                delay = delays.not_registered(item.delivery_count)
+                log.warning(
+                    "leaving the turn of %s for another worker: %s (delivery %d of %d, again "
+                    "in %.0f s)", item.instance_id, decision.detail, item.delivery_count,
+                    self._options.max_deliveries, delay,
+                )  # fmt: skip
+                await self._abandon(item, delay)
+                return
+            log.info("deferring the turn of %s: %s", item.instance_id, decision.detail)
             await self._abandon(item, delays.DEFERRED[decision.reason], undo_delivery_count=True)
             return
         changes = decision.changes
@@ -221,6 +230,7 @@ class OrchestrationDispatcher:
             now_ms=self._clock.now_ms(),
             kv_snapshot=item.kv_snapshot,
             record=record,
+            final_delivery=item.delivery_count >= self._options.max_deliveries,
         )
         if item.history_error is not None:
             problem = f"stored history cannot be decoded: {item.history_error}"

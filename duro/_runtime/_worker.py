@@ -130,7 +130,19 @@ class ActivityWorker:
         )
         running = self._leases.add(key, item, ctx)
         try:
-            if item.delivery_count > self._options.max_deliveries:
+            limit = self._options.max_deliveries
+            if self._registry.get_activity(task.name) is None and item.delivery_count < limit:
+                # A rolling deployment: a worker running newer code may have it. Counted, so
+                # on its last delivery it fails (in _run) instead of waiting forever.
+                delay = delays.not_registered(item.delivery_count)
+                log.warning(
+                    "leaving activity %s of %s for another worker: not registered here "
+                    "(delivery %d of %d, again in %.0f s)",
+                    task.name, task.instance_id, item.delivery_count, limit, delay,
+                )  # fmt: skip
+                await self._abandon(item, delay)
+                return
+            if item.delivery_count > limit:
                 poison = poison_error(
                     f"activity {task.name!r} was delivered {item.delivery_count} times "
                     f"(limit {self._options.max_deliveries}) without completing"

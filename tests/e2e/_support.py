@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
@@ -125,3 +126,21 @@ class Calls:
 
     def __getitem__(self, key: str) -> int:
         return self.counts.get(key, 0)
+
+
+@asynccontextmanager
+async def clock_running(clock: VirtualClock, step: float = 5.0) -> AsyncIterator[None]:
+    """Advance the virtual clock by ``step`` seconds every few real milliseconds while the
+    block runs: for waits the runtime measures on the clock (back-off after a deferral)."""
+    async with anyio.create_task_group() as tg:
+
+        async def tick() -> None:
+            while True:
+                await anyio.sleep(0.01)
+                await clock.advance(step)
+
+        tg.start_soon(tick)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()

@@ -11,7 +11,7 @@ import duro
 from duro.providers import Provider
 from duro.testing import VirtualClock
 
-from ._support import completed, failed, runtime
+from ._support import clock_running, completed, failed, runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -22,15 +22,16 @@ def _register_echo(registry: duro.Registry) -> None:
         return value
 
 
-async def test_unregistered_orchestration_fails_with_configuration_error_and_dispatch_continues(
+async def test_unregistered_orchestration_fails_on_its_last_delivery_and_dispatch_continues(
     store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     _register_echo(registry)
-    async with runtime(store, registry, clock, orchestration_concurrency=1):
+    async with runtime(store, registry, clock, orchestration_concurrency=1, max_deliveries=3):
         await client.start_orchestration("x-1", "no_such_orchestration", 1)
         await client.start_orchestration("x-2", "echo", "still works")
-        error = await failed(client, "x-1")
         assert await completed(client, "x-2") == "still works"
+        async with clock_running(clock):  # deferred with back-off until its last delivery
+            error = await failed(client, "x-1")
     assert error.category is duro.ErrorCategory.CONFIGURATION
     assert error.error_type == "UnregisteredError"
     assert "no_such_orchestration" in error.message
@@ -51,7 +52,7 @@ async def test_unregistered_activity_fails_the_instance_with_configuration_error
     assert "no_such_activity" in error.message
 
 
-async def test_activity_missing_on_the_worker_fails_the_activity_with_configuration_error(
+async def test_activity_no_worker_has_fails_with_configuration_error_on_its_last_delivery(
     store: Provider, client: duro.Client, clock: VirtualClock
 ) -> None:
     orchestrator = duro.Registry()
@@ -71,7 +72,8 @@ async def test_activity_missing_on_the_worker_fails_the_activity_with_configurat
 
     async with (
         runtime(store, orchestrator, clock, activity_concurrency=0),
-        runtime(store, worker, clock, orchestration_concurrency=0),
+        runtime(store, worker, clock, orchestration_concurrency=0, max_deliveries=3),
+        clock_running(clock),  # the item is left for another worker until its last delivery
     ):
         await client.start_orchestration("x-4", "remote")
         assert await completed(client, "x-4") == ["configuration", "UnregisteredError"]

@@ -9,7 +9,7 @@ from duro.history import OrchestrationChained, SubOrchestrationScheduled
 from duro.providers import Provider
 from duro.testing import VirtualClock
 
-from ._support import completed, failed, history_has, of_type, runtime, wait_until
+from ._support import clock_running, completed, failed, history_has, of_type, runtime, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -111,7 +111,7 @@ async def test_uncaught_sub_orchestration_failure_fails_the_parent(
     assert "child divided by zero" in error.message
 
 
-async def test_unregistered_sub_orchestration_fails_the_child_with_configuration_error(
+async def test_unregistered_sub_orchestration_fails_the_child_on_its_last_delivery(
     store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
@@ -122,7 +122,7 @@ async def test_unregistered_sub_orchestration_fails_the_child_with_configuration
             return [exc.error.category.value, exc.error_type]
         return []
 
-    async with runtime(store, registry, clock):
+    async with runtime(store, registry, clock, max_deliveries=3), clock_running(clock):
         await client.start_orchestration("p-5", parent)
         assert await completed(client, "p-5") == ["configuration", "UnregisteredError"]
 

@@ -74,6 +74,7 @@ class Instance:
             history=self.history,
             messages=list(messages),
             now_ms=at,
+            final_delivery=True,  # an orchestration nobody has fails, as on its last delivery
         )
 
     def _commit(self, decision: TurnDecision, ended_by: str) -> TurnDecision:

@@ -166,6 +166,7 @@ def turn(
     *,
     now: int = T0,
     status: ExecutionStatus | None = ExecutionStatus.RUNNING,
+    final_delivery: bool = False,
 ) -> TurnDecision:
     """Run one turn from history alone."""
     events = history.events if isinstance(history, History) else list(history or [])
@@ -178,6 +179,7 @@ def turn(
             history=events,
             messages=list(messages or []),
             now_ms=now,
+            final_delivery=final_delivery,
         ),
     )
 

@@ -67,6 +67,9 @@ def _work(
         history=history,
         messages=messages,
         now_ms=now,
+        # Endings are reproduced as on a message's last delivery, where an orchestration no
+        # worker has fails instead of waiting for one (insure_order_unregistered).
+        final_delivery=True,
     )
 
 

@@ -261,20 +261,31 @@ def test_awaiting_asyncio_sleep_fails_with_a_configuration_error() -> None:
     assert decision.changes.error.category is ErrorCategory.CONFIGURATION
 
 
-def test_unregistered_orchestration_fails_at_once_with_a_configuration_error() -> None:
+def test_an_orchestration_this_worker_lacks_is_left_for_another_worker() -> None:
     decision = turn(registry, None, [start("nope")])
+    assert decision == Defer(
+        DeferReason.NOT_REGISTERED, "orchestration 'nope' is not registered here"
+    )
+
+
+def test_on_its_last_delivery_an_unregistered_orchestration_fails_with_a_configuration_error() -> (
+    None
+):
+    decision = turn(registry, None, [start("nope")], final_delivery=True)
     assert kinds(decision) == ["OrchestrationStarted", "OrchestrationFailed"]
     assert decision.changes.error is not None
     assert decision.changes.error.error_type == "UnregisteredError"
 
 
-def test_unknown_version_of_a_known_orchestration_is_abandoned_for_another_worker() -> None:
+def test_unknown_version_of_a_known_orchestration_is_left_for_another_worker() -> None:
     history = History().started("orch", "Ada", version="9.9.9")
     decision = turn(registry, history, [completed(1, "x")])
     assert decision == Defer(
-        DeferReason.VERSION_NOT_REGISTERED,
-        "orchestration 'orch' version '9.9.9' is not registered",
+        DeferReason.NOT_REGISTERED, "orchestration version '9.9.9' of 'orch' is not registered here"
     )
+    final = turn(registry, history, [completed(1, "x")], final_delivery=True)
+    assert final.changes.error is not None
+    assert final.changes.error.error_type == "UnregisteredError"
 
 
 def test_activity_failure_raises_activity_failed_that_code_can_catch() -> None:
