@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -243,8 +244,11 @@ class Database:
 
     def _writer_sync(self) -> sqlite3.Connection:
         """The open writer connection; opens (and migrates) on first use. Hold the lock."""
-        if self._writer is not None:
-            return self._writer
+        if self._writer is None:
+            self._writer = self._open_writer() if self.in_memory else self._open_file_writer()
+        return self._writer
+
+    def _open_writer(self) -> sqlite3.Connection:
         conn = self._connect()
         try:
             with self._patient(conn):
@@ -264,8 +268,22 @@ class Database:
         except BaseException:
             conn.close()
             raise
-        self._writer = conn
         return conn
+
+    def _open_file_writer(self) -> sqlite3.Connection:
+        # While other processes open the same new file, SQLite refuses some of the locks
+        # involved (switching to WAL, recovering its index) without calling the busy handler:
+        # those are waited for here, up to busy_timeout like any other lock.
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.001
+        while True:
+            try:
+                return self._open_writer()
+            except sqlite3.Error as exc:
+                if not is_busy(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     def _open_sync(self) -> None:
         with self._write_lock:

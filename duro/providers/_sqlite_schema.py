@@ -202,8 +202,15 @@ def latest_version() -> int:
 def check_identity(conn: sqlite3.Connection, path: str) -> int:
     """Return the file's schema version; refuse foreign databases and newer schemas.
 
-    Reads the header only (no writes), so a file that is not ours is never modified.
+    Reads the header only (no writes), so a file that is not ours is never modified. The
+    reads share one snapshot: another process may be creating the schema at this moment.
     """
+    if not conn.in_transaction:
+        conn.execute("BEGIN")
+        try:
+            return check_identity(conn, path)
+        finally:
+            conn.execute("COMMIT")
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if app_id == 0:

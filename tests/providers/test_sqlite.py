@@ -676,6 +676,51 @@ async def test_other_processes_on_one_file_never_take_the_same_instance(db_path:
         assert outputs, "the other processes took no work at all"
 
 
+_OPEN_AT_ONCE_SCRIPT = textwrap.dedent(
+    """
+    import sys, time, anyio
+    from duro.providers._sqlite import SqliteProvider
+    from duro._messages import StartOrchestrationMessage
+
+    async def main(path, go, name):
+        while time.time() < go:  # every process opens at the same moment
+            pass
+        async with SqliteProvider(path) as provider:
+            start = StartOrchestrationMessage(instance_id=name, name="o")
+            await provider.start_orchestration(start)
+
+    anyio.run(main, sys.argv[1], float(sys.argv[2]), sys.argv[3])
+    """
+)
+
+
+def test_processes_opening_a_new_file_at_the_same_moment_all_succeed(tmp_path: Path) -> None:
+    # Switching a new file to WAL (and migrating it) takes locks some of which SQLite refuses
+    # without waiting: opening must wait for them like any other busy lock, not fail.
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    for round_ in range(6):
+        path = tmp_path / f"new{round_}.db"
+        go = time.time() + 1.5  # after every child has imported duro
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPEN_AT_ONCE_SCRIPT, str(path), str(go), f"p{n}"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for n in range(6)
+        ]
+        outputs = [child.communicate(timeout=120)[0].decode() for child in children]
+        failures = [out for child, out in zip(children, outputs, strict=True) if child.returncode]
+        assert not failures, f"round {round_}: {failures[0][-2000:]}"
+        conn = raw_connection(path)
+        try:
+            started = conn.execute("SELECT count(*) FROM orchestrator_queue").fetchone()[0]
+        finally:
+            conn.close()
+        assert started == 6
+
+
 # -- basic round trips ---------------------------------------------------------------------------
 
 
