@@ -60,10 +60,12 @@ class ActivityFailedError(OrchestrationFailureError):
     """
 
     def __init__(self, name: str, error: ErrorInfo, *, attempts: int = 1) -> None:
+        # A poison or configuration failure is not an attempt that ran and raised: its message
+        # (say, how many deliveries) speaks for itself.
+        ran = error.category.value == "application"
+        outcome = f"failed after {attempts} attempt(s)" if ran else "could not run"
         super().__init__(
-            f"activity {name!r} failed after {attempts} attempt(s): "
-            f"{error.error_type}: {error.message}",
-            error=error,
+            f"activity {name!r} {outcome}: {error.error_type}: {error.message}", error=error
         )
         self.name = name
         self.attempts = attempts
@@ -178,9 +180,21 @@ class ProviderError(DuroError):
 
 
 class LockLostError(ProviderError):
-    """The lock token is unknown, expired or was taken over; the caller's work is void."""
+    """The lock token is unknown, released or was taken over; the caller's work is void."""
 
-    def __init__(self, operation: str, message: str = "lock token is unknown or expired") -> None:
+    def __init__(
+        self, operation: str, message: str = "lock token is unknown or taken over"
+    ) -> None:
+        super().__init__(operation, message, retryable=False)
+
+
+class StoreLostError(ProviderError):
+    """The store a runtime was using is gone (its database file was removed or replaced).
+
+    Nothing written since can be trusted to last, so nothing is acknowledged: the runtime
+    stops and ``Runtime.run`` (or ``async with runtime``) raises this error."""
+
+    def __init__(self, operation: str, message: str) -> None:
         super().__init__(operation, message, retryable=False)
 
 

@@ -79,7 +79,7 @@ class Activities:
             items = await self._take(request, now, max(1, limit))
             if items or now >= deadline:
                 return items
-            expiry = min((lock.until for lock in ctx.work_locks.values()), default=deadline)
+            expiry = min((lock.until for lock in _unexpired(ctx.work_locks, now)), default=deadline)
             await self._dispatch.wait(clock, event, now, min(deadline, expiry))
 
     async def _take(
@@ -93,8 +93,8 @@ class Activities:
         known = self._dispatch.known
         for lock in list(ctx.work_locks.values()):
             if lock.until <= now:
-                self._expire(lock)
-        held = {lock.doc_id for lock in ctx.work_locks.values()}
+                self._offer(lock)
+        held = {lock.doc_id for lock in _unexpired(ctx.work_locks, now)}
         # Untagged items of slots that moved to another member are theirs now.
         known.drop_items(lambda ref: self._dispatch.anyones(ref) or self._dispatch.owns(ref.slot))
 
@@ -176,6 +176,7 @@ class Activities:
             etag = await self._write_lock(doc, locked, token)
             if etag is None:
                 return None
+        _drop_taken_over(ctx.work_locks, doc.id)
         ctx.work_locks[token] = WorkLock(
             instance_id=doc.instance_id, doc_id=doc.id, token=token, etag=etag or "",
             until=until, session=doc.session, written=not fresh, slot=doc.slot,
@@ -346,7 +347,7 @@ class Activities:
 
     # -- complete, abandon, renew ---------------------------------------------------------------
 
-    async def _live(self, op: str, token: str, now: int) -> WorkLock:
+    async def _held(self, op: str, token: str) -> WorkLock:
         lock = self._ctx.work_locks.get(token)
         if lock is None:
             parts = parse_token(token, 3)
@@ -360,9 +361,8 @@ class Activities:
                 instance_id=doc.instance_id, doc_id=doc.id, token=token, etag=doc.etag or "",
                 until=doc.locked_until, session=doc.session,
             )  # fmt: skip
-        if lock.until <= now:
-            self._expire(lock)
-            raise LockLostError(op, "work item lock expired")
+        # Expired or not, the lock is ours until a fetch takes the item over: that drops it
+        # here, or (another member) changes the item, which the If-Match of every write sees.
         return lock
 
     async def _protect(self, slots: frozenset[int]) -> None:
@@ -374,10 +374,11 @@ class Activities:
                 request = RenewRequest(lock_token=lock.token, extend_for=(lock.until - now) / 1000)
                 await self._rewrite("renew_activity_lock", lock, now, request)
 
-    def _expire(self, lock: WorkLock) -> None:
-        """An expired lock: the item is anyone's again (the old token fails on its own)."""
-        if self._ctx.work_locks.pop(lock.token, None) is None:
+    def _offer(self, lock: WorkLock) -> None:
+        """An expired lock: the item is anyone's again (its token works until taken over)."""
+        if lock.offered:
             return
+        lock.offered = True
         self._dispatch.known.note_item(
             WorkRef(
                 doc_id=lock.doc_id, instance_id=lock.instance_id, visible_at=lock.until,
@@ -393,7 +394,7 @@ class Activities:
         op = "complete_activity"
         ctx = self._ctx
         now = ctx.clock.now_ms()
-        lock = await self._live(op, commit.lock_token, now)
+        lock = await self._held(op, commit.lock_token)
         ops = [BatchOperation.delete(lock.doc_id, if_match=lock.etag)]
         result_id = f"m:r:{lock.doc_id}:{commit.lock_token.split('~', 1)[0]}"
         intent: OutboxDoc | None = None
@@ -453,7 +454,7 @@ class Activities:
         op = "abandon_activity"
         ctx = self._ctx
         now = ctx.clock.now_ms()
-        lock = await self._live(op, request.lock_token, now)
+        lock = await self._held(op, request.lock_token)
         if request.undo_delivery_count and not lock.written:
             ctx.delivered[lock.doc_id] = max(0, ctx.delivered.get(lock.doc_id, 0) - 1)
         visible_at = now + to_ms(request.delay)
@@ -471,7 +472,7 @@ class Activities:
     async def renew(self, request: RenewRequest) -> None:
         op = "renew_activity_lock"
         now = self._ctx.clock.now_ms()
-        lock = await self._live(op, request.lock_token, now)
+        lock = await self._held(op, request.lock_token)
         await self._rewrite(op, lock, now, request)
         await self._touch_session(lock.session, now)
 
@@ -515,6 +516,7 @@ class Activities:
         lock.etag = etag or ""
         lock.until = new.locked_until
         lock.written = True
+        lock.offered = False
 
 
 def _lock_state(doc: WorkDoc) -> tuple[str | None, int, int, int]:
@@ -527,3 +529,13 @@ def _ref_of(doc: WorkDoc) -> WorkRef:
         slot=doc.slot, tag=doc.tag, session=doc.session, etag=doc.etag, task=doc.task,
         locked_until=doc.locked_until, lock_owner=doc.lock_owner,
     )  # fmt: skip
+
+
+def _unexpired(locks: dict[str, WorkLock], now: int) -> list[WorkLock]:
+    return [lock for lock in locks.values() if lock.until > now]
+
+
+def _drop_taken_over(locks: dict[str, WorkLock], doc_id: str) -> None:
+    """A new lock on ``doc_id`` takes it over from this process's expired one."""
+    for token in [t for t, lock in locks.items() if lock.doc_id == doc_id]:
+        del locks[token]

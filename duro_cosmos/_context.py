@@ -29,6 +29,11 @@ class TurnLock:
     batch: list[str]
     """Ids of the queue messages in the locked batch."""
     written: bool
+    later_timers: list[str] = field(default_factory=list)
+    """Ids of this instance's timers not yet due at the fetch: an ending turn removes them."""
+    offered: bool = False
+    """Expired and offered to the next fetch. Until one takes the instance over, the lock
+    still commits (the token is the fence; expiry only allows a take-over)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -42,6 +47,8 @@ class WorkLock:
     until: int
     session: str | None
     written: bool = True
+    offered: bool = False
+    """As for :class:`TurnLock`."""
     slot: int = 0
     visible_at: int = 0
     seq: int = 0

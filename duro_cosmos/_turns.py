@@ -146,17 +146,20 @@ class Turns:
             items = await self._take(request, now, max(1, limit))
             if items or now >= deadline:
                 return items
-            expiry = min((lock.until for lock in ctx.turn_locks.values()), default=deadline)
+            expiry = min(
+                (lock.until for lock in ctx.turn_locks.values() if lock.until > now),
+                default=deadline,
+            )
             await self._dispatch.wait(clock, event, now, min(deadline, expiry))
 
     async def _take(
         self, request: FetchTurnRequest, now: int, limit: int
     ) -> list[OrchestrationWorkItem]:
         ctx = self._ctx
-        for lock in list(ctx.turn_locks.values()):
+        for lock in ctx.turn_locks.values():
             if lock.until <= now:
-                self._expire(lock)
-        held = {lock.instance_id for lock in ctx.turn_locks.values()}
+                self._offer(lock)
+        held = {lock.instance_id for lock in ctx.turn_locks.values() if lock.until > now}
         taken: list[OrchestrationWorkItem] = []
         while len(taken) < limit:
             candidates = self._dispatch.known.take_turns(
@@ -265,9 +268,13 @@ class Turns:
                     await self._release_quietly(instance_id, locked)
                 known.note_turn(instance_id, batch[0].visible_at)
                 raise
+        for old in [t for t, lock in ctx.turn_locks.items() if lock.instance_id == instance_id]:
+            del ctx.turn_locks[old]  # this process's expired lock, taken over
         ctx.turn_locks[token] = TurnLock(
             instance_id=instance_id, token=token, etag=etag, until=until, instance=locked,
             kv=kv, batch=[doc.id for doc in batch], written=not fresh,
+            later_timers=[q.id for q in queued
+                          if q.visible_at > now and q.kind == "TimerFiredMessage"],
         )  # fmt: skip
         active = instance.state == "active"
         return OrchestrationWorkItem(
@@ -326,16 +333,15 @@ class Turns:
 
     # -- lock bookkeeping -----------------------------------------------------------------------
 
-    async def live_lock(self, op: str, token: str, now: int) -> TurnLock:
+    async def held_lock(self, op: str, token: str) -> TurnLock:
         lock = self._ctx.turn_locks.get(token)
         if lock is None:
             parts = parse_token(token, 2)
             if parts is None:
                 raise LockLostError(op, "lock token is unknown, released or taken over")
             lock = await self._load_lock(op, parts[1], token)
-        if lock.until <= now:
-            self._expire(lock)
-            raise LockLostError(op, "instance lock expired")
+        # Expired or not, the lock is ours until a fetch takes the instance over: that drops
+        # it here, or (another member) changes the instance, which the If-Match sees.
         return lock
 
     async def _protect(self, slots: frozenset[int]) -> None:
@@ -347,9 +353,10 @@ class Turns:
                     RenewRequest(lock_token=lock.token, extend_for=(lock.until - now) / 1000)
                 )
 
-    def _expire(self, lock: TurnLock) -> None:
-        """An expired lock: the batch is anyone's again (the old token fails on its own)."""
-        if self._ctx.turn_locks.pop(lock.token, None) is not None:
+    def _offer(self, lock: TurnLock) -> None:
+        """An expired lock: the batch is anyone's again (its token works until taken over)."""
+        if not lock.offered:
+            lock.offered = True
             self._dispatch.known.note_turn(lock.instance_id, lock.until)
 
     async def _load_lock(self, op: str, instance_id: str, token: str) -> TurnLock:
@@ -383,7 +390,7 @@ class Turns:
     async def commit(self, commit: TurnCommit) -> None:
         op = "commit_turn"
         now = self._ctx.clock.now_ms()
-        lock = await self.live_lock(op, commit.lock_token, now)
+        lock = await self.held_lock(op, commit.lock_token)
         if lock.instance_id != commit.changes.instance_id:
             raise LockLostError(op, "lock token belongs to another instance")
         check_new_events(op, commit, lock.instance)
@@ -476,7 +483,18 @@ class Turns:
         ctx.turn_signal.notify()
         if commit.changes.activity_tasks:
             ctx.activity_signal.notify()
+        if ends:
+            await self._drop_timers(instance_id, lock.later_timers)
         return True
+
+    async def _drop_timers(self, instance_id: str, doc_ids: list[str]) -> None:
+        """Best effort: timers an ended instance will never want (a select's losing timeout,
+        say). One that stays fires into the finished instance, which drops it."""
+        for doc_id in doc_ids:
+            try:
+                await self._ctx.store.delete(doc_id, instance_id)
+            except CosmosError:
+                return
 
     async def _applied(self, op: str, lock: TurnLock, commit_id: str) -> bool:
         """Resolve a lost batch response by re-reading the instance document."""
@@ -496,7 +514,7 @@ class Turns:
         op = "abandon_turn"
         ctx = self._ctx
         now = ctx.clock.now_ms()
-        lock = await self.live_lock(op, request.lock_token, now)
+        lock = await self.held_lock(op, request.lock_token)
         visible = now + to_ms(request.delay)
         if request.undo_delivery_count:
             for doc_id in lock.batch:
@@ -548,7 +566,7 @@ class Turns:
         op = "renew_turn_lock"
         ctx = self._ctx
         now = ctx.clock.now_ms()
-        lock = await self.live_lock(op, request.lock_token, now)
+        lock = await self.held_lock(op, request.lock_token)
         until = now + to_ms(request.extend_for)
         held = lock.instance.lock
         if held is None:
@@ -571,6 +589,7 @@ class Turns:
             raise self._lost(op, lock.token, "the instance lock was lost")
         renewed.etag = etag
         lock.etag, lock.until, lock.instance, lock.written = etag, until, renewed, True
+        lock.offered = False
 
 
 __all__ = ["Turns"]

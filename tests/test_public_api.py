@@ -50,6 +50,7 @@ EXPECTED_DURO = {
     "SqliteProvider",
     "StoreBusyError",
     "StoreFullError",
+    "StoreLostError",
     "SystemClock",
     "TagFilter",
     "TaskCancelledError",

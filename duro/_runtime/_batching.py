@@ -12,6 +12,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._errors import ProviderError
+from . import _delays as delays
 from ._polling import retry_provider_call
 
 T = TypeVar("T")
@@ -43,6 +44,7 @@ class BatchCommitter(Generic[T]):
         self._retries = retries
         self._what = what
         self._send: MemoryObjectSendStream[_Pending[T]] | None = None
+        self._stop_retrying: anyio.Event | None = None
 
     async def submit(self, commit: T) -> ProviderError | None:
         """Queue ``commit`` and wait until it is applied; returns its error, if any.
@@ -56,6 +58,33 @@ class BatchCommitter(Generic[T]):
         self._send.send_nowait(pending)
         await pending.done.wait()
         return pending.error
+
+    async def submit_until_applied(
+        self, commit: Callable[[], T], describe: str
+    ) -> ProviderError | None:
+        """``submit(commit())``, again and again while the store fails in a way that may pass
+        (a full disk, throttling, an outage): the caller holds finished work worth keeping.
+        ``commit`` builds the commit afresh each time (a lock may have changed). Returns
+        the error that ended the attempts: permanent, or shutdown's grace period over."""
+        delay = delays.STORE_OUTAGE_FIRST
+        while True:
+            error = await self.submit(commit())
+            stop = self._stop_event()
+            if error is None or not error.retryable or self._send is None or stop.is_set():
+                return error
+            log.warning("%s failed (%s); kept, trying again in %.1f s", describe, error, delay)
+            with anyio.move_on_after(delay):
+                await stop.wait()
+            delay = min(delay * 2, delays.STORE_OUTAGE_MAX)
+
+    def stop_retrying(self) -> None:
+        """Shutdown's grace period is over: pending ``submit_until_applied`` calls give up."""
+        self._stop_event().set()
+
+    def _stop_event(self) -> anyio.Event:
+        if self._stop_retrying is None:
+            self._stop_retrying = anyio.Event()
+        return self._stop_retrying
 
     async def run(self) -> None:
         """Apply batches until cancelled; a batch already sent to the store always finishes,

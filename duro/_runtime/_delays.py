@@ -36,3 +36,10 @@ COMMIT_FAILED = 1.0
 
 REPORT_FAILED = 1.0
 """An activity whose result could not be reported after its retries, counted."""
+
+STORE_OUTAGE_FIRST = 0.1
+STORE_OUTAGE_MAX = 5.0
+"""A finished turn or activity result the store keeps refusing with a retryable error (a
+full disk, throttling, an outage) is kept and offered again after this back-off, doubling
+from the first value to the second, for as long as the runtime runs: it is never dropped
+to be computed again."""

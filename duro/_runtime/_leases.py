@@ -55,6 +55,21 @@ class ActivityLeases:
         self._running[key] = running
         return running
 
+    def adopt(self, key: Key, item: ActivityWorkItem) -> bool:
+        """True if ``key`` runs here already: ``item`` is this worker fetching it again (its
+        lock expired while the event loop or the store stalled). The run in progress goes on
+        under the new lock instead of a second run starting."""
+        running = self._running.get(key)
+        if running is None:
+            return False
+        log.warning(
+            "activity %s of %s was fetched again while still running here (its lock expired: "
+            "was the event loop blocked?); the run in progress continues under the new lock",
+            item.task.name, item.task.instance_id,
+        )  # fmt: skip
+        running.item = item
+        return True
+
     def remove(self, key: Key) -> None:
         self._running.pop(key, None)
 
@@ -106,3 +121,42 @@ class ActivityLeases:
             self._changed = anyio.Event()
         with anyio.move_on_after(max(0.0, min(delay, self._renew_every))):
             await self._changed.wait()
+
+
+class TurnLeases:
+    """Renews the instance locks of turns that run long (a slow store, a long commit queue).
+
+    Most turns take milliseconds and are never renewed; one task serves all of them."""
+
+    def __init__(self, provider: Provider, options: RuntimeOptions) -> None:
+        self._provider = provider
+        self._renew_every = max(0.01, options.orchestration_lock_timeout / 3)
+        self._lock_timeout = options.orchestration_lock_timeout
+        self._renew_at: dict[str, float] = {}
+        """Lock token -> monotonic time of its next renewal."""
+
+    def add(self, lock_token: str) -> None:
+        self._renew_at[lock_token] = time.monotonic() + self._renew_every
+
+    def remove(self, lock_token: str) -> None:
+        self._renew_at.pop(lock_token, None)
+
+    async def maintain(self) -> None:
+        while True:
+            now = time.monotonic()
+            for token, due in list(self._renew_at.items()):
+                if now >= due and token in self._renew_at:
+                    self._renew_at[token] = now + self._renew_every
+                    await self._renew(token)
+            due = min(self._renew_at.values(), default=now + self._renew_every)
+            await anyio.sleep(max(0.0, min(due - time.monotonic(), self._renew_every)))
+
+    async def _renew(self, token: str) -> None:
+        try:
+            await self._provider.renew_turn_lock(
+                RenewRequest(lock_token=token, extend_for=self._lock_timeout)
+            )
+        except LockLostError:
+            self.remove(token)  # the commit will learn it too, and void the turn
+        except ProviderError as exc:
+            log.warning("renewing a turn lock failed: %s", exc)

@@ -25,9 +25,12 @@ class RuntimeOptions:
     """Activities run at once (plain ``def`` activities use worker threads)."""
     orchestration_fetch_batch: int = 16
     """Most instances locked in one fetch (never more than free turn slots)."""
-    orchestration_lock_timeout: float = 30.0
-    activity_lock_timeout: float = 60.0
-    """An activity's lock is renewed automatically while it runs, so it may run longer."""
+    orchestration_lock_timeout: float = 5.0
+    """A turn's lock is renewed every third of this while the turn runs. After a crash,
+    another runtime takes the work over within this (plus a poll)."""
+    activity_lock_timeout: float = 5.0
+    """An activity's lock is renewed every third of this while it runs, so it may run
+    longer; after a crash, another runtime takes the item over within this."""
     activity_fetch_batch: int = 32
     """Most work items taken from the store in one fetch (never more than free slots)."""
     poll_timeout: float = 1.0
@@ -45,7 +48,9 @@ class RuntimeOptions:
     """Live executions kept between turns so a turn does not replay history."""
     commit_retries: int = 5
     worker_id: str = field(default_factory=_default_worker_id)
-    """Identity used for locks and session ownership."""
+    """Identity used for locks and session ownership; unique among live processes. A stable
+    one (a pod or host name, say) lets a restarted process take back its crashed
+    predecessor's work at once instead of after the locks expire."""
     tag_filter: TagFilter = field(default_factory=TagFilter)
     session_lock_timeout: float = 30.0
     session_idle_timeout: float = 300.0

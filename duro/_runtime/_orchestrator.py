@@ -35,6 +35,7 @@ from ..providers import (
 )
 from . import _delays as delays
 from ._batching import BatchCommitter
+from ._leases import TurnLeases
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
 from ._pool import WorkPool
@@ -115,6 +116,7 @@ class OrchestrationDispatcher:
             commit_turns, options.commit_retries, "commit_turn"
         )
         self._fetch_scopes = FetchScopes()
+        self._leases = TurnLeases(provider, options)
         self.turns_committed = 0
         self.in_flight = 0
 
@@ -122,6 +124,7 @@ class OrchestrationDispatcher:
         """Dispatch turns until ``stopping`` is set; returns when in-flight turns are done."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._committer.run)
+            tg.start_soon(self._leases.maintain)
             await run_fetch_loop(
                 fetch=lambda n, wait: self._provider.fetch_turns(
                     sized(self._request, n, wait=wait)
@@ -141,6 +144,7 @@ class OrchestrationDispatcher:
 
     async def _handle(self, item: OrchestrationWorkItem) -> None:
         self.in_flight += 1
+        self._leases.add(item.lock_token)
         try:
             # A started turn always finishes: shutdown never leaves a half-processed batch.
             with anyio.CancelScope(shield=True):
@@ -150,11 +154,17 @@ class OrchestrationDispatcher:
                     log.exception("the turn of %s failed unexpectedly", item.instance_id)
                     await self._abandon(item, delays.ENGINE_CRASHED)
         finally:
+            self._leases.remove(item.lock_token)
             self.in_flight -= 1
 
     def stop_fetching(self) -> None:
         """Interrupt idle fetches so slots notice shutdown at once."""
         self._fetch_scopes.cancel_all()
+
+    def stop_retrying(self) -> None:
+        """Shutdown's grace period is over: turns whose commits the store keeps refusing give
+        up (they are replayed later), so shutdown returns."""
+        self._committer.stop_retrying()
 
     async def _process(self, item: OrchestrationWorkItem) -> None:
         attributes = partial(
@@ -186,8 +196,9 @@ class OrchestrationDispatcher:
             await self._abandon(item, delays.DEFERRED[decision.reason], undo_delivery_count=True)
             return
         changes = decision.changes
-        failure = await self._committer.submit(
-            TurnCommit(lock_token=item.lock_token, changes=changes)
+        failure = await self._committer.submit_until_applied(
+            lambda: TurnCommit(lock_token=item.lock_token, changes=changes),
+            f"committing the turn of {item.instance_id}",
         )
         if isinstance(failure, LockLostError):
             log.info("lock on %s was lost before commit; the turn is void", item.instance_id)

@@ -11,7 +11,7 @@ from typing import TypeVar
 import anyio
 
 from .._clock import SYSTEM_CLOCK
-from .._errors import ProviderError
+from .._errors import ProviderError, StoreLostError
 from ._options import RuntimeOptions
 from ._pool import WorkPool
 
@@ -123,6 +123,8 @@ async def run_fetch_loop(
                     reserved = await pool.reserve(1 if waiting else batch_limit)
                     started = time.monotonic()
                     items = await fetch(reserved, waiting or not pool.receives_hand_overs)
+            except StoreLostError:
+                raise  # the store is gone: the runtime stops (see Runtime.run)
             except ProviderError as exc:
                 log.warning("fetching %s failed: %s", what, exc)
                 pool.release(reserved)

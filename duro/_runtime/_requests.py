@@ -29,6 +29,7 @@ def activity_fetch_request(options: RuntimeOptions) -> FetchActivityRequest:
     return FetchActivityRequest(
         lock_timeout=options.activity_lock_timeout,
         poll_timeout=options.poll_timeout,
+        owner_id=options.worker_id,
         tag_filter=options.tag_filter,
         session_owner=options.worker_id if options.max_sessions > 0 else None,
         session_lock_timeout=options.session_lock_timeout,

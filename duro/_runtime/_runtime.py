@@ -12,10 +12,11 @@ from anyio.abc import TaskStatus
 
 from .._client import Client
 from .._clock import SYSTEM_CLOCK, Clock
-from .._errors import ProviderError
+from .._errors import ProviderError, StoreLostError
 from .._registry import Registry
 from ..providers import ActivityWorkItem, OrchestrationWorkItem, Provider, SessionRenewal
 from ._handover import HandOver
+from ._loop_watch import watch_event_loop
 from ._options import RuntimeOptions
 from ._orchestrator import ExecutionCache, OrchestrationDispatcher
 from ._pool import WorkPool
@@ -99,7 +100,8 @@ class Runtime:
         """Dispatch until :meth:`shutdown`, then drain gracefully and return.
 
         With ``await task_group.start(runtime.run)`` the call returns once dispatching has
-        begun. A runtime runs once.
+        begun. A runtime runs once. If the store is lost (``StoreLostError``: its database
+        file was removed or replaced) the runtime stops and this raises it.
         """
         if self._running:
             raise RuntimeError("runtime already started")
@@ -117,10 +119,17 @@ class Runtime:
                 if self.options.activity_concurrency and self.options.max_sessions > 0:
                     tg.start_soon(self._maintain_sessions, stopping)
                 tg.start_soon(self._maintain_store, stopping)
+                tg.start_soon(watch_event_loop, stopping)
                 task_status.started()
                 await self._stop_event().wait()
                 await self._drain(stopping)
                 tg.cancel_scope.cancel()
+        except* StoreLostError as lost:
+            error: BaseException = lost
+            while isinstance(error, BaseExceptionGroup):  # nested task groups nest groups
+                error = error.exceptions[0]
+            log.critical("the runtime stopped: %s", error)
+            raise error from None
         finally:
             try:
                 with anyio.CancelScope(shield=True):
@@ -138,6 +147,7 @@ class Runtime:
             while self._orchestrator.in_flight or self._worker.in_flight:  # noqa: ASYNC110
                 await anyio.sleep(0.01)  # shutdown only: a short poll beats per-item events
         self._worker.cancel_all("the runtime is shutting down")
+        self._orchestrator.stop_retrying()
 
     async def start(self) -> None:
         """Start dispatching in a task group this runtime owns (``async with`` calls this);

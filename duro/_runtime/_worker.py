@@ -28,7 +28,7 @@ from ..providers import (
 from . import _delays as delays
 from ._activity_context import ActivityContext
 from ._batching import BatchCommitter
-from ._leases import ActivityLeases
+from ._leases import ActivityLeases, RunningActivity
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
 from ._pool import WorkPool
@@ -89,7 +89,10 @@ class ActivityWorker:
             )
 
     def cancel_all(self, reason: str) -> None:
+        """Shutdown's grace period is over: cancel running activities, and stop retrying
+        reports the store keeps refusing."""
         self._leases.cancel_all(reason)
+        self._reporter.stop_retrying()
 
     async def run(self, stopping: anyio.Event) -> None:
         """Run activities until ``stopping`` is set; returns when in-flight ones are done."""
@@ -116,6 +119,8 @@ class ActivityWorker:
     async def _execute(self, item: ActivityWorkItem) -> None:
         task = item.task
         key = (task.instance_id, task.execution_id, task.seq)
+        if self._leases.adopt(key, item):
+            return
         ctx = ActivityContext(
             instance_id=task.instance_id,
             execution_id=task.execution_id,
@@ -147,7 +152,7 @@ class ActivityWorker:
                     f"activity {task.name!r} was delivered {item.delivery_count} times "
                     f"(limit {self._options.max_deliveries}) without completing"
                 )
-                await self._report(item, None, poison)
+                await self._report(running, None, poison)
                 return
             result: msgspec.Raw | None = None
             error: ErrorInfo | None = None
@@ -156,14 +161,15 @@ class ActivityWorker:
             )
             with running.scope, span("duro.activity", attributes):
                 result, error = await self._run(item, ctx)
+            # Under the newest lock: this worker may have fetched the item again meanwhile.
             if ctx.is_cancelled:
                 # Withdrawn or lock lost: the orchestration no longer wants this result.
-                await self._drop(item)
+                await self._drop(running.item)
                 return
-            await self._report(item, result, error)
+            await self._report(running, result, error)
         except Exception:  # a bug below us must not stop the worker
             log.exception("running %s for %s failed unexpectedly", task.name, task.instance_id)
-            await self._abandon(item)
+            await self._abandon(running.item)
         finally:
             self._leases.remove(key)
 
@@ -207,9 +213,9 @@ class ActivityWorker:
         return await anyio.to_thread.run_sync(fn, limiter=self._limiter, abandon_on_cancel=True)
 
     async def _report(
-        self, item: ActivityWorkItem, result: msgspec.Raw | None, error: ErrorInfo | None
+        self, running: RunningActivity, result: msgspec.Raw | None, error: ErrorInfo | None
     ) -> None:
-        task = item.task
+        task = running.item.task
         message = ActivityResultMessage(
             instance_id=task.instance_id,
             execution_id=task.execution_id,
@@ -217,17 +223,24 @@ class ActivityWorker:
             result=result if result is not None else NULL,
             error=error,
         )
-        commit = ActivityCommit(
-            lock_token=item.lock_token, result=ScheduledMessage(message=message)
-        )
-        failure = await self._reporter.submit(commit)
+        used: list[str] = []
+
+        def commit() -> ActivityCommit:
+            # Under the newest lock: this worker may fetch the item again while it waits.
+            used.append(running.item.lock_token)
+            return ActivityCommit(lock_token=used[-1], result=ScheduledMessage(message=message))
+
+        describe = f"reporting {task.name} for {task.instance_id}"
+        failure = await self._reporter.submit_until_applied(commit, describe)
+        while isinstance(failure, LockLostError) and running.item.lock_token != used[-1]:
+            failure = await self._reporter.submit_until_applied(commit, describe)  # adopted
         if failure is None:
             self.activities_completed += 1
         elif isinstance(failure, LockLostError):
             log.info("result of %s for %s dropped: item withdrawn", task.name, task.instance_id)
         else:
             log.error("reporting %s for %s failed: %s", task.name, task.instance_id, failure)
-            await self._abandon(item)
+            await self._abandon(running.item)
 
     async def _drop(self, item: ActivityWorkItem) -> None:
         # An error means the item is already withdrawn: nothing left to drop.

@@ -7,8 +7,11 @@ schedule); a provider is storage with precise atomicity. Reading guide:
   and instance ids. The provider generates lock tokens only (unique per fetch; a UUID4 is fine).
 * **Locks.** Orchestrations are locked per *instance* (one holder; the lock expires after
   ``lock_timeout`` unless renewed; an expired lock may be taken over by the next fetch, which
-  re-tags every visible message). Activity work items are locked per *item*. A stale token
-  fails every operation that takes it with ``LockLostError``.
+  re-tags every visible message). Activity work items are locked per *item*. Expiry only lets
+  others take over: the token is the fence. A token that was taken over, released or whose
+  item is gone fails every operation that takes it with ``LockLostError``; an expired token
+  nobody took over still commits, completes, abandons and renews (so a holder whose event
+  loop stalled past its lease does not lose finished work that nobody else started).
 * **Errors.** Every method raises ``ProviderError`` (or a subclass) with ``retryable`` set:
   busy/locked database, timeouts, throttling and network errors are retryable; bad tokens,
   duplicate events, corruption and invalid input are permanent. A method that returns a locked
@@ -77,7 +80,9 @@ class Provider(abc.ABC):
         """A runtime (``RuntimeOptions.worker_id``) starts dispatching from this store.
 
         A store that shares work out among the runtimes using it joins them here; called after
-        :meth:`open`, before the runtime's first fetch.
+        :meth:`open`, before the runtime's first fetch. A worker id names one live process, so
+        a store may also end the locks still held under ``worker_id`` at once: they belong to
+        an earlier run of it that crashed (their tokens still fence, see Locks above).
         """
 
     async def runtime_stopped(self, worker_id: str) -> None:  # noqa: B027 - optional hook
@@ -161,7 +166,7 @@ class Provider(abc.ABC):
         Returns, per commit and in order, None or the ``ProviderError`` it failed with; a
         failing commit changes nothing and does not undo the others. An error raised instead
         means none was applied. Each commit, in one transaction guarded by its instance lock
-        (``LockLostError`` if the token is unknown, expired or taken over; nothing is applied
+        (``LockLostError`` if the token is unknown, released or taken over; nothing is applied
         and a still-held lock stays held):
 
         1. delete the messages tagged with this token (later arrivals stay);
@@ -228,12 +233,13 @@ class Provider(abc.ABC):
         Every message of the instance that would become visible before now + ``delay``
         (arrivals during the turn included) becomes visible at now + ``delay``; later ones
         (timers) keep their time. ``undo_delivery_count`` undoes this delivery's increment.
-        Unknown, expired or taken-over token: ``LockLostError``.
+        Unknown, released or taken-over token: ``LockLostError``.
         """
 
     @abc.abstractmethod
     async def renew_turn_lock(self, request: RenewRequest) -> None:
-        """Extend a live instance lock to now + ``extend_for``; ``LockLostError`` otherwise."""
+        """Extend the instance lock to now + ``extend_for`` (even if it expired, unless taken
+        over); ``LockLostError`` if the token is unknown, released or taken over."""
 
     # -- activity work items -------------------------------------------------------------------
 
@@ -257,9 +263,9 @@ class Provider(abc.ABC):
 
         Returns, per commit and in order, None or the ``ProviderError`` it failed with (one
         failing commit does not undo the others); an error raised instead means none was
-        applied. ``LockLostError`` (and nothing enqueued) when the item was withdrawn, its lock
-        expired or the token is unknown: this is how a worker learns its result is no longer
-        wanted. Refreshes the session's last-activity time.
+        applied. ``LockLostError`` (and nothing enqueued) when the item was withdrawn, another
+        fetch took it over or the token is unknown: this is how a worker learns its result is
+        no longer wanted. Refreshes the session's last-activity time.
         """
 
     @abc.abstractmethod
@@ -272,7 +278,8 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     async def renew_activity_lock(self, request: RenewRequest) -> None:
-        """Extend a live item lock; ``LockLostError`` if withdrawn/expired (= cancellation).
+        """Extend the item lock (even if it expired, unless taken over); ``LockLostError`` if
+        withdrawn or taken over (= cancellation).
 
         Refreshes the session's last-activity time, like ``complete_activities``.
         """

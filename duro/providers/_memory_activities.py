@@ -49,7 +49,7 @@ def fetch_activity_nowait(
 
 
 def complete_activity_nowait(tables: MemoryTables, commit: ActivityCommit, now: int) -> None:
-    row = _live_work_row(tables, "complete_activity", commit.lock_token, now)
+    row = _live_work_row(tables, "complete_activity", commit.lock_token)
     tables.work.remove(row)
     _touch_session(tables, row, now)
     if commit.result is not None:
@@ -57,7 +57,7 @@ def complete_activity_nowait(tables: MemoryTables, commit: ActivityCommit, now: 
 
 
 def abandon_activity_nowait(tables: MemoryTables, request: AbandonRequest, now: int) -> None:
-    row = _live_work_row(tables, "abandon_activity", request.lock_token, now)
+    row = _live_work_row(tables, "abandon_activity", request.lock_token)
     tables.work.unlock(row)
     row.visible_at_ms = now + to_ms(request.delay)
     if request.undo_delivery_count:
@@ -65,7 +65,7 @@ def abandon_activity_nowait(tables: MemoryTables, request: AbandonRequest, now: 
 
 
 def renew_activity_lock_nowait(tables: MemoryTables, request: RenewRequest, now: int) -> None:
-    row = _live_work_row(tables, "renew_activity_lock", request.lock_token, now)
+    row = _live_work_row(tables, "renew_activity_lock", request.lock_token)
     row.locked_until_ms = now + to_ms(request.extend_for)
     _touch_session(tables, row, now)
 
@@ -111,12 +111,10 @@ def activity_due(tables: MemoryTables, now: int) -> int | None:
     return min(future) if future else None
 
 
-def _live_work_row(tables: MemoryTables, op: str, token: str, now: int) -> WorkRow:
+def _live_work_row(tables: MemoryTables, op: str, token: str) -> WorkRow:
     row = tables.work.by_token(token)
     if row is None or row.lock_token != token:
         raise LockLostError(op, "work item was withdrawn, completed or taken over")
-    if row.locked_until_ms <= now:
-        raise LockLostError(op, "work item lock expired")
     return row
 
 

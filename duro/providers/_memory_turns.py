@@ -16,6 +16,7 @@ from .._messages import (
     CancelOrchestrationMessage,
     EnqueueEventMessage,
     StartOrchestrationMessage,
+    TimerFiredMessage,
 )
 from ._memory_state import (
     InstanceRow,
@@ -111,7 +112,7 @@ def _lock_first(
 def commit_turn_nowait(tables: MemoryTables, commit: TurnCommit, now: int) -> None:
     op = "commit_turn"
     changes = commit.changes
-    instance_id = live_turn_lock(tables, op, commit.lock_token, now)
+    instance_id = live_turn_lock(tables, op, commit.lock_token)
     if instance_id != changes.instance_id:
         raise LockLostError(op, "lock token belongs to another instance")
     instance = tables.instances.get(instance_id)
@@ -137,6 +138,10 @@ def commit_turn_nowait(tables: MemoryTables, commit: TurnCommit, now: int) -> No
         tables.queue.remove(row)
     instance.apply_changes(changes, now)
     _apply_queue_writes(tables, changes, now)
+    if changes.execution_status.instance_state().is_terminal:
+        for row in tables.queue.of(instance_id):
+            if isinstance(row.message, TimerFiredMessage):
+                tables.queue.remove(row)  # timers an ended instance will never want
     release_turn_lock(tables, instance_id)
 
 
@@ -177,7 +182,7 @@ def _apply_queue_writes(tables: MemoryTables, changes: TurnChanges, now: int) ->
 
 
 def abandon_turn_nowait(tables: MemoryTables, request: AbandonRequest, now: int) -> None:
-    instance_id = live_turn_lock(tables, "abandon_turn", request.lock_token, now)
+    instance_id = live_turn_lock(tables, "abandon_turn", request.lock_token)
     visible_at = now + to_ms(request.delay)
     for row in tables.queue.of(instance_id):
         if row.lock_token == request.lock_token:
@@ -191,18 +196,17 @@ def abandon_turn_nowait(tables: MemoryTables, request: AbandonRequest, now: int)
 
 
 def renew_turn_lock_nowait(tables: MemoryTables, request: RenewRequest, now: int) -> None:
-    instance_id = live_turn_lock(tables, "renew_turn_lock", request.lock_token, now)
+    instance_id = live_turn_lock(tables, "renew_turn_lock", request.lock_token)
     tables.locks[instance_id].locked_until_ms = now + to_ms(request.extend_for)
 
 
-def live_turn_lock(tables: MemoryTables, op: str, token: str, now: int) -> str:
-    """The instance ``token`` locks; raises ``LockLostError`` if the lock is gone or expired."""
+def live_turn_lock(tables: MemoryTables, op: str, token: str) -> str:
+    """The instance ``token`` locks; raises ``LockLostError`` if it was released or taken over
+    (an expired lock nobody took over still fences the instance: see ``Provider``)."""
     instance_id = tables.lock_instances.get(token)
     lock = tables.locks.get(instance_id) if instance_id is not None else None
     if instance_id is None or lock is None or lock.token != token:
         raise LockLostError(op, "lock token is unknown, released or taken over")
-    if lock.locked_until_ms <= now:
-        raise LockLostError(op, "instance lock expired")
     return instance_id
 
 

@@ -19,6 +19,7 @@ processes are noticed by re-checking every ``poll_interval`` seconds of real tim
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import uuid
@@ -39,6 +40,7 @@ from ._sqlite_activities import (
     activity_work_remains_txn,
     cleanup_sessions_txn,
     complete_activities_txn,
+    expire_activity_locks_txn,
     fetch_activities_txn,
     renew_activity_txn,
     renew_sessions_txn,
@@ -62,6 +64,7 @@ from ._sqlite_turns import (
     commit_turns_txn,
     decode_turn_list,
     decode_turns,
+    expire_turn_locks_txn,
     fetch_turns_txn,
     insert_message_txn,
     ms,
@@ -92,6 +95,8 @@ from ._types import (
 )
 
 W = TypeVar("W")
+
+log = logging.getLogger("duro.providers.sqlite")
 
 
 class SqliteProvider(Provider):
@@ -143,6 +148,22 @@ class SqliteProvider(Provider):
 
     async def close(self) -> None:
         await self._db.close()
+
+    async def runtime_started(self, worker_id: str) -> None:
+        now = self._clock.now_ms()
+        # worker_id names one live process: locks under it belong to a run that has ended
+        # (crashed), so they need not wait for their expiry. Their tokens still fence.
+        reclaimed = await self._db.write(
+            "runtime_started",
+            lambda conn: (
+                expire_turn_locks_txn(conn, worker_id, now)
+                + expire_activity_locks_txn(conn, worker_id, now)
+            ),
+        )
+        if reclaimed:
+            log.info("%s took back %d lock(s) its previous run held", worker_id, reclaimed)
+            self._turn_signal.notify()
+            self._activity_signal.notify()
 
     # -- client side ----------------------------------------------------------------------------
 

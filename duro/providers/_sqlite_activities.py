@@ -87,9 +87,9 @@ def _lock_activity_txn(
             conn.execute("DELETE FROM worker_queue WHERE id = ?", (item_id,))
             continue
         conn.execute(
-            "UPDATE worker_queue SET lock_token = ?, locked_until_ms = ?,"
+            "UPDATE worker_queue SET lock_token = ?, locked_until_ms = ?, lock_owner = ?,"
             " delivery_count = delivery_count + 1 WHERE id = ?",
-            (token, now + ms(request.lock_timeout), item_id),
+            (token, now + ms(request.lock_timeout), request.owner_id, item_id),
         )
         if session_id is not None and request.session_owner is not None:
             # Claim or renew; a live lease of ours is never shortened.
@@ -128,17 +128,23 @@ def _activity_due_txn(conn: sqlite3.Connection, now: int) -> int | None:
     return due
 
 
-def _live_item_txn(
-    conn: sqlite3.Connection, op: str, token: str, now: int
-) -> tuple[int, str | None]:
+def _live_item_txn(conn: sqlite3.Connection, op: str, token: str) -> tuple[int, str | None]:
     row = conn.execute(
-        "SELECT id, session_id, locked_until_ms FROM worker_queue WHERE lock_token = ?", (token,)
+        "SELECT id, session_id FROM worker_queue WHERE lock_token = ?", (token,)
     ).fetchone()
     if row is None:
         raise LockLostError(op, "work item was withdrawn, completed or taken over")
-    if row[2] <= now:
-        raise LockLostError(op, "work item lock expired")
     return row[0], row[1]
+
+
+def expire_activity_locks_txn(conn: sqlite3.Connection, owner_id: str, now: int) -> int:
+    """End ``owner_id``'s live work item locks now (the next fetch takes them over)."""
+    cursor = conn.execute(
+        "UPDATE worker_queue SET locked_until_ms = ?"
+        " WHERE lock_owner = ? AND lock_token IS NOT NULL AND locked_until_ms > ?",
+        (now, owner_id, now),
+    )
+    return cursor.rowcount
 
 
 def _touch_session_txn(conn: sqlite3.Connection, session_id: str | None, now: int) -> None:
@@ -183,7 +189,7 @@ def complete_activities_txn(
 
 
 def complete_activity_txn(conn: sqlite3.Connection, commit: ActivityCommit, now: int) -> None:
-    item_id, session_id = _live_item_txn(conn, "complete_activity", commit.lock_token, now)
+    item_id, session_id = _live_item_txn(conn, "complete_activity", commit.lock_token)
     conn.execute("DELETE FROM worker_queue WHERE id = ?", (item_id,))
     _touch_session_txn(conn, session_id, now)
     if commit.result is not None:
@@ -191,7 +197,7 @@ def complete_activity_txn(conn: sqlite3.Connection, commit: ActivityCommit, now:
 
 
 def abandon_activity_txn(conn: sqlite3.Connection, request: AbandonRequest, now: int) -> None:
-    item_id, _ = _live_item_txn(conn, "abandon_activity", request.lock_token, now)
+    item_id, _ = _live_item_txn(conn, "abandon_activity", request.lock_token)
     delivery_count = (
         "max(delivery_count - 1, 0)" if request.undo_delivery_count else "delivery_count"
     )
@@ -203,7 +209,7 @@ def abandon_activity_txn(conn: sqlite3.Connection, request: AbandonRequest, now:
 
 
 def renew_activity_txn(conn: sqlite3.Connection, request: RenewRequest, now: int) -> None:
-    item_id, session_id = _live_item_txn(conn, "renew_activity_lock", request.lock_token, now)
+    item_id, session_id = _live_item_txn(conn, "renew_activity_lock", request.lock_token)
     conn.execute(
         "UPDATE worker_queue SET locked_until_ms = ? WHERE id = ?",
         (now + ms(request.extend_for), item_id),

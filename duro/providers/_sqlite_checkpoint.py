@@ -40,6 +40,10 @@ class Checkpointer:
         self._thread: threading.Thread | None = None
         self.checkpoints = 0
         """Checkpoints run so far (for tests and diagnostics)."""
+        self.pending = False
+        """A checkpoint is due and waits for the write lock. Writes on the event loop then
+        step aside (they would take the lock back the instant they release it, and starve the
+        checkpoint: the WAL would grow without bound)."""
 
     def committed(self) -> None:
         """Count one commit (call it holding the write lock); every ``every`` commits, wake
@@ -48,6 +52,7 @@ class Checkpointer:
         if self._commits < self._every:
             return
         self._commits = 0
+        self.pending = True
         if self._thread is None:
             self._stopping = False
             self._thread = threading.Thread(
@@ -82,6 +87,8 @@ class Checkpointer:
                 except sqlite3.Error as exc:
                     # The next one retries; a WAL that cannot shrink only costs disk space.
                     log.warning("WAL checkpoint failed: %s", exc)
+                finally:
+                    self.pending = False
         finally:
             if conn is not None:
                 conn.close()

@@ -30,9 +30,11 @@ use restores (the provider behaves like a store that survives close/reopen, as f
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -40,9 +42,10 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from .._errors import StoreLostError
 from ._sqlite_checkpoint import Checkpointer
-from ._sqlite_errors import is_busy, translate
-from ._sqlite_schema import check_identity, migrate
+from ._sqlite_errors import ReadOnlyStoreError, is_busy, translate
+from ._sqlite_schema import check_identity, latest_version, migrate
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,6 +58,10 @@ _MAX_GROUP = 64
 
 class _Busy(Exception):
     """An on-loop attempt met another connection's lock; nothing was done."""
+
+
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+"""Bytes of WAL kept on disk once it restarts from the beginning."""
 
 
 class Database:
@@ -70,6 +77,9 @@ class Database:
         self._readers: list[sqlite3.Connection] = []
         self._generation = 0
         self._snapshot: bytes | None = None
+        self._file_id: tuple[int, int] | None = None
+        """(device, inode) of the file opened; a different one at ``path`` means it was
+        replaced (or removed) under us."""
         self._write_limiter: anyio.CapacityLimiter | None = None
         self._pending: list[_Write] = []
         self._flushing = False
@@ -148,6 +158,7 @@ class Database:
         self, operation: str, txn: Callable[[sqlite3.Connection], T], *, on_loop: bool = True
     ) -> T:
         """Run ``txn`` in one read transaction (a consistent snapshot)."""
+        self.check_file(operation)  # a removed file still reads, as if nothing happened
         if on_loop:
             await anyio.lowlevel.checkpoint_if_cancelled()
             try:
@@ -180,6 +191,8 @@ class Database:
     def _write_on_loop(self, write: _Write) -> bool:
         """Run ``write`` here if the writer is open and free; False if it could not start."""
         conn = self._writer
+        if self.checkpointer is not None and self.checkpointer.pending:
+            return False  # let the checkpoint have the lock first (see Checkpointer.pending)
         if conn is None or not self._write_lock.acquire(blocking=False):
             return False
         try:
@@ -263,6 +276,9 @@ class Database:
                     conn.execute("PRAGMA synchronous = NORMAL")
                     # Checkpoints (and their fsync) run in the checkpointer's thread instead.
                     conn.execute("PRAGMA wal_autocheckpoint = 0")
+                    # A WAL that grew (a burst, a checkpoint blocked by a full disk) shrinks
+                    # back to this when it restarts, instead of keeping the disk space.
+                    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
                 conn.execute("PRAGMA temp_store = MEMORY")
                 migrate(conn, self.path)
         except BaseException:
@@ -278,12 +294,38 @@ class Database:
         pause = 0.001
         while True:
             try:
-                return self._open_writer()
+                conn = self._open_writer()
             except sqlite3.Error as exc:
                 if not is_busy(exc) or time.monotonic() + pause > deadline:
                     raise
+            else:
+                if self._file_id is None:
+                    stat = os.stat(self.path)
+                    self._file_id = (stat.st_dev, stat.st_ino)
+                return conn
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
+
+    def check_file(self, operation: str) -> None:
+        """Raise ``StoreLostError`` if the file at ``path`` is no longer the one opened.
+
+        Deleting or replacing a database file under open connections goes unnoticed by
+        SQLite: writes keep succeeding into a file nobody will read again."""
+        if self._file_id is None:
+            return
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            why = "was removed"
+        else:
+            if (stat.st_dev, stat.st_ino) == self._file_id:
+                return
+            why = "was replaced by another file"
+        raise StoreLostError(
+            operation,
+            f"the database file {self.path!r} {why} while open; nothing written since is "
+            "kept. Stop, restore the file (or point at the right one) and start again",
+        )
 
     def _open_sync(self) -> None:
         with self._write_lock:
@@ -336,6 +378,7 @@ class Database:
             conn.execute("COMMIT")
             if self.checkpointer is not None:
                 self.checkpointer.committed()
+            self._fail_if_file_lost(batch)
         except sqlite3.Error as exc:
             _rollback(conn)
             _fail_translated(batch, exc, self.path)
@@ -343,6 +386,15 @@ class Database:
             _rollback(conn)
             _fail_all(batch, exc)
             raise
+
+    def _fail_if_file_lost(self, batch: list[_Write]) -> None:
+        """Committed, but into a file that is gone: none of it may be acknowledged."""
+        for write in batch:
+            if write.error is None:
+                try:
+                    self.check_file(write.operation)
+                except StoreLostError as exc:
+                    write.error = exc
 
     def _read_on_writer_sync(self, operation: str, txn: Callable[[sqlite3.Connection], T]) -> T:
         with self._write_lock:
@@ -371,11 +423,49 @@ class Database:
             if self._readers:
                 return self._readers.pop(), generation
         # The writer opens first: it checks the file's identity and migrates the schema.
-        with self._write_lock:
-            self._writer_sync()
+        try:
+            with self._write_lock:
+                self._writer_sync()
+        except sqlite3.Error as exc:
+            if not isinstance(translate("open", exc, self.path), ReadOnlyStoreError):
+                raise
+            return self._connect_read_only(), generation
         conn = self._connect()
         conn.execute("PRAGMA query_only = ON")
         return conn, generation
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A reader for a file nobody here can write (a read-only mount, say): reads still work.
+
+        ``mode=ro`` reads the WAL through its shared-memory index, which must exist or be
+        creatable. On a read-only mount after a clean close neither the WAL nor the index
+        exists, and the file alone is the whole database: ``immutable=1`` reads it as is.
+        """
+        uri = "file:" + urllib.parse.quote(self.path)
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=0, check_same_thread=False)
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.Error:
+            conn.close()
+            wal = self.path + "-wal"
+            if os.path.exists(wal) and os.path.getsize(wal) > 0:
+                raise  # committed data may sit in the WAL: reading the file alone would lie
+            conn = sqlite3.connect(
+                f"{uri}?immutable=1", uri=True, timeout=0, check_same_thread=False
+            )
+        try:
+            conn.isolation_level = None
+            version = check_identity(conn, self.path)
+            if version < latest_version():
+                raise ReadOnlyStoreError(
+                    "open",
+                    f"{self.path!r} is read-only and has schema version {version}; open it "
+                    f"once with write access so it can be upgraded to {latest_version()}",
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _return_connection(self, conn: sqlite3.Connection, generation: int) -> None:
         with self._pool_lock:

@@ -191,7 +191,11 @@ _V2 = (
     *(_retag(old, new) for old, new in _RENAMED_MESSAGE_TAGS.items()),
 )
 
-MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2)
+# Version 3 (duro 0.2): work item locks record who holds them, so a runtime restarted under
+# the same worker id takes its predecessor's items back at once (see runtime_started).
+_V3 = ("ALTER TABLE worker_queue ADD COLUMN lock_owner TEXT",)
+
+MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3)
 """``MIGRATIONS[n]`` upgrades schema version ``n`` to ``n + 1``."""
 
 

@@ -365,17 +365,24 @@ def _decode_turn(raw: RawTurn) -> OrchestrationWorkItem:
     )
 
 
+def expire_turn_locks_txn(conn: sqlite3.Connection, owner_id: str, now: int) -> int:
+    """End ``owner_id``'s live instance locks now (the next fetch takes them over)."""
+    cursor = conn.execute(
+        "UPDATE instance_locks SET locked_until_ms = ? WHERE owner_id = ? AND locked_until_ms > ?",
+        (now, owner_id, now),
+    )
+    return cursor.rowcount
+
+
 # -- commit, abandon, renew --------------------------------------------------------------------
 
 
-def live_turn_lock_txn(conn: sqlite3.Connection, op: str, token: str, now: int) -> str:
+def live_turn_lock_txn(conn: sqlite3.Connection, op: str, token: str) -> str:
     row = conn.execute(
-        "SELECT instance_id, locked_until_ms FROM instance_locks WHERE lock_token = ?", (token,)
+        "SELECT instance_id FROM instance_locks WHERE lock_token = ?", (token,)
     ).fetchone()
     if row is None:
         raise LockLostError(op, "lock token is unknown, released or taken over")
-    if row[1] <= now:
-        raise LockLostError(op, "instance lock expired")
     instance_id: str = row[0]
     return instance_id
 
@@ -390,7 +397,7 @@ def encode_error(error: ErrorInfo | None) -> bytes | None:
 def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> None:
     op = "commit_turn"
     iid = commit.changes.instance_id
-    if live_turn_lock_txn(conn, op, commit.lock_token, now) != iid:
+    if live_turn_lock_txn(conn, op, commit.lock_token) != iid:
         raise LockLostError(op, "lock token belongs to another instance")
     current = conn.execute(
         "SELECT execution_id FROM instances WHERE instance_id = ?", (iid,)
@@ -478,6 +485,12 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
     )
     for scheduled in commit.changes.orchestrator_messages:
         insert_message_txn(conn, scheduled.message, scheduled.visible_at_ms, now)
+    if status.instance_state().is_terminal:
+        # Timers an ended instance will never want (a select's losing timeout, say).
+        conn.execute(
+            "DELETE FROM orchestrator_queue WHERE instance_id = ? AND kind = ?",
+            (iid, "TimerFiredMessage"),
+        )
     conn.execute("DELETE FROM instance_locks WHERE instance_id = ?", (iid,))
 
 
@@ -534,7 +547,7 @@ def _apply_kv_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> Non
 
 
 def abandon_turn_txn(conn: sqlite3.Connection, request: AbandonRequest, now: int) -> None:
-    iid = live_turn_lock_txn(conn, "abandon_turn", request.lock_token, now)
+    iid = live_turn_lock_txn(conn, "abandon_turn", request.lock_token)
     delivery_count = (
         "max(delivery_count - 1, 0)" if request.undo_delivery_count else "delivery_count"
     )
@@ -553,7 +566,7 @@ def abandon_turn_txn(conn: sqlite3.Connection, request: AbandonRequest, now: int
 
 
 def renew_turn_txn(conn: sqlite3.Connection, request: RenewRequest, now: int) -> None:
-    live_turn_lock_txn(conn, "renew_turn_lock", request.lock_token, now)
+    live_turn_lock_txn(conn, "renew_turn_lock", request.lock_token)
     conn.execute(
         "UPDATE instance_locks SET locked_until_ms = ? WHERE lock_token = ?",
         (now + ms(request.extend_for), request.lock_token),

@@ -104,6 +104,9 @@ class TagFilter:
 class FetchActivityRequest:
     lock_timeout: float
     poll_timeout: float = 0.0
+    owner_id: str = ""
+    """Who takes the locks (diagnostics; a store may release them when that owner restarts,
+    see ``Provider.runtime_started``)."""
     tag_filter: TagFilter = TagFilter()
     session_owner: str | None = None
     """None: only activities without a session. Otherwise also sessions owned by this owner

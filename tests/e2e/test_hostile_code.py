@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -191,3 +192,58 @@ async def test_a_kv_key_past_the_limit_fails_the_instance_with_a_payload_error(
         await client.start_orchestration("kv-1", keys)
         error = await failed(client, "kv-1")
         assert error.error_type == "PayloadError" and "KV key" in error.message
+
+
+async def test_an_activity_outliving_its_lock_unrenewed_runs_once_and_its_result_counts(
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+) -> None:
+    # The lock runs out with no renewal (as when the event loop is blocked): this worker's
+    # fetch loop sees the item free and takes it again. It must adopt the run in progress,
+    # not start a second one, and the finished result must not be thrown away.
+    runs: list[int] = []
+
+    @registry.activity
+    async def outlives_lock(ctx: duro.ActivityContext, _: None) -> str:
+        runs.append(ctx.attempt)
+        for _ in range(3):
+            await clock.advance(5)  # past activity_lock_timeout, renewal never due on time
+            await anyio.sleep(0.05)  # lets the fetch loop run
+        return "finished"
+
+    @registry.orchestration
+    async def orch(ctx: duro.OrchestrationContext, _: None) -> str:
+        result: str = await ctx.schedule_activity(outlives_lock)
+        return result
+
+    async with runtime(store, registry, clock, activity_lock_timeout=2.0):
+        await client.start_orchestration("stall-1", orch)
+        assert await completed(client, "stall-1") == "finished"
+    assert runs == [1]
+
+
+async def test_an_async_activity_blocking_the_event_loop_runs_once_and_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Real time, real blocking: time.sleep in async code stops lock renewal for longer than
+    # the lock lasts. The result still counts, and the stall is logged with advice.
+    registry = duro.Registry()
+    runs: list[int] = []
+
+    @registry.activity
+    async def blocks_the_loop(ctx: duro.ActivityContext, _: None) -> str:
+        runs.append(ctx.attempt)
+        time.sleep(1.5)  # noqa: ASYNC251 - the bug under test
+        return "finished"
+
+    @registry.orchestration
+    async def orch(ctx: duro.OrchestrationContext, _: None) -> str:
+        result: str = await ctx.schedule_activity(blocks_the_loop)
+        return result
+
+    async with duro.SqliteProvider(tmp_path / "blocked.db") as store:
+        client = duro.Client(store)
+        async with runtime(store, registry, activity_lock_timeout=0.3):
+            await client.start_orchestration("blocked-1", orch)
+            assert await completed(client, "blocked-1") == "finished"
+    assert runs == [1]
+    assert any("event loop was blocked" in r.getMessage() for r in caplog.records)

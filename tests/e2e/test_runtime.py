@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
@@ -118,11 +120,14 @@ async def test_activity_whose_lock_expires_is_redelivered_with_a_higher_attempt(
     async def orch(ctx: duro.OrchestrationContext, _: None) -> int:
         return await ctx.schedule_activity(hangs_once)
 
-    async with runtime(store, registry, clock, activity_lock_timeout=30):
+    # The first runtime's one slot holds the hung run, so it fetches nothing more (a worker
+    # re-fetching its own lapsed item adopts it instead: see test_hostile_code.py).
+    async with runtime(store, registry, clock, activity_lock_timeout=30, activity_concurrency=1):
         await client.start_orchestration("rt-4", orch)
         await wait_until(lambda: calls["run"] == 1)
-        await clock.advance(31)
-        assert await completed(client, "rt-4") == 2
+        async with runtime(store, registry, clock, activity_lock_timeout=30):
+            await clock.advance(31)
+            assert await completed(client, "rt-4") == 2
     assert calls.log == [1, 2]
     assert len(of_type(await client.get_history("rt-4"), ActivityCompleted)) == 1
 
@@ -145,11 +150,13 @@ async def test_activity_redelivered_too_often_fails_as_poison(
             return [exc.error.category.value, exc.error_type]
         return []
 
-    async with runtime(store, registry, clock, activity_lock_timeout=30, max_deliveries=1):
+    options: dict[str, Any] = {"activity_lock_timeout": 30, "max_deliveries": 1}
+    async with runtime(store, registry, clock, activity_concurrency=1, **options):
         await client.start_orchestration("rt-5", orch)
         await wait_until(lambda: calls["run"] == 1)
-        await clock.advance(31)
-        assert await completed(client, "rt-5") == ["infrastructure", "PoisonMessage"]
+        async with runtime(store, registry, clock, **options):
+            await clock.advance(31)
+            assert await completed(client, "rt-5") == ["infrastructure", "PoisonMessage"]
     assert calls["run"] == 1
 
 

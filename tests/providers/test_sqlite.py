@@ -54,6 +54,7 @@ from duro.providers._types import (
     TurnCommit,
 )
 from duro.testing import VirtualClock
+from duro.testing._contract._fixtures import activity_task, schedule_activities, start_message
 
 pytestmark = pytest.mark.anyio
 
@@ -341,6 +342,44 @@ async def test_read_only_file_gives_a_permanent_typed_error_on_write(
         try:
             # Reading still works: nothing is lost, the store just cannot change.
             assert await provider.read_history("i1") == [started()]
+            with pytest.raises(ReadOnlyStoreError) as caught:
+                await provider.start_orchestration(
+                    StartOrchestrationMessage(instance_id="i2", name="orch")
+                )
+            assert not caught.value.retryable
+        finally:
+            await provider.close()
+
+
+@contextlib.contextmanager
+def read_only_mount(directory: Path) -> Iterator[Path]:
+    """``directory`` bind-mounted read-only (as a read-only volume would be)."""
+    mount_point = directory.parent / f"{directory.name}-ro"
+    mount_point.mkdir()
+    bind = subprocess.run(["mount", "--bind", directory, mount_point], capture_output=True)
+    if bind.returncode:
+        pytest.skip(f"cannot bind-mount here (needs root in a privileged place): {bind.stderr!r}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", mount_point], check=True)
+        yield mount_point
+    finally:
+        subprocess.run(["umount", mount_point], check=True)
+
+
+async def test_a_file_on_a_read_only_mount_can_be_read_but_not_written(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    async with SqliteProvider(data / "duro.db", clock=clock) as provider:
+        await create_instance(provider, "i1")
+    assert sorted(p.name for p in data.iterdir()) == ["duro.db"]  # a clean close: no WAL left
+
+    with read_only_mount(data) as mounted:
+        provider = SqliteProvider(mounted / "duro.db", clock=clock)
+        try:
+            assert await provider.read_history("i1") == [started()]
+            assert (await provider.queue_depths()).orchestrator == 0
             with pytest.raises(ReadOnlyStoreError) as caught:
                 await provider.start_orchestration(
                     StartOrchestrationMessage(instance_id="i2", name="orch")
@@ -719,6 +758,36 @@ def test_processes_opening_a_new_file_at_the_same_moment_all_succeed(tmp_path: P
         finally:
             conn.close()
         assert started == 6
+
+
+async def test_a_runtime_restarted_under_its_worker_id_takes_its_locks_back_at_once(
+    db_path: Path, clock: VirtualClock
+) -> None:
+    turns = FetchTurnRequest(lock_timeout=60, owner_id="pod-a")
+    items = FetchActivityRequest(lock_timeout=60, owner_id="pod-a")
+    async with SqliteProvider(db_path, clock=clock) as crashed:
+        await schedule_activities(crashed, "i1", [activity_task("i1", 1)])
+        await crashed.start_orchestration(start_message("i2"))
+        held_item = await crashed.fetch_activity(items)
+        held_turn = await crashed.fetch_turn(turns)
+        assert held_item is not None and held_turn is not None
+        # The process dies here: nothing is committed, abandoned or released.
+
+    async with SqliteProvider(db_path, clock=clock) as restarted:
+        await restarted.runtime_started("pod-b")  # someone else's restart changes nothing
+        assert await restarted.fetch_activity(dataclasses.replace(items, owner_id="b")) is None
+        assert await restarted.fetch_turn(dataclasses.replace(turns, owner_id="b")) is None
+
+        await restarted.runtime_started("pod-a")
+
+        item = await restarted.fetch_activity(items)
+        turn = await restarted.fetch_turn(turns)
+        assert item is not None and item.task == held_item.task and item.delivery_count == 2
+        assert turn is not None and turn.instance_id == held_turn.instance_id
+        with pytest.raises(LockLostError):  # the crashed run's tokens are fenced off
+            await restarted.complete_activity(
+                ActivityCommit(lock_token=held_item.lock_token, result=None)
+            )
 
 
 # -- basic round trips ---------------------------------------------------------------------------

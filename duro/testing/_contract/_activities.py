@@ -292,17 +292,44 @@ class ActivityQueueContract(ContractBase):
         )
 
     @pytest.mark.anyio
-    async def test_renewing_an_expired_activity_lock_raises_lock_lost(
+    async def test_an_expired_activity_lock_nobody_took_over_renews_and_completes(
         self, provider: Provider, clock: VirtualClock
     ) -> None:
-        await schedule_activities(provider, "i1", [activity_task("i1", 1)])
+        # Expiry only lets others take over; the token is the fence. A worker whose event
+        # loop stalled past its lease keeps a result nobody else started.
+        task = activity_task("i1", 1)
+        await schedule_activities(provider, "i1", [task])
         item = await self._fetch_one(provider)
         await clock.advance(self.lock_timeout + 1)
 
+        await provider.renew_activity_lock(
+            RenewRequest(lock_token=item.lock_token, extend_for=self.lock_timeout)
+        )
+        assert await provider.fetch_activity(activity_request(self.lock_timeout)) is None
+        await clock.advance(self.lock_timeout + 1)
+        await provider.complete_activity(
+            ActivityCommit(lock_token=item.lock_token, result=activity_result(task))
+        )
+
+        assert len(await _orchestrator_messages(provider, "i1")) == 1
+        assert (await provider.queue_depths()).worker == 0
+
+    @pytest.mark.anyio
+    async def test_a_taken_over_activity_lock_can_neither_renew_nor_abandon(
+        self, provider: Provider, clock: VirtualClock
+    ) -> None:
+        await schedule_activities(provider, "i1", [activity_task("i1", 1)])
+        stale = await self._fetch_one(provider)
+        await clock.advance(self.lock_timeout + 1)
+        fresh = await self._fetch_one(provider)
+
         with pytest.raises(LockLostError):
             await provider.renew_activity_lock(
-                RenewRequest(lock_token=item.lock_token, extend_for=self.lock_timeout)
+                RenewRequest(lock_token=stale.lock_token, extend_for=self.lock_timeout)
             )
+        with pytest.raises(LockLostError):
+            await provider.abandon_activity(AbandonRequest(lock_token=stale.lock_token))
+        await provider.complete_activity(ActivityCommit(lock_token=fresh.lock_token, result=None))
 
     @pytest.mark.anyio
     async def test_renewing_a_completed_activity_raises_lock_lost(
@@ -332,13 +359,14 @@ class ActivityQueueContract(ContractBase):
         assert second.lock_token != first.lock_token
 
     @pytest.mark.anyio
-    async def test_completion_after_lock_expiry_raises_lock_lost_and_enqueues_nothing(
+    async def test_completion_after_a_takeover_raises_lock_lost_and_enqueues_nothing(
         self, provider: Provider, clock: VirtualClock
     ) -> None:
         task = activity_task("i1", 1)
         await schedule_activities(provider, "i1", [task])
         item = await self._fetch_one(provider)
         await clock.advance(self.lock_timeout + 1)
+        taken_over = await self._fetch_one(provider)
 
         with pytest.raises(LockLostError):
             await provider.complete_activity(
@@ -346,7 +374,10 @@ class ActivityQueueContract(ContractBase):
             )
 
         assert await _orchestrator_messages(provider, "i1") == []
-        assert (await self._fetch_one(provider)).task == task
+        assert taken_over.task == task
+        await provider.complete_activity(
+            ActivityCommit(lock_token=taken_over.lock_token, result=activity_result(task))
+        )
 
     @pytest.mark.anyio
     async def test_withdrawn_activity_is_never_delivered(

@@ -170,14 +170,11 @@ class DeletionContract(ContractBase):
             custom_status=payload("old"),
             kv_changes=[kv_set("k", 1, at_ms=clock.now_ms())],
         )
+        await next_turn(provider, "i1", status=ExecutionStatus.COMPLETED)
+        # Messages that arrive after the end: a late timer and an event.
         timer = TimerFiredMessage(instance_id="i1", execution_id=1, seq=5, fire_at=0)
-        await next_turn(
-            provider,
-            "i1",
-            status=ExecutionStatus.COMPLETED,
-            orchestrator_messages=[
-                ScheduledMessage(message=timer, visible_at_ms=clock.now_ms() + 60_000)
-            ],
+        await provider.enqueue_orchestrator_message(
+            ScheduledMessage(message=timer, visible_at_ms=clock.now_ms() + 60_000)
         )
         await provider.enqueue_orchestrator_message(external_event("i1"))
 

@@ -314,16 +314,21 @@ class LockExpiryContract(ContractBase):
         await provider.commit_turn(turn_commit(item))
 
     @pytest.mark.anyio
-    async def test_renewing_an_expired_turn_lock_raises_lock_lost(
+    async def test_an_expired_turn_lock_nobody_took_over_renews_and_commits(
         self, provider: Provider, clock: VirtualClock
     ) -> None:
+        # Expiry only lets the next fetch take over; until one does, the token still fences.
         item = await start_and_lock(provider, "i1", lock_timeout=self.lock_timeout)
         await clock.advance(self.lock_timeout + 1)
 
-        with pytest.raises(LockLostError):
-            await provider.renew_turn_lock(
-                RenewRequest(lock_token=item.lock_token, extend_for=self.lock_timeout)
-            )
+        await provider.renew_turn_lock(
+            RenewRequest(lock_token=item.lock_token, extend_for=self.lock_timeout)
+        )
+        assert await try_turn(provider, self.lock_timeout) is None
+        await clock.advance(self.lock_timeout + 1)
+        await provider.commit_turn(turn_commit(item))
+
+        assert await provider.list_executions("i1") == [1]
 
     @pytest.mark.anyio
     async def test_renewing_or_abandoning_after_commit_raises_lock_lost(

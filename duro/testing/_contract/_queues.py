@@ -11,6 +11,7 @@ from ..._messages import ActivityResultMessage, CancelOrchestrationMessage, Enqu
 from ...providers import Provider
 from ...providers._types import (
     AbandonRequest,
+    ExecutionStatus,
     FetchActivityRequest,
     FetchTurnRequest,
     OrchestrationWorkItem,
@@ -119,6 +120,21 @@ class QueueSemanticsContract(ContractBase):
         item = await must_turn(provider, self.lock_timeout, "i1")
 
         assert kinds(item.messages) == ["TimerFiredMessage"]
+
+    @pytest.mark.anyio
+    async def test_an_instance_that_ends_drops_its_pending_timers(
+        self, provider: Provider, clock: VirtualClock
+    ) -> None:
+        # A select's losing timeout, say: nothing will ever want it once the instance ended.
+        await create_instance(provider, "i1")
+        await provider.enqueue_orchestrator_message(timer("i1", 1, clock.now_ms() + 3_600_000))
+        item = await lock_next_turn(provider, "i1", lock_timeout=self.lock_timeout)
+
+        await provider.commit_turn(turn_commit(item, status=ExecutionStatus.COMPLETED))
+
+        assert (await provider.queue_depths()).timers == 0
+        await clock.advance(3_600)
+        assert await try_turn(provider, self.lock_timeout) is None
 
     @pytest.mark.anyio
     async def test_future_message_is_not_part_of_the_current_batch(

@@ -245,11 +245,12 @@ class ErrorClassificationContract(ContractBase):
         assert await provider.read_history("i1") == original
 
     @pytest.mark.anyio
-    async def test_commit_after_lock_expiry_raises_permanent_lock_lost(
+    async def test_commit_after_a_takeover_raises_permanent_lock_lost(
         self, provider: Provider, clock: VirtualClock
     ) -> None:
         item = await start_and_lock(provider, "i1", lock_timeout=self.lock_timeout)
         await clock.advance(self.lock_timeout + 1)
+        assert await try_turn(provider, self.lock_timeout) is not None
 
         with pytest.raises(LockLostError) as info:
             await provider.commit_turn(turn_commit(item))
