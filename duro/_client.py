@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from ._errors import InstanceNotFoundError, WaitTimeoutError
+from ._errors import InstanceNotFoundError, ProviderError, WaitTimeoutError
 from ._history import HistoryEvent
 from ._ids import validate_instance_id
 from ._limits import check_name, check_reason
@@ -196,16 +196,24 @@ class Client:
         deadline = time.monotonic() + seconds
         delay = _POLL_START
         watch = watch_for(self.store)
+        state = "unknown"
         while True:
             changed = watch.event(instance_id, ending_only=ending_only)  # before reading
-            status = await self.get_status(instance_id)
-            if done(status):
-                return status
+            try:
+                status = await self.get_status(instance_id)
+            except ProviderError as exc:
+                # One poll of many: a store that is briefly busy or throttling only delays it.
+                if not exc.retryable or time.monotonic() >= deadline:
+                    raise
+            else:
+                if done(status):
+                    return status
+                state = status.state.value
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WaitTimeoutError(
                     f"instance {instance_id!r} did not {what.removeprefix('to ')} within "
-                    f"{seconds} s (state: {status.state.value})"
+                    f"{seconds} s (state: {state})"
                 )
             # A runtime in this process wakes us at once; polling covers every other writer.
             with anyio.move_on_after(min(delay, remaining)):

@@ -1,7 +1,8 @@
 """Tools for testing workflows and providers.
 
-``VirtualClock`` runs timers and lock expiry on virtual time. ``ProviderContract`` is the
-shared pytest suite every provider must pass (importing it needs pytest).
+``VirtualClock`` runs timers and lock expiry on virtual time. ``FaultyProvider`` wraps any
+provider and injects failures, latency, stalls and lost responses. ``ProviderContract`` is
+the shared pytest suite every provider must pass (importing it needs pytest).
 """
 
 from __future__ import annotations
@@ -9,11 +10,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._clock import VirtualClock
+from ._faulty import Fault, FaultKind, FaultyProvider, InjectedFault
 
 if TYPE_CHECKING:
     from ._contract import ProviderContract
 
-__all__ = ["ProviderContract", "VirtualClock"]
+__all__ = [
+    "Fault",
+    "FaultKind",
+    "FaultyProvider",
+    "InjectedFault",
+    "ProviderContract",
+    "VirtualClock",
+]
 
 
 def __getattr__(name: str) -> Any:
