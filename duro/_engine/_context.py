@@ -23,6 +23,7 @@ from .._retry import RetryPolicy
 from .._serde import encode
 from .._status import ErrorCategory, ErrorInfo
 from ._arrivals import Arrivals
+from ._attempts import AttemptOutcome, Attempts
 from ._futures import DurableFuture, JoinFuture, SelectFuture
 from ._identity import Identity
 from ._kv import DurableKV
@@ -75,6 +76,7 @@ class OrchestrationContext:
         steps: Steps,
         arrivals: Arrivals,
         state: DurableState,
+        attempts: Attempts,
     ) -> None:
         # The context keeps no state of its own: each call goes to the collaborator that owns
         # what it touches (built by Execution, one set per execution).
@@ -85,6 +87,7 @@ class OrchestrationContext:
         self._steps = steps
         self._arrivals = arrivals
         self._state = state
+        self._attempts = attempts
         self.kv = DurableKV(recorder, state)
         self.logger: logging.LoggerAdapter[logging.Logger] = _ReplaySafeLogger(
             logging.getLogger(f"duro.orchestration.{identity.name}"), identity.instance_id, recorder
@@ -202,6 +205,7 @@ class OrchestrationContext:
         attempt = 1
         while True:
             call = self._schedule_attempt(name, raw, output_type, attempt, tag, session)
+            timed_out = False
             try:
                 timeout = policy.timeout_seconds
                 if timeout is None:
@@ -209,6 +213,8 @@ class OrchestrationContext:
                 index, value = await self.select(call, self.schedule_timer(timeout))
                 if index == 0:
                     return value
+                timed_out = True
+                self._refine_attempt(call, AttemptOutcome.TIMED_OUT)
                 error = ErrorInfo(
                     category=ErrorCategory.APPLICATION,
                     error_type="ActivityTimeout",
@@ -221,10 +227,16 @@ class OrchestrationContext:
                 failure.error.retryable and policy.is_retryable(failure.error.error_type)
             ):
                 raise failure
+            if not timed_out:  # a timed-out attempt is counted as such, retried or not
+                self._refine_attempt(call, AttemptOutcome.RETRIED)
             delay = policy.delay_after(attempt)
             if delay > 0:
                 await self.schedule_timer(delay)
             attempt += 1
+
+    def _refine_attempt(self, call: ActivityFuture, outcome: AttemptOutcome) -> None:
+        if not self._recorder.replaying:
+            self._attempts.refine(call.seq, outcome)
 
     # -- timers and events ---------------------------------------------------------------------
 
