@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import uuid
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
@@ -42,14 +42,24 @@ Awaitable = DurableFuture[Any] | Coroutine[Any, Any, Any]
 
 
 class _ReplaySafeLogger(logging.LoggerAdapter[logging.Logger]):
-    """Drops records while replaying, so each message is logged once per real execution."""
+    """Drops records while replaying, so each message is logged once per real execution.
+
+    Each message starts with ``[instance id]`` (also the record's ``instance_id`` attribute), so
+    a plain log format still tells which instance wrote it."""
 
     def __init__(self, logger: logging.Logger, instance_id: str, recorder: Recorder) -> None:
         super().__init__(logger, {"instance_id": instance_id})
         self._recorder = recorder
+        self._prefix = f"[{instance_id}] "
 
     def isEnabledFor(self, level: int) -> bool:
         return not self._recorder.replaying and self.logger.isEnabledFor(level)
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        msg, kwargs = super().process(msg, kwargs)
+        return self._prefix + str(msg), kwargs
 
 
 def _seconds(delay: float | timedelta) -> float:
