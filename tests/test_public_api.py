@@ -110,6 +110,7 @@ EXPECTED_PROVIDERS = {
     "InstancePage",
     "InstanceQuery",
     "InstanceRecord",
+    "InstrumentedProvider",
     "KvChange",
     "KvEntry",
     "OrchestrationWorkItem",

@@ -15,15 +15,15 @@ from .._client import Client
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ProviderError
 from .._registry import Registry
-from .._telemetry import (
-    InstrumentedProvider,
-    Metrics,
-    Tracing,
-    add_gauge_source,
-    remove_gauge_source,
-)
+from .._telemetry import Metrics, Tracing, add_gauge_source, remove_gauge_source
 from .._watch import watch_for
-from ..providers import ActivityWorkItem, OrchestrationWorkItem, Provider, SessionRenewal
+from ..providers import (
+    ActivityWorkItem,
+    InstrumentedProvider,
+    OrchestrationWorkItem,
+    Provider,
+    SessionRenewal,
+)
 from ._handover import HandOver
 from ._options import RuntimeOptions
 from ._orchestrator import ExecutionCache, OrchestrationDispatcher

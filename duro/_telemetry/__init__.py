@@ -1,5 +1,5 @@
-"""OpenTelemetry for duro: spans and the trace context stored with a workflow, the ``duro``
-meter's instruments, and ``InstrumentedProvider`` (store metrics for any provider).
+"""OpenTelemetry for duro: spans and the trace context stored with a workflow, and the ``duro``
+meter's instruments (``duro.providers.InstrumentedProvider`` uses them to measure stores).
 
 Only the OpenTelemetry API is used: without an SDK nothing is recorded, and every caller
 checks ``Tracing.tracer()`` / ``Metrics.instruments()`` first and skips the work entirely.
@@ -8,7 +8,6 @@ checks ``Tracing.tracer()`` / ``Metrics.instruments()`` first and skips the work
 from __future__ import annotations
 
 from ._metrics import GaugeSource, Instruments, Metrics, add_gauge_source, remove_gauge_source
-from ._provider import InstrumentedProvider, unwrap
 from ._tracing import (
     SCOPE,
     Tracing,
@@ -23,7 +22,6 @@ from ._tracing import (
 __all__ = [
     "SCOPE",
     "GaugeSource",
-    "InstrumentedProvider",
     "Instruments",
     "Metrics",
     "Tracing",
@@ -35,5 +33,4 @@ __all__ = [
     "remove_gauge_source",
     "span_context_of",
     "traceparent_of",
-    "unwrap",
 ]

@@ -10,12 +10,13 @@ import anyio
 import pytest
 
 import duro
-from duro._telemetry import InstrumentedProvider, Metrics
+from duro._telemetry import Metrics
 from duro.history import OrchestrationStarted, TimerCreated
 from duro.providers import (
     ActivityWorkItem,
     FetchActivityRequest,
     FetchTurnRequest,
+    InstrumentedProvider,
     OrchestrationWorkItem,
     Provider,
     TurnCommit,

@@ -16,8 +16,9 @@ from opentelemetry.metrics import MeterProvider
 from .._errors import ProviderError
 from .._history import HistoryEvent
 from .._messages import StartOrchestrationMessage
-from ..providers._interface import Provider
-from ..providers._types import (
+from .._telemetry._metrics import Instruments, Metrics
+from ._interface import Provider
+from ._types import (
     AbandonRequest,
     ActivityCommit,
     ActivityWorkItem,
@@ -38,7 +39,6 @@ from ..providers._types import (
     SessionRenewal,
     TurnCommit,
 )
-from ._metrics import Instruments, Metrics
 
 T = TypeVar("T")
 Results = list[ProviderError | None]
@@ -283,10 +283,3 @@ def _count_batch_errors(meters: Instruments, operation: str, results: Results) -
     for error in results:
         if error is not None:
             _count_error(meters, operation, error)
-
-
-def unwrap(store: Provider) -> Provider:
-    """The store under any ``InstrumentedProvider`` wrappers."""
-    while isinstance(store, InstrumentedProvider):
-        store = store.inner
-    return store
