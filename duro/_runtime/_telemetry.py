@@ -162,10 +162,11 @@ class ObservedTurn:
         ) as span:
             self.span = span
             self.span_traceparent = traceparent_of(span)
-            if self.traceparent is None and self._start is not None and self.span_traceparent:
+            start = self._start
+            if self._started is None and start is not None and self.traceparent is None:
                 # Started without a trace: the workflow shares the trace its first turn begins.
-                adopted = msgspec.structs.replace(self._start, traceparent=self.span_traceparent)
-                self.messages = [adopted if m is self._start else m for m in self.messages]
+                adopted = msgspec.structs.replace(start, traceparent=self.span_traceparent)
+                self.messages = [adopted if m is start else m for m in self.messages]
                 self.traceparent = self.span_traceparent
             yield
 

@@ -12,6 +12,7 @@ values it keeps current (queue depths are sampled by the runtime, the rest are r
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Iterable
@@ -19,9 +20,12 @@ from typing import Protocol
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.metrics import _internal as metrics_internal
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 
-from ._tracing import SCOPE
+from ._tracing import SCOPE, _global_unset
+
+_METER_FROM_ENV = "OTEL_PYTHON_METER_PROVIDER" in os.environ
 
 DURATION_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
@@ -131,7 +135,9 @@ class Instruments:
         )
 
     def _sources(self) -> list[GaugeSource]:
-        return [s for s in list(_SOURCES) if s.meter_provider() is self.provider]
+        with _SOURCES_LOCK:  # runtimes come and go on the event loop's thread; this is the SDK's
+            sources = list(_SOURCES)
+        return [s for s in sources if s.meter_provider() is self.provider]
 
     def _observe_queues(self, options: CallbackOptions) -> Iterable[Observation]:
         for source in self._sources():
@@ -167,14 +173,19 @@ class GaugeSource(Protocol):
 _SOURCES: weakref.WeakSet[GaugeSource] = weakref.WeakSet()
 _BY_PROVIDER: weakref.WeakKeyDictionary[MeterProvider, Instruments] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
+"""Held while a provider's instruments are made (never while calling back into anything)."""
+_SOURCES_LOCK = threading.Lock()
+"""Held only to copy or change ``_SOURCES``: the SDK reads it from its own thread."""
 
 
 def add_gauge_source(source: GaugeSource) -> None:
-    _SOURCES.add(source)
+    with _SOURCES_LOCK:
+        _SOURCES.add(source)
 
 
 def remove_gauge_source(source: GaugeSource) -> None:
-    _SOURCES.discard(source)
+    with _SOURCES_LOCK:
+        _SOURCES.discard(source)
 
 
 # Exact types, like the tracer's check: the proxy stands in until an SDK is set (its class is
@@ -207,9 +218,17 @@ class Metrics:
 
     def provider(self) -> MeterProvider | None:
         """The provider measurements would go to, None while there is none."""
-        provider = self._explicit if self._explicit is not None else metrics.get_meter_provider()
+        provider = self._explicit
+        if provider is None:
+            if _global_unset(metrics_internal, "_METER_PROVIDER", _METER_FROM_ENV):
+                return None
+            provider = metrics.get_meter_provider()
         return None if type(provider) in _UNCONFIGURED else provider
 
     def instruments(self) -> Instruments | None:
-        provider = self._explicit if self._explicit is not None else metrics.get_meter_provider()
+        provider = self._explicit
+        if provider is None:
+            if _global_unset(metrics_internal, "_METER_PROVIDER", _METER_FROM_ENV):
+                return None
+            provider = metrics.get_meter_provider()
         return instruments_for(provider)

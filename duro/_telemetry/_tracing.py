@@ -14,6 +14,7 @@ no-op activity's overhead.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +42,20 @@ _UNCONFIGURED = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
 Attributes = Mapping[str, str | int | bool]
 
+_TRACER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
+def _global_unset(module: object, name: str, from_env: bool) -> bool:
+    """True when no global provider is set, at the cost of an attribute read.
+
+    ``get_tracer_provider()`` / ``get_meter_provider()`` look the environment up on every call
+    while none is set (a provider may be named there); that lookup was most of the cost of a
+    turn's telemetry check with no SDK installed. The API sets its private module global once
+    a provider is set (or loaded from the environment, which ``from_env`` says is possible):
+    should that name ever go, this answers False and the public call decides.
+    """
+    return not from_env and getattr(module, name, True) is None
+
 
 class Tracing:
     """Where spans go: an explicit ``TracerProvider``, or the global one.
@@ -62,6 +77,8 @@ class Tracing:
     def tracer(self) -> Tracer | None:
         if self._pinned:
             return self._tracer
+        if _global_unset(trace, "_TRACER_PROVIDER", _TRACER_FROM_ENV):
+            return None
         provider = trace.get_tracer_provider()
         if type(provider) in _UNCONFIGURED:
             return None
