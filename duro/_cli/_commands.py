@@ -13,14 +13,7 @@ import msgspec
 
 from .._client import Client
 from .._errors import InstanceNotFoundError, InstanceStillRunningError
-from .._history import (
-    ActivityFailed,
-    ActivityScheduled,
-    HistoryEvent,
-    SubOrchestrationFailed,
-    TimerCreated,
-    encode_events,
-)
+from .._history import ActivityScheduled, HistoryEvent, TimerCreated, encode_events
 from .._status import ErrorInfo, OrchestrationStatus, State
 from ..providers import Provider
 from ._errors import EXIT_FAILED, CliError, UnknownInstanceError
@@ -181,10 +174,9 @@ def _detail(event: HistoryEvent) -> str:
             parts.append(f"{name}={value}")
     if isinstance(event, TimerCreated):
         parts.append(f"fires in {(event.fire_at - event.ts) / 1000:g}s")
-    if isinstance(event, ActivityFailed | SubOrchestrationFailed) or hasattr(event, "error"):
-        error: ErrorInfo | None = getattr(event, "error", None)
-        if error is not None:
-            parts.append(f"error={error.error_type}: {error.message}")
+    error: ErrorInfo | None = getattr(event, "error", None)
+    if error is not None:
+        parts.append(f"error={error.error_type}: {error.message}")
     for name in _PAYLOAD_FIELDS:
         raw = getattr(event, name, None)
         if isinstance(raw, msgspec.Raw) and bytes(raw) != b"null":
