@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
+from opentelemetry.trace import SpanKind, TracerProvider
 
 from ._errors import InstanceNotFoundError, ProviderError, WaitTimeoutError
 from ._history import HistoryEvent
@@ -22,6 +24,7 @@ from ._messages import (
 from ._registry import Registry
 from ._serde import decode, encode
 from ._status import OrchestrationStatus, State
+from ._telemetry import Tracing, traceparent_of
 from ._watch import watch_for
 from .providers import (
     DeleteRequest,
@@ -78,11 +81,37 @@ class Client:
 
     Pass the ``registry`` to start orchestrations registered under a custom ``name=`` by
     function reference (otherwise the function's ``__name__`` is used).
+
+    Starting, raising events, enqueueing and cancelling make a span each (kind ``PRODUCER``)
+    on ``tracer_provider`` (default: the global one); its trace context travels with the
+    message, so the workflow a start begins belongs to the caller's trace (a new trace when
+    there is no current span).
     """
 
-    def __init__(self, store: Provider, *, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        store: Provider,
+        *,
+        registry: Registry | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
         self.store = store
         self.registry = registry
+        self._tracing = Tracing(tracer_provider)
+
+    @contextlib.contextmanager
+    def _span(self, name: str, instance_id: str, **attributes: str) -> Iterator[str | None]:
+        """A producer span around one send; yields the ``traceparent`` to send along."""
+        tracer = self._tracing.tracer()
+        if tracer is None:
+            yield None
+            return
+        with tracer.start_as_current_span(
+            name,
+            kind=SpanKind.PRODUCER,
+            attributes={"duro.instance_id": instance_id, **attributes},
+        ) as span:
+            yield traceparent_of(span)
 
     # -- starting and signalling ---------------------------------------------------------------
 
@@ -101,11 +130,19 @@ class Client:
         validate_instance_id(instance_id)
         name = _name_of(orchestration, self.registry)
         raw = encode(input, what=f"input of orchestration {name!r}")
-        await self.store.start_orchestration(
-            StartOrchestrationMessage(
-                instance_id=instance_id, name=name, version=version, input=raw
+        attributes = {"duro.orchestration.name": name}
+        if version is not None:
+            attributes["duro.orchestration.version"] = version
+        with self._span("duro.start_orchestration", instance_id, **attributes) as traceparent:
+            await self.store.start_orchestration(
+                StartOrchestrationMessage(
+                    instance_id=instance_id,
+                    name=name,
+                    version=version,
+                    input=raw,
+                    traceparent=traceparent,
+                )
             )
-        )
         return instance_id
 
     async def _require(self, instance_id: str) -> InstanceRecord:
@@ -118,35 +155,44 @@ class Client:
     async def raise_event(self, instance_id: str, name: str, data: Any = None) -> None:
         """Deliver external event ``name`` (``ctx.wait_for_event``). Buffered until waited for."""
         check_name(name, "an event name")
-        await self._require(instance_id)
-        raw = encode(data, what=f"data of event {name!r}")
-        await self.store.enqueue_orchestrator_message(
-            ScheduledMessage(
-                message=RaiseEventMessage(instance_id=instance_id, name=name, data=raw)
+        with self._span("duro.raise_event", instance_id, **{"duro.event.name": name}) as tp:
+            await self._require(instance_id)
+            raw = encode(data, what=f"data of event {name!r}")
+            await self.store.enqueue_orchestrator_message(
+                ScheduledMessage(
+                    message=RaiseEventMessage(
+                        instance_id=instance_id, name=name, data=raw, traceparent=tp
+                    )
+                )
             )
-        )
 
     async def enqueue_event(self, instance_id: str, queue: str, data: Any = None) -> None:
         """Append a message to mailbox ``queue`` (``ctx.dequeue_event``), strictly FIFO."""
         check_name(queue, "a queue name")
-        await self._require(instance_id)
-        raw = encode(data, what=f"message for queue {queue!r}")
-        await self.store.enqueue_orchestrator_message(
-            ScheduledMessage(
-                message=EnqueueEventMessage(instance_id=instance_id, queue=queue, data=raw)
+        with self._span("duro.enqueue_event", instance_id, **{"duro.queue": queue}) as tp:
+            await self._require(instance_id)
+            raw = encode(data, what=f"message for queue {queue!r}")
+            await self.store.enqueue_orchestrator_message(
+                ScheduledMessage(
+                    message=EnqueueEventMessage(
+                        instance_id=instance_id, queue=queue, data=raw, traceparent=tp
+                    )
+                )
             )
-        )
 
     async def cancel_orchestration(self, instance_id: str, reason: str = "cancelled") -> None:
         """Cancel an instance: it fails with category CANCELLED; its running activities are
         told to stop and its sub-orchestrations are cancelled too."""
         check_reason(reason)
-        await self._require(instance_id)
-        await self.store.enqueue_orchestrator_message(
-            ScheduledMessage(
-                message=CancelOrchestrationMessage(instance_id=instance_id, reason=reason)
+        with self._span("duro.cancel_orchestration", instance_id) as tp:
+            await self._require(instance_id)
+            await self.store.enqueue_orchestrator_message(
+                ScheduledMessage(
+                    message=CancelOrchestrationMessage(
+                        instance_id=instance_id, reason=reason, traceparent=tp
+                    )
+                )
             )
-        )
 
     # -- reading state --------------------------------------------------------------------------
 

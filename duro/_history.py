@@ -68,6 +68,10 @@ class OrchestrationStarted(Event, tag="OrchestrationStarted", frozen=True):
     parent: ParentRef | None = None
     carried_events: list[CarriedEvent] = []
     """Consumed before new arrivals."""
+    traceparent: str | None = None
+    """W3C ``traceparent`` of the span that started the workflow (the client's, or the
+    parent's turn): every turn, activity and sub-orchestration of the execution belongs to its
+    trace, in any process, after any restart. None: the start was not traced."""
 
 
 class OrchestrationCompleted(Event, tag="OrchestrationCompleted", frozen=True):

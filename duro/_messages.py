@@ -27,6 +27,10 @@ class StartOrchestrationMessage(OrchestratorMessage, frozen=True):
     """None: the worker picks the latest registered version."""
     input: Raw = NULL
     parent: ParentRef | None = None
+    traceparent: str | None = None
+    """W3C ``traceparent`` of the span that started the instance: the client's, or the turn
+    that started it as a sub-orchestration (None: not traced). Recorded in
+    ``OrchestrationStarted``, so the whole workflow belongs to that trace."""
 
 
 class ContinueAsNewMessage(OrchestratorMessage, frozen=True):
@@ -37,6 +41,8 @@ class ContinueAsNewMessage(OrchestratorMessage, frozen=True):
     input: Raw = NULL
     carried_events: list[CarriedEvent] = []
     parent: ParentRef | None = None
+    traceparent: str | None = None
+    """The workflow's trace, passed on to the next execution."""
 
 
 class ActivityResultMessage(OrchestratorMessage, frozen=True):
@@ -67,15 +73,21 @@ class SubOrchestrationResultMessage(OrchestratorMessage, frozen=True):
 class RaiseEventMessage(OrchestratorMessage, frozen=True):
     name: str
     data: Raw = NULL
+    traceparent: str | None = None
+    """W3C ``traceparent`` of the client span that raised it; the turn links to it."""
 
 
 class EnqueueEventMessage(OrchestratorMessage, frozen=True):
     queue: str
     data: Raw = NULL
+    traceparent: str | None = None
+    """W3C ``traceparent`` of the client span that enqueued it; the turn links to it."""
 
 
 class CancelOrchestrationMessage(OrchestratorMessage, frozen=True):
     reason: str
+    traceparent: str | None = None
+    """W3C ``traceparent`` of the client span that cancelled; the turn links to it."""
 
 
 AnyOrchestratorMessage = (
@@ -111,6 +123,11 @@ class ActivityTask(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     tag: str | None = None
     orchestration_name: str = ""
     orchestration_version: str = ""
+    traceparent: str | None = None
+    """W3C ``traceparent`` the activity's span is a child of: the turn that scheduled it, or
+    the workflow's trace (None: not traced)."""
+    scheduled_at_ms: int = 0
+    """When the turn that scheduled it ran (0: unknown, queued by duro 0.1)."""
 
 
 _encoder = msgspec.json.Encoder()

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 import httpx
+from opentelemetry.metrics import MeterProvider
 
 from duro._clock import SYSTEM_CLOCK, Clock
 from duro._errors import ProviderError
@@ -61,6 +62,8 @@ class CosmosProvider(Provider):
     by Cosmos's time to live at no request cost (``delete_instance`` still works at once).
     ``batch_partition_key`` repeats the partition key in every batch operation, which the
     local ``@vercel/cosmosdb-server`` needs when used without the test compat layer.
+    ``meter_provider`` receives ``duro.cosmos.requests`` and ``duro.cosmos.request_units``
+    (default: OpenTelemetry's global provider).
     """
 
     name = "cosmos"
@@ -78,6 +81,7 @@ class CosmosProvider(Provider):
         owner_id: str | None = None,
         retention: float | timedelta | None = None,
         batch_partition_key: bool = False,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self._config = config if config is not None else CosmosConfig.from_env()
         retention_s = _seconds(retention)
@@ -87,6 +91,7 @@ class CosmosProvider(Provider):
             retry=retry,
             batch_partition_key=batch_partition_key,
             needs_ttl=retention_s is not None,
+            meter_provider=meter_provider,
         )
         self._ctx = Context(
             store=store,

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import anyio
 import httpx
+from opentelemetry.metrics import MeterProvider
 
 from duro._errors import ProviderError
 
@@ -71,8 +72,10 @@ class Store:
         retry: HttpRetryPolicy | None = None,
         batch_partition_key: bool = False,
         needs_ttl: bool = False,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self.config = config
+        self._meter_provider = meter_provider
         self._needs_ttl = needs_ttl
         self._batch_partition_key = batch_partition_key
         self.link = ContainerLink(config.database, config.container)
@@ -90,6 +93,7 @@ class Store:
                 transport=self._transport,
                 retry=self._retry,
                 batch_partition_key=self._batch_partition_key,
+                meter_provider=self._meter_provider,
             )
         return self._client
 

@@ -10,7 +10,16 @@ import sys
 
 import duro
 
-FORBIDDEN = ["anyio", "httpx", "sqlite3", "duro.providers", "duro._runtime", "duro._client"]
+FORBIDDEN = [
+    "anyio",
+    "httpx",
+    "sqlite3",
+    "opentelemetry",  # the engine carries trace context as data; spans are the shell's work
+    "duro.providers",
+    "duro._runtime",
+    "duro._client",
+    "duro._telemetry",
+]
 
 
 def test_engine_imports_no_io_and_no_provider() -> None:

@@ -111,6 +111,7 @@ EXPECTED_PROVIDERS = {
     "InstancePage",
     "InstanceQuery",
     "InstanceRecord",
+    "InstrumentedProvider",
     "KvChange",
     "KvEntry",
     "OrchestrationWorkItem",

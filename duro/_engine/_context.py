@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import uuid
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
@@ -23,6 +23,7 @@ from .._retry import RetryPolicy
 from .._serde import encode
 from .._status import ErrorCategory, ErrorInfo
 from ._arrivals import Arrivals
+from ._attempts import AttemptOutcome, Attempts
 from ._futures import DurableFuture, JoinFuture, SelectFuture
 from ._identity import Identity
 from ._kv import DurableKV
@@ -41,14 +42,24 @@ Awaitable = DurableFuture[Any] | Coroutine[Any, Any, Any]
 
 
 class _ReplaySafeLogger(logging.LoggerAdapter[logging.Logger]):
-    """Drops records while replaying, so each message is logged once per real execution."""
+    """Drops records while replaying, so each message is logged once per real execution.
+
+    Each message starts with ``[instance id]`` (also the record's ``instance_id`` attribute), so
+    a plain log format still tells which instance wrote it."""
 
     def __init__(self, logger: logging.Logger, instance_id: str, recorder: Recorder) -> None:
         super().__init__(logger, {"instance_id": instance_id})
         self._recorder = recorder
+        self._prefix = f"[{instance_id}] "
 
     def isEnabledFor(self, level: int) -> bool:
         return not self._recorder.replaying and self.logger.isEnabledFor(level)
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        msg, kwargs = super().process(msg, kwargs)
+        return self._prefix + str(msg), kwargs
 
 
 MAX_TIMER_SECONDS = 100 * 366 * 24 * 3600
@@ -81,6 +92,7 @@ class OrchestrationContext:
         steps: Steps,
         arrivals: Arrivals,
         state: DurableState,
+        attempts: Attempts,
     ) -> None:
         # The context keeps no state of its own: each call goes to the collaborator that owns
         # what it touches (built by Execution, one set per execution).
@@ -91,6 +103,7 @@ class OrchestrationContext:
         self._steps = steps
         self._arrivals = arrivals
         self._state = state
+        self._attempts = attempts
         self.kv = DurableKV(recorder, state)
         self.logger: logging.LoggerAdapter[logging.Logger] = _ReplaySafeLogger(
             logging.getLogger(f"duro.orchestration.{identity.name}"), identity.instance_id, recorder
@@ -208,6 +221,7 @@ class OrchestrationContext:
         attempt = 1
         while True:
             call = self._schedule_attempt(name, raw, output_type, attempt, tag, session)
+            timed_out = False
             try:
                 timeout = policy.timeout_seconds
                 if timeout is None:
@@ -215,6 +229,8 @@ class OrchestrationContext:
                 index, value = await self.select(call, self.schedule_timer(timeout))
                 if index == 0:
                     return value
+                timed_out = True
+                self._refine_attempt(call, AttemptOutcome.TIMED_OUT)
                 error = ErrorInfo(
                     category=ErrorCategory.APPLICATION,
                     error_type="ActivityTimeout",
@@ -227,10 +243,16 @@ class OrchestrationContext:
                 failure.error.retryable and policy.is_retryable(failure.error.error_type)
             ):
                 raise failure
+            if not timed_out:  # a timed-out attempt is counted as such, retried or not
+                self._refine_attempt(call, AttemptOutcome.RETRIED)
             delay = policy.delay_after(attempt)
             if delay > 0:
                 await self.schedule_timer(delay)
             attempt += 1
+
+    def _refine_attempt(self, call: ActivityFuture, outcome: AttemptOutcome) -> None:
+        if not self._recorder.replaying:
+            self._attempts.refine(call.seq, outcome)
 
     # -- timers and events ---------------------------------------------------------------------
 

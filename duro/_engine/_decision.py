@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._records import TurnChanges
+from ._attempts import AttemptOutcome
 
 if TYPE_CHECKING:
     from ._execution import Execution
@@ -14,10 +15,17 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class Commit:
-    """Commit ``changes``; ``execution`` is the live execution, worth caching if it runs on."""
+    """Commit ``changes``; ``execution`` is the live execution, worth caching if it runs on.
+
+    ``replayed_events`` and ``attempts`` are for telemetry only: how many recorded events the
+    turn replayed (0 when it went on from a cached execution), and how the activity attempts
+    that ended in this turn ended, as ``(activity name, outcome)``.
+    """
 
     changes: TurnChanges
     execution: Execution | None = None
+    replayed_events: int = 0
+    attempts: list[tuple[str, AttemptOutcome]] = field(default_factory=list)
 
 
 class DeferReason(enum.Enum):

@@ -41,6 +41,9 @@ class SideEffects:
         self._identity = identity
         # Tells what a cancellation withdraws: an activity's work item or a child instance.
         self._steps = steps
+        # The workflow's trace (``OrchestrationStarted.traceparent``), stamped on the work
+        # this execution sends out so it stays in that trace; set when the start is applied.
+        self.traceparent: str | None = None
 
     def record(self, turn: TurnChanges, action: HistoryEvent) -> None:
         effect = _EFFECTS.get(type(action))
@@ -61,6 +64,8 @@ class SideEffects:
                 tag=action.tag,
                 orchestration_name=identity.name,
                 orchestration_version=identity.version,
+                traceparent=self.traceparent,
+                scheduled_at_ms=action.ts,
             )
         )
 
@@ -93,6 +98,7 @@ class SideEffects:
                     version=action.version,
                     input=action.input,
                     parent=parent,
+                    traceparent=self.traceparent,
                 )
             )
         )
@@ -105,6 +111,7 @@ class SideEffects:
                     name=action.name,
                     version=action.version,
                     input=action.input,
+                    traceparent=self.traceparent,
                 )
             )
         )

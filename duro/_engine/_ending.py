@@ -95,9 +95,11 @@ def continue_as_new(
     parent: ParentRef | None,
     queued: list[CarriedEvent],
     unprocessed: list[AnyOrchestratorMessage],
+    traceparent: str | None,
 ) -> None:
     """Start the next execution with what this one leaves: the mailbox messages nobody took
-    (``queued``), then the messages that arrived after the end (``unprocessed``)."""
+    (``queued``), then the messages that arrived after the end (``unprocessed``). The next
+    execution stays in the workflow's trace (``traceparent``)."""
     turn.execution_status = ExecutionStatus.CONTINUED_AS_NEW
     carried = list(queued)
     # Arrivals this execution never processed go first in line for the next one, ahead of
@@ -117,6 +119,7 @@ def continue_as_new(
                 input=ending.input,
                 carried_events=carried,
                 parent=parent,
+                traceparent=traceparent,
             )
         )
     )

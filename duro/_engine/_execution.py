@@ -43,6 +43,7 @@ from .._history import (
     ParentRef,
     SubOrchestrationCompleted,
     SubOrchestrationFailed,
+    TaskCancelled,
     TimerFired,
 )
 from .._messages import (
@@ -53,6 +54,7 @@ from .._registry import Registered, Registry
 from .._serde import decode, encode
 from .._status import ErrorInfo
 from ._arrivals import Arrivals
+from ._attempts import AttemptOutcome, Attempts
 from ._context import OrchestrationContext
 from ._effects import SideEffects
 from ._ending import continue_as_new, report_result, withdraw_work
@@ -103,6 +105,8 @@ class Execution:
         self._effects = SideEffects(self._identity, self._steps)
         # What a new message becomes in history (stateless).
         self._inbox = Inbox(self._identity, self._steps)
+        # How this turn's activity attempts ended (telemetry for the shell).
+        self.attempts = Attempts()
         self.ctx = OrchestrationContext(
             identity=self._identity,
             registry=registry,
@@ -111,6 +115,7 @@ class Execution:
             steps=self._steps,
             arrivals=self._arrivals,
             state=self._state,
+            attempts=self.attempts,
         )
 
     @property
@@ -192,6 +197,13 @@ class Execution:
         event = self._inbox.event_for(message)
         if event is None:
             return
+        if isinstance(event, ActivityCompleted | ActivityFailed):
+            self._attempt_ended(
+                event.seq,
+                AttemptOutcome.COMPLETED
+                if isinstance(event, ActivityCompleted)
+                else AttemptOutcome.FAILED,
+            )
         self._dispatch(self._recorder.record(event))
         self._flush()
 
@@ -200,6 +212,13 @@ class Execution:
         turn = self._recorder.turn
         for action in self._recorder.record_pending():
             self._effects.record(turn, action)
+            if isinstance(action, TaskCancelled):
+                self._attempt_ended(action.target, AttemptOutcome.CANCELLED)
+
+    def _attempt_ended(self, seq: int, outcome: AttemptOutcome) -> None:
+        future = self._steps.get(seq)
+        if isinstance(future, ActivityFuture):
+            self.attempts.ended(seq, future.name, outcome)
 
     # -- applying events -----------------------------------------------------------------------
 
@@ -212,6 +231,7 @@ class Execution:
         self._scheduler.run_ready()
 
     def _apply_started(self, started: OrchestrationStarted) -> None:
+        self._effects.traceparent = started.traceparent
         self._arrivals.carry_in(started.carried_events, started.event_id)
         orchestration = self.orchestration
         try:
@@ -304,11 +324,22 @@ class Execution:
             return turn
         self._recorder.record(ending)
         self._scheduler.discard()
-        withdraw_work(turn, self._steps.pending(), self._recorder.turn_first_seq, self.instance_id)
+        pending = self._steps.pending()
+        first_seq = self._recorder.turn_first_seq
+        withdraw_work(turn, pending, first_seq, self.instance_id)
+        for future in pending:
+            if isinstance(future, ActivityFuture) and future.seq < first_seq:
+                self.attempts.ended(future.seq, future.name, AttemptOutcome.CANCELLED)
         if isinstance(ending, ContinuedAsNew):
             queued = self._arrivals.queued()
             continue_as_new(
-                turn, ending, self._identity, parent, queued, self._recorder.unprocessed
+                turn,
+                ending,
+                self._identity,
+                parent,
+                queued,
+                self._recorder.unprocessed,
+                self._effects.traceparent,
             )
         else:
             report_result(turn, ending, parent, self.instance_id)

@@ -119,6 +119,7 @@ def _new_execution(
         input=start.input,
         parent=parent,
         carried_events=carried,  # type: ignore[arg-type]
+        traceparent=start.traceparent,
     )
     if orchestration is None:
         return _fail_new(work, execution_id, started, problem)  # type: ignore[arg-type]
@@ -155,6 +156,7 @@ def _fail_new(
                 version=started.version,
                 input=started.input,
                 parent=started.parent,
+                traceparent=started.traceparent,
             ),
             OrchestrationFailed(event_id=2, ts=work.now_ms, error=error),
         ],
@@ -187,6 +189,7 @@ def _continue(registry: Registry, work: TurnInput, cached: Execution | None) -> 
         return terminate(
             work, corrupt_history_error("history does not begin with OrchestrationStarted")
         )
+    replayed = 0
     if (
         cached is not None
         and cached.execution_id == work.execution_id
@@ -196,6 +199,7 @@ def _continue(registry: Registry, work: TurnInput, cached: Execution | None) -> 
         execution = cached
         execution.begin_turn(work.now_ms)
     else:
+        replayed = len(history)
         orchestration, problem = _resolve(
             registry, started.name, started.version, final=work.final_delivery
         )
@@ -216,9 +220,9 @@ def _continue(registry: Registry, work: TurnInput, cached: Execution | None) -> 
             execution.end_replay(work.now_ms)
         except NondeterminismError as exc:
             execution.abort_replay(history, configuration_error(exc), work.now_ms)
-            return _commit(execution)
+            return _commit(execution, replayed=replayed)
     _apply(execution, work.messages, None)
-    return _commit(execution)
+    return _commit(execution, replayed=replayed)
 
 
 def _apply(
@@ -250,9 +254,14 @@ def _reject_duplicate_start(
     _notify_parent(changes, message.parent, instance_id, error)
 
 
-def _commit(execution: Execution) -> Commit:
+def _commit(execution: Execution, *, replayed: int = 0) -> Commit:
     changes = execution.finish_turn()
-    return Commit(changes, execution=None if execution.is_terminal else execution)
+    return Commit(
+        changes,
+        execution=None if execution.is_terminal else execution,
+        replayed_events=replayed,
+        attempts=execution.attempts.take(),
+    )
 
 
 def _finished(work: TurnInput, history: list[HistoryEvent]) -> Commit:
@@ -298,6 +307,7 @@ def terminate(work: TurnInput, error: ErrorInfo) -> Commit:
             version=(start.version if start else None) or "",
             input=start.input if start else NULL,
             parent=start.parent if start else None,
+            traceparent=start.traceparent if start else None,
         )
         execution_id = work.execution_id + 1 if work.execution_id else 1
         return _fail_new(work, execution_id, placeholder, error)

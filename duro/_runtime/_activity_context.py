@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -53,9 +54,11 @@ class ActivityContext:
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
-        """A logger named ``duro.activity.<name>`` that tags records with this step."""
+        """A logger named ``duro.activity.<name>`` that tags records with this step
+        (``instance_id``, ``activity``, ``attempt``) and starts each message with
+        ``[instance id]``."""
         if self._logger is None:
-            self._logger = logging.LoggerAdapter(
+            self._logger = _InstanceLogger(
                 logging.getLogger(f"duro.activity.{self.activity_name}"),
                 {
                     "instance_id": self.instance_id,
@@ -91,3 +94,14 @@ class ActivityContext:
             f"ActivityContext(instance_id={self.instance_id!r}, "
             f"activity_name={self.activity_name!r}, attempt={self.attempt})"
         )
+
+
+class _InstanceLogger(logging.LoggerAdapter[logging.Logger]):
+    """Starts each message with ``[instance id]``, so a plain log format still shows it."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        msg, kwargs = super().process(msg, kwargs)
+        extra = self.extra or {}
+        return f"[{extra.get('instance_id')}] {msg}", kwargs

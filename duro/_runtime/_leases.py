@@ -109,7 +109,10 @@ class ActivityLeases:
         except LockLostError:
             self._request_cancel(running, "the work item was withdrawn or its lock was lost")
         except ProviderError as exc:
-            log.warning("renewing the lock of %s failed: %s", running.item.task.name, exc)
+            task = running.item.task
+            log.warning(
+                "renewing the lock of %s for %s failed: %s", task.name, task.instance_id, exc
+            )
 
     async def _sleep_until_due(self) -> None:
         deadlines = [r.renew_at for r in self._running.values() if not r.ctx.is_cancelled]

@@ -7,6 +7,9 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
+
 from ..providers import TagFilter
 
 
@@ -55,6 +58,14 @@ class RuntimeOptions:
     session_lock_timeout: float = 30.0
     session_idle_timeout: float = 300.0
     max_sessions: int = 10
+    tracer_provider: TracerProvider | None = field(default=None, compare=False)
+    """Where spans go; None: OpenTelemetry's global provider, looked up on every turn and
+    activity, so one installed after the runtime started is used (none installed: no spans)."""
+    meter_provider: MeterProvider | None = field(default=None, compare=False)
+    """Where the ``duro`` meter's measurements go; None: the global provider, as above."""
+    queue_depth_interval: float = 15.0
+    """How often the runtime reads the store's queue depths for the ``duro.queue.depth``
+    gauge, while a meter provider is installed (0: never; each read is a few queries)."""
 
     def __post_init__(self) -> None:
         if self.orchestration_concurrency < 0 or self.activity_concurrency < 0:
@@ -63,3 +74,5 @@ class RuntimeOptions:
             raise ValueError("lock timeouts must be positive")
         if self.max_deliveries < 1:
             raise ValueError("max_deliveries must be at least 1")
+        if self.queue_depth_interval < 0:
+            raise ValueError("queue_depth_interval cannot be negative")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
 
 import anyio
 
@@ -23,9 +23,11 @@ from .._engine import (
     terminate,
 )
 from .._errors import LockLostError, ProviderError
+from .._messages import AnyOrchestratorMessage
+from .._records import TurnChanges
 from .._registry import Registry
 from .._status import ExecutionStatus
-from .._watch import watch_for
+from .._watch import InstanceWatch
 from ..providers import (
     AbandonRequest,
     FetchTurnRequest,
@@ -40,7 +42,7 @@ from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
 from ._pool import WorkPool
 from ._requests import sized
-from ._telemetry import span, turn_attributes
+from ._telemetry import ObservedTurn, Telemetry, TurnOutcome, TurnResult, committed_outcome
 
 log = logging.getLogger("duro.runtime.orchestrator")
 
@@ -59,6 +61,10 @@ class ExecutionCache:
         self._capacity = capacity
         self._entries: OrderedDict[str, Execution] = OrderedDict()
         self.index: dict[str, tuple[int, int]] = {}
+
+    def peek(self, instance_id: str) -> Execution | None:
+        """The cached execution, left in place (and in its LRU position)."""
+        return self._entries.get(instance_id)
 
     def take(self, instance_id: str) -> Execution | None:
         self.index.pop(instance_id, None)
@@ -99,10 +105,13 @@ class OrchestrationDispatcher:
         request: FetchTurnRequest,
         commit_turns: CommitTurns,
         on_withdrawn: OnWithdrawn,
+        watch: InstanceWatch,
+        telemetry: Telemetry,
     ) -> None:
         """``request`` is the fetch template (its ``max_items`` is the batch limit);
         ``commit_turns`` applies a batch of commits (see ``HandOver``); ``on_withdrawn(instance,
-        execution, seqs)`` tells in-process activities that a commit withdrew them."""
+        execution, seqs)`` tells in-process activities that a commit withdrew them; ``watch``
+        hears of every commit (client waits in this process wake at once)."""
         self._provider = provider
         self._registry = registry
         self._options = options
@@ -111,7 +120,8 @@ class OrchestrationDispatcher:
         self.pool = pool
         self._request = request
         self._on_withdrawn = on_withdrawn
-        self._watch = watch_for(provider)
+        self._watch = watch
+        self._telemetry = telemetry
         self._committer = BatchCommitter[TurnCommit](
             commit_turns, options.commit_retries, "commit_turn"
         )
@@ -167,19 +177,34 @@ class OrchestrationDispatcher:
         self._committer.stop_retrying()
 
     async def _process(self, item: OrchestrationWorkItem) -> None:
-        attributes = partial(
-            turn_attributes, item.instance_id, item.execution_id, len(item.messages)
-        )
-        with span("duro.turn", attributes):
-            await self._process_traced(item)
-
-    async def _process_traced(self, item: OrchestrationWorkItem) -> None:
-        try:
-            decision = self._decide(item)
-        except Exception:  # an engine bug must not kill the slot; retry later
-            log.exception("turn for %s crashed the engine; abandoning", item.instance_id)
-            await self._abandon(item, delays.ENGINE_CRASHED)
+        tracer = self._telemetry.tracing.tracer()
+        meters = self._telemetry.metrics.instruments()
+        if tracer is None and meters is None:
+            await self._turn(item, item.messages, None)
             return
+        observed = ObservedTurn(item, self.cache.peek(item.instance_id))
+        started = time.perf_counter()
+        with observed.traced(tracer):
+            result = await self._turn(item, observed.messages, observed)
+            now_ms = self._clock.now_ms()
+            observed.finish(tracer, result, now_ms)
+        if meters is not None:
+            poison = item.delivery_count > self._options.max_deliveries
+            observed.record(meters, result, time.perf_counter() - started, now_ms, poison=poison)
+
+    async def _turn(
+        self,
+        item: OrchestrationWorkItem,
+        messages: list[AnyOrchestratorMessage],
+        observed: ObservedTurn | None,
+    ) -> TurnResult:
+        """Decide and commit one turn; ``observed`` stamps the work it sends with its span."""
+        try:
+            decision = self._decide(item, messages)
+        except Exception as exc:  # an engine bug must not kill the slot; retry later
+            log.exception("turn of %s crashed the engine; abandoning", item.instance_id)
+            await self._abandon(item, delays.ENGINE_CRASHED)
+            return TurnResult(TurnOutcome.ABANDONED, error=exc)
         if isinstance(decision, Defer):
             if decision.reason is DeferReason.NOT_REGISTERED:
                 # Left for a worker that has the code, with back-off; counted, so an instance
@@ -191,11 +216,13 @@ class OrchestrationDispatcher:
                     self._options.max_deliveries, delay,
                 )  # fmt: skip
                 await self._abandon(item, delay)
-                return
+                return TurnResult(TurnOutcome.DEFERRED)
             log.info("deferring the turn of %s: %s", item.instance_id, decision.detail)
             await self._abandon(item, delays.DEFERRED[decision.reason], undo_delivery_count=True)
-            return
+            return TurnResult(TurnOutcome.DEFERRED)
         changes = decision.changes
+        if observed is not None:
+            observed.stamp(changes)
         failure = await self._committer.submit_until_applied(
             lambda: TurnCommit(lock_token=item.lock_token, changes=changes),
             f"committing the turn of {item.instance_id}",
@@ -203,20 +230,23 @@ class OrchestrationDispatcher:
         if isinstance(failure, LockLostError):
             log.info("lock on %s was lost before commit; the turn is void", item.instance_id)
             _discard(decision)
-            return
+            return TurnResult(TurnOutcome.LOCK_LOST, decision)
         if failure is not None:
             log.error("committing the turn of %s failed: %s", item.instance_id, failure)
             _discard(decision)
             await self._abandon(item, delays.COMMIT_FAILED)
-            return
+            return TurnResult(TurnOutcome.ABANDONED, decision, failure)
         self.turns_committed += 1
         self._watch.notify(item.instance_id, ended=changes.execution_status in _ENDINGS)
         if decision.execution is not None:
             self.cache.put(item.instance_id, decision.execution)
         if changes.cancelled_activities:
             self._on_withdrawn(item.instance_id, changes.execution_id, changes.cancelled_activities)
+        return TurnResult(_outcome(changes, observed), decision)
 
-    def _decide(self, item: OrchestrationWorkItem) -> TurnDecision:
+    def _decide(
+        self, item: OrchestrationWorkItem, messages: list[AnyOrchestratorMessage]
+    ) -> TurnDecision:
         record = item.instance
         cached = self.cache.take(item.instance_id)
         history = item.history
@@ -237,7 +267,7 @@ class OrchestrationDispatcher:
             execution_id=item.execution_id,
             execution_status=record.execution_status if record else None,
             history=history,
-            messages=item.messages,
+            messages=messages,
             now_ms=self._clock.now_ms(),
             kv_snapshot=item.kv_snapshot,
             record=record,
@@ -268,6 +298,11 @@ class OrchestrationDispatcher:
             )
         except ProviderError as exc:  # the lock will expire on its own
             log.warning("abandoning the turn of %s failed: %s", item.instance_id, exc)
+
+
+def _outcome(changes: TurnChanges, observed: ObservedTurn | None) -> TurnOutcome:
+    # Only worth working out for telemetry.
+    return TurnOutcome.RUNNING if observed is None else committed_outcome(changes)
 
 
 def _discard(decision: Commit) -> None:

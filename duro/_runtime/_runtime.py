@@ -9,18 +9,28 @@ from typing import Self
 
 import anyio
 from anyio.abc import TaskStatus
+from opentelemetry.metrics import MeterProvider
 
 from .._client import Client
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ProviderError, StoreLostError
 from .._registry import Registry
-from ..providers import ActivityWorkItem, OrchestrationWorkItem, Provider, SessionRenewal
+from .._telemetry import Metrics, Tracing, add_gauge_source, remove_gauge_source
+from .._watch import watch_for
+from ..providers import (
+    ActivityWorkItem,
+    InstrumentedProvider,
+    OrchestrationWorkItem,
+    Provider,
+    SessionRenewal,
+)
 from ._handover import HandOver
 from ._loop_watch import watch_event_loop
 from ._options import RuntimeOptions
 from ._orchestrator import ExecutionCache, OrchestrationDispatcher
 from ._pool import WorkPool
 from ._requests import activity_fetch_request, turn_fetch_request
+from ._telemetry import Telemetry
 from ._worker import ActivityWorker
 
 log = logging.getLogger("duro.runtime")
@@ -35,6 +45,10 @@ class Runtime:
     Alternatively run it in a task group of your own: ``tg.start_soon(runtime.run)``, and
     ``await runtime.shutdown()`` to stop it. Several runtimes (in one process or many) may
     share one store.
+
+    The store is wrapped in an ``InstrumentedProvider`` (``duro.store.*`` metrics); spans and
+    metrics go to ``options.tracer_provider`` / ``options.meter_provider`` (default: the
+    global ones, see docs/operations.md).
     """
 
     def __init__(
@@ -49,7 +63,12 @@ class Runtime:
         self.registry = registry
         self.options = options = options or RuntimeOptions()
         self.clock = clock = clock or SYSTEM_CLOCK
-        self.client = Client(store)
+        self.client = Client(store, tracer_provider=options.tracer_provider)
+        self._metrics = Metrics(options.meter_provider)
+        telemetry = Telemetry(Tracing(options.tracer_provider), self._metrics)
+        # Everything the runtime does to the store goes through the wrapper; ``self.store``
+        # stays the caller's object (client waits in this process are keyed on it).
+        self._store = measured = InstrumentedProvider(store, meter_provider=options.meter_provider)
         cache = ExecutionCache(options.execution_cache_size)
         turn_request = turn_fetch_request(options, cache.index)
         activity_request = activity_fetch_request(options)
@@ -61,23 +80,25 @@ class Runtime:
             options.activity_concurrency, receives_hand_overs=hand_over
         )
         commits = HandOver(
-            store,
+            measured,
             turns=turn_pool,
             activities=activity_pool,
             turn_request=turn_request,
             activity_request=activity_request,
         )
         self._worker = ActivityWorker(
-            provider=store,
+            provider=measured,
             registry=registry,
             options=options,
             client=self.client,
             pool=activity_pool,
             request=activity_request,
             complete_activities=commits.complete_activities,
+            clock=clock,
+            telemetry=telemetry,
         )
         self._orchestrator = OrchestrationDispatcher(
-            provider=store,
+            provider=measured,
             registry=registry,
             options=options,
             clock=clock,
@@ -86,6 +107,8 @@ class Runtime:
             request=turn_request,
             commit_turns=commits.commit_turns,
             on_withdrawn=self._worker.cancel_withdrawn,
+            watch=watch_for(store),
+            telemetry=telemetry,
         )
         self._running = False
         self._grace = options.shutdown_grace_period
@@ -93,6 +116,7 @@ class Runtime:
         self._stop: anyio.Event | None = None
         self._stopped: anyio.Event | None = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
+        self._gauges = _Gauges(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -106,20 +130,32 @@ class Runtime:
         if self._running:
             raise RuntimeError("runtime already started")
         self._running = True
-        worker_id = self.options.worker_id
+        options = self.options
+        worker_id = options.worker_id
+        store = self._store
         try:
-            await self.store.open()
-            await self.store.runtime_started(worker_id)
+            await store.open()
+            await store.runtime_started(worker_id)
             stopping = anyio.Event()
+            add_gauge_source(self._gauges)
             async with anyio.create_task_group() as tg:
-                if self.options.orchestration_concurrency:
+                if options.orchestration_concurrency:
                     tg.start_soon(self._orchestrator.run, stopping)
-                if self.options.activity_concurrency:
+                if options.activity_concurrency:
                     tg.start_soon(self._worker.run, stopping)
-                if self.options.activity_concurrency and self.options.max_sessions > 0:
+                if options.activity_concurrency and options.max_sessions > 0:
                     tg.start_soon(self._maintain_sessions, stopping)
                 tg.start_soon(self._maintain_store, stopping)
                 tg.start_soon(watch_event_loop, stopping)
+                if options.queue_depth_interval > 0:
+                    tg.start_soon(self._sample_queue_depths, stopping)
+                log.info(
+                    "runtime %s started on the %s store (%d turns and %d activities at once)",
+                    worker_id,
+                    store.name,
+                    options.orchestration_concurrency,
+                    options.activity_concurrency,
+                )
                 task_status.started()
                 await self._stop_event().wait()
                 await self._drain(stopping)
@@ -131,12 +167,19 @@ class Runtime:
             log.critical("the runtime stopped: %s", error)
             raise error from None
         finally:
+            remove_gauge_source(self._gauges)
             try:
                 with anyio.CancelScope(shield=True):
-                    await self.store.runtime_stopped(worker_id)
+                    await store.runtime_stopped(worker_id)
             except ProviderError as exc:
-                log.warning("telling the store that this runtime stopped failed: %s", exc)
+                log.warning("telling the store that runtime %s stopped failed: %s", worker_id, exc)
             self._stopped_event().set()
+            log.info(
+                "runtime %s stopped (%d turns committed, %d activities completed)",
+                worker_id,
+                self.turns_committed,
+                self.activities_completed,
+            )
 
     async def _drain(self, stopping: anyio.Event) -> None:
         """Stop fetching, let in-flight work finish within the grace period, then cancel."""
@@ -206,7 +249,7 @@ class Runtime:
         """Keep calling the store's upkeep (real time: it is about liveness, not the clock)."""
         while not stopping.is_set():
             try:
-                delay = await self.store.maintain()
+                delay = await self._store.maintain()
             except ProviderError as exc:
                 log.warning("store upkeep failed: %s", exc)
                 delay = 1.0
@@ -226,13 +269,32 @@ class Runtime:
         since_cleanup = 0.0
         while not await self.clock.wait(stopping, interval):
             try:
-                await self.store.renew_sessions(renewal)
+                await self._store.renew_sessions(renewal)
                 since_cleanup += interval
                 if since_cleanup >= options.session_idle_timeout:
                     since_cleanup = 0.0
-                    await self.store.cleanup_orphaned_sessions(options.session_idle_timeout)
+                    await self._store.cleanup_orphaned_sessions(options.session_idle_timeout)
             except ProviderError as exc:
                 log.warning("session maintenance failed: %s", exc)
+
+    async def _sample_queue_depths(self, stopping: anyio.Event) -> None:
+        """Keep ``duro.queue.depth`` current while a meter provider listens (real time)."""
+        interval = self.options.queue_depth_interval
+        while not stopping.is_set():
+            if self._metrics.provider() is not None:
+                try:
+                    depths = await self._store.queue_depths()
+                except ProviderError as exc:
+                    log.warning("reading queue depths failed: %s", exc)
+                else:
+                    self._gauges.depths = {
+                        "orchestrator": depths.orchestrator,
+                        "timers": depths.timers,
+                        "worker": depths.worker,
+                        "locked": depths.locked,
+                    }
+            with anyio.move_on_after(interval):
+                await stopping.wait()
 
     # -- introspection -----------------------------------------------------------------------
 
@@ -252,3 +314,27 @@ class Runtime:
     def in_flight(self) -> int:
         """Turns and activities being processed right now."""
         return self._orchestrator.in_flight + self._worker.in_flight
+
+
+class _Gauges:
+    """What a running runtime shows the observable gauges (read from the SDK's thread)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self.depths: dict[str, int] | None = None
+        """The last queue depths sampled, by queue."""
+
+    def meter_provider(self) -> MeterProvider | None:
+        return self._runtime._metrics.provider()
+
+    def queue_depths(self) -> dict[str, int] | None:
+        return self.depths
+
+    def cache_size(self) -> int:
+        return self._runtime.cached_executions
+
+    def in_flight_turns(self) -> int:
+        return self._runtime._orchestrator.in_flight
+
+    def in_flight_activities(self) -> int:
+        return self._runtime._worker.in_flight

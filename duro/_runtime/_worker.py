@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
+from .._clock import Clock
 from .._engine import application_error, configuration_error, poison_error
 from .._errors import LockLostError, PayloadError, ProviderError, UnregisteredError
 from .._history import NULL
@@ -33,7 +34,7 @@ from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
 from ._pool import WorkPool
 from ._requests import sized
-from ._telemetry import activity_attributes, span
+from ._telemetry import ActivityOutcome, ObservedActivity, Telemetry
 
 if TYPE_CHECKING:
     from .._client import Client
@@ -57,9 +58,12 @@ class ActivityWorker:
         pool: WorkPool[ActivityWorkItem],
         request: FetchActivityRequest,
         complete_activities: CompleteActivities,
+        clock: Clock,
+        telemetry: Telemetry,
     ) -> None:
         """``request`` is the fetch template (its ``max_items`` is the batch limit);
-        ``complete_activities`` applies a batch of reports (see ``HandOver``)."""
+        ``complete_activities`` applies a batch of reports (see ``HandOver``); ``clock``
+        measures how long items waited in the queue (for telemetry)."""
         self._provider = provider
         self._registry = registry
         self._options = options
@@ -72,6 +76,8 @@ class ActivityWorker:
         )
         self._fetch_scopes = FetchScopes()
         self._limiter = anyio.CapacityLimiter(max(1, options.activity_concurrency))
+        self._clock = clock
+        self._telemetry = telemetry
         self.activities_completed = 0
 
     @property
@@ -152,15 +158,28 @@ class ActivityWorker:
                     f"activity {task.name!r} was delivered {item.delivery_count} times "
                     f"(limit {self._options.max_deliveries}) without completing"
                 )
+                meters = self._telemetry.metrics.instruments()
+                if meters is not None:
+                    meters.poison_messages.add(1, {"duro.queue": "worker"})
                 await self._report(running, None, poison)
                 return
             result: msgspec.Raw | None = None
             error: ErrorInfo | None = None
-            attributes = functools.partial(
-                activity_attributes, task.instance_id, task.name, ctx.attempt
-            )
-            with running.scope, span("duro.activity", attributes):
-                result, error = await self._run(item, ctx)
+            tracer = self._telemetry.tracing.tracer()
+            meters = self._telemetry.metrics.instruments()
+            if tracer is None and meters is None:
+                with running.scope:
+                    result, error = await self._run(item, ctx)
+            else:
+                observed = ObservedActivity(task, ctx.attempt)
+                if meters is not None:
+                    observed.record_start(meters, self._clock.now_ms())
+                outcome = ActivityOutcome.CANCELLED  # unless it returns
+                with running.scope, observed.traced(tracer):
+                    result, error = await self._run(item, ctx)
+                    outcome = observed.ended(error, ctx.is_cancelled)
+                if meters is not None:
+                    observed.record(meters, outcome)
             # Under the newest lock: this worker may have fetched the item again meanwhile.
             if ctx.is_cancelled:
                 # Withdrawn or lock lost: the orchestration no longer wants this result.
@@ -263,4 +282,5 @@ class ActivityWorker:
                     )
                 )
         except ProviderError as exc:
-            log.warning("abandoning %s failed: %s", item.task.name, exc)
+            task = item.task
+            log.warning("abandoning %s for %s failed: %s", task.name, task.instance_id, exc)

@@ -22,6 +22,7 @@ from .._messages import (
     decode_task,
     encode_message,
 )
+from ._instrumented import InstrumentedProvider
 from ._interface import Provider
 from ._signal import WorkSignal
 from ._types import (
@@ -68,6 +69,7 @@ __all__ = [
     "InstancePage",
     "InstanceQuery",
     "InstanceRecord",
+    "InstrumentedProvider",
     "KvChange",
     "KvEntry",
     "OrchestrationWorkItem",

@@ -17,6 +17,9 @@ from typing import Any, Self
 
 import httpx
 import msgspec
+from opentelemetry.metrics import MeterProvider
+
+from duro._telemetry import Metrics
 
 from ._auth import MasterKeySigner, http_date, resource_of_path
 from ._errors import (
@@ -78,7 +81,9 @@ class CosmosRestClient:
     ``transport`` replaces the network layer (tests put a compatibility / fault layer
     there); ``verify`` is ``True``, ``False`` or a CA bundle path. ``batch_partition_key``
     adds each operation's partition key to a batch body (some servers need it; Azure reads
-    the header). The key is held only by the signer and never shown.
+    the header). The key is held only by the signer and never shown. Every HTTP attempt is
+    counted in ``duro.cosmos.requests`` and its charge in ``duro.cosmos.request_units`` on
+    ``meter_provider`` (default: the global one; nothing while none is installed).
     """
 
     def __init__(
@@ -93,6 +98,7 @@ class CosmosRestClient:
         retry: HttpRetryPolicy | None = None,
         user_agent: str = "duro-cosmos/0.1",
         batch_partition_key: bool = False,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         url = httpx.URL(endpoint)
         if url.scheme not in ("http", "https") or not url.host:
@@ -112,6 +118,7 @@ class CosmosRestClient:
         self._throttled = 0
         self._ambiguous = 0
         self._charge = 0.0
+        self._metrics = Metrics(meter_provider)
         ssl_verify: bool | ssl.SSLContext
         if isinstance(verify, str):
             ssl_verify = ssl.create_default_context(cafile=verify)
@@ -572,8 +579,11 @@ class CosmosRestClient:
             try:
                 response = await self._http.send(request)
             except httpx.TransportError as exc:
+                self._measure(kind, {"error.type": type(exc).__name__}, 0.0)
                 raise error_from_transport(operation, exc) from exc
-            self._charge += charge(response.headers)
+            request_charge = charge(response.headers)
+            self._charge += request_charge
+            self._measure(kind, {"http.response.status_code": response.status_code}, request_charge)
             if session is not None:
                 self._sessions.update(session, response.headers.get("x-ms-session-token"))
             if response.status_code >= 400:
@@ -605,6 +615,17 @@ class CosmosRestClient:
             if exc.may_have_applied and not idempotent:
                 self._ambiguous += 1
             raise
+
+    def _measure(
+        self, kind: RequestKind, result: dict[str, int | str], request_charge: float
+    ) -> None:
+        meters = self._metrics.instruments()
+        if meters is None:
+            return
+        attributes: dict[str, int | str] = {"duro.cosmos.request.kind": kind.value, **result}
+        meters.cosmos_requests.add(1, attributes)
+        if request_charge > 0:
+            meters.cosmos_request_units.add(request_charge, attributes)
 
     def _on_retry(self, exc: CosmosError, delay: float) -> None:
         self._retries += 1

@@ -30,6 +30,8 @@ from duro._errors import DuroError
 from ._types import MAX_ID_LENGTH
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+
     from ._client import CosmosRestClient
     from ._retry import HttpRetryPolicy
 
@@ -117,6 +119,7 @@ class CosmosConfig:
         transport: httpx.AsyncBaseTransport | None = None,
         retry: HttpRetryPolicy | None = None,
         batch_partition_key: bool = False,
+        meter_provider: MeterProvider | None = None,
     ) -> CosmosRestClient:
         """A :class:`CosmosRestClient` for this account (close it when done)."""
         from ._client import CosmosRestClient
@@ -130,6 +133,7 @@ class CosmosConfig:
             max_connections=self.max_connections,
             retry=retry,
             batch_partition_key=batch_partition_key,
+            meter_provider=meter_provider,
         )
 
     def __repr__(self) -> str:

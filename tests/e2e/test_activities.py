@@ -102,7 +102,11 @@ async def test_activity_context_describes_the_step(
             await completed(client, "ctx-1")
     assert seen == [("ctx-1", "introspect", 1, "orch")]
     [record] = [r for r in caplog.records if r.name == "duro.activity.introspect"]
-    assert (record.getMessage(), record.instance_id, record.attempt) == ("running", "ctx-1", 1)
+    assert (record.getMessage(), record.instance_id, record.attempt) == (
+        "[ctx-1] running",
+        "ctx-1",
+        1,
+    )
 
 
 async def test_activities_without_input_parameter_and_with_none_output(

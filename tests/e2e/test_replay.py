@@ -104,7 +104,8 @@ async def test_replay_safe_logger_logs_each_message_once(
             await completed(client, "rp-3")
     finally:
         logger.removeHandler(handler)
-    assert records == ["before step 0", "before step 1", "before step 2"]
+    # The instance id starts each message: a plain log format still tells instances apart.
+    assert records == ["[rp-3] before step 0", "[rp-3] before step 1", "[rp-3] before step 2"]
 
 
 async def test_changed_code_fails_the_instance_with_nondeterminism_error(
