@@ -9,9 +9,11 @@ from __future__ import annotations
 from . import history as history
 from ._client import Client
 from ._clock import Clock, SystemClock
+from ._codec import AesGcmCodec, Codec, CodecContext
 from ._engine import DurableFuture, DurableKV, OrchestrationContext
 from ._errors import (
     ActivityFailedError,
+    CodecError,
     DuplicateEventError,
     DuroError,
     InstanceAlreadyExistsError,
@@ -22,12 +24,14 @@ from ._errors import (
     NondeterminismError,
     NonDurableAwaitError,
     OrchestrationFailureError,
+    PayloadAuthenticationError,
     PayloadError,
     ProviderError,
     RegistrationError,
     StoreCorruptionError,
     SubOrchestrationFailedError,
     TaskCancelledError,
+    UnknownKeyError,
     UnregisteredError,
     WaitTimeoutError,
 )
@@ -49,8 +53,12 @@ from .providers._sqlite_errors import (
 __all__ = [
     "ActivityContext",
     "ActivityFailedError",
+    "AesGcmCodec",
     "Client",
     "Clock",
+    "Codec",
+    "CodecContext",
+    "CodecError",
     "DuplicateEventError",
     "DurableFuture",
     "DurableKV",
@@ -69,6 +77,7 @@ __all__ = [
     "OrchestrationContext",
     "OrchestrationFailureError",
     "OrchestrationStatus",
+    "PayloadAuthenticationError",
     "PayloadError",
     "ProviderError",
     "ReadOnlyStoreError",
@@ -87,6 +96,7 @@ __all__ = [
     "SystemClock",
     "TagFilter",
     "TaskCancelledError",
+    "UnknownKeyError",
     "UnregisteredError",
     "WaitTimeoutError",
 ]
