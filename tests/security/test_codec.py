@@ -111,6 +111,14 @@ def test_every_single_bit_flip_of_the_stored_payload_fails_authentication() -> N
                 codec.decode(envelope("A", bytes(altered)), HERE)
 
 
+def test_an_envelope_a_store_re_serialised_with_other_spacing_or_escapes_still_decodes() -> None:
+    codec = AesGcmCodec({"A": KEY_A}, active="A")
+    sealed = msgspec.json.decode(codec.encode(b'"x"', HERE))["$aesgcm"]
+    spaced = ('{ "$aesgcm" : "' + sealed.replace("/", "\\/") + '" }').encode()
+
+    assert codec.decode(spaced, HERE) == b'"x"'
+
+
 @pytest.mark.parametrize(
     "stored",
     [
