@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 import msgspec
 
@@ -140,7 +140,7 @@ class AesGcmCodec:
     def __repr__(self) -> str:
         return f"AesGcmCodec(active={self._active!r}, key_ids={sorted(self._ciphers)!r})"
 
-    def __reduce__(self) -> str | tuple[object, ...]:
+    def __reduce__(self) -> NoReturn:
         # Pickling would have to write the keys out; refuse rather than leak them.
         raise TypeError("AesGcmCodec cannot be pickled (it would carry its keys)")
 
