@@ -35,9 +35,24 @@ pytestmark = pytest.mark.anyio
 KEYS = {"2025-a": bytes(range(32))}
 
 
-@pytest.fixture(params=["memory", "sqlite", "cosmos"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+COMBOS = [("asyncio", "memory"), ("trio", "memory"), ("asyncio", "sqlite"), ("trio", "sqlite")]
+COMBOS.append(("asyncio", "cosmos"))  # a network store: asyncio only, as in tests/e2e
+
+
+@pytest.fixture(params=COMBOS, ids=[f"{backend}-{kind}" for backend, kind in COMBOS])
+def combo(request: pytest.FixtureRequest) -> tuple[str, str]:
+    backend, kind = request.param
+    return backend, kind
+
+
+@pytest.fixture
+def anyio_backend(combo: tuple[str, str]) -> str:
+    return combo[0]
+
+
+@pytest.fixture
+def kind(combo: tuple[str, str]) -> str:
+    return combo[1]
 
 
 @pytest.fixture(params=[True, False], ids=["codec", "plain"])
