@@ -9,9 +9,11 @@ from __future__ import annotations
 from . import history as history
 from ._client import Client
 from ._clock import Clock, SystemClock
+from ._codec import AesGcmCodec, Codec, CodecContext
 from ._engine import DurableFuture, DurableKV, OrchestrationContext
 from ._errors import (
     ActivityFailedError,
+    CodecError,
     DuplicateEventError,
     DuroError,
     InstanceAlreadyExistsError,
@@ -22,6 +24,7 @@ from ._errors import (
     NondeterminismError,
     NonDurableAwaitError,
     OrchestrationFailureError,
+    PayloadAuthenticationError,
     PayloadError,
     ProviderError,
     RegistrationError,
@@ -29,6 +32,7 @@ from ._errors import (
     StoreLostError,
     SubOrchestrationFailedError,
     TaskCancelledError,
+    UnknownKeyError,
     UnregisteredError,
     WaitTimeoutError,
 )
@@ -50,8 +54,12 @@ from .providers._sqlite_errors import (
 __all__ = [
     "ActivityContext",
     "ActivityFailedError",
+    "AesGcmCodec",
     "Client",
     "Clock",
+    "Codec",
+    "CodecContext",
+    "CodecError",
     "DuplicateEventError",
     "DurableFuture",
     "DurableKV",
@@ -70,6 +78,7 @@ __all__ = [
     "OrchestrationContext",
     "OrchestrationFailureError",
     "OrchestrationStatus",
+    "PayloadAuthenticationError",
     "PayloadError",
     "ProviderError",
     "ReadOnlyStoreError",
@@ -89,6 +98,7 @@ __all__ = [
     "SystemClock",
     "TagFilter",
     "TaskCancelledError",
+    "UnknownKeyError",
     "UnregisteredError",
     "WaitTimeoutError",
 ]

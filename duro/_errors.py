@@ -10,6 +10,9 @@
     ├── RegistrationError                bad or duplicate registration
     ├── UnregisteredError                a name (and version) the registry does not know
     ├── PayloadError                     a value that cannot be serialised / decoded, or too big
+    │   └── CodecError                   a stored payload the provider's codec cannot decode
+    │       ├── UnknownKeyError          encrypted under a key id the codec does not hold
+    │       └── PayloadAuthenticationError  fails authentication: wrong key or altered data
     ├── InvalidInstanceIdError           instance id empty, too long or with forbidden characters
     ├── InstanceAlreadyExistsError       start of an id that is pending, running or finished
     ├── InstanceNotFoundError            management call on an unknown instance
@@ -130,6 +133,35 @@ class UnregisteredError(DuroError):
 
 class PayloadError(DuroError, TypeError):
     """A value could not be serialised or decoded, or exceeds the payload size limit."""
+
+
+class CodecError(PayloadError):
+    """A stored payload could not be decoded by the provider's codec (``duro.Codec``).
+
+    ``instance_id`` names the instance the payload belongs to and ``key_id`` the key it says
+    it was encrypted with (None when the payload names none). Raised by reads (status, history,
+    KV, listings); a fetched turn or work item whose payloads cannot be decoded is put back for
+    a worker that can, and logged, instead of being run.
+    """
+
+    def __init__(self, message: str, *, instance_id: str, key_id: str | None = None) -> None:
+        super().__init__(message)
+        self.instance_id = instance_id
+        self.key_id = key_id
+
+
+class UnknownKeyError(CodecError):
+    """The payload was encrypted under ``key_id``, which the codec's keys do not include.
+
+    Add the key back (as a decrypt-only key: any id in ``keys`` other than ``active``) on
+    every worker and client that reads this store.
+    """
+
+
+class PayloadAuthenticationError(CodecError):
+    """The payload fails authentication under ``key_id``: the key registered under that id
+    differs from the one that encrypted it, or the stored bytes were altered or copied from
+    another instance. Never decrypted to garbage: nothing of it is returned."""
 
 
 class InvalidInstanceIdError(DuroError, ValueError):

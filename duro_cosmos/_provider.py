@@ -11,9 +11,11 @@ import httpx
 from opentelemetry.metrics import MeterProvider
 
 from duro._clock import SYSTEM_CLOCK, Clock
+from duro._codec import Codec
 from duro._errors import ProviderError
 from duro._history import HistoryEvent
 from duro._messages import StartOrchestrationMessage
+from duro.providers._boundary import CodecBoundary
 from duro.providers._interface import Provider
 from duro.providers._types import (
     AbandonRequest,
@@ -63,7 +65,9 @@ class CosmosProvider(Provider):
     ``batch_partition_key`` repeats the partition key in every batch operation, which the
     local ``@vercel/cosmosdb-server`` needs when used without the test compat layer.
     ``meter_provider`` receives ``duro.cosmos.requests`` and ``duro.cosmos.request_units``
-    (default: OpenTelemetry's global provider).
+    (default: OpenTelemetry's global provider). With ``codec`` (for example
+    ``duro.AesGcmCodec``) every payload is stored in its encoded form in the documents; ids,
+    names, timestamps and the fields queries use stay in clear.
     """
 
     name = "cosmos"
@@ -82,8 +86,10 @@ class CosmosProvider(Provider):
         retention: float | timedelta | None = None,
         batch_partition_key: bool = False,
         meter_provider: MeterProvider | None = None,
+        codec: Codec | None = None,
     ) -> None:
         self._config = config if config is not None else CosmosConfig.from_env()
+        self._codec = CodecBoundary(codec)
         retention_s = _seconds(retention)
         store = Store(
             self._config,
@@ -110,7 +116,9 @@ class CosmosProvider(Provider):
         config = self._config
         return (
             f"CosmosProvider(endpoint={config.endpoint!r}, database={config.database!r}, "
-            f"container={config.container!r}, owner_id={self._ctx.owner_id!r})"
+            f"container={config.container!r}, owner_id={self._ctx.owner_id!r}"
+            + ("" if self._codec.codec is None else f", codec={self._codec.codec!r}")
+            + ")"
         )
 
     @property
@@ -168,16 +176,22 @@ class CosmosProvider(Provider):
 
     # -- the contract ---------------------------------------------------------------------------
 
+    # Payloads are encoded on the way in and decoded on the way out here and nowhere else
+    # (``CodecBoundary``); the inherited ``..._and_fetch_...`` methods call these, so they
+    # are covered without an override.
+
     async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
-        await self._turns.start(start)
+        await self._turns.start(self._codec.encode_message(start))
 
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
-        await self._turns.enqueue(message)
+        await self._turns.enqueue(self._codec.encode_scheduled(message))
 
     async def fetch_turns(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
-        return await self._turns.fetch(request, request.max_items)
+        items = await self._turns.fetch(request, request.max_items)
+        return await self._codec.decode_turns(items, self.abandon_turn)
 
     async def commit_turns(self, commits: Sequence[TurnCommit]) -> list[ProviderError | None]:
+        commits = self._codec.encode_turn_commits(commits)
         # One partition per instance: turns of different instances share no transaction.
         return [await _failure_of(self._turns.commit, commit) for commit in commits]
 
@@ -188,11 +202,13 @@ class CosmosProvider(Provider):
         await self._turns.renew(request)
 
     async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
-        return await self._activities.fetch(request, request.max_items)
+        items = await self._activities.fetch(request, request.max_items)
+        return await self._codec.decode_activities(items, self.abandon_activity)
 
     async def complete_activities(
         self, commits: Sequence[ActivityCommit]
     ) -> list[ProviderError | None]:
+        commits = self._codec.encode_activity_commits(commits)
         return [await _failure_of(self._activities.complete, commit) for commit in commits]
 
     async def abandon_activity(self, request: AbandonRequest) -> None:
@@ -208,24 +224,26 @@ class CosmosProvider(Provider):
         return await self._activities.cleanup_sessions()
 
     async def read_instance(self, instance_id: str) -> InstanceRecord | None:
-        return await self._manage.read_instance(instance_id)
+        return self._codec.decode_record(await self._manage.read_instance(instance_id))
 
     async def read_history(
         self, instance_id: str, execution_id: int | None = None
     ) -> list[HistoryEvent]:
-        return await self._manage.read_history(instance_id, execution_id)
+        history = await self._manage.read_history(instance_id, execution_id)
+        return self._codec.decode_history(instance_id, history)
 
     async def list_executions(self, instance_id: str) -> list[int]:
         return await self._manage.list_executions(instance_id)
 
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
-        return await self._manage.get_kv_value(instance_id, key)
+        entry = await self._manage.get_kv_value(instance_id, key)
+        return self._codec.decode_kv_entry(instance_id, entry)
 
     async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
-        return await self._manage.get_kv_items(instance_id)
+        return self._codec.decode_kv(instance_id, await self._manage.get_kv_items(instance_id))
 
     async def list_instances(self, query: InstanceQuery) -> InstancePage:
-        return await self._manage.list_instances(query)
+        return self._codec.decode_page(await self._manage.list_instances(query))
 
     async def list_children(self, instance_id: str) -> list[str]:
         return await self._manage.list_children(instance_id)

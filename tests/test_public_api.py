@@ -15,8 +15,12 @@ from duro._messages import AnyOrchestratorMessage
 EXPECTED_DURO = {
     "ActivityContext",
     "ActivityFailedError",
+    "AesGcmCodec",
     "Client",
     "Clock",
+    "Codec",
+    "CodecContext",
+    "CodecError",
     "DuplicateEventError",
     "DurableFuture",
     "DurableKV",
@@ -35,6 +39,7 @@ EXPECTED_DURO = {
     "OrchestrationContext",
     "OrchestrationFailureError",
     "OrchestrationStatus",
+    "PayloadAuthenticationError",
     "PayloadError",
     "ProviderError",
     "ReadOnlyStoreError",
@@ -54,6 +59,7 @@ EXPECTED_DURO = {
     "SystemClock",
     "TagFilter",
     "TaskCancelledError",
+    "UnknownKeyError",
     "UnregisteredError",
     "WaitTimeoutError",
 }

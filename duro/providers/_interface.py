@@ -22,6 +22,9 @@ schedule); a provider is storage with precise atomicity. Reading guide:
   messages with a future visible-at.
 * **Instance creation.** Instances come into existence only through a committed turn.
   ``start_orchestration`` only enqueues the start message (and refuses duplicates).
+* **Payloads** (``msgspec.Raw`` fields, output, custom status, KV values) are stored as given.
+  A store with a payload codec encodes and decodes them in its public methods only, through
+  ``CodecBoundary`` (``_boundary.py``); everything below sees the encoded form.
 
 The shared contract suite in ``duro.testing.ProviderContract`` pins all of this down.
 """

@@ -29,9 +29,11 @@ from typing import TypeVar
 import anyio.lowlevel
 
 from .._clock import SYSTEM_CLOCK, Clock
+from .._codec import Codec
 from .._errors import InstanceAlreadyExistsError, ProviderError
 from .._history import HistoryEvent
 from .._messages import StartOrchestrationMessage
+from ._boundary import CodecBoundary
 from ._interface import Provider
 from ._memory_activities import (
     abandon_activity_nowait,
@@ -94,24 +96,28 @@ class InMemoryProvider(Provider):
     """Keeps everything in process memory; for tests, examples and single-process tools.
 
     Safe for any number of tasks on one event loop. Long-polls: a waiting fetch wakes when a
-    write makes work available, or when a timer or lock expiry is due.
+    write makes work available, or when a timer or lock expiry is due. With ``codec`` (for
+    example ``duro.AesGcmCodec``) the tables hold every payload in its encoded form.
     """
 
     name = "memory"
     fetches_with_commits = True
 
-    def __init__(self, *, clock: Clock | None = None) -> None:
+    def __init__(self, *, clock: Clock | None = None, codec: Codec | None = None) -> None:
         self._clock: Clock = clock if clock is not None else SYSTEM_CLOCK
+        self._codec = CodecBoundary(codec)
         self._tables = MemoryTables()
         self._turn_signal = WorkSignal()
         self._activity_signal = WorkSignal()
 
     def __repr__(self) -> str:
-        return f"InMemoryProvider(clock={self._clock!r})"
+        codec = "" if self._codec.codec is None else f", codec={self._codec.codec!r}"
+        return f"InMemoryProvider(clock={self._clock!r}{codec})"
 
     # -- client side ----------------------------------------------------------------------------
 
     async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
+        start = self._codec.encode_message(start)
         await anyio.lowlevel.checkpoint()
         if self._tables.record(start.instance_id) is not None:
             raise InstanceAlreadyExistsError(start.instance_id)
@@ -119,6 +125,7 @@ class InMemoryProvider(Provider):
         self._turn_signal.notify()
 
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
+        message = self._codec.encode_scheduled(message)
         await anyio.lowlevel.checkpoint()
         enqueue_nowait(self._tables, message.message, message.visible_at_ms, self._clock.now_ms())
         self._turn_signal.notify()
@@ -134,11 +141,12 @@ class InMemoryProvider(Provider):
             take_one = partial(fetch_turn_nowait, self._tables, request, now)
             items = _take_all(take_one, request)
             if items or now >= deadline:
-                return items
+                return await self._codec.decode_turns(items, self.abandon_turn)
             due = partial(turn_due, self._tables)
             await WorkSignal.wait(self._clock, event, _wait_s(now, deadline, due))
 
     async def commit_turns(self, commits: Sequence[TurnCommit]) -> list[ProviderError | None]:
+        commits = self._codec.encode_turn_commits(commits)
         await anyio.lowlevel.checkpoint()
         return [_failure_of(self._commit_turn_nowait, commit) for commit in commits]
 
@@ -168,13 +176,14 @@ class InMemoryProvider(Provider):
             take_one = partial(fetch_activity_nowait, self._tables, request, now)
             items = _take_all(take_one, request)
             if items or now >= deadline:
-                return items
+                return await self._codec.decode_activities(items, self.abandon_activity)
             due = partial(activity_due, self._tables)
             await WorkSignal.wait(self._clock, event, _wait_s(now, deadline, due))
 
     async def complete_activities(
         self, commits: Sequence[ActivityCommit]
     ) -> list[ProviderError | None]:
+        commits = self._codec.encode_activity_commits(commits)
         await anyio.lowlevel.checkpoint()
         return [_failure_of(self._complete_activity_nowait, commit) for commit in commits]
 
@@ -207,13 +216,14 @@ class InMemoryProvider(Provider):
 
     async def read_instance(self, instance_id: str) -> InstanceRecord | None:
         await anyio.lowlevel.checkpoint()
-        return self._tables.record(instance_id)
+        return self._codec.decode_record(self._tables.record(instance_id))
 
     async def read_history(
         self, instance_id: str, execution_id: int | None = None
     ) -> list[HistoryEvent]:
         await anyio.lowlevel.checkpoint()
-        return read_history_nowait(self._tables, instance_id, execution_id)
+        history = read_history_nowait(self._tables, instance_id, execution_id)
+        return self._codec.decode_history(instance_id, history)
 
     async def list_executions(self, instance_id: str) -> list[int]:
         await anyio.lowlevel.checkpoint()
@@ -221,17 +231,19 @@ class InMemoryProvider(Provider):
 
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
         await anyio.lowlevel.checkpoint()
-        return kv_value_nowait(self._tables, instance_id, key)
+        return self._codec.decode_kv_entry(
+            instance_id, kv_value_nowait(self._tables, instance_id, key)
+        )
 
     async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
         await anyio.lowlevel.checkpoint()
-        return kv_items_nowait(self._tables, instance_id)
+        return self._codec.decode_kv(instance_id, kv_items_nowait(self._tables, instance_id))
 
     # -- management -----------------------------------------------------------------------------
 
     async def list_instances(self, query: InstanceQuery) -> InstancePage:
         await anyio.lowlevel.checkpoint()
-        return list_instances_nowait(self._tables, query)
+        return self._codec.decode_page(list_instances_nowait(self._tables, query))
 
     async def list_children(self, instance_id: str) -> list[str]:
         await anyio.lowlevel.checkpoint()

@@ -30,9 +30,11 @@ from typing import TypeVar
 import anyio
 
 from .._clock import SYSTEM_CLOCK, Clock
+from .._codec import Codec
 from .._errors import ProviderError
 from .._history import HistoryEvent
 from .._messages import StartOrchestrationMessage
+from ._boundary import CodecBoundary
 from ._interface import Provider
 from ._signal import WorkSignal
 from ._sqlite_activities import (
@@ -108,7 +110,9 @@ class SqliteProvider(Provider):
 
     ``busy_timeout`` is how long a write waits for another process's write lock before
     failing with a retryable ``StoreBusyError``. ``poll_interval`` is how often (real seconds)
-    a long-polling fetch re-checks the file for work written by other processes.
+    a long-polling fetch re-checks the file for work written by other processes. With
+    ``codec`` (for example ``duro.AesGcmCodec``) every payload is stored in its encoded form;
+    every process that opens the file needs the same codec keys.
     """
 
     name = "sqlite"
@@ -121,25 +125,28 @@ class SqliteProvider(Provider):
         clock: Clock | None = None,
         busy_timeout: float = 30.0,
         poll_interval: float = 0.25,
+        codec: Codec | None = None,
     ) -> None:
         self._path = os.fspath(path)
         self._clock: Clock = clock if clock is not None else SYSTEM_CLOCK
+        self._codec = CodecBoundary(codec)
         self._poll_interval = poll_interval
         self._db = Database(self._path, busy_timeout=busy_timeout)
         self._turn_signal = WorkSignal()
         self._activity_signal = WorkSignal()
 
     @classmethod
-    def in_memory(cls, *, clock: Clock | None = None) -> SqliteProvider:
+    def in_memory(cls, *, clock: Clock | None = None, codec: Codec | None = None) -> SqliteProvider:
         """A private in-memory database (for tests and demos); kept across close/reopen."""
-        return cls(MEMORY, clock=clock)
+        return cls(MEMORY, clock=clock, codec=codec)
 
     @property
     def path(self) -> str:
         return self._path
 
     def __repr__(self) -> str:
-        return f"SqliteProvider({self._path!r}, clock={self._clock!r})"
+        codec = "" if self._codec.codec is None else f", codec={self._codec.codec!r}"
+        return f"SqliteProvider({self._path!r}, clock={self._clock!r}{codec})"
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -168,12 +175,14 @@ class SqliteProvider(Provider):
     # -- client side ----------------------------------------------------------------------------
 
     async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
+        start = self._codec.encode_message(start)
         await self._db.write(
             "start_orchestration", partial(start_txn, start=start, now=self._clock.now_ms())
         )
         self._turn_signal.notify()
 
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
+        message = self._codec.encode_scheduled(message)
         await self._db.write(
             "enqueue_orchestrator_message",
             partial(
@@ -192,7 +201,8 @@ class SqliteProvider(Provider):
             txn = self._fetch_turns_txn(request, self._clock.now_ms())
             return await self._db.write_then("fetch_turns", txn, decode_turns)
 
-        return await self._long_poll(self._turn_signal, request.poll_timeout, attempt)
+        items = await self._long_poll(self._turn_signal, request.poll_timeout, attempt)
+        return await self._codec.decode_turns(items, self.abandon_turn)
 
     @staticmethod
     def _fetch_turns_txn(
@@ -207,6 +217,7 @@ class SqliteProvider(Provider):
     async def commit_turns(self, commits: Sequence[TurnCommit]) -> list[ProviderError | None]:
         if not commits:
             return []
+        commits = self._codec.encode_turn_commits(commits)
         results = await self._db.write(
             "commit_turns", partial(commit_turns_txn, commits=commits, now=self._clock.now_ms())
         )
@@ -218,6 +229,7 @@ class SqliteProvider(Provider):
     async def commit_turns_and_fetch_activities(
         self, commits: Sequence[TurnCommit], fetch: FetchActivityRequest
     ) -> tuple[list[ProviderError | None], list[ActivityWorkItem]]:
+        commits = self._codec.encode_turn_commits(commits)
         now = self._clock.now_ms()
 
         def txn(
@@ -233,11 +245,12 @@ class SqliteProvider(Provider):
         self._turn_signal.notify()
         if more:
             self._activity_signal.notify()
-        return results, items
+        return results, await self._codec.decode_activities(items, self.abandon_activity)
 
     async def complete_activities_and_fetch_turns(
         self, commits: Sequence[ActivityCommit], fetch: FetchTurnRequest
     ) -> tuple[list[ProviderError | None], list[OrchestrationWorkItem]]:
+        commits = self._codec.encode_activity_commits(commits)
         now = self._clock.now_ms()
         fetch_turns = self._fetch_turns_txn(fetch, now)
 
@@ -259,7 +272,7 @@ class SqliteProvider(Provider):
         # A result due later moves the waiting fetches' next due time: they must hear of it.
         if more or any(c.result and c.result.visible_at_ms is not None for c in commits):
             self._turn_signal.notify()
-        return results, items
+        return results, await self._codec.decode_turns(items, self.abandon_turn)
 
     async def abandon_turn(self, request: AbandonRequest) -> None:
         await self._db.write(
@@ -284,13 +297,15 @@ class SqliteProvider(Provider):
             )
             return await self._db.write("fetch_activities", txn)
 
-        return await self._long_poll(self._activity_signal, request.poll_timeout, attempt)
+        items = await self._long_poll(self._activity_signal, request.poll_timeout, attempt)
+        return await self._codec.decode_activities(items, self.abandon_activity)
 
     async def complete_activities(
         self, commits: Sequence[ActivityCommit]
     ) -> list[ProviderError | None]:
         if not commits:
             return []
+        commits = self._codec.encode_activity_commits(commits)
         results = await self._db.write(
             "complete_activities",
             partial(complete_activities_txn, commits=commits, now=self._clock.now_ms()),
@@ -330,18 +345,20 @@ class SqliteProvider(Provider):
     # -- reads ----------------------------------------------------------------------------------
 
     async def read_instance(self, instance_id: str) -> InstanceRecord | None:
-        return await self._db.read(
+        record = await self._db.read(
             "read_instance", partial(read_instance_txn, instance_id=instance_id)
         )
+        return self._codec.decode_record(record)
 
     async def read_history(
         self, instance_id: str, execution_id: int | None = None
     ) -> list[HistoryEvent]:
-        return await self._db.read(
+        history = await self._db.read(
             "read_history",
             partial(read_history_txn, instance_id=instance_id, execution_id=execution_id),
             on_loop=False,
         )
+        return self._codec.decode_history(instance_id, history)
 
     async def list_executions(self, instance_id: str) -> list[int]:
         return await self._db.read(
@@ -352,17 +369,19 @@ class SqliteProvider(Provider):
         items = await self._db.read(
             "get_kv_value", partial(kv_items_txn, instance_id=instance_id, key=key)
         )
-        return items.get(key)
+        return self._codec.decode_kv_entry(instance_id, items.get(key))
 
     async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
-        return await self._db.read("get_kv_items", partial(kv_items_txn, instance_id=instance_id))
+        items = await self._db.read("get_kv_items", partial(kv_items_txn, instance_id=instance_id))
+        return self._codec.decode_kv(instance_id, items)
 
     # -- management -----------------------------------------------------------------------------
 
     async def list_instances(self, query: InstanceQuery) -> InstancePage:
-        return await self._db.read(
+        page = await self._db.read(
             "list_instances", partial(list_instances_txn, query=query), on_loop=False
         )
+        return self._codec.decode_page(page)
 
     async def list_children(self, instance_id: str) -> list[str]:
         return await self._db.read(

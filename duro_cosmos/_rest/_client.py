@@ -9,6 +9,7 @@ it serves plain HTTP).
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -65,6 +66,8 @@ from ._wire import (
 
 __all__ = ["API_VERSION", "DEFAULT_TIMEOUT", "MAX_ITEM_BYTES", "CosmosRestClient"]
 
+log = logging.getLogger("duro_cosmos.rest")
+
 API_VERSION = "2020-07-15"
 """``x-ms-version`` sent; transactional batch and PATCH need at least this version."""
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -79,7 +82,8 @@ class CosmosRestClient:
     """Async Cosmos DB REST client with master-key auth, retries and request counters.
 
     ``transport`` replaces the network layer (tests put a compatibility / fault layer
-    there); ``verify`` is ``True``, ``False`` or a CA bundle path. ``batch_partition_key``
+    there); ``verify`` is ``True``, ``False`` or a CA bundle path (``False`` for an https
+    endpoint logs a warning on the ``duro_cosmos.rest`` logger). ``batch_partition_key``
     adds each operation's partition key to a batch body (some servers need it; Azure reads
     the header). The key is held only by the signer and never shown. Every HTTP attempt is
     counted in ``duro.cosmos.requests`` and its charge in ``duro.cosmos.request_units`` on
@@ -124,6 +128,13 @@ class CosmosRestClient:
             ssl_verify = ssl.create_default_context(cafile=verify)
         else:
             ssl_verify = verify
+        if ssl_verify is False and url.scheme == "https":
+            log.warning(
+                "TLS certificate verification is off for %s: anyone on the network path can "
+                "pose as the account and read or change every document. Verify (the default), "
+                "or trust a local emulator's certificate with ca_bundle / COSMOS_CA_BUNDLE.",
+                self._endpoint,
+            )
         self._http = httpx.AsyncClient(
             transport=transport,
             verify=ssl_verify,
