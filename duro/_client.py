@@ -154,7 +154,8 @@ class Client:
     async def wait_for_orchestration(
         self, instance_id: str, timeout: float | timedelta = 30.0
     ) -> OrchestrationStatus:
-        """Wait until the instance completes or fails; ``WaitTimeoutError`` after ``timeout``."""
+        """Wait until the instance completes or fails; ``WaitTimeoutError`` after ``timeout``
+        (real seconds), ``InstanceNotFoundError`` at once for an id the store does not know."""
         return await self._wait(
             instance_id, timeout, lambda s: s.state.is_terminal, "to finish", ending_only=True
         )
@@ -195,6 +196,9 @@ class Client:
         while True:
             changed = watch.event(instance_id, ending_only=ending_only)  # before reading
             status = await self.get_status(instance_id)
+            if status.state is State.NOT_FOUND:
+                # Nothing will ever start it on its own: waiting out the timeout helps nobody.
+                raise InstanceNotFoundError(instance_id)
             if done(status):
                 return status
             remaining = deadline - time.monotonic()

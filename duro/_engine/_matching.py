@@ -67,8 +67,12 @@ def _preview(raw: msgspec.Raw, limit: int = 60) -> str:
 _DESCRIBED: dict[type[HistoryEvent], Callable[[Any], str]] = {
     ActivityScheduled: _activity,
     TimerCreated: lambda e: "a timer",
-    SubOrchestrationScheduled: lambda e: f"sub-orchestration {e.name!r} ({e.instance_id})",
-    OrchestrationChained: lambda e: f"detached start of {e.name!r} ({e.instance_id})",
+    SubOrchestrationScheduled: lambda e: (
+        f"sub-orchestration {e.name!r} ({e.instance_id}) with input {_preview(e.input)}"
+    ),
+    OrchestrationChained: lambda e: (
+        f"detached start of {e.name!r} ({e.instance_id}) with input {_preview(e.input)}"
+    ),
     CustomStatusSet: lambda e: "set_custom_status",
     KvSet: lambda e: f"kv.set({e.key!r})",
     KvDeleted: lambda e: f"kv.delete({e.key!r})",
