@@ -24,8 +24,8 @@ async def counter(ctx: duro.OrchestrationContext, generation: int) -> int:
     for _ in range(BATCH):
         message = await ctx.dequeue_event("deposits", type=dict[str, int])
         if message.get("stop"):
-            return ctx.kv.get("total", 0)
-        ctx.kv.set("total", ctx.kv.get("total", 0) + message["amount"])
+            return ctx.kv.get("total", 0, type=int)
+        ctx.kv.set("total", ctx.kv.get("total", 0, type=int) + message["amount"])
         ctx.set_custom_status({"generation": generation, "total": ctx.kv.get("total")})
     ctx.continue_as_new(generation + 1)  # no code after this line runs
 
