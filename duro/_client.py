@@ -9,9 +9,11 @@ from types import UnionType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
+import msgspec
 
 from ._errors import InstanceNotFoundError, WaitTimeoutError
 from ._history import HistoryEvent
+from ._history_file import ExportedKv, HistoryFile
 from ._ids import validate_instance_id
 from ._messages import (
     CancelOrchestrationMessage,
@@ -357,6 +359,29 @@ class Client:
         """Recorded events of one execution (default: the current one)."""
         validate_instance_id(instance_id)
         return await self.store.read_history(instance_id, execution_id)
+
+    async def export_history(
+        self, instance_id: str, execution_id: int | None = None
+    ) -> HistoryFile:
+        """One execution's history (default: the current one) with the instance's durable
+        map, ready to ``write`` as a versioned JSON file for ``duro.testing.replay``.
+
+        ``InstanceNotFoundError`` for an id the store does not know.
+        """
+        record = await self._require(instance_id)
+        execution = execution_id or record.execution_id
+        events = await self.store.read_history(instance_id, execution)
+        kv = await self.store.get_kv_items(instance_id)
+        return HistoryFile(
+            instance_id=instance_id,
+            execution_id=execution,
+            exported_at=datetime.now(UTC),
+            kv={
+                key: ExportedKv(value=msgspec.Raw(entry.value), updated_at_ms=entry.updated_at_ms)
+                for key, entry in kv.items()
+            },
+            events=events,
+        )
 
     # -- management -------------------------------------------------------------------------------
 

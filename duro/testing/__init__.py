@@ -1,7 +1,9 @@
 """Tools for testing workflows and providers.
 
-``VirtualClock`` runs timers and lock expiry on virtual time. ``ProviderContract`` is the
-shared pytest suite every provider must pass (importing it needs pytest).
+For workflows: ``replay`` and ``replay_all`` check that changed code still replays recorded
+histories (``duro.history.HistoryFile``). ``VirtualClock`` runs timers and lock expiry on
+virtual time. For providers: ``ProviderContract`` is the shared pytest suite every provider
+must pass (importing it needs pytest).
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._clock import VirtualClock
+from ._replay import ReplayResult, replay, replay_all
 
 if TYPE_CHECKING:
     from ._contract import ProviderContract
 
-__all__ = ["ProviderContract", "VirtualClock"]
+__all__ = ["ProviderContract", "ReplayResult", "VirtualClock", "replay", "replay_all"]
 
 
 def __getattr__(name: str) -> Any:

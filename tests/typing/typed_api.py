@@ -11,6 +11,7 @@ from typing import Any, assert_type
 import msgspec
 
 import duro
+import duro.testing
 
 registry = duro.Registry()
 
@@ -131,3 +132,13 @@ async def unions(ctx: duro.OrchestrationContext) -> None:
     maybe = await ctx.wait_for_event("maybe", type=int | None)
     assert_type(maybe, Any | int)
     assert_type(ctx.kv.get("maybe", type=int | None), Any | int | None)
+
+
+async def replay_check(client: duro.Client) -> None:
+    exported = await client.export_history("c-1")
+    assert_type(exported, duro.history.HistoryFile)
+    assert_type(duro.testing.replay(registry, exported), duro.testing.ReplayResult)
+    assert_type(duro.testing.replay(registry, "histories/c-1.json"), duro.testing.ReplayResult)
+    events = await client.get_history("c-1")
+    assert_type(duro.testing.replay(registry, events, instance_id="c-1"), duro.testing.ReplayResult)
+    assert_type(duro.testing.replay_all(registry, "histories"), list[duro.testing.ReplayResult])
