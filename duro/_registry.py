@@ -145,6 +145,33 @@ class Registry:
 
         return register(fn) if fn is not None else register
 
+    def _copy(self) -> Registry:
+        """An independent registry with the same registrations (tests change the copy)."""
+        copy = Registry()
+        copy._orchestrations = {name: dict(v) for name, v in self._orchestrations.items()}
+        copy._activities = dict(self._activities)
+        copy._names = dict(self._names)
+        copy._version_keys = dict(self._version_keys)
+        return copy
+
+    def _replace_activity(self, name: str, fn: Callable[..., Any]) -> None:
+        """Run ``fn`` wherever activity ``name`` is scheduled (payload types stay the
+        original's, so the orchestration decodes the same values); registers ``name`` if it
+        was not."""
+        input_type, output_type, takes_input = _signature_types(fn, "activity")
+        original = self._activities.get(name)
+        if original is not None:
+            input_type, output_type = original.input_type, original.output_type
+        self._activities[name] = Registered(
+            name,
+            DEFAULT_VERSION,
+            fn,
+            input_type,
+            output_type,
+            inspect.iscoroutinefunction(fn),
+            takes_input,
+        )
+
     @staticmethod
     def _check_name(name: str, kind: str) -> str:
         if not name or not isinstance(name, str):

@@ -140,9 +140,12 @@ EXPECTED_PROVIDERS = {
 
 
 EXPECTED_TESTING = {
+    "TEST_OPTIONS",
     "ProviderContract",
     "ReplayResult",
     "VirtualClock",
+    "WorkflowEnvironment",
+    "activity_context",
     "replay",
     "replay_all",
 }

@@ -50,6 +50,7 @@ class ActivityContext:
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
         self._cancelled_event: anyio.Event | None = None
         self._cancelled = False  # a plain bool: readable from a plain-def activity's thread
+        self._waiting_for_cancel = False
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -76,7 +77,17 @@ class ActivityContext:
             return
         if self._cancelled_event is None:
             self._cancelled_event = anyio.Event()
-        await self._cancelled_event.wait()
+        self._waiting_for_cancel = True
+        try:
+            await self._cancelled_event.wait()
+        finally:
+            self._waiting_for_cancel = False
+
+    @property
+    def parked(self) -> bool:
+        """Whether the activity can do nothing but wait to be cancelled (it is in
+        :meth:`wait_cancelled`): a test environment may let time pass meanwhile."""
+        return self._waiting_for_cancel and not self._cancelled
 
     def cancel(self, reason: str) -> None:
         """Request cooperative cancellation (called by the runtime, on the event loop)."""

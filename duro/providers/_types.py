@@ -192,6 +192,10 @@ class QueueDepths:
     """Visible, unlocked worker-queue items."""
     locked: int = 0
     """Messages and items currently locked by a turn or an activity."""
+    next_due_ms: int | None = None
+    """When the earliest message or item that is not visible yet (a timer, a delayed retry)
+    becomes visible, in the store's clock; None when there is none, or when the store does not
+    compute it (optional: ``duro.testing.WorkflowEnvironment`` needs it to skip time)."""
 
 
 __all__ = [
