@@ -48,6 +48,8 @@ async def main() -> None:
         )
         history = await client.get_history("account-1")
         print(f"  the current execution's history has {len(history)} events")
+    if status.output != 280 or status.execution_id != 3:
+        raise SystemExit(f"unexpected result: {status}")
 
 
 if __name__ == "__main__":
