@@ -72,7 +72,7 @@ async def main() -> None:
             status = await client.wait_for_status_change("expense-1", status, timeout=10)
         await client.raise_event("expense-1", "approval", Decision(approved=True, by="grace"))
 
-        outputs = []
+        outputs: list[str] = []
         for instance_id in ("expense-1", "expense-2"):
             status = await client.wait_for_orchestration(instance_id, timeout=10, output_type=str)
             print(f"{instance_id}: {status.state.value} -> {status.output}")

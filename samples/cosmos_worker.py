@@ -27,7 +27,7 @@ import signal
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,7 +53,7 @@ async def hello(ctx: duro.OrchestrationContext, name: str) -> str:
 
 
 @contextmanager
-def local_server() -> Iterator[str]:
+def local_server() -> Generator[str, None, None]:
     """Start the local test server on a free port; yields its URL, stops it on exit."""
     node = shutil.which("node")
     if node is None or not CLI.is_file():
@@ -115,7 +115,7 @@ async def serve(config: CosmosConfig, start: int, local: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--start", type=int, default=0, help="orchestrations to start and await")
     parser.add_argument(
         "--local-server",

@@ -167,7 +167,8 @@ async def run(db_path: Path, run_tag: str) -> None:
         raised = False
         while not status.is_terminal:
             status = await client.wait_for_status_change(order_id, status, timeout=10)
-            stage = (status.custom_status or {}).get("stage")
+            custom: dict[str, str] = status.custom_status or {}
+            stage = custom.get("stage")
             print(f"  {order_id}: {status.state.value:<9} stage={stage}")
             if stage in ("shipping", "awaiting delivery") and not raised:
                 await client.raise_event(order_id, "delivered", {"signed_by": "R. Jones"})
@@ -200,7 +201,7 @@ async def run(db_path: Path, run_tag: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--db", type=Path, help="SQLite file to use (default: a temporary one)")
     args = parser.parse_args()
     if args.db is not None:

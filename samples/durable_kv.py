@@ -46,7 +46,7 @@ async def main() -> None:
         for change in (CartChange("add", "tea", 2), CartChange("add", "mug", 1)):
             await client.enqueue_event("cart-ada", "changes", change)
         status = await client.get_status("cart-ada")
-        while (status.custom_status or {}).get("items") != 3:
+        while status.custom_status != {"items": 3}:
             status = await client.wait_for_status_change("cart-ada", status, timeout=10)
         tea = await client.get_value("cart-ada", "tea", 0, type=int)  # an int, while running
         print(f"while shopping: tea={tea}, all={await client.get_values('cart-ada')}")

@@ -73,7 +73,7 @@ async def resume(db: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--db", type=Path, help="SQLite file (default: a temporary one)")
     parser.add_argument("--seconds", type=float, default=2.0, help="how long the timer waits")
     parser.add_argument("phase", nargs="?", choices=["start", "resume"], help="one half only")

@@ -1,22 +1,25 @@
 """The Python code blocks of the Markdown docs, as modules a type checker can read.
 
 Every fenced block tagged ``python`` (or ``py``) in ``README.md``, ``samples/README.md`` and
-``docs/**/*.md`` becomes one module. Two conventions keep snippets short and still checkable:
-
-* top-level ``await`` is allowed (client code shown outside a function); the checker runs
-  with mypy's ``top-level-await`` error code disabled for these modules;
-* an HTML comment ``<!-- typecheck-prelude ... -->`` holds code that is put in front of every
-  later block of the same file, for names a snippet uses without defining them. It does not
-  show on a rendered page::
+``docs/**/*.md`` becomes one module, checked by mypy and pyright in strict mode. So a block is
+code a reader can paste: ``await`` only inside ``async def`` (pyright cannot allow it at top
+level). One convention keeps snippets short and still checkable: an HTML comment
+``<!-- typecheck-prelude ... -->`` holds code that is put in front of every later block of
+the same file, for names a snippet uses without defining them. It does not show on a rendered
+page::
 
       <!-- typecheck-prelude
       import duro
-      ctx: duro.OrchestrationContext
+      registry = duro.Registry()
       -->
 
-Modules the docs import only as examples (``mystore``) are stubbed in ``tests/docstubs``. A
-block that is not meant to be Python at all (a signature, a shell session) should use another
-tag (``text``, ``bash``).
+A block whose first line is a file name comment (``# orders.py``) is a whole file: it gets no
+prelude, other blocks may import it by that name (``from orders import Order``), and
+``tests/test_docs_examples.py`` writes the named files of a page into a project and runs the
+tests among them with pytest. Importable file names (not ``conftest.py`` or ``test_*.py``)
+are unique across the docs. Modules the docs import
+only as examples (``mystore``) are stubbed in ``tests/docstubs``. A block that is not meant to
+be Python at all (a signature, a shell session) should use another tag (``text``, ``bash``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,13 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON_TAGS = {"python", "py", "python3"}
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>```+|~~~+)\s*(?P<info>[^\n`]*)$")
 _PRELUDE_START = "<!-- typecheck-prelude"
+_FILENAME = re.compile(r"#\s*([A-Za-z_][A-Za-z0-9_]*\.py)")
+PYRIGHT_HEADER = (
+    "# pyright: reportUnusedImport=false, reportUnusedVariable=false, "
+    "reportUnusedExpression=false, reportUnusedClass=false, reportUnusedFunction=false\n"
+)
+"""Snippets show one thing each: a name a prelude defines but a snippet does not use, or an
+expression shown for its value (``len(ctx.kv)``), is not a mistake there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +55,21 @@ class Block:
         stem = re.sub(r"\W", "_", str(self.source.with_suffix("")))
         return f"{stem}_line{self.line}"
 
+    @property
+    def filename(self) -> str | None:
+        """``orders.py`` for a block that starts with the comment ``# orders.py``."""
+        first = self.code.split("\n", 1)[0]
+        match = _FILENAME.fullmatch(first.strip())
+        return None if match is None else match[1]
+
     def module_text(self) -> str:
-        return self.prelude + self.code
+        prelude = "" if self.filename else self.prelude
+        return PYRIGHT_HEADER + prelude + self.code
 
     def source_line(self, module_line: int) -> int:
         """The Markdown line of line ``module_line`` of :meth:`module_text` (prelude: 0)."""
-        offset = module_line - self.prelude.count("\n")
+        prelude = "" if self.filename else self.prelude
+        offset = module_line - PYRIGHT_HEADER.count("\n") - prelude.count("\n")
         return self.line + offset - 1 if offset >= 1 else 0
 
 

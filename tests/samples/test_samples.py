@@ -77,6 +77,7 @@ def test_every_sample_is_run_here_and_listed_in_the_samples_readme() -> None:
 
 # -- the same workflows with their real durations, on virtual time -----------------------------
 
+
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     backend: str = request.param
