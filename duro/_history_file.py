@@ -49,7 +49,9 @@ from ._records import KvEntry
 from ._status import ExecutionStatus
 
 HISTORY_FORMAT = "duro-history"
+"""The ``format`` field of every history export."""
 HISTORY_FORMAT_VERSION = 1
+"""The export format version this duro writes, and the newest it reads."""
 
 
 class ExportedKv(msgspec.Struct, frozen=True, kw_only=True):

@@ -200,6 +200,7 @@ class Registry:
         return target in self._names
 
     def get_activity(self, name: str) -> Registered | None:
+        """The activity registered under ``name``, or None."""
         return self._activities.get(name)
 
     def get_orchestration(self, name: str, version: str | None = None) -> Registered | None:
@@ -212,12 +213,15 @@ class Registry:
         return versions.get(version)
 
     def has_orchestration(self, name: str) -> bool:
+        """Whether some version of orchestration ``name`` is registered."""
         return name in self._orchestrations
 
     @property
     def activity_names(self) -> list[str]:
+        """Registered activity names, sorted."""
         return sorted(self._activities)
 
     @property
     def orchestration_names(self) -> list[str]:
+        """Registered orchestration names, sorted."""
         return sorted(self._orchestrations)

@@ -58,6 +58,8 @@ class ExecutionStatus(enum.Enum):
 
 
 class ErrorCategory(enum.Enum):
+    """Why an instance (or a step) failed, for deciding what to do about it."""
+
     APPLICATION = "application"
     """User code raised."""
     CONFIGURATION = "configuration"

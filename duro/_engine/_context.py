@@ -5,8 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import uuid
-from collections.abc import Awaitable as AwaitableOf
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import UTC, datetime, timedelta
 from types import UnionType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, overload
@@ -46,7 +45,8 @@ R = TypeVar("R")
 MAX_CUSTOM_STATUS_BYTES = 64 * 1024
 _GUID_NAMESPACE = uuid.UUID("4f1c2a9e-6b0d-4c57-9a3e-8d2f1b7c5e60")
 
-Awaitable = DurableFuture[Any] | Coroutine[Any, Any, Any]
+Joinable = DurableFuture[Any] | Coroutine[Any, Any, Any]
+"""What ``join`` and ``select`` take: durable futures and coroutines of branches."""
 
 
 class _ReplaySafeLogger(logging.LoggerAdapter[logging.Logger]):
@@ -103,22 +103,27 @@ class OrchestrationContext:
 
     @property
     def instance_id(self) -> str:
+        """This instance's id."""
         return self._identity.instance_id
 
     @property
     def execution_id(self) -> int:
+        """1 for the first execution, one more after each ``continue_as_new``."""
         return self._identity.execution_id
 
     @property
     def orchestration_name(self) -> str:
+        """The name the orchestration is registered under."""
         return self._identity.name
 
     @property
     def version(self) -> str:
+        """The orchestration version this instance runs (recorded when it started)."""
         return self._identity.version
 
     @property
     def parent_instance_id(self) -> str | None:
+        """The parent's id for a sub-orchestration, else None."""
         started = self._recorder.started
         return started.parent.instance_id if started and started.parent else None
 
@@ -155,7 +160,7 @@ class OrchestrationContext:
     @overload
     def schedule_activity(
         self,
-        activity: Callable[[ActivityContext, I], AwaitableOf[R]],
+        activity: Callable[[ActivityContext, I], Awaitable[R]],
         input: I,
         *,
         retry: RetryPolicy | None = None,
@@ -175,8 +180,8 @@ class OrchestrationContext:
     @overload
     def schedule_activity(
         self,
-        activity: Callable[[ActivityContext], AwaitableOf[R]]
-        | Callable[[ActivityContext, None], AwaitableOf[R]],
+        activity: Callable[[ActivityContext], Awaitable[R]]
+        | Callable[[ActivityContext, None], Awaitable[R]],
         input: None = None,
         *,
         retry: RetryPolicy | None = None,
@@ -460,7 +465,7 @@ class OrchestrationContext:
 
     # -- composition ---------------------------------------------------------------------------
 
-    def _as_future(self, item: Awaitable) -> DurableFuture[Any]:
+    def _as_future(self, item: Joinable) -> DurableFuture[Any]:
         if isinstance(item, DurableFuture):
             return item
         if inspect.iscoroutine(item):
@@ -488,18 +493,18 @@ class OrchestrationContext:
     ) -> DurableFuture[list[R | BaseException]]: ...
     @overload
     def join(
-        self, futures: Iterable[Awaitable], *, return_exceptions: bool = False
+        self, futures: Iterable[Joinable], *, return_exceptions: bool = False
     ) -> DurableFuture[list[Any]]: ...
 
     def join(
-        self, futures: Iterable[Awaitable], *, return_exceptions: bool = False
+        self, futures: Iterable[Joinable], *, return_exceptions: bool = False
     ) -> DurableFuture[list[Any]]:
         """Wait for all; results in argument order. Fails with the first failure in history
         order unless ``return_exceptions`` puts exceptions in place of results."""
         children = [self._as_future(f) for f in futures]
         return JoinFuture(self._scheduler, children, return_exceptions)
 
-    def select(self, *futures: Awaitable) -> DurableFuture[tuple[int, Any]]:
+    def select(self, *futures: Joinable) -> DurableFuture[tuple[int, Any]]:
         """Wait for the first to finish in history order; returns ``(index, result)``.
 
         The others are cancelled: activities get cooperative cancellation, sub-orchestrations

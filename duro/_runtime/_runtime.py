@@ -229,14 +229,17 @@ class Runtime:
 
     @property
     def turns_committed(self) -> int:
+        """Turns this runtime committed so far."""
         return self._orchestrator.turns_committed
 
     @property
     def activities_completed(self) -> int:
+        """Activity results this runtime reported so far."""
         return self._worker.activities_completed
 
     @property
     def cached_executions(self) -> int:
+        """Live executions held in the cache right now."""
         return len(self._orchestrator.cache)
 
     @property

@@ -89,6 +89,7 @@ class TagFilter:
     any_tag: bool = False
 
     def accepts(self, tag: str | None) -> bool:
+        """Whether a worker with this filter runs an activity tagged ``tag`` (None: untagged)."""
         if self.any_tag:
             return True
         if tag is None:
@@ -97,6 +98,7 @@ class TagFilter:
 
     @classmethod
     def any(cls) -> TagFilter:
+        """A filter that accepts every tag, and untagged activities."""
         return cls(any_tag=True)
 
 
