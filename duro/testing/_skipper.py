@@ -37,7 +37,10 @@ from ..providers import Provider
 from ._clock import VirtualClock
 
 CHECK_INTERVAL = 0.001
-"""Real seconds between two looks while the test waits and something still runs."""
+"""Real seconds between two looks while the test waits and something still runs; it grows
+to ``MAX_CHECK_INTERVAL`` while nothing changes (an activity that takes real seconds should
+not cost a store read every millisecond), and drops back after every jump."""
+MAX_CHECK_INTERVAL = 0.01
 
 Satisfied = Callable[[], Awaitable[bool]]
 
@@ -99,19 +102,23 @@ class TimeSkipper:
 
     async def run(self) -> None:
         """Skip time whenever the conditions hold, until cancelled."""
+        interval = CHECK_INTERVAL
         while True:
             if not self._waiters:
                 self._waiting = anyio.Event()
                 await self._waiting.wait()
+                interval = CHECK_INTERVAL
                 continue
             generation = self._generation
             target = await self._jump_target()
             # No await between this check and the clock's move (advance sets the time first).
             ahead = None if target is None else target - self._clock.now_ms()
             if ahead is None or ahead <= 0 or generation != self._generation:
-                await anyio.sleep(CHECK_INTERVAL)
+                await anyio.sleep(interval)
+                interval = min(interval * 1.5, MAX_CHECK_INTERVAL)
                 continue
             self.jumps += 1
+            interval = CHECK_INTERVAL
             await self._clock.advance(ahead / 1000)
 
     async def idle(self) -> bool:
