@@ -35,7 +35,7 @@ from .._history import (
 from .._records import KvEntry
 from .._registry import Registry
 from .._status import ErrorCategory
-from ._execution import Execution
+from ._execution import ALREADY_ENDED, Execution
 from ._matching import describe, preview
 
 _IMPOSED = (ErrorCategory.CONFIGURATION, ErrorCategory.INFRASTRUCTURE)
@@ -127,7 +127,7 @@ def _replay(execution: Execution, body: list[HistoryEvent]) -> list[HistoryEvent
 def _explained(exc: NondeterminismError, execution: Execution) -> NondeterminismError:
     """Say how the code ended when history goes on after it (the engine only says it did)."""
     outcome = execution.outcome
-    if outcome is None or not exc.requested.startswith("nothing (the code already ended"):
+    if outcome is None or exc.requested != ALREADY_ENDED:
         return exc
     requested = f"nothing more, after {_ending(outcome)}"
     return NondeterminismError(exc.instance_id, exc.position, exc.recorded, requested)
