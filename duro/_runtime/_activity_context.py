@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 class ActivityContext:
     """Passed to every activity.
 
-    ``cancelled`` / ``is_cancelled`` report cooperative cancellation (the orchestration dropped
-    the step, the instance was cancelled, or the lock was lost): stop early when it fires.
+    ``is_cancelled`` / ``wait_cancelled()`` report cooperative cancellation (the orchestration
+    dropped the step, the instance was cancelled, or the lock was lost): stop early when it
+    fires.
     ``client`` lets an activity start or signal orchestrations.
     """
 
