@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from datetime import UTC, datetime, timedelta
+from types import UnionType
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
+import msgspec
 from opentelemetry.trace import SpanKind, TracerProvider
 
 from ._errors import InstanceNotFoundError, ProviderError, WaitTimeoutError
 from ._history import HistoryEvent
+from ._history_file import ExportedKv, HistoryFile
 from ._ids import validate_instance_id
 from ._limits import check_name, check_reason
 from ._messages import (
@@ -38,6 +41,12 @@ from .providers import (
     ScheduledMessage,
 )
 
+if TYPE_CHECKING:
+    from ._engine import OrchestrationContext
+
+T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 - the input of the started orchestration
+
 _POLL_START = 0.005
 _POLL_MAX = 0.05
 
@@ -52,14 +61,16 @@ def _name_of(target: str | Callable[..., Any], registry: Registry | None) -> str
 
 
 def _to_datetime(ms: int | None) -> datetime | None:
-    from datetime import UTC
-
     return None if not ms else datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def _status_of(instance_id: str, record: InstanceRecord | None) -> OrchestrationStatus:
+def _status_of(
+    instance_id: str, record: InstanceRecord | None, output_type: Any = Any
+) -> OrchestrationStatus[Any]:
     if record is None:
-        return OrchestrationStatus(instance_id=instance_id, state=State.NOT_FOUND)
+        return OrchestrationStatus(
+            instance_id=instance_id, state=State.NOT_FOUND, output_type=output_type
+        )
     return OrchestrationStatus(
         instance_id=instance_id,
         state=record.state,
@@ -73,6 +84,7 @@ def _status_of(instance_id: str, record: InstanceRecord | None) -> Orchestration
         parent_instance_id=record.parent_instance_id,
         created_at=_to_datetime(record.created_at_ms),
         updated_at=_to_datetime(record.updated_at_ms),
+        output_type=output_type,
     )
 
 
@@ -115,6 +127,35 @@ class Client:
 
     # -- starting and signalling ---------------------------------------------------------------
 
+    @overload
+    async def start_orchestration(
+        self,
+        instance_id: str,
+        orchestration: Callable[[OrchestrationContext, I], Coroutine[Any, Any, Any]],
+        input: I,
+        *,
+        version: str | None = None,
+    ) -> str: ...
+    @overload
+    async def start_orchestration(
+        self,
+        instance_id: str,
+        orchestration: Callable[[OrchestrationContext], Coroutine[Any, Any, Any]]
+        | Callable[[OrchestrationContext, None], Coroutine[Any, Any, Any]],
+        input: None = None,
+        *,
+        version: str | None = None,
+    ) -> str: ...
+    @overload
+    async def start_orchestration(
+        self,
+        instance_id: str,
+        orchestration: str,
+        input: Any = None,
+        *,
+        version: str | None = None,
+    ) -> str: ...
+
     async def start_orchestration(
         self,
         instance_id: str,
@@ -125,6 +166,7 @@ class Client:
     ) -> str:
         """Start a new instance; raises ``InstanceAlreadyExistsError`` if the id is taken.
 
+        Called with the function, a type checker checks ``input`` against its parameter.
         Without ``version`` the worker picks the latest registered version.
         """
         validate_instance_id(instance_id)
@@ -196,26 +238,96 @@ class Client:
 
     # -- reading state --------------------------------------------------------------------------
 
-    async def get_status(self, instance_id: str) -> OrchestrationStatus:
-        """Current status; ``State.NOT_FOUND`` for unknown ids."""
-        validate_instance_id(instance_id)
-        return _status_of(instance_id, await self.store.read_instance(instance_id))
+    @overload
+    async def get_status(
+        self, instance_id: str, *, output_type: type[T]
+    ) -> OrchestrationStatus[T]: ...
+    @overload
+    async def get_status(
+        self, instance_id: str, *, output_type: UnionType
+    ) -> OrchestrationStatus[Any]: ...
+    @overload
+    async def get_status(self, instance_id: str) -> OrchestrationStatus[Any]: ...
 
+    async def get_status(
+        self, instance_id: str, *, output_type: Any = Any
+    ) -> OrchestrationStatus[Any]:
+        """Current status; ``State.NOT_FOUND`` for unknown ids. ``output`` decodes as
+        ``output_type`` (builtins by default)."""
+        validate_instance_id(instance_id)
+        record = await self.store.read_instance(instance_id)
+        return _status_of(instance_id, record, output_type)
+
+    @overload
+    async def wait_for_orchestration(
+        self, instance_id: str, timeout: float | timedelta = 30.0, *, output_type: type[T]
+    ) -> OrchestrationStatus[T]: ...
+    @overload
+    async def wait_for_orchestration(
+        self, instance_id: str, timeout: float | timedelta = 30.0, *, output_type: UnionType
+    ) -> OrchestrationStatus[Any]: ...
+    @overload
     async def wait_for_orchestration(
         self, instance_id: str, timeout: float | timedelta = 30.0
-    ) -> OrchestrationStatus:
-        """Wait until the instance completes or fails; ``WaitTimeoutError`` after ``timeout``."""
+    ) -> OrchestrationStatus[Any]: ...
+
+    async def wait_for_orchestration(
+        self, instance_id: str, timeout: float | timedelta = 30.0, *, output_type: Any = Any
+    ) -> OrchestrationStatus[Any]:
+        """Wait until the instance completes or fails; ``WaitTimeoutError`` after ``timeout``
+        (real seconds), ``InstanceNotFoundError`` at once for an id the store does not know.
+
+        ``output_type`` types and decodes ``status.output``:
+        ``await client.wait_for_orchestration(id, output_type=Receipt)`` is an
+        ``OrchestrationStatus[Receipt]``.
+        """
         return await self._wait(
-            instance_id, timeout, lambda s: s.state.is_terminal, "to finish", ending_only=True
+            instance_id,
+            timeout,
+            lambda s: s.state.is_terminal,
+            "to finish",
+            ending_only=True,
+            output_type=output_type,
         )
+
+    @overload
+    async def wait_for_status_change(
+        self,
+        instance_id: str,
+        last_seen: OrchestrationStatus[Any] | None = None,
+        timeout: float | timedelta = 30.0,
+        *,
+        output_type: type[T],
+    ) -> OrchestrationStatus[T]: ...
+    @overload
+    async def wait_for_status_change(
+        self,
+        instance_id: str,
+        last_seen: OrchestrationStatus[Any] | None = None,
+        timeout: float | timedelta = 30.0,
+        *,
+        output_type: UnionType,
+    ) -> OrchestrationStatus[Any]: ...
+    @overload
+    async def wait_for_status_change(
+        self,
+        instance_id: str,
+        last_seen: OrchestrationStatus[Any] | None = None,
+        timeout: float | timedelta = 30.0,
+    ) -> OrchestrationStatus[Any]: ...
 
     async def wait_for_status_change(
         self,
         instance_id: str,
-        last_seen: OrchestrationStatus | None = None,
+        last_seen: OrchestrationStatus[Any] | None = None,
         timeout: float | timedelta = 30.0,
-    ) -> OrchestrationStatus:
-        """Wait until the state or custom status differs from ``last_seen`` (or it ends)."""
+        *,
+        output_type: Any = Any,
+    ) -> OrchestrationStatus[Any]:
+        """Wait until the state or custom status differs from ``last_seen`` (or it ends).
+
+        Same errors as ``wait_for_orchestration``; ``output_type`` as there.
+        """
         seen_state = last_seen.state if last_seen else State.NOT_FOUND
         seen_version = last_seen.custom_status_version if last_seen else 0
         return await self._wait(
@@ -227,17 +339,19 @@ class Client:
                 or s.state.is_terminal
             ),
             "to change status",
+            output_type=output_type,
         )
 
     async def _wait(
         self,
         instance_id: str,
         timeout: float | timedelta,
-        done: Callable[[OrchestrationStatus], bool],
+        done: Callable[[OrchestrationStatus[Any]], bool],
         what: str,
         *,
         ending_only: bool = False,
-    ) -> OrchestrationStatus:
+        output_type: Any = Any,
+    ) -> OrchestrationStatus[Any]:
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         deadline = time.monotonic() + seconds
         delay = _POLL_START
@@ -246,12 +360,16 @@ class Client:
         while True:
             changed = watch.event(instance_id, ending_only=ending_only)  # before reading
             try:
-                status = await self.get_status(instance_id)
+                status = await self.get_status(instance_id, output_type=output_type)
             except ProviderError as exc:
                 # One poll of many: a store that is briefly busy or throttling only delays it.
                 if not exc.retryable or time.monotonic() >= deadline:
                     raise
             else:
+                if status.state is State.NOT_FOUND:
+                    # Nothing will ever start it on its own: waiting out the timeout helps
+                    # nobody.
+                    raise InstanceNotFoundError(instance_id)
                 if done(status):
                     return status
                 state = status.state.value
@@ -266,11 +384,27 @@ class Client:
                 await changed.wait()
             delay = min(delay * 2, _POLL_MAX)
 
-    async def get_value(self, instance_id: str, key: str, *, type: Any = Any) -> Any:
-        """One value of the instance's durable KV (``ctx.kv``); None if absent."""
+    @overload
+    async def get_value(self, instance_id: str, key: str, *, type: type[T]) -> T | None: ...
+    @overload
+    async def get_value(self, instance_id: str, key: str, default: T, *, type: type[T]) -> T: ...
+    @overload
+    async def get_value(
+        self, instance_id: str, key: str, default: Any = None, *, type: UnionType
+    ) -> Any: ...
+    @overload
+    async def get_value(self, instance_id: str, key: str, default: Any = None) -> Any: ...
+
+    async def get_value(
+        self, instance_id: str, key: str, default: Any = None, *, type: Any = Any
+    ) -> Any:
+        """One value of the instance's durable KV (``ctx.kv``) decoded as ``type`` (builtins
+        by default); ``default`` (None) if absent."""
         validate_instance_id(instance_id)
         entry = await self.store.get_kv_value(instance_id, key)
-        return None if entry is None else decode(entry.value, type, what=f"KV value {key!r}")
+        if entry is None:
+            return default
+        return decode(entry.value, type, what=f"KV value {key!r}")
 
     async def get_values(self, instance_id: str) -> dict[str, Any]:
         """Every KV entry of the instance, decoded."""
@@ -285,6 +419,29 @@ class Client:
         validate_instance_id(instance_id)
         return await self.store.read_history(instance_id, execution_id)
 
+    async def export_history(
+        self, instance_id: str, execution_id: int | None = None
+    ) -> HistoryFile:
+        """One execution's history (default: the current one) with the instance's durable
+        map, ready to ``write`` as a versioned JSON file for ``duro.testing.replay``.
+
+        ``InstanceNotFoundError`` for an id the store does not know.
+        """
+        record = await self._require(instance_id)
+        execution = execution_id or record.execution_id
+        events = await self.store.read_history(instance_id, execution)
+        kv = await self.store.get_kv_items(instance_id)
+        return HistoryFile(
+            instance_id=instance_id,
+            execution_id=execution,
+            exported_at=datetime.now(UTC),
+            kv={
+                key: ExportedKv(value=msgspec.Raw(entry.value), updated_at_ms=entry.updated_at_ms)
+                for key, entry in kv.items()
+            },
+            events=events,
+        )
+
     # -- management -------------------------------------------------------------------------------
 
     async def list_instances(
@@ -295,9 +452,9 @@ class Client:
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         limit: int = 100,
-    ) -> list[OrchestrationStatus]:
+    ) -> list[OrchestrationStatus[Any]]:
         """Instances matching the filters, newest first (all pages, up to ``limit``)."""
-        results: list[OrchestrationStatus] = []
+        results: list[OrchestrationStatus[Any]] = []
         continuation: str | None = None
         while len(results) < limit:
             page = await self.store.list_instances(
@@ -339,6 +496,7 @@ class Client:
         )
 
     async def queue_depths(self) -> QueueDepths:
+        """How many messages and work items the store holds, by kind (for monitoring)."""
         return await self.store.queue_depths()
 
 

@@ -14,6 +14,9 @@ import anyio
 
 @runtime_checkable
 class Clock(Protocol):
+    """Where stores and runtimes read the time and wait for it: ``SystemClock`` in
+    production, ``duro.testing.VirtualClock`` in tests. Give a store and its runtimes one."""
+
     def now_ms(self) -> int:
         """Current wall-clock time in milliseconds since the epoch."""
         ...
@@ -30,9 +33,11 @@ class SystemClock:
     """The real clock."""
 
     def now_ms(self) -> int:
+        """Current wall-clock time in milliseconds since the epoch."""
         return time.time_ns() // 1_000_000
 
     async def wait(self, event: anyio.Event, timeout: float | None) -> bool:
+        """Wait until ``event`` is set or ``timeout`` real seconds pass; True if it was set."""
         if timeout is None:
             await event.wait()
             return True

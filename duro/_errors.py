@@ -120,12 +120,19 @@ class RegistrationError(DuroError):
     """A function could not be registered (duplicate name/version, wrong signature, ...)."""
 
 
+_DECORATORS = {
+    "activity": "@registry.activity",
+    "orchestration": "@registry.orchestration",
+}
+
+
 class UnregisteredError(DuroError):
     """The registry has no orchestration or activity under this name (and version)."""
 
     def __init__(self, kind: str, name: str, version: str | None = None) -> None:
         what = f"{kind} {name!r}" + (f" version {version!r}" if version else "")
-        super().__init__(f"{what} is not registered; register it with @registry.{kind}")
+        decorator = _DECORATORS.get(kind, "@registry.activity or @registry.orchestration")
+        super().__init__(f"{what} is not registered; register it with {decorator}")
         self.kind = kind
         self.name = name
         self.version = version

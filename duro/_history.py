@@ -259,6 +259,7 @@ HistoryEvent = (
     | EventRaised
     | EventQueued
 )
+"""Every history event type, as one tagged union (the ``type`` field names the class)."""
 
 ACTION_EVENTS = (
     ActivityScheduled,
@@ -271,7 +272,9 @@ ACTION_EVENTS = (
     KvCleared,
     TaskCancelled,
 )
+"""Events recorded by the orchestration's own durable calls; replay matches them."""
 TERMINAL_EVENTS = (OrchestrationCompleted, OrchestrationFailed, ContinuedAsNew)
+"""Events that end an execution."""
 
 _event_encoder = msgspec.json.Encoder()
 _event_decoder = msgspec.json.Decoder(HistoryEvent)
@@ -279,17 +282,21 @@ _events_decoder = msgspec.json.Decoder(list[HistoryEvent])
 
 
 def encode_event(event: HistoryEvent) -> bytes:
+    """One event as stored: JSON, payloads byte for byte."""
     return _event_encoder.encode(event)
 
 
 def decode_event(data: bytes | str) -> HistoryEvent:
+    """The event ``encode_event`` stored."""
     event: HistoryEvent = _event_decoder.decode(data)
     return event
 
 
 def encode_events(events: list[HistoryEvent]) -> bytes:
+    """A list of events as one JSON array."""
     return _event_encoder.encode(events)
 
 
 def decode_events(data: bytes | str) -> list[HistoryEvent]:
+    """The events ``encode_events`` stored."""
     return _events_decoder.decode(data)

@@ -18,10 +18,14 @@ from ._status import ErrorInfo
 class OrchestratorMessage(
     msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True, omit_defaults=True
 ):
+    """Base of the orchestrator-queue messages: each is for one instance."""
+
     instance_id: str
 
 
 class StartOrchestrationMessage(OrchestratorMessage, frozen=True):
+    """Start a new instance (from a client, or a parent for its child)."""
+
     name: str
     version: str | None = None
     """None: the worker picks the latest registered version."""
@@ -34,6 +38,8 @@ class StartOrchestrationMessage(OrchestratorMessage, frozen=True):
 
 
 class ContinueAsNewMessage(OrchestratorMessage, frozen=True):
+    """Start the next execution of an instance that called ``continue_as_new``."""
+
     execution_id: int
     """The *new* execution's id."""
     name: str
@@ -46,6 +52,8 @@ class ContinueAsNewMessage(OrchestratorMessage, frozen=True):
 
 
 class ActivityResultMessage(OrchestratorMessage, frozen=True):
+    """An activity's result or error, reported by the worker that ran it."""
+
     execution_id: int
     seq: int
     result: Raw = NULL
@@ -54,6 +62,8 @@ class ActivityResultMessage(OrchestratorMessage, frozen=True):
 
 
 class TimerFiredMessage(OrchestratorMessage, frozen=True):
+    """A durable timer; enqueued visible at ``fire_at``."""
+
     execution_id: int
     seq: int
     fire_at: int
@@ -71,6 +81,8 @@ class SubOrchestrationResultMessage(OrchestratorMessage, frozen=True):
 
 
 class RaiseEventMessage(OrchestratorMessage, frozen=True):
+    """An external event (``Client.raise_event``)."""
+
     name: str
     data: Raw = NULL
     traceparent: str | None = None
@@ -78,6 +90,8 @@ class RaiseEventMessage(OrchestratorMessage, frozen=True):
 
 
 class EnqueueEventMessage(OrchestratorMessage, frozen=True):
+    """A mailbox message (``Client.enqueue_event``)."""
+
     queue: str
     data: Raw = NULL
     traceparent: str | None = None
@@ -85,6 +99,8 @@ class EnqueueEventMessage(OrchestratorMessage, frozen=True):
 
 
 class CancelOrchestrationMessage(OrchestratorMessage, frozen=True):
+    """Cancel the instance (``Client.cancel_orchestration``, or a parent's end)."""
+
     reason: str
     traceparent: str | None = None
     """W3C ``traceparent`` of the client span that cancelled; the turn links to it."""
@@ -100,6 +116,7 @@ AnyOrchestratorMessage = (
     | EnqueueEventMessage
     | CancelOrchestrationMessage
 )
+"""Every orchestrator-queue message type, as one tagged union."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,13 +153,16 @@ _task_decoder = msgspec.json.Decoder(ActivityTask)
 
 
 def encode_message(message: AnyOrchestratorMessage | ActivityTask) -> bytes:
+    """A message or activity task as stored (JSON, tagged with its type)."""
     return _encoder.encode(message)
 
 
 def decode_message(data: bytes | str) -> AnyOrchestratorMessage:
+    """The message ``encode_message`` stored."""
     message: AnyOrchestratorMessage = _message_decoder.decode(data)
     return message
 
 
 def decode_task(data: bytes | str) -> ActivityTask:
+    """The activity task ``encode_message`` stored."""
     return _task_decoder.decode(data)

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import inspect
-import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from ._errors import RegistrationError, UnregisteredError
+from ._versions import ACCEPTED, VersionKey, version_key
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_VERSION = "1.0.0"
 _RESERVED_PREFIX = "duro:"
-
-
-def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key for versions: numeric parts compare as numbers ("10.0" > "9.2")."""
-    parts = re.split(r"[.\-+]", version)
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,18 +51,30 @@ def _signature_types(fn: Callable[..., Any], kind: str) -> tuple[Any, Any, bool]
     return input_type, output_type, len(params) == 2
 
 
+def _checked_version(name: str, version: str) -> VersionKey:
+    try:
+        return version_key(version)
+    except ValueError:
+        raise RegistrationError(
+            f"orchestration {name!r} version {version!r} cannot be ordered against other "
+            f"versions; use {ACCEPTED}"
+        ) from None
+
+
 class Registry:
     """Orchestrations and activities known to a worker.
 
     ``@registry.activity`` and ``@registry.orchestration`` register under the function name
     (or ``name=``); orchestrations may be registered under several ``version=`` values. New
-    instances start on the latest version; running instances keep the version they started on.
+    instances start on the latest version (PEP 440 or semantic-versioning order, pre-releases
+    before their release); running instances keep the version they started on.
     """
 
     def __init__(self) -> None:
         self._orchestrations: dict[str, dict[str, Registered]] = {}
         self._activities: dict[str, Registered] = {}
         self._names: dict[Callable[..., Any], str] = {}
+        self._version_keys: dict[tuple[str, str], VersionKey] = {}
 
     # -- registration --------------------------------------------------------------------------
 
@@ -123,19 +129,48 @@ class Registry:
                 )
             orch_name = self._check_name(name or f.__name__, "orchestration")
             ver = version or DEFAULT_VERSION
+            key = _checked_version(orch_name, ver)
             versions = self._orchestrations.setdefault(orch_name, {})
-            if ver in versions:
-                raise RegistrationError(
-                    f"orchestration {orch_name!r} version {ver!r} is already registered"
-                )
+            same = next((v for v in versions if self._version_keys[orch_name, v] == key), None)
+            if same is not None:
+                again = "already registered" if same == ver else f"the same as {same!r}"
+                raise RegistrationError(f"orchestration {orch_name!r} version {ver!r} is {again}")
             input_type, output_type, takes_input = _signature_types(f, "orchestration")
             versions[ver] = Registered(
                 orch_name, ver, f, input_type, output_type, True, takes_input
             )
+            self._version_keys[orch_name, ver] = key
             self._names[f] = orch_name
             return f
 
         return register(fn) if fn is not None else register
+
+    def _copy(self) -> Registry:
+        """An independent registry with the same registrations (tests change the copy)."""
+        copy = Registry()
+        copy._orchestrations = {name: dict(v) for name, v in self._orchestrations.items()}
+        copy._activities = dict(self._activities)
+        copy._names = dict(self._names)
+        copy._version_keys = dict(self._version_keys)
+        return copy
+
+    def _replace_activity(self, name: str, fn: Callable[..., Any]) -> None:
+        """Run ``fn`` wherever activity ``name`` is scheduled (payload types stay the
+        original's, so the orchestration decodes the same values); registers ``name`` if it
+        was not."""
+        input_type, output_type, takes_input = _signature_types(fn, "activity")
+        original = self._activities.get(name)
+        if original is not None:
+            input_type, output_type = original.input_type, original.output_type
+        self._activities[name] = Registered(
+            name,
+            DEFAULT_VERSION,
+            fn,
+            input_type,
+            output_type,
+            inspect.iscoroutinefunction(fn),
+            takes_input,
+        )
 
     @staticmethod
     def _check_name(name: str, kind: str) -> str:
@@ -147,13 +182,17 @@ class Registry:
 
     # -- lookup --------------------------------------------------------------------------------
 
-    def name_of(self, target: str | Callable[..., Any]) -> str:
-        """The registered name of a function, or the string itself."""
+    def name_of(self, target: str | Callable[..., Any], kind: str = "function") -> str:
+        """The registered name of a function, or the string itself.
+
+        ``UnregisteredError`` for a function registered nowhere; ``kind`` ("activity",
+        "orchestration") says what the caller expected it to be, for the error's hint.
+        """
         if isinstance(target, str):
             return target
         name = self._names.get(target)
         if name is None:
-            raise UnregisteredError("function", getattr(target, "__qualname__", repr(target)))
+            raise UnregisteredError(kind, getattr(target, "__qualname__", repr(target)))
         return name
 
     def knows(self, target: Callable[..., Any]) -> bool:
@@ -161,6 +200,7 @@ class Registry:
         return target in self._names
 
     def get_activity(self, name: str) -> Registered | None:
+        """The activity registered under ``name``, or None."""
         return self._activities.get(name)
 
     def get_orchestration(self, name: str, version: str | None = None) -> Registered | None:
@@ -169,16 +209,19 @@ class Registry:
         if not versions:
             return None
         if version is None:
-            return versions[max(versions, key=version_key)]
+            return versions[max(versions, key=lambda v: self._version_keys[name, v])]
         return versions.get(version)
 
     def has_orchestration(self, name: str) -> bool:
+        """Whether some version of orchestration ``name`` is registered."""
         return name in self._orchestrations
 
     @property
     def activity_names(self) -> list[str]:
+        """Registered activity names, sorted."""
         return sorted(self._activities)
 
     @property
     def orchestration_names(self) -> list[str]:
+        """Registered orchestration names, sorted."""
         return sorted(self._orchestrations)

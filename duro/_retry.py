@@ -84,8 +84,10 @@ class RetryPolicy:
 
     @property
     def timeout_seconds(self) -> float | None:
+        """``attempt_timeout`` in seconds, or None."""
         return _seconds(self.attempt_timeout)
 
     def is_retryable(self, error_type: str) -> bool:
+        """Whether a failure of ``error_type`` (an exception class name) may be retried."""
         names = {n if isinstance(n, str) else n.__name__ for n in self.non_retryable}
         return error_type not in names

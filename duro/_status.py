@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
 T = TypeVar("T")
+if TYPE_CHECKING:
+    # A default, so a bare ``OrchestrationStatus`` means ``OrchestrationStatus[Any]`` (PEP 696;
+    # typing has it from 3.13). Type checkers read typing_extensions from their own stubs.
+    from typing_extensions import TypeVar as DefaultedTypeVar
+
+    Output = DefaultedTypeVar("Output", default=Any)
+else:
+    Output = TypeVar("Output")
 
 
 class State(enum.Enum):
@@ -50,6 +58,8 @@ class ExecutionStatus(enum.Enum):
 
 
 class ErrorCategory(enum.Enum):
+    """Why an instance (or a step) failed, for deciding what to do about it."""
+
     APPLICATION = "application"
     """User code raised."""
     CONFIGURATION = "configuration"
@@ -90,8 +100,12 @@ def decode_payload(raw: bytes | None, type_: Any = Any) -> Any:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OrchestrationStatus:
-    """A snapshot of one instance, as read by ``Client.get_status``."""
+class OrchestrationStatus(Generic[Output]):
+    """A snapshot of one instance, as read by ``Client.get_status``.
+
+    Generic in the output type: ``Client.wait_for_orchestration(id, output_type=Receipt)``
+    returns an ``OrchestrationStatus[Receipt]`` whose ``output`` is a ``Receipt``.
+    """
 
     instance_id: str
     state: State
@@ -106,11 +120,15 @@ class OrchestrationStatus:
     parent_instance_id: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    output_type: Any = field(default=Any, repr=False, compare=False)
+    """What ``output`` decodes into (builtins unless the caller asked for a type)."""
 
     @property
-    def output(self) -> Any:
-        """The orchestration's return value decoded to builtins (None until completed)."""
-        return decode_payload(self.output_json)
+    def output(self) -> Output:
+        """The orchestration's return value decoded as ``output_type``; None unless the
+        instance has completed."""
+        value: Output = decode_payload(self.output_json, self.output_type)
+        return value
 
     def output_as(self, type_: type[T]) -> T:
         """The output decoded into ``type_`` (a Struct, dataclass, ...)."""
@@ -124,4 +142,5 @@ class OrchestrationStatus:
 
     @property
     def is_terminal(self) -> bool:
+        """Whether the instance has completed or failed."""
         return self.state.is_terminal

@@ -7,7 +7,9 @@ own durable calls (*actions*) carry ``seq``, the call's ordinal in the execution
 and cancellations refer back to it. Payloads are raw JSON (``msgspec.Raw``).
 
 The stored form of every event (its ``type`` tag and fields) is stable: new fields get
-defaults, and a history recorded by an earlier release keeps replaying.
+defaults, and a history recorded by an earlier release keeps replaying. ``HistoryFile`` is the
+versioned JSON export of one execution (``Client.export_history``), the input of
+``duro.testing.replay``.
 """
 
 from __future__ import annotations
@@ -45,9 +47,12 @@ from ._history import (
     encode_event,
     encode_events,
 )
+from ._history_file import HISTORY_FORMAT, HISTORY_FORMAT_VERSION, ExportedKv, HistoryFile
 
 __all__ = [
     "ACTION_EVENTS",
+    "HISTORY_FORMAT",
+    "HISTORY_FORMAT_VERSION",
     "TERMINAL_EVENTS",
     "ActivityCompleted",
     "ActivityFailed",
@@ -59,7 +64,9 @@ __all__ = [
     "Event",
     "EventQueued",
     "EventRaised",
+    "ExportedKv",
     "HistoryEvent",
+    "HistoryFile",
     "KvCleared",
     "KvDeleted",
     "KvSet",

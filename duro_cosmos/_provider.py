@@ -123,10 +123,12 @@ class CosmosProvider(Provider):
 
     @property
     def config(self) -> CosmosConfig:
+        """The account, database and container this provider talks to."""
         return self._config
 
     @property
     def owner_id(self) -> str:
+        """This provider's identity among the members that share the dispatch slots."""
         return self._ctx.owner_id
 
     def statistics(self) -> RequestStatistics:
@@ -134,6 +136,7 @@ class CosmosProvider(Provider):
         return self._ctx.store.client.statistics()
 
     def reset_statistics(self) -> None:
+        """Start counting requests (``statistics``) from zero."""
         self._ctx.store.client.reset_statistics()
 
     async def owned_slots(self) -> frozenset[int] | None:

@@ -30,7 +30,7 @@ async def tour(db_path: Path, run_tag: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--db", type=Path, help="SQLite file to use (default: a temporary one)")
     args = parser.parse_args()
     if args.db is not None:

@@ -24,8 +24,8 @@ async def counter(ctx: duro.OrchestrationContext, generation: int) -> int:
     for _ in range(BATCH):
         message = await ctx.dequeue_event("deposits", type=dict[str, int])
         if message.get("stop"):
-            return ctx.kv.get("total", 0)
-        ctx.kv.set("total", ctx.kv.get("total", 0) + message["amount"])
+            return ctx.kv.get("total", 0, type=int)
+        ctx.kv.set("total", ctx.kv.get("total", 0, type=int) + message["amount"])
         ctx.set_custom_status({"generation": generation, "total": ctx.kv.get("total")})
     ctx.continue_as_new(generation + 1)  # no code after this line runs
 
@@ -48,6 +48,8 @@ async def main() -> None:
         )
         history = await client.get_history("account-1")
         print(f"  the current execution's history has {len(history)} events")
+    if status.output != 280 or status.execution_id != 3:
+        raise SystemExit(f"unexpected result: {status}")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,8 @@ EXPECTED_DURO = {
 
 EXPECTED_HISTORY = {
     "ACTION_EVENTS",
+    "HISTORY_FORMAT",
+    "HISTORY_FORMAT_VERSION",
     "TERMINAL_EVENTS",
     "ActivityCompleted",
     "ActivityFailed",
@@ -78,7 +80,9 @@ EXPECTED_HISTORY = {
     "Event",
     "EventQueued",
     "EventRaised",
+    "ExportedKv",
     "HistoryEvent",
+    "HistoryFile",
     "KvCleared",
     "KvDeleted",
     "KvSet",
@@ -143,9 +147,25 @@ EXPECTED_PROVIDERS = {
 }
 
 
+EXPECTED_TESTING = {
+    "TEST_OPTIONS",
+    "ProviderContract",
+    "ReplayResult",
+    "VirtualClock",
+    "WorkflowEnvironment",
+    "activity_context",
+    "replay",
+    "replay_all",
+}
+
+
 def test_history_and_providers_export_exactly_the_documented_names() -> None:
     assert set(duro.history.__all__) == EXPECTED_HISTORY
     assert set(duro.providers.__all__) == EXPECTED_PROVIDERS
+
+
+def test_testing_exports_exactly_the_documented_names() -> None:
+    assert set(duro.testing.__all__) == EXPECTED_TESTING
 
 
 def test_every_history_event_is_documented() -> None:

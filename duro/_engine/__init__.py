@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._check import ReplayCheck, check_replay
 from ._context import OrchestrationContext
 from ._decision import Commit, Defer, DeferReason, TurnDecision
 from ._execution import Execution
@@ -23,9 +24,11 @@ __all__ = [
     "DurableKV",
     "Execution",
     "OrchestrationContext",
+    "ReplayCheck",
     "TurnDecision",
     "TurnInput",
     "application_error",
+    "check_replay",
     "configuration_error",
     "corrupt_history_error",
     "poison_error",

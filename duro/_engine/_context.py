@@ -5,9 +5,10 @@ from __future__ import annotations
 import inspect
 import logging
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, MutableMapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from types import UnionType
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, overload
 
 from .._errors import ActivityFailedError, UnregisteredError
 from .._history import (
@@ -33,12 +34,20 @@ from ._scheduler import Scheduler
 from ._state import DurableState
 from ._steps import ActivityFuture, Steps
 
+if TYPE_CHECKING:
+    # Annotations only: the overloads below name the activity context so a type checker can
+    # tell an activity from an orchestration. Nothing of the shell is imported at run time.
+    from .._runtime._activity_context import ActivityContext
+
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 - the input of the called function
+R = TypeVar("R")
 
 MAX_CUSTOM_STATUS_BYTES = 64 * 1024
 _GUID_NAMESPACE = uuid.UUID("4f1c2a9e-6b0d-4c57-9a3e-8d2f1b7c5e60")
 
-Awaitable = DurableFuture[Any] | Coroutine[Any, Any, Any]
+Joinable = DurableFuture[Any] | Coroutine[Any, Any, Any]
+"""What ``join`` and ``select`` take: durable futures and coroutines of branches."""
 
 
 class _ReplaySafeLogger(logging.LoggerAdapter[logging.Logger]):
@@ -113,22 +122,27 @@ class OrchestrationContext:
 
     @property
     def instance_id(self) -> str:
+        """This instance's id."""
         return self._identity.instance_id
 
     @property
     def execution_id(self) -> int:
+        """1 for the first execution, one more after each ``continue_as_new``."""
         return self._identity.execution_id
 
     @property
     def orchestration_name(self) -> str:
+        """The name the orchestration is registered under."""
         return self._identity.name
 
     @property
     def version(self) -> str:
+        """The orchestration version this instance runs (recorded when it started)."""
         return self._identity.version
 
     @property
     def parent_instance_id(self) -> str | None:
+        """The parent's id for a sub-orchestration, else None."""
         started = self._recorder.started
         return started.parent.instance_id if started and started.parent else None
 
@@ -159,6 +173,61 @@ class OrchestrationContext:
 
     # -- activities ----------------------------------------------------------------------------
 
+    # The overloads make a call by function typed end to end: the future holds what the
+    # activity returns (async or plain def) and the input must match its parameter. Async
+    # shapes come first: an async function also matches the plain one with R = a coroutine.
+    @overload
+    def schedule_activity(
+        self,
+        activity: Callable[[ActivityContext, I], Awaitable[R]],
+        input: I,
+        *,
+        retry: RetryPolicy | None = None,
+        tag: str | None = None,
+        session: str | None = None,
+    ) -> DurableFuture[R]: ...
+    @overload
+    def schedule_activity(
+        self,
+        activity: Callable[[ActivityContext, I], R],
+        input: I,
+        *,
+        retry: RetryPolicy | None = None,
+        tag: str | None = None,
+        session: str | None = None,
+    ) -> DurableFuture[R]: ...
+    @overload
+    def schedule_activity(
+        self,
+        activity: Callable[[ActivityContext], Awaitable[R]]
+        | Callable[[ActivityContext, None], Awaitable[R]],
+        input: None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        tag: str | None = None,
+        session: str | None = None,
+    ) -> DurableFuture[R]: ...
+    @overload
+    def schedule_activity(
+        self,
+        activity: Callable[[ActivityContext], R] | Callable[[ActivityContext, None], R],
+        input: None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        tag: str | None = None,
+        session: str | None = None,
+    ) -> DurableFuture[R]: ...
+    @overload
+    def schedule_activity(
+        self,
+        activity: str,
+        input: Any = None,
+        *,
+        retry: RetryPolicy | None = None,
+        tag: str | None = None,
+        session: str | None = None,
+    ) -> DurableFuture[Any]: ...
+
     def schedule_activity(
         self,
         activity: str | Callable[..., Any],
@@ -170,11 +239,13 @@ class OrchestrationContext:
     ) -> DurableFuture[Any]:
         """Run an activity (by function or registered name); await the returned future.
 
+        Called with the function, the future is typed with what it returns and a type checker
+        checks ``input`` against its parameter; called by name, both are ``Any``.
         A failure raises ``duro.ActivityFailedError``. With ``retry``, failed attempts are retried
         after durable back-off timers. ``tag`` routes to workers serving that tag; ``session``
         pins every activity of that session to one worker.
         """
-        name = self._registry.name_of(activity)
+        name = self._registry.name_of(activity, "activity")
         registered = self._registry.get_activity(name)
         if registered is None and tag is None:
             raise UnregisteredError("activity", name)
@@ -262,8 +333,18 @@ class OrchestrationContext:
         seq = self._recorder.emit(TimerCreated(event_id=0, ts=0, seq=0, fire_at=fire_at))
         return self._steps.timer(seq)
 
+    # No catch-all ``type: object`` overload: a checker would fall back to it whenever the
+    # result is assigned to the wrong type, and let the mistake through.
+    @overload
+    def wait_for_event(self, name: str, *, type: type[T]) -> DurableFuture[T]: ...
+    @overload
+    def wait_for_event(self, name: str, *, type: UnionType) -> DurableFuture[Any]: ...
+    @overload
+    def wait_for_event(self, name: str) -> DurableFuture[Any]: ...
+
     def wait_for_event(self, name: str, *, type: Any = Any) -> DurableFuture[Any]:
-        """The next external event ``name`` raised by ``Client.raise_event``.
+        """The next external event ``name`` raised by ``Client.raise_event``, decoded as
+        ``type`` (builtins by default).
 
         Events raised before anyone waits are buffered in history, so a later wait still gets
         them; several waits for one name take arrivals in order. Buffered events do not carry
@@ -271,14 +352,51 @@ class OrchestrationContext:
         """
         return self._arrivals.wait_on(("event", name), type)
 
+    @overload
+    def dequeue_event(self, queue: str, *, type: type[T]) -> DurableFuture[T]: ...
+    @overload
+    def dequeue_event(self, queue: str, *, type: UnionType) -> DurableFuture[Any]: ...
+    @overload
+    def dequeue_event(self, queue: str) -> DurableFuture[Any]: ...
+
     def dequeue_event(self, queue: str, *, type: Any = Any) -> DurableFuture[Any]:
-        """The next message of mailbox ``queue`` (``Client.enqueue_event``), strictly FIFO.
+        """The next message of mailbox ``queue`` (``Client.enqueue_event``), strictly FIFO,
+        decoded as ``type`` (builtins by default).
 
         Unconsumed messages are carried into the next execution by ``continue_as_new``.
         """
         return self._arrivals.wait_on(("queue", queue), type)
 
     # -- orchestrations ------------------------------------------------------------------------
+
+    @overload
+    def schedule_sub_orchestration(
+        self,
+        orchestration: Callable[[OrchestrationContext, I], Coroutine[Any, Any, R]],
+        input: I,
+        *,
+        instance_id: str | None = None,
+        version: str | None = None,
+    ) -> DurableFuture[R]: ...
+    @overload
+    def schedule_sub_orchestration(
+        self,
+        orchestration: Callable[[OrchestrationContext], Coroutine[Any, Any, R]]
+        | Callable[[OrchestrationContext, None], Coroutine[Any, Any, R]],
+        input: None = None,
+        *,
+        instance_id: str | None = None,
+        version: str | None = None,
+    ) -> DurableFuture[R]: ...
+    @overload
+    def schedule_sub_orchestration(
+        self,
+        orchestration: str,
+        input: Any = None,
+        *,
+        instance_id: str | None = None,
+        version: str | None = None,
+    ) -> DurableFuture[Any]: ...
 
     def schedule_sub_orchestration(
         self,
@@ -288,14 +406,14 @@ class OrchestrationContext:
         instance_id: str | None = None,
         version: str | None = None,
     ) -> DurableFuture[Any]:
-        """Run a child orchestration and await its result.
+        """Run a child orchestration and await its result (typed like ``schedule_activity``).
 
         A failed child raises ``SubOrchestrationFailedError`` when awaited.
 
         The default child id is ``"<parent>:<execution>:<step>"``. Dropping the future (for
         example losing a ``select``) cancels the child.
         """
-        name = self._registry.name_of(orchestration)
+        name = self._registry.name_of(orchestration, "orchestration")
         registered = self._registry.get_orchestration(name)
         raw = encode(input, what=f"input of sub-orchestration {name!r}")
         seq_hint = self._recorder.peek_seq()
@@ -312,6 +430,35 @@ class OrchestrationContext:
             seq, name, child_id, registered.output_type if registered else Any
         )
 
+    @overload
+    def start_orchestration(
+        self,
+        orchestration: Callable[[OrchestrationContext, I], Coroutine[Any, Any, Any]],
+        input: I,
+        *,
+        instance_id: str,
+        version: str | None = None,
+    ) -> None: ...
+    @overload
+    def start_orchestration(
+        self,
+        orchestration: Callable[[OrchestrationContext], Coroutine[Any, Any, Any]]
+        | Callable[[OrchestrationContext, None], Coroutine[Any, Any, Any]],
+        input: None = None,
+        *,
+        instance_id: str,
+        version: str | None = None,
+    ) -> None: ...
+    @overload
+    def start_orchestration(
+        self,
+        orchestration: str,
+        input: Any = None,
+        *,
+        instance_id: str,
+        version: str | None = None,
+    ) -> None: ...
+
     def start_orchestration(
         self,
         orchestration: str | Callable[..., Any],
@@ -321,7 +468,7 @@ class OrchestrationContext:
         version: str | None = None,
     ) -> None:
         """Start another orchestration and do not wait for it (fire and forget, no parent link)."""
-        name = self._registry.name_of(orchestration)
+        name = self._registry.name_of(orchestration, "orchestration")
         raw = encode(input, what=f"input of orchestration {name!r}")
         self._recorder.emit(
             OrchestrationChained(
@@ -346,7 +493,7 @@ class OrchestrationContext:
 
     # -- composition ---------------------------------------------------------------------------
 
-    def _as_future(self, item: Awaitable) -> DurableFuture[Any]:
+    def _as_future(self, item: Joinable) -> DurableFuture[Any]:
         if isinstance(item, DurableFuture):
             return item
         if inspect.iscoroutine(item):
@@ -356,15 +503,36 @@ class OrchestrationContext:
             "only ctx.* calls and async functions using ctx can be joined or selected"
         )
 
+    # Futures of one result type give a typed list; a mix (or branches of several types)
+    # falls through to the last overload and gives list[Any].
+    @overload
     def join(
-        self, futures: Iterable[Awaitable], *, return_exceptions: bool = False
+        self,
+        futures: Iterable[DurableFuture[R] | Coroutine[Any, Any, R]],
+        *,
+        return_exceptions: Literal[False] = False,
+    ) -> DurableFuture[list[R]]: ...
+    @overload
+    def join(
+        self,
+        futures: Iterable[DurableFuture[R] | Coroutine[Any, Any, R]],
+        *,
+        return_exceptions: Literal[True],
+    ) -> DurableFuture[list[R | BaseException]]: ...
+    @overload
+    def join(
+        self, futures: Iterable[Joinable], *, return_exceptions: bool = False
+    ) -> DurableFuture[list[Any]]: ...
+
+    def join(
+        self, futures: Iterable[Joinable], *, return_exceptions: bool = False
     ) -> DurableFuture[list[Any]]:
         """Wait for all; results in argument order. Fails with the first failure in history
         order unless ``return_exceptions`` puts exceptions in place of results."""
         children = [self._as_future(f) for f in futures]
         return JoinFuture(self._scheduler, children, return_exceptions)
 
-    def select(self, *futures: Awaitable) -> DurableFuture[tuple[int, Any]]:
+    def select(self, *futures: Joinable) -> DurableFuture[tuple[int, Any]]:
         """Wait for the first to finish in history order; returns ``(index, result)``.
 
         The others are cancelled: activities get cooperative cancellation, sub-orchestrations

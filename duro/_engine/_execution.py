@@ -67,6 +67,9 @@ from ._scheduler import Scheduler
 from ._state import DurableState
 from ._steps import ActivityFuture, Steps, SubOrchestrationFuture
 
+ALREADY_ENDED = "nothing (the code already ended)"
+"""What a nondeterminism error says the code requests when history goes on after its end."""
+
 
 class Execution:
     """One execution of one orchestration instance, alive across turns."""
@@ -160,7 +163,7 @@ class Execution:
         """Feed one recorded event. Raises ``NondeterminismError`` on divergence."""
         recorder = self._recorder
         if self._outcome.event is not None and not recorder.has_pending:
-            raise recorder.divergence(event, "nothing (the code already ended)")
+            raise recorder.divergence(event, ALREADY_ENDED)
         if isinstance(event, ACTION_EVENTS):
             recorder.replay_action(event)
             return

@@ -50,9 +50,11 @@ class DurableFuture(Generic[T]):
 
     @property
     def done(self) -> bool:
+        """Whether the step has a result or an exception."""
         return self._result is not _PENDING or self._exception is not None
 
     def result(self) -> T:
+        """The result; raises the step's exception, or ``RuntimeError`` while pending."""
         if self._exception is not None:
             raise self._exception
         if self._result is _PENDING:
@@ -61,21 +63,25 @@ class DurableFuture(Generic[T]):
         return value
 
     def exception(self) -> BaseException | None:
+        """The step's exception, or None (also while pending)."""
         return self._exception
 
     def add_done_callback(self, callback: Callable[[DurableFuture[Any]], None]) -> None:
+        """Call ``callback(self)`` once it resolves (at once if it has). For the engine."""
         if self.done:
             callback(self)
         else:
             self._callbacks.append(callback)
 
     def set_result(self, value: Any, *, position: int | None = None) -> None:
+        """Resolve with ``value`` (the engine does this, while processing history)."""
         if self.done:
             return
         self._result = value
         self._fire(position)
 
     def set_exception(self, exc: BaseException, *, position: int | None = None) -> None:
+        """Resolve with ``exc`` (the engine does this, while processing history)."""
         if self.done:
             return
         self._exception = exc

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from types import UnionType
+from typing import Any, TypeVar, overload
 
 from .._errors import PayloadError
 from .._history import KvCleared, KvDeleted, KvSet
@@ -12,6 +13,8 @@ from .._limits import check_name
 from .._serde import decode, encode
 from ._recorder import Recorder
 from ._state import DurableState
+
+T = TypeVar("T")
 
 MAX_KV_KEYS = 100
 MAX_KV_VALUE_BYTES = 16 * 1024
@@ -29,13 +32,26 @@ class DurableKV:
         self._recorder = recorder
         self._state = state
 
+    @overload
+    def get(self, key: str, *, type: type[T]) -> T | None: ...
+    @overload
+    def get(self, key: str, default: T, *, type: type[T]) -> T: ...
+    @overload
+    def get(self, key: str, default: Any = None, *, type: UnionType) -> Any: ...
+    @overload
+    def get(self, key: str, default: Any = None) -> Any: ...
+
     def get(self, key: str, default: Any = None, *, type: Any = Any) -> Any:
+        """The value of ``key`` decoded as ``type`` (builtins by default); ``default`` (None)
+        if absent. ``get(key, type=int)`` is ``int | None``; ``get(key, 0, type=int)`` ``int``.
+        """
         entry = self._state.kv.get(key)
         if entry is None:
             return default
         return decode(entry.value, type, what=f"KV value {key!r}")
 
     def set(self, key: str, value: Any) -> None:
+        """Store ``value`` (JSON, at most ``MAX_KV_VALUE_BYTES``) under ``key``; recorded."""
         check_name(key, "a KV key")
         raw = encode(value, what=f"KV value {key!r}", limit=MAX_KV_VALUE_BYTES)
         kv = self._state.kv
@@ -45,10 +61,12 @@ class DurableKV:
         self._state.set_kv(key, bytes(raw), self._recorder.now_ms)
 
     def delete(self, key: str) -> None:
+        """Remove ``key`` (nothing happens if it is absent); recorded."""
         self._recorder.emit(KvDeleted(event_id=0, ts=0, seq=0, key=key))
         self._state.delete_kv(key)
 
     def clear(self) -> None:
+        """Remove every key; recorded."""
         self._recorder.emit(KvCleared(event_id=0, ts=0, seq=0))
         self._state.clear_kv()
 
@@ -57,9 +75,11 @@ class DurableKV:
         return {k: decode(v.value, what=f"KV value {k!r}") for k, v in self._state.kv.items()}
 
     def keys(self) -> list[str]:
+        """Every key, in insertion order."""
         return list(self._state.kv)
 
     def updated_at(self, key: str) -> datetime | None:
+        """When ``key`` was last set (the turn's time), or None if absent."""
         entry = self._state.kv.get(key)
         return None if entry is None else datetime.fromtimestamp(entry.updated_at_ms / 1000, UTC)
 

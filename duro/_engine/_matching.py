@@ -56,10 +56,11 @@ def _activity(event: ActivityScheduled) -> str:
         if value is not None
     ]
     where = f" ({', '.join(routing)})" if routing else ""
-    return f"activity {event.name!r} with input {_preview(event.input)}{where}"
+    return f"activity {event.name!r} with input {preview(event.input)}{where}"
 
 
-def _preview(raw: msgspec.Raw, limit: int = 60) -> str:
+def preview(raw: msgspec.Raw, limit: int = 60) -> str:
+    """A payload as a short text: its JSON, cut at ``limit`` characters."""
     text = bytes(raw).decode("utf-8", "replace")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -67,8 +68,12 @@ def _preview(raw: msgspec.Raw, limit: int = 60) -> str:
 _DESCRIBED: dict[type[HistoryEvent], Callable[[Any], str]] = {
     ActivityScheduled: _activity,
     TimerCreated: lambda e: "a timer",
-    SubOrchestrationScheduled: lambda e: f"sub-orchestration {e.name!r} ({e.instance_id})",
-    OrchestrationChained: lambda e: f"detached start of {e.name!r} ({e.instance_id})",
+    SubOrchestrationScheduled: lambda e: (
+        f"sub-orchestration {e.name!r} ({e.instance_id}) with input {preview(e.input)}"
+    ),
+    OrchestrationChained: lambda e: (
+        f"detached start of {e.name!r} ({e.instance_id}) with input {preview(e.input)}"
+    ),
     CustomStatusSet: lambda e: "set_custom_status",
     KvSet: lambda e: f"kv.set({e.key!r})",
     KvDeleted: lambda e: f"kv.delete({e.key!r})",

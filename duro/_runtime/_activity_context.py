@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 class ActivityContext:
     """Passed to every activity.
 
-    ``cancelled`` / ``is_cancelled`` report cooperative cancellation (the orchestration dropped
-    the step, the instance was cancelled, or the lock was lost): stop early when it fires.
+    ``is_cancelled`` / ``wait_cancelled()`` report cooperative cancellation (the orchestration
+    dropped the step, the instance was cancelled, or the lock was lost): stop early when it
+    fires.
     ``client`` lets an activity start or signal orchestrations.
     """
 
@@ -51,6 +52,7 @@ class ActivityContext:
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
         self._cancelled_event: anyio.Event | None = None
         self._cancelled = False  # a plain bool: readable from a plain-def activity's thread
+        self._waiting_for_cancel = False
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -79,7 +81,17 @@ class ActivityContext:
             return
         if self._cancelled_event is None:
             self._cancelled_event = anyio.Event()
-        await self._cancelled_event.wait()
+        self._waiting_for_cancel = True
+        try:
+            await self._cancelled_event.wait()
+        finally:
+            self._waiting_for_cancel = False
+
+    @property
+    def parked(self) -> bool:
+        """Whether the activity can do nothing but wait to be cancelled (it is in
+        :meth:`wait_cancelled`): a test environment may let time pass meanwhile."""
+        return self._waiting_for_cancel and not self._cancelled
 
     def cancel(self, reason: str) -> None:
         """Request cooperative cancellation (called by the runtime, on the event loop)."""

@@ -45,6 +45,10 @@ class ActivityLeases:
     def __len__(self) -> int:
         return len(self._running)
 
+    def parked(self) -> int:
+        """Running activities that only wait for cancellation (``ActivityContext.parked``)."""
+        return sum(1 for running in self._running.values() if running.ctx.parked)
+
     def add(self, key: Key, item: ActivityWorkItem, ctx: ActivityContext) -> RunningActivity:
         running = RunningActivity(
             item=item,

@@ -30,6 +30,12 @@ class WorkPool(Generic[T]):
         self._closing = False
         self._lent = 0
         self._returned: anyio.Event | None = None
+        self.active = 0
+        """Items started and not finished: counted from :meth:`start`, not from when the
+        handler first runs, so an item is never in neither the store's lock nor this count."""
+        self.changes = 0
+        """Items started plus items finished: unchanged between two reads means no item
+        started or finished in between."""
 
     @contextlib.asynccontextmanager
     async def running(
@@ -77,6 +83,8 @@ class WorkPool(Generic[T]):
         """Run ``item`` in a slot reserved for it."""
         if self._task_group is None:
             raise RuntimeError("items start only while the pool runs")
+        self.active += 1
+        self.changes += 1
         self._task_group.start_soon(self._run, item)
         self._settle(1, lent)
 
@@ -85,6 +93,8 @@ class WorkPool(Generic[T]):
             if self._handle is not None:
                 await self._handle(item)
         finally:
+            self.active -= 1
+            self.changes += 1
             self._free.release()
 
     def _take(self, wanted: int) -> int:

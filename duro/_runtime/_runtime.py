@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -300,20 +301,45 @@ class Runtime:
 
     @property
     def turns_committed(self) -> int:
+        """Turns this runtime committed so far."""
         return self._orchestrator.turns_committed
 
     @property
     def activities_completed(self) -> int:
+        """Activity results this runtime reported so far."""
         return self._worker.activities_completed
 
     @property
     def cached_executions(self) -> int:
+        """Live executions held in the cache right now."""
         return len(self._orchestrator.cache)
 
     @property
     def in_flight(self) -> int:
         """Turns and activities being processed right now."""
         return self._orchestrator.in_flight + self._worker.in_flight
+
+    def _work_snapshot(self) -> WorkSnapshot:
+        """What this runtime holds right now, for deciding that nothing can run (tests)."""
+        turns = self._orchestrator.pool
+        activities = self._worker.pool
+        parked = self._worker.parked
+        return WorkSnapshot(
+            busy=turns.active + activities.active - parked,
+            parked=parked,
+            changes=turns.changes + activities.changes,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkSnapshot:
+    """Work a runtime holds: ``busy`` turns and activities that can still make progress,
+    ``parked`` activities that only wait to be cancelled, and a counter of items started and
+    finished (equal in two snapshots: nothing started or finished in between)."""
+
+    busy: int
+    parked: int
+    changes: int
 
 
 class _Gauges:

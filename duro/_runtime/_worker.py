@@ -84,6 +84,11 @@ class ActivityWorker:
     def in_flight(self) -> int:
         return len(self._leases)
 
+    @property
+    def parked(self) -> int:
+        """Activities in flight that only wait for cancellation."""
+        return self._leases.parked()
+
     def stop_fetching(self) -> None:
         self._fetch_scopes.cancel_all()
 

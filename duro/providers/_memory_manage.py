@@ -131,11 +131,13 @@ def prune_nowait(tables: MemoryTables, request: PruneRequest) -> PruneResult:
 
 def queue_depths_nowait(tables: MemoryTables, now: int) -> QueueDepths:
     orchestrator = timers = worker = locked = 0
+    due: list[int] = []
     for row in tables.queue.rows():
         if row_locked(tables, row, now):
             locked += 1
         elif row.visible_at_ms > now:
             timers += 1
+            due.append(row.visible_at_ms)
         else:
             orchestrator += 1
     for work in tables.work.rows():
@@ -143,7 +145,15 @@ def queue_depths_nowait(tables: MemoryTables, now: int) -> QueueDepths:
             locked += 1
         elif work.visible_at_ms <= now:
             worker += 1
-    return QueueDepths(orchestrator=orchestrator, timers=timers, worker=worker, locked=locked)
+        else:
+            due.append(work.visible_at_ms)
+    return QueueDepths(
+        orchestrator=orchestrator,
+        timers=timers,
+        worker=worker,
+        locked=locked,
+        next_due_ms=min(due, default=None),
+    )
 
 
 # -- listing ------------------------------------------------------------------------------------

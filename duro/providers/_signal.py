@@ -18,6 +18,7 @@ class WorkSignal:
         self._event: anyio.Event | None = None
 
     def notify(self) -> None:
+        """Wake every fetcher waiting on the current event (new work was written)."""
         if self._event is not None:
             self._event.set()
             self._event = None

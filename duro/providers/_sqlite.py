@@ -142,6 +142,7 @@ class SqliteProvider(Provider):
 
     @property
     def path(self) -> str:
+        """The database file (``":memory:"`` style names for in-memory databases)."""
         return self._path
 
     def __repr__(self) -> str:

@@ -265,7 +265,8 @@ def queue_depths_txn(conn: sqlite3.Connection, now: int) -> QueueDepths:
         SELECT
           sum(CASE WHEN live THEN 0 WHEN q.visible_at_ms > :now THEN 0 ELSE 1 END),
           sum(CASE WHEN live THEN 0 WHEN q.visible_at_ms > :now THEN 1 ELSE 0 END),
-          sum(live)
+          sum(live),
+          min(CASE WHEN NOT live AND q.visible_at_ms > :now THEN q.visible_at_ms END)
         FROM (
           SELECT q.visible_at_ms, EXISTS (
             SELECT 1 FROM instance_locks l
@@ -280,7 +281,9 @@ def queue_depths_txn(conn: sqlite3.Connection, now: int) -> QueueDepths:
         SELECT
           sum(CASE WHEN lock_token IS NOT NULL AND locked_until_ms > :now THEN 0
                    WHEN visible_at_ms <= :now THEN 1 ELSE 0 END),
-          sum(CASE WHEN lock_token IS NOT NULL AND locked_until_ms > :now THEN 1 ELSE 0 END)
+          sum(CASE WHEN lock_token IS NOT NULL AND locked_until_ms > :now THEN 1 ELSE 0 END),
+          min(CASE WHEN lock_token IS NOT NULL AND locked_until_ms > :now THEN NULL
+                   WHEN visible_at_ms > :now THEN visible_at_ms END)
         FROM worker_queue
         """,
         {"now": now},
@@ -290,4 +293,5 @@ def queue_depths_txn(conn: sqlite3.Connection, now: int) -> QueueDepths:
         timers=row[1] or 0,
         worker=work[0] or 0,
         locked=(row[2] or 0) + (work[1] or 0),
+        next_due_ms=min((t for t in (row[3], work[2]) if t is not None), default=None),
     )

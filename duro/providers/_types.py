@@ -89,6 +89,7 @@ class TagFilter:
     any_tag: bool = False
 
     def accepts(self, tag: str | None) -> bool:
+        """Whether a worker with this filter runs an activity tagged ``tag`` (None: untagged)."""
         if self.any_tag:
             return True
         if tag is None:
@@ -97,6 +98,7 @@ class TagFilter:
 
     @classmethod
     def any(cls) -> TagFilter:
+        """A filter that accepts every tag, and untagged activities."""
         return cls(any_tag=True)
 
 
@@ -195,6 +197,10 @@ class QueueDepths:
     """Visible, unlocked worker-queue items."""
     locked: int = 0
     """Messages and items currently locked by a turn or an activity."""
+    next_due_ms: int | None = None
+    """When the earliest message or item that is not visible yet (a timer, a delayed retry)
+    becomes visible, in the store's clock; None when there is none, or when the store does not
+    compute it (optional: ``duro.testing.WorkflowEnvironment`` needs it to skip time)."""
 
 
 __all__ = [

@@ -22,9 +22,12 @@ class VirtualClock:
         self._sleepers: list[tuple[int, anyio.Event]] = []
 
     def now_ms(self) -> int:
+        """The virtual time in milliseconds since the epoch."""
         return self._now_ms
 
     async def wait(self, event: anyio.Event, timeout: float | None) -> bool:
+        """Wait until ``event`` is set or the clock is advanced ``timeout`` seconds past now;
+        True if the event was set."""
         if event.is_set():
             return True
         if timeout is None:

@@ -318,3 +318,14 @@ def test_bad_registrations_raise_registration_error() -> None:
 
 async def _orch(ctx: duro.OrchestrationContext, _: None) -> None:
     return None
+
+
+async def test_waiting_on_an_unknown_instance_raises_instance_not_found_at_once(
+    store: Provider, client: duro.Client
+) -> None:
+    with anyio.fail_after(2):  # far below the wait's own timeout: it must not wait it out
+        with pytest.raises(duro.InstanceNotFoundError) as caught:
+            await client.wait_for_orchestration("nobody-here", timeout=30)
+        with pytest.raises(duro.InstanceNotFoundError):
+            await client.wait_for_status_change("nobody-here", timeout=30)
+    assert caught.value.instance_id == "nobody-here"

@@ -12,8 +12,10 @@ import duro
 from duro._engine import Defer, DeferReason
 from duro._history import (
     ActivityScheduled,
+    OrchestrationChained,
     OrchestrationCompleted,
     OrchestrationFailed,
+    SubOrchestrationScheduled,
     TaskCancelled,
 )
 from duro._messages import ContinueAsNewMessage
@@ -27,6 +29,7 @@ from .histories import (
     event,
     failed,
     kinds,
+    raw,
     start,
     timer_fired,
     turn,
@@ -442,3 +445,46 @@ def test_nondeterminism_in_tag_or_session_names_them_on_both_sides(
     assert sides["recorded"] == f"activity 'greet' with input \"Ada\"{recorded_routing}"
     assert sides["requested"] == f"activity 'greet' with input \"Ada\"{requested_routing}"
     assert sides["recorded"] in error.message and sides["requested"] in error.message
+
+
+def test_sub_orchestrations_that_differ_only_in_input_show_both_inputs() -> None:
+    children = duro.Registry()
+
+    @children.orchestration
+    async def child(ctx: duro.OrchestrationContext, n: int) -> int:
+        return n
+
+    @children.orchestration(name="orch")
+    async def parent(ctx: duro.OrchestrationContext, _: None) -> int:
+        return await ctx.schedule_sub_orchestration(child, 2, instance_id="kid")
+
+    history = History().started("orch")
+    history._add(SubOrchestrationScheduled, seq=1, name="child", instance_id="kid", input=raw(1))
+    error = turn(children, history, []).changes.error
+    assert error is not None and error.details is not None
+    sides = msgspec.json.decode(error.details)
+    assert sides["recorded"] == "sub-orchestration 'child' (kid) with input 1"
+    assert sides["requested"] == "sub-orchestration 'child' (kid) with input 2"
+
+
+def test_detached_starts_that_differ_only_in_input_show_both_inputs() -> None:
+    starts = duro.Registry()
+
+    @starts.orchestration
+    async def audit(ctx: duro.OrchestrationContext, what: str) -> None:
+        return None
+
+    @starts.orchestration(name="orch")
+    async def parent(ctx: duro.OrchestrationContext, _: None) -> None:
+        ctx.start_orchestration(audit, "new text", instance_id="log-1")
+        await ctx.wait_for_event("never")
+
+    history = History().started("orch")
+    history._add(
+        OrchestrationChained, seq=1, name="audit", instance_id="log-1", input=raw("old text")
+    )
+    error = turn(starts, history, []).changes.error
+    assert error is not None and error.details is not None
+    sides = msgspec.json.decode(error.details)
+    assert sides["recorded"] == "detached start of 'audit' (log-1) with input \"old text\""
+    assert sides["requested"] == "detached start of 'audit' (log-1) with input \"new text\""

@@ -390,6 +390,32 @@ class ManagementContract(ContractBase):
         depths = await provider.queue_depths()
         assert (depths.orchestrator, depths.timers, depths.worker, depths.locked) == (2, 0, 2, 1)
 
+    @pytest.mark.anyio
+    async def test_queue_depths_report_the_earliest_time_hidden_work_becomes_visible(
+        self, provider: Provider, clock: VirtualClock
+    ) -> None:
+        # Optional for a store (None: not computed); one that reports it must be exact, since
+        # duro.testing.WorkflowEnvironment jumps its clock to exactly this time.
+        await provider.start_orchestration(start_message("a"))
+        item = await lock_instance(provider, "a")
+        now = clock.now_ms()
+        timers = [
+            ScheduledMessage(
+                message=TimerFiredMessage(instance_id="a", execution_id=1, seq=s, fire_at=0),
+                visible_at_ms=now + s * 60_000,
+            )
+            for s in (3, 2)
+        ]
+        await provider.commit_turn(turn_commit(item, orchestrator_messages=timers))
+        depths = await provider.queue_depths()
+        if depths.next_due_ms is None:
+            return
+        assert depths.next_due_ms == now + 120_000
+        await clock.advance(121)
+        assert (await provider.queue_depths()).next_due_ms == now + 180_000
+        await clock.advance(60)
+        assert (await provider.queue_depths()).next_due_ms is None
+
 
 class CustomStatusContract(ContractBase):
     """Custom status lives on the instance; each commit that changes it bumps its version."""
