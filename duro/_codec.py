@@ -145,6 +145,7 @@ class AesGcmCodec:
         raise TypeError("AesGcmCodec cannot be pickled (it would carry its keys)")
 
     def encode(self, payload: bytes, context: CodecContext) -> bytes:
+        """``payload`` sealed with the active key, bound to the instance in ``context``."""
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._ciphers[self._active].encrypt(nonce, payload, _aad(context))
         # msgspec writes bytes as a quoted base64 string, faster than the base64 module.
@@ -152,6 +153,8 @@ class AesGcmCodec:
         return self._active_prefix + quoted[1:] + b"}"
 
     def decode(self, stored: bytes, context: CodecContext) -> bytes:
+        """The payload sealed in ``stored``, under the key its id names; ``UnknownKeyError``
+        or ``PayloadAuthenticationError`` when that is impossible."""
         sealed = _sealed_part(stored)
         if sealed is None:
             if self._accept_plaintext:

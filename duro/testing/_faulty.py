@@ -57,6 +57,8 @@ T = TypeVar("T")
 
 
 class FaultKind(Enum):
+    """How an injected fault fails a call."""
+
     RETRYABLE = "retryable"
     """The call fails with a retryable ``ProviderError`` and does nothing."""
     PERMANENT = "permanent"
@@ -71,29 +73,36 @@ class FaultKind(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Fault:
+    """One way to fail a store call; build it with the class methods."""
+
     kind: FaultKind
     seconds: float = 0.0
 
     @classmethod
     def retryable(cls) -> Fault:
+        """Fail with a retryable ``ProviderError`` (throttling, a busy file); do nothing."""
         return cls(FaultKind.RETRYABLE)
 
     @classmethod
     def permanent(cls) -> Fault:
+        """Fail with a permanent ``ProviderError``; do nothing."""
         return cls(FaultKind.PERMANENT)
 
     @classmethod
     def latency(cls, seconds: float) -> Fault:
+        """Wait ``seconds``, then run the call."""
         if not seconds >= 0:
             raise ValueError(f"latency must be a non-negative number of seconds, got {seconds}")
         return cls(FaultKind.LATENCY, seconds)
 
     @classmethod
     def stall(cls) -> Fault:
+        """Hang until ``FaultyProvider.resume()``, then run the call."""
         return cls(FaultKind.STALL)
 
     @classmethod
     def lost_response(cls) -> Fault:
+        """Run the call, then fail with a retryable error as if its answer was lost."""
         return cls(FaultKind.LOST_RESPONSE)
 
 
