@@ -25,6 +25,9 @@ def not_registered(deliveries: int) -> float:
     return float(min(60, 2 ** max(0, deliveries - 1)))
 
 
+ISOLATED = 0.5
+"""Work given back because a suspect item runs alone (see ``_isolation``), no delivery counted."""
+
 UNSTARTED = 0.0
 """Work fetched as shutdown began, released for another runtime (no delivery counted)."""
 

@@ -29,6 +29,7 @@ from ..providers import (
 from . import _delays as delays
 from ._activity_context import ActivityContext
 from ._batching import BatchCommitter
+from ._isolation import SuspectIsolation
 from ._leases import ActivityLeases, RunningActivity
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
@@ -71,6 +72,7 @@ class ActivityWorker:
         self.pool = pool
         self._request = request
         self._leases = ActivityLeases(provider, options)
+        self._isolation = SuspectIsolation(lambda: self.pool.active)
         self._reporter = BatchCommitter[ActivityCommit](
             complete_activities, options.commit_retries, "complete_activity"
         )
@@ -168,23 +170,17 @@ class ActivityWorker:
                     meters.poison_messages.add(1, {"duro.queue": "worker"})
                 await self._report(running, None, poison)
                 return
-            result: msgspec.Raw | None = None
-            error: ErrorInfo | None = None
-            tracer = self._telemetry.tracing.tracer()
-            meters = self._telemetry.metrics.instruments()
-            if tracer is None and meters is None:
-                with running.scope:
-                    result, error = await self._run(item, ctx)
-            else:
-                observed = ObservedActivity(task, ctx.attempt)
-                if meters is not None:
-                    observed.record_start(meters, self._clock.now_ms())
-                outcome = ActivityOutcome.CANCELLED  # unless it returns
-                with running.scope, observed.traced(tracer):
-                    result, error = await self._run(item, ctx)
-                    outcome = observed.ended(error, ctx.is_cancelled)
-                if meters is not None:
-                    observed.record(meters, outcome)
+            suspect = item.delivery_count > 1
+            if not self._isolation.admit(suspect):
+                # A suspect runs alone here: this one goes back, uncounted, for later.
+                await self._abandon(item, delays.ISOLATED, undo_delivery_count=True)
+                return
+            try:
+                if suspect:
+                    await self._isolation.alone()
+                result, error = await self._run_observed(running, ctx)
+            finally:
+                self._isolation.done(suspect)
             # Under the newest lock: this worker may have fetched the item again meanwhile.
             if ctx.is_cancelled:
                 # Withdrawn or lock lost: the orchestration no longer wants this result.
@@ -196,6 +192,27 @@ class ActivityWorker:
             await self._abandon(running.item)
         finally:
             self._leases.remove(key)
+
+    async def _run_observed(
+        self, running: RunningActivity, ctx: ActivityContext
+    ) -> tuple[msgspec.Raw | None, ErrorInfo | None]:
+        """``_run`` in the activity's cancel scope, traced and measured if telemetry is on."""
+        item = running.item
+        tracer = self._telemetry.tracing.tracer()
+        meters = self._telemetry.metrics.instruments()
+        if tracer is None and meters is None:
+            with running.scope:
+                return await self._run(item, ctx)
+        observed = ObservedActivity(item.task, ctx.attempt)
+        if meters is not None:
+            observed.record_start(meters, self._clock.now_ms())
+        outcome = ActivityOutcome.CANCELLED  # unless it returns
+        with running.scope, observed.traced(tracer):
+            result, error = await self._run(item, ctx)
+            outcome = observed.ended(error, ctx.is_cancelled)
+        if meters is not None:
+            observed.record(meters, outcome)
+        return result, error
 
     async def _run(
         self, item: ActivityWorkItem, ctx: ActivityContext
