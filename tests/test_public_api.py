@@ -104,6 +104,8 @@ EXPECTED_HISTORY = {
 }
 
 EXPECTED_PROVIDERS = {
+    "InstanceCountQuery",
+    "InstanceCounts",
     "AbandonRequest",
     "ActivityCommit",
     "ActivityResultMessage",
@@ -148,6 +150,10 @@ EXPECTED_PROVIDERS = {
 
 
 EXPECTED_TESTING = {
+    "Fault",
+    "FaultKind",
+    "FaultyProvider",
+    "InjectedFault",
     "TEST_OPTIONS",
     "ProviderContract",
     "ReplayResult",

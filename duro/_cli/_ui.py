@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from ..providers import Provider
@@ -42,8 +43,10 @@ async def serve_ui(
     )
 
     def ready() -> None:
-        if out.as_json:
-            out.json({"url": listening.url, "token": listening.token, "store": label})
+        if out.as_json:  # one line: a script reads it while the server runs
+            document = {"url": listening.url, "token": listening.token, "store": label}
+            sys.stdout.write(json.dumps(document) + "\n")
+            sys.stdout.flush()
         else:
             sys.stdout.write(f"duro ui: {label} at {listening.url}  (Ctrl-C to stop)\n")
             if listening.token:

@@ -70,7 +70,7 @@ SECURITY_HEADERS = {
         "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
     ),
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # with no-referrer, form posts send Origin: null
     "cache-control": "no-store",
 }
 """Bar positions are inline styles; scripts only ever come from ``/static``."""
