@@ -14,10 +14,13 @@ import msgspec
 
 from duro._errors import InstanceNotFoundError, InstanceStillRunningError, ProviderError
 from duro._history import HistoryEvent
-from duro._status import ExecutionStatus
+from duro._status import ExecutionStatus, State
 from duro.providers._types import (
+    LISTED_STATES,
     DeleteRequest,
     DeleteResult,
+    InstanceCountQuery,
+    InstanceCounts,
     InstancePage,
     InstanceQuery,
     InstanceRecord,
@@ -115,6 +118,9 @@ class Management:
         if query.created_before_ms is not None:
             where.append("c.createdAt < @before")
             params["before"] = query.created_before_ms
+        if query.instance_id_prefix:
+            where.append("STARTSWITH(c.instanceId, @prefix)")
+            params["prefix"] = query.instance_id_prefix
         if after is not None:
             where.append(
                 "(c.createdAt < @cursor OR (c.createdAt = @cursor AND c.createdSeq < @cseq))"
@@ -135,6 +141,23 @@ class Management:
         return InstancePage(
             instances=[record for _, record in page],
             continuation=f"{page[-1][0][0]}.{page[-1][0][1]}" if more and page else None,
+        )
+
+    async def count_instances(self, query: InstanceCountQuery) -> InstanceCounts:
+        """``COUNT`` per state and physical partition, served from the index on ``status``
+        (no document is read). Exact: ``at_most`` only caps what is reported, because a
+        capped count needs a subquery the gateway does not serve across partitions; the
+        charge grows with the instances counted, so views should poll it sparingly."""
+        counts: dict[State, int] = {}
+        for state in LISTED_STATES:
+            pages = await self._ctx.store.query_each_range(
+                "SELECT VALUE COUNT(1) FROM c WHERE c.type = 'instance' AND c.status = @status",
+                {"status": state.value},
+            )
+            counts[state] = sum(int(value) for page in pages for value in page)
+        return InstanceCounts(
+            counts={state: min(n, query.at_most) for state, n in counts.items()},
+            capped=frozenset(state for state, n in counts.items() if n > query.at_most),
         )
 
     async def list_children(self, instance_id: str) -> list[str]:

@@ -25,6 +25,8 @@ from duro.providers._types import (
     DeleteResult,
     FetchActivityRequest,
     FetchTurnRequest,
+    InstanceCountQuery,
+    InstanceCounts,
     InstancePage,
     InstanceQuery,
     InstanceRecord,
@@ -247,6 +249,9 @@ class CosmosProvider(Provider):
 
     async def list_instances(self, query: InstanceQuery) -> InstancePage:
         return self._codec.decode_page(await self._manage.list_instances(query))
+
+    async def count_instances(self, query: InstanceCountQuery) -> InstanceCounts:
+        return await self._manage.count_instances(query)
 
     async def list_children(self, instance_id: str) -> list[str]:
         return await self._manage.list_children(instance_id)

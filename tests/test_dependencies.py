@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-LAZY = ["cryptography"]
-"""Loaded only by the code that needs it (payload encryption), never by importing duro."""
+LAZY = ["cryptography", "starlette", "uvicorn", "jinja2"]
+"""Loaded only by the code that needs it (payload encryption, ``duro ui``), never by importing
+duro."""
 
 
 def test_importing_every_public_namespace_loads_no_lazy_dependency() -> None:

@@ -104,6 +104,8 @@ EXPECTED_HISTORY = {
 }
 
 EXPECTED_PROVIDERS = {
+    "InstanceCountQuery",
+    "InstanceCounts",
     "AbandonRequest",
     "ActivityCommit",
     "ActivityResultMessage",

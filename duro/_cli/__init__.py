@@ -65,6 +65,11 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
     if choice is None:
         raise CliError("no store: pass --sqlite PATH or --cosmos, or set DURO_SQLITE or DURO_STORE")
     store = open_store(choice)
+    if args.command == "ui":
+        from ._ui import serve_ui
+
+        async with _opened(store, choice):
+            return await serve_ui(store, choice, args, out)
     async with _opened(store, choice):
         return await COMMANDS[args.command](Client(store), args, out)
 

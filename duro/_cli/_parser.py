@@ -58,6 +58,26 @@ def positive(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected 0 to 3600 seconds, got {value:g}")
+    return value
+
+
 class Parser(argparse.ArgumentParser):
     """Usage errors in one line, like every other error of the command line."""
 
@@ -170,6 +190,32 @@ def build_parser() -> argparse.ArgumentParser:
     _selection(prune, limit=1000)
 
     commands.add_parser("queues", parents=common, help="queue depths")
+
+    ui = commands.add_parser(
+        "ui",
+        parents=common,
+        help="a web view of the store's instances and histories",
+        description=(
+            "Serve a web view of the store on this machine (127.0.0.1) and print its address. "
+            "Needs the ui extra: pip install 'duro[ui]'."
+        ),
+    )
+    ui.add_argument("--port", type=port_number, default=0, help="the port (default: a free one)")
+    ui.add_argument(
+        "--bind",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="the interface to listen on (default 127.0.0.1); any other address needs the "
+        "access token printed at start-up",
+    )
+    ui.add_argument(
+        "--refresh",
+        type=seconds,
+        metavar="SECONDS",
+        help="how often open pages refresh themselves (default 2, or 15 on Cosmos DB; 0: never)",
+    )
+    ui.add_argument("--read-only", action="store_true", help="no raise-event, cancel or delete")
+    ui.add_argument("--open", action="store_true", help="open the address in a browser")
     commands.add_parser(
         "demo",
         parents=common,

@@ -26,6 +26,8 @@ from ._types import (
     DeleteResult,
     FetchActivityRequest,
     FetchTurnRequest,
+    InstanceCountQuery,
+    InstanceCounts,
     InstancePage,
     InstanceQuery,
     InstanceRecord,
@@ -254,6 +256,9 @@ class InstrumentedProvider(Provider):
 
     async def list_instances(self, query: InstanceQuery) -> InstancePage:
         return await self._plain("list_instances", self.inner.list_instances(query))
+
+    async def count_instances(self, query: InstanceCountQuery) -> InstanceCounts:
+        return await self._plain("count_instances", self.inner.count_instances(query))
 
     async def list_children(self, instance_id: str) -> list[str]:
         return await self._plain("list_children", self.inner.list_children(instance_id))

@@ -40,7 +40,9 @@ from typing import ClassVar, Self, TypeVar
 from .._errors import ProviderError
 from .._history import HistoryEvent
 from .._messages import StartOrchestrationMessage
+from .._status import State
 from ._types import (
+    LISTED_STATES,
     AbandonRequest,
     ActivityCommit,
     ActivityWorkItem,
@@ -48,6 +50,8 @@ from ._types import (
     DeleteResult,
     FetchActivityRequest,
     FetchTurnRequest,
+    InstanceCountQuery,
+    InstanceCounts,
     InstancePage,
     InstanceQuery,
     InstanceRecord,
@@ -360,9 +364,42 @@ class Provider(abc.ABC):
         """Instances matching ``query``, newest first, paged by an opaque continuation.
 
         Pending starts are listed as PENDING records. Time bounds are
-        ``created_after_ms <= created_at_ms < created_before_ms``. The continuation is a
+        ``created_after_ms <= created_at_ms < created_before_ms``; ``instance_id_prefix``
+        keeps ids that start with it. A page's cost must not grow with the store (views poll
+        it): read about ``limit`` records from an index, never every match. The continuation is a
         position, not an offset: instances created meanwhile never cause duplicates.
         """
+
+    async def count_instances(self, query: InstanceCountQuery) -> InstanceCounts:
+        """How many instances are in each state, counting no state past ``query.at_most``.
+
+        Pending starts count as PENDING. A read with no atomicity across states: each count is
+        right as of some moment during the call. Its cost must not grow with the store beyond
+        ``at_most`` entries per state (an index walk, a server-side count), because views poll
+        it. This default pages through ``list_instances``, reading up to ``at_most + 1``
+        records per state; a store overrides it with a count that reads no records.
+        """
+        counts: dict[State, int] = {}
+        capped: set[State] = set()
+        for state in LISTED_STATES:
+            found = 0
+            continuation: str | None = None
+            while found <= query.at_most:
+                page = await self.list_instances(
+                    InstanceQuery(
+                        states=frozenset({state}),
+                        limit=min(1000, query.at_most + 1 - found),
+                        continuation=continuation,
+                    )
+                )
+                found += len(page.instances)
+                continuation = page.continuation
+                if continuation is None:
+                    break
+            if found > query.at_most:
+                capped.add(state)
+            counts[state] = min(found, query.at_most)
+        return InstanceCounts(counts=counts, capped=frozenset(capped))
 
     @abc.abstractmethod
     async def list_children(self, instance_id: str) -> list[str]:

@@ -46,6 +46,7 @@ from ._memory_activities import (
 )
 from ._memory_manage import (
     children_nowait,
+    count_instances_nowait,
     delete_instance_nowait,
     kv_items_nowait,
     kv_value_nowait,
@@ -73,6 +74,8 @@ from ._types import (
     DeleteResult,
     FetchActivityRequest,
     FetchTurnRequest,
+    InstanceCountQuery,
+    InstanceCounts,
     InstancePage,
     InstanceQuery,
     InstanceRecord,
@@ -244,6 +247,10 @@ class InMemoryProvider(Provider):
     async def list_instances(self, query: InstanceQuery) -> InstancePage:
         await anyio.lowlevel.checkpoint()
         return self._codec.decode_page(list_instances_nowait(self._tables, query))
+
+    async def count_instances(self, query: InstanceCountQuery) -> InstanceCounts:
+        await anyio.lowlevel.checkpoint()
+        return count_instances_nowait(self._tables, query)
 
     async def list_children(self, instance_id: str) -> list[str]:
         await anyio.lowlevel.checkpoint()

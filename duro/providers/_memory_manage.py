@@ -3,13 +3,19 @@ pruning and queue depths."""
 
 from __future__ import annotations
 
+import collections
+
 from .._errors import InstanceNotFoundError, InstanceStillRunningError, ProviderError
 from .._history import HistoryEvent
+from .._status import State
 from ._memory_state import MemoryTables, pending_record
 from ._memory_turns import release_turn_lock, row_locked
 from ._types import (
+    LISTED_STATES,
     DeleteRequest,
     DeleteResult,
+    InstanceCountQuery,
+    InstanceCounts,
     InstancePage,
     InstanceQuery,
     InstanceRecord,
@@ -56,6 +62,17 @@ def list_instances_nowait(tables: MemoryTables, query: InstanceQuery) -> Instanc
     for start_row in tables.pending_starts():
         records.append((pending_record(start_row), start_row.seq))
     return _page_instances(records, query)
+
+
+def count_instances_nowait(tables: MemoryTables, query: InstanceCountQuery) -> InstanceCounts:
+    if query.at_most < 0:
+        raise ProviderError("count_instances", "at_most must not be negative", retryable=False)
+    found = collections.Counter(row.record().state for row in tables.instances.values())
+    found[State.PENDING] += sum(1 for _ in tables.pending_starts())
+    return InstanceCounts(
+        counts={state: min(found[state], query.at_most) for state in LISTED_STATES},
+        capped=frozenset(state for state in LISTED_STATES if found[state] > query.at_most),
+    )
 
 
 def children_nowait(tables: MemoryTables, instance_id: str) -> list[str]:
@@ -187,6 +204,8 @@ def _matches(record: InstanceRecord, query: InstanceQuery) -> bool:
     ):
         return False
     if query.created_after_ms is not None and record.created_at_ms <= query.created_after_ms:
+        return False
+    if query.instance_id_prefix and not record.instance_id.startswith(query.instance_id_prefix):
         return False
     return not (
         query.created_before_ms is not None and record.created_at_ms >= query.created_before_ms

@@ -50,6 +50,7 @@ from ._sqlite_activities import (
 from ._sqlite_db import MEMORY, Database
 from ._sqlite_manage import (
     children_txn,
+    count_instances_txn,
     delete_instance_txn,
     kv_items_txn,
     list_executions_txn,
@@ -82,6 +83,8 @@ from ._types import (
     DeleteResult,
     FetchActivityRequest,
     FetchTurnRequest,
+    InstanceCountQuery,
+    InstanceCounts,
     InstancePage,
     InstanceQuery,
     InstanceRecord,
@@ -383,6 +386,11 @@ class SqliteProvider(Provider):
             "list_instances", partial(list_instances_txn, query=query), on_loop=False
         )
         return self._codec.decode_page(page)
+
+    async def count_instances(self, query: InstanceCountQuery) -> InstanceCounts:
+        return await self._db.read(
+            "count_instances", partial(count_instances_txn, query=query), on_loop=False
+        )
 
     async def list_children(self, instance_id: str) -> list[str]:
         return await self._db.read(

@@ -147,6 +147,8 @@ class InstanceQuery:
     parent_instance_id: str | None = None
     created_after_ms: int | None = None
     created_before_ms: int | None = None
+    instance_id_prefix: str | None = None
+    """Only instances whose id starts with this text (case-sensitive)."""
     limit: int = 100
     continuation: str | None = None
 
@@ -156,6 +158,30 @@ class InstancePage:
     instances: list[InstanceRecord]
     continuation: str | None = None
     """Pass back in ``InstanceQuery.continuation`` for the next page; None when done."""
+
+
+LISTED_STATES = (State.PENDING, State.RUNNING, State.COMPLETED, State.FAILED)
+"""Every state an instance in a store can be in (``NOT_FOUND`` is no instance)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceCountQuery:
+    """What ``Provider.count_instances`` counts: every instance, by state."""
+
+    at_most: int = 10_000
+    """Count each state up to this many and no further: a count that would pass it reads
+    ``at_most`` and the state is in ``InstanceCounts.capped``. It bounds what a count costs in a
+    store of any size; a store that counts exactly at no extra cost may ignore it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceCounts:
+    """How many instances a store holds in each state (``Provider.count_instances``)."""
+
+    counts: Mapping[State, int]
+    """Instances per state, for every state but ``NOT_FOUND``."""
+    capped: frozenset[State] = frozenset()
+    """States that hold more instances than their count says (``InstanceCountQuery.at_most``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -212,6 +238,8 @@ __all__ = [
     "ExecutionStatus",
     "FetchActivityRequest",
     "FetchTurnRequest",
+    "InstanceCountQuery",
+    "InstanceCounts",
     "InstancePage",
     "InstanceQuery",
     "InstanceRecord",

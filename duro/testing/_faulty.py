@@ -38,6 +38,8 @@ from ..providers import (
     DeleteResult,
     FetchActivityRequest,
     FetchTurnRequest,
+    InstanceCountQuery,
+    InstanceCounts,
     InstancePage,
     InstanceQuery,
     InstanceRecord,
@@ -123,8 +125,8 @@ OPERATIONS = frozenset(
         "abandon_turn", "renew_turn_lock", "fetch_activities", "complete_activities",
         "abandon_activity", "renew_activity_lock", "renew_sessions", "cleanup_orphaned_sessions",
         "read_instance", "read_history", "list_executions", "get_kv_value", "get_kv_items",
-        "list_instances", "list_children", "delete_instance", "prune_executions", "queue_depths",
-        "maintain",
+        "list_instances", "count_instances", "list_children", "delete_instance",
+        "prune_executions", "queue_depths", "maintain",
     }
 )  # fmt: skip
 """Operations a rule can name: every store call the runtime and the client make."""
@@ -300,6 +302,9 @@ class FaultyProvider(Provider):
 
     async def list_instances(self, query: InstanceQuery) -> InstancePage:
         return await self._call("list_instances", lambda: self.inner.list_instances(query))
+
+    async def count_instances(self, query: InstanceCountQuery) -> InstanceCounts:
+        return await self._call("count_instances", lambda: self.inner.count_instances(query))
 
     async def list_children(self, instance_id: str) -> list[str]:
         return await self._call("list_children", lambda: self.inner.list_children(instance_id))

@@ -13,6 +13,7 @@ from ..._status import State
 from ...providers import Provider
 from ...providers._types import (
     ExecutionStatus,
+    InstanceCountQuery,
     InstanceQuery,
     InstanceRecord,
     QueueDepths,
@@ -330,6 +331,84 @@ class ManagementContract(ContractBase):
 
         assert [r.instance_id for r in first.instances] == ["i4", "i3"]
         assert rest == ["i2", "i1"]
+
+    @pytest.mark.anyio
+    async def test_list_instances_merges_states_newest_first_across_pages(
+        self, provider: Provider, clock: VirtualClock
+    ) -> None:
+        statuses = [
+            ExecutionStatus.COMPLETED,
+            ExecutionStatus.RUNNING,
+            ExecutionStatus.FAILED,
+            ExecutionStatus.RUNNING,
+            ExecutionStatus.COMPLETED,
+        ]
+        for n, status in enumerate(statuses, start=1):
+            await create_instance(provider, f"i{n}", name="Same", status=status)
+            await clock.advance(1)
+        await create_instance(provider, "other", name="Other")
+        await provider.start_orchestration(start_message("queued", name="Same"))
+
+        by_name = InstanceQuery(name="Same", limit=2)
+        finished = InstanceQuery(states=frozenset({State.COMPLETED, State.FAILED}), limit=1)
+
+        assert await _list_ids(provider, by_name) == ["queued", "i5", "i4", "i3", "i2", "i1"]
+        assert await _list_ids(provider, finished) == ["i5", "i3", "i1"]
+
+    @pytest.mark.anyio
+    async def test_list_instances_filters_by_id_prefix(
+        self, provider: Provider, clock: VirtualClock
+    ) -> None:
+        await self._create_spaced(provider, clock, "order-1", "order-12", "orders", "invoice-1")
+        await provider.start_orchestration(start_message("order-99"))
+
+        async def ids(prefix: str, limit: int = 100) -> list[str]:
+            return await _list_ids(provider, InstanceQuery(instance_id_prefix=prefix, limit=limit))
+
+        assert await ids("order-", limit=1) == ["order-99", "order-12", "order-1"]
+        assert await ids("order-1") == ["order-12", "order-1"]
+        assert await ids("orders") == ["orders"]
+        assert await ids("Order") == []
+        assert await ids("z") == []
+
+    # -- count_instances ------------------------------------------------------------------------
+
+    @pytest.mark.anyio
+    async def test_count_instances_counts_every_state(
+        self, provider: Provider, clock: VirtualClock
+    ) -> None:
+        await create_instance(provider, "done", status=ExecutionStatus.COMPLETED)
+        await create_instance(provider, "done2", status=ExecutionStatus.COMPLETED)
+        await create_instance(provider, "broken", status=ExecutionStatus.FAILED)
+        await create_instance(provider, "busy")
+        await create_instance(provider, "looping")
+        await continue_as_new_and_lock(provider, "looping")
+        await provider.start_orchestration(start_message("queued"))
+
+        counted = await provider.count_instances(InstanceCountQuery())
+
+        assert dict(counted.counts) == {
+            State.PENDING: 1,
+            State.RUNNING: 2,
+            State.COMPLETED: 2,
+            State.FAILED: 1,
+        }
+        assert counted.capped == frozenset()
+
+    @pytest.mark.anyio
+    async def test_count_instances_stops_at_at_most_and_says_so(
+        self, provider: Provider, clock: VirtualClock
+    ) -> None:
+        for n in range(4):
+            await create_instance(provider, f"done-{n}", status=ExecutionStatus.COMPLETED)
+        await create_instance(provider, "busy")
+
+        counted = await provider.count_instances(InstanceCountQuery(at_most=2))
+
+        assert counted.counts[State.COMPLETED] == 2
+        assert counted.counts[State.RUNNING] == 1
+        assert counted.counts[State.PENDING] == 0
+        assert counted.capped == frozenset({State.COMPLETED})
 
     # -- list_children --------------------------------------------------------------------------
 
