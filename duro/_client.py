@@ -13,7 +13,12 @@ import anyio
 import msgspec
 from opentelemetry.trace import SpanKind, TracerProvider
 
-from ._errors import InstanceNotFoundError, ProviderError, WaitTimeoutError
+from ._errors import (
+    InstanceFinishedError,
+    InstanceNotFoundError,
+    ProviderError,
+    WaitTimeoutError,
+)
 from ._history import HistoryEvent
 from ._history_file import ExportedKv, HistoryFile
 from ._ids import validate_instance_id
@@ -194,11 +199,20 @@ class Client:
             raise InstanceNotFoundError(instance_id)
         return record
 
+    async def _require_running(self, instance_id: str, what: str) -> None:
+        # A message sent as the instance ends is still dropped by it; this catches the rest.
+        record = await self._require(instance_id)
+        if record.state.is_terminal:
+            raise InstanceFinishedError(instance_id, record.state.value, what)
+
     async def raise_event(self, instance_id: str, name: str, data: Any = None) -> None:
-        """Deliver external event ``name`` (``ctx.wait_for_event``). Buffered until waited for."""
+        """Deliver external event ``name`` (``ctx.wait_for_event``). Buffered until waited for.
+
+        ``InstanceNotFoundError`` for an unknown id, ``InstanceFinishedError`` for an instance
+        that has ended (the same for ``enqueue_event`` and ``cancel_orchestration``)."""
         check_name(name, "an event name")
         with self._span("duro.raise_event", instance_id, **{"duro.event.name": name}) as tp:
-            await self._require(instance_id)
+            await self._require_running(instance_id, "events")
             raw = encode(data, what=f"data of event {name!r}")
             await self.store.enqueue_orchestrator_message(
                 ScheduledMessage(
@@ -212,7 +226,7 @@ class Client:
         """Append a message to mailbox ``queue`` (``ctx.dequeue_event``), strictly FIFO."""
         check_name(queue, "a queue name")
         with self._span("duro.enqueue_event", instance_id, **{"duro.queue": queue}) as tp:
-            await self._require(instance_id)
+            await self._require_running(instance_id, "mailbox messages")
             raw = encode(data, what=f"message for queue {queue!r}")
             await self.store.enqueue_orchestrator_message(
                 ScheduledMessage(
@@ -227,7 +241,7 @@ class Client:
         told to stop and its sub-orchestrations are cancelled too."""
         check_reason(reason)
         with self._span("duro.cancel_orchestration", instance_id) as tp:
-            await self._require(instance_id)
+            await self._require_running(instance_id, "cancellations")
             await self.store.enqueue_orchestrator_message(
                 ScheduledMessage(
                     message=CancelOrchestrationMessage(

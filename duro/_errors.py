@@ -203,6 +203,19 @@ class InstanceStillRunningError(DuroError):
         self.instance_id = instance_id
 
 
+class InstanceFinishedError(DuroError):
+    """An event, mailbox message or cancellation for an instance that has already ended:
+    nothing would ever receive it."""
+
+    def __init__(self, instance_id: str, state: str, what: str) -> None:
+        super().__init__(
+            f"instance {instance_id!r} already {state}; {what} reach only a pending or "
+            "running instance"
+        )
+        self.instance_id = instance_id
+        self.state = state
+
+
 class WaitTimeoutError(DuroError, TimeoutError):
     """A client wait ran out of time before the instance reached the awaited state."""
 

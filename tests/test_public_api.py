@@ -29,6 +29,7 @@ EXPECTED_DURO = {
     "ErrorInfo",
     "InMemoryProvider",
     "InstanceAlreadyExistsError",
+    "InstanceFinishedError",
     "InstanceNotFoundError",
     "InstanceStillRunningError",
     "InvalidInstanceIdError",

@@ -100,7 +100,7 @@ async def test_cancellation_reaches_sub_orchestrations_and_their_children(
             assert error.category is duro.ErrorCategory.CANCELLED, instance_id
 
 
-async def test_cancelling_a_finished_instance_changes_nothing(
+async def test_cancelling_a_finished_instance_is_refused_and_changes_nothing(
     store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     @registry.orchestration
@@ -110,7 +110,8 @@ async def test_cancelling_a_finished_instance_changes_nothing(
     async with runtime(store, registry, clock):
         await client.start_orchestration("c-4", quick)
         await completed(client, "c-4")
-        await client.cancel_orchestration("c-4")
+        with pytest.raises(duro.InstanceFinishedError, match="already completed"):
+            await client.cancel_orchestration("c-4")
         await wait_until(lambda: _queues_idle(client))
         status = await client.get_status("c-4")
     assert status.state is duro.State.COMPLETED and status.output == "done"

@@ -12,13 +12,14 @@ import msgspec
 import pytest
 
 import duro
+from duro._messages import RaiseEventMessage
 from duro.history import (
     ActivityCompleted,
     EventQueued,
     EventRaised,
     OrchestrationStarted,
 )
-from duro.providers import Provider
+from duro.providers import Provider, ScheduledMessage
 from duro.testing import VirtualClock
 
 from ._support import Calls, completed, history_has, of_type, runtime, wait_until
@@ -207,7 +208,7 @@ async def test_events_for_missing_instances_raise_instance_not_found(
     assert await client.list_instances() == []
 
 
-async def test_event_for_a_completed_instance_changes_nothing(
+async def test_event_for_a_completed_instance_is_refused_and_a_racing_one_dropped(
     store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
     calls = Calls()
@@ -221,7 +222,11 @@ async def test_event_for_a_completed_instance_changes_nothing(
         await client.start_orchestration("e-6", quick)
         await completed(client, "e-6")
         before = await client.get_history("e-6")
-        await client.raise_event("e-6", "late", 1)
+        with pytest.raises(duro.InstanceFinishedError, match="already completed"):
+            await client.raise_event("e-6", "late", 1)
+        # One sent by a client that looked while the instance still ran reaches the store.
+        raced = RaiseEventMessage(instance_id="e-6", name="late", data=msgspec.json.encode(1))
+        await store.enqueue_orchestrator_message(ScheduledMessage(message=raced))
         await wait_until(lambda: _queue_empty(client), what="late event consumed")
         status = await client.get_status("e-6")
     assert status.state is duro.State.COMPLETED and status.output == "done"
