@@ -19,6 +19,7 @@ from .._history import (
     TimerCreated,
 )
 from .._ids import validate_instance_id
+from .._limits import check_name
 from .._registry import Registry
 from .._retry import RetryPolicy
 from .._serde import encode
@@ -350,6 +351,7 @@ class OrchestrationContext:
         them; several waits for one name take arrivals in order. Buffered events do not carry
         over ``continue_as_new`` (use ``dequeue_event`` for that).
         """
+        check_name(name, "an event name")  # a longer one could never be raised
         return self._arrivals.wait_on(("event", name), type)
 
     @overload
@@ -365,6 +367,7 @@ class OrchestrationContext:
 
         Unconsumed messages are carried into the next execution by ``continue_as_new``.
         """
+        check_name(queue, "a queue name")
         return self._arrivals.wait_on(("queue", queue), type)
 
     # -- orchestrations ------------------------------------------------------------------------
