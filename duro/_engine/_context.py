@@ -332,7 +332,7 @@ class OrchestrationContext:
         """A durable timer: resolves ``delay`` after now, surviving restarts. Fires once."""
         fire_at = self._recorder.now_ms + round(_seconds(delay) * 1000)
         seq = self._recorder.emit(TimerCreated(event_id=0, ts=0, seq=0, fire_at=fire_at))
-        return self._steps.timer(seq)
+        return self._steps.timer(seq, fire_at)
 
     # No catch-all ``type: object`` overload: a checker would fall back to it whenever the
     # result is assigned to the wrong type, and let the mistake through.

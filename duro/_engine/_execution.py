@@ -153,6 +153,11 @@ class Execution:
     def is_terminal(self) -> bool:
         return self._outcome.event is not None
 
+    def expects_completion_by(self, deadline_ms: int) -> bool:
+        """Whether work of its own may wake it by ``deadline_ms`` (an activity or
+        sub-orchestration in flight, a timer due); if not, only an event or message can."""
+        return self._steps.completion_due_by(deadline_ms)
+
     def pending_changes(self) -> TurnChanges:
         """The turn being built (the shell adds replies that are not the code's doing)."""
         return self._recorder.turn

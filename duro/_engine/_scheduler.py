@@ -8,7 +8,6 @@ does is a function of history.
 from __future__ import annotations
 
 import functools
-from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
@@ -66,8 +65,9 @@ class Scheduler:
         self._orchestration_name = orchestration_name
         # Every task spawned and not yet discarded, finished or not, in spawn order.
         self._tasks: list[Task] = []
-        # Tasks whose awaited future resolved, to run in the order they were woken.
-        self._ready: deque[Task] = deque()
+        # Tasks whose awaited future resolved, to run in the order they were woken (a list
+        # taken whole by run_ready: an empty deque would cost 600 bytes per cached execution).
+        self._ready: list[Task] = []
         # The task whose coroutine is running right now, or None between steps.
         self._current: Task | None = None
         # event_id of the history event being processed: where its resolutions sort.
@@ -109,7 +109,12 @@ class Scheduler:
     def run_ready(self) -> None:
         """Run woken tasks until none is left, or until the execution has ended."""
         while self._ready and self._outcome.event is None:
-            self._step(self._ready.popleft())
+            woken, self._ready = self._ready, []
+            for n, task in enumerate(woken):
+                if self._outcome.event is not None:
+                    self._ready[:0] = woken[n:]
+                    return
+                self._step(task)
 
     def cancel_task(self, task: Task, reason: str) -> None:
         if task.future.done or task.closing:

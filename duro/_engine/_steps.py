@@ -7,7 +7,7 @@ reproduces it, and withdraws the work behind it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._history import TaskCancelled
 from ._futures import DurableFuture, Scheduling
@@ -62,14 +62,16 @@ class SubOrchestrationFuture(StepFuture):
 class TimerFuture(DurableFuture[None]):
     """Dropping a timer costs nothing: its late firing is simply ignored."""
 
-    __slots__ = ("seq",)
+    __slots__ = ("fire_at", "seq")
 
-    def __init__(self, scheduling: Scheduling, seq: int) -> None:
+    def __init__(self, scheduling: Scheduling, seq: int, fire_at: int) -> None:
         super().__init__(scheduling)
         self.seq = seq
+        self.fire_at = fire_at
 
 
 Step = ActivityFuture | SubOrchestrationFuture | TimerFuture
+_S = TypeVar("_S", ActivityFuture, SubOrchestrationFuture, TimerFuture)
 
 
 class Steps:
@@ -82,29 +84,45 @@ class Steps:
         self._recorder = recorder
         # Every step of the execution by seq, in seq order, done ones included.
         self._by_seq: dict[int, Step] = {}
+        # The steps not done yet, by seq (a step leaves when it resolves).
+        self._waiting: dict[int, Step] = {}
 
     def get(self, seq: int) -> Step | None:
         return self._by_seq.get(seq)
 
     def activity(self, seq: int, name: str, output_type: Any) -> ActivityFuture:
-        future = ActivityFuture(self._scheduling, self._recorder, seq, name, output_type)
-        self._by_seq[seq] = future
-        return future
+        return self._add(ActivityFuture(self._scheduling, self._recorder, seq, name, output_type))
 
     def sub_orchestration(
         self, seq: int, name: str, instance_id: str, output_type: Any
     ) -> SubOrchestrationFuture:
-        future = SubOrchestrationFuture(
-            self._scheduling, self._recorder, seq, name, instance_id, output_type
+        return self._add(
+            SubOrchestrationFuture(
+                self._scheduling, self._recorder, seq, name, instance_id, output_type
+            )
         )
-        self._by_seq[seq] = future
-        return future
 
-    def timer(self, seq: int) -> TimerFuture:
-        future = TimerFuture(self._scheduling, seq)
-        self._by_seq[seq] = future
-        return future
+    def timer(self, seq: int, fire_at: int) -> TimerFuture:
+        return self._add(TimerFuture(self._scheduling, seq, fire_at))
 
     def pending(self) -> list[Step]:
         """Steps still waiting for their completion, in seq order."""
-        return [future for future in self._by_seq.values() if not future.done]
+        return list(self._waiting.values())
+
+    def completion_due_by(self, deadline_ms: int) -> bool:
+        """Whether a completion may arrive by ``deadline_ms``: an activity or
+        sub-orchestration is in flight, or a timer falls due by then."""
+        for future in self._waiting.values():
+            if not isinstance(future, TimerFuture) or future.fire_at <= deadline_ms:
+                return True
+        return False
+
+    def _add(self, future: _S) -> _S:
+        self._by_seq[future.seq] = future
+        self._waiting[future.seq] = future
+        future.add_done_callback(self._settled)
+        return future
+
+    def _settled(self, future: DurableFuture[Any]) -> None:
+        assert isinstance(future, StepFuture | TimerFuture)
+        del self._waiting[future.seq]

@@ -50,40 +50,63 @@ _ENDINGS = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED})
 """Turn outcomes that end the instance (continue-as-new goes on as a new execution)."""
 
 
+IDLE_HORIZON_MS = 60_000
+"""An execution none of whose own work completes within this is idle (see ExecutionCache)."""
+
+
 class ExecutionCache:
     """Live executions between turns (LRU). Entries are validated against fetched history.
 
     ``index`` tells the store which histories are held here, so a fetch can skip loading
     them: with it, a turn's cost does not grow with the length of the history.
+
+    An *idle* execution waits only for an event, a message or a distant timer: it may wait
+    for days, and waking it by replay costs one history read. At most ``idle_capacity`` of
+    them are kept (the least recently used go first), so memory does not grow with the
+    number of waiting instances; ``capacity`` bounds all entries together.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, idle_capacity: int) -> None:
         self._capacity = capacity
-        self._entries: OrderedDict[str, Execution] = OrderedDict()
+        self._idle_capacity = min(idle_capacity, capacity)
+        self._busy: OrderedDict[str, Execution] = OrderedDict()
+        self._idle: OrderedDict[str, Execution] = OrderedDict()
         self.index: dict[str, tuple[int, int]] = {}
 
     def peek(self, instance_id: str) -> Execution | None:
         """The cached execution, left in place (and in its LRU position)."""
-        return self._entries.get(instance_id)
+        found = self._busy.get(instance_id)
+        return found if found is not None else self._idle.get(instance_id)
 
     def take(self, instance_id: str) -> Execution | None:
         self.index.pop(instance_id, None)
-        return self._entries.pop(instance_id, None)
+        found = self._busy.pop(instance_id, None)
+        return found if found is not None else self._idle.pop(instance_id, None)
 
-    def put(self, instance_id: str, execution: Execution) -> None:
-        if self._capacity <= 0:
+    def put(self, instance_id: str, execution: Execution, *, idle: bool) -> None:
+        self.take(instance_id)
+        if self._capacity <= 0 or (idle and self._idle_capacity <= 0):
             execution.discard()
             return
-        self._entries[instance_id] = execution
-        self._entries.move_to_end(instance_id)
+        (self._idle if idle else self._busy)[instance_id] = execution
         self.index[instance_id] = (execution.execution_id, len(execution.history))
-        while len(self._entries) > self._capacity:
-            evicted_id, evicted = self._entries.popitem(last=False)
-            self.index.pop(evicted_id, None)
-            evicted.discard()
+        while len(self._idle) > self._idle_capacity:
+            self._evict(self._idle)
+        while len(self._busy) + len(self._idle) > self._capacity:
+            self._evict(self._idle or self._busy)
+
+    def _evict(self, entries: OrderedDict[str, Execution]) -> None:
+        evicted_id, evicted = entries.popitem(last=False)
+        self.index.pop(evicted_id, None)
+        evicted.discard()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._busy) + len(self._idle)
+
+    @property
+    def idle(self) -> int:
+        """How many of the entries are idle executions."""
+        return len(self._idle)
 
 
 CommitTurns = Callable[[Sequence[TurnCommit]], Awaitable[list[ProviderError | None]]]
@@ -239,7 +262,10 @@ class OrchestrationDispatcher:
         self.turns_committed += 1
         self._watch.notify(item.instance_id, ended=changes.execution_status in _ENDINGS)
         if decision.execution is not None:
-            self.cache.put(item.instance_id, decision.execution)
+            execution = decision.execution
+            due_by = self._clock.now_ms() + IDLE_HORIZON_MS
+            idle = not execution.expects_completion_by(due_by)
+            self.cache.put(item.instance_id, execution, idle=idle)
         if changes.cancelled_activities:
             self._on_withdrawn(item.instance_id, changes.execution_id, changes.cancelled_activities)
         return TurnResult(_outcome(changes, observed), decision)

@@ -25,6 +25,7 @@ from ..providers import (
     Provider,
     SessionRenewal,
 )
+from ._gc import tuned_gc
 from ._handover import HandOver
 from ._loop_watch import watch_event_loop
 from ._options import RuntimeOptions
@@ -70,7 +71,7 @@ class Runtime:
         # Everything the runtime does to the store goes through the wrapper; ``self.store``
         # stays the caller's object (client waits in this process are keyed on it).
         self._store = measured = InstrumentedProvider(store, meter_provider=options.meter_provider)
-        cache = ExecutionCache(options.execution_cache_size)
+        cache = ExecutionCache(options.execution_cache_size, options.idle_execution_cache_size)
         turn_request = turn_fetch_request(options, cache.index)
         activity_request = activity_fetch_request(options)
         hand_over = store.fetches_with_commits
@@ -139,28 +140,29 @@ class Runtime:
             await store.runtime_started(worker_id)
             stopping = anyio.Event()
             add_gauge_source(self._gauges)
-            async with anyio.create_task_group() as tg:
-                if options.orchestration_concurrency:
-                    tg.start_soon(self._orchestrator.run, stopping)
-                if options.activity_concurrency:
-                    tg.start_soon(self._worker.run, stopping)
-                if options.activity_concurrency and options.max_sessions > 0:
-                    tg.start_soon(self._maintain_sessions, stopping)
-                tg.start_soon(self._maintain_store, stopping)
-                tg.start_soon(watch_event_loop, stopping)
-                if options.queue_depth_interval > 0:
-                    tg.start_soon(self._sample_queue_depths, stopping)
-                log.info(
-                    "runtime %s started on the %s store (%d turns and %d activities at once)",
-                    worker_id,
-                    store.name,
-                    options.orchestration_concurrency,
-                    options.activity_concurrency,
-                )
-                task_status.started()
-                await self._stop_event().wait()
-                await self._drain(stopping)
-                tg.cancel_scope.cancel()
+            with tuned_gc() if options.tune_gc else contextlib.nullcontext():
+                async with anyio.create_task_group() as tg:
+                    if options.orchestration_concurrency:
+                        tg.start_soon(self._orchestrator.run, stopping)
+                    if options.activity_concurrency:
+                        tg.start_soon(self._worker.run, stopping)
+                    if options.activity_concurrency and options.max_sessions > 0:
+                        tg.start_soon(self._maintain_sessions, stopping)
+                    tg.start_soon(self._maintain_store, stopping)
+                    tg.start_soon(watch_event_loop, stopping)
+                    if options.queue_depth_interval > 0:
+                        tg.start_soon(self._sample_queue_depths, stopping)
+                    log.info(
+                        "runtime %s started on the %s store (%d turns and %d activities at once)",
+                        worker_id,
+                        store.name,
+                        options.orchestration_concurrency,
+                        options.activity_concurrency,
+                    )
+                    task_status.started()
+                    await self._stop_event().wait()
+                    await self._drain(stopping)
+                    tg.cancel_scope.cancel()
         except* StoreLostError as lost:
             error: BaseException = lost
             while isinstance(error, BaseExceptionGroup):  # nested task groups nest groups
