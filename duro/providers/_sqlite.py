@@ -14,7 +14,9 @@ Correctness never depends on in-process state: locks are rows with tokens and ex
 (milliseconds from the provider's clock, computed in Python), so several providers, runtimes
 or processes can share one file. In-process state is only used to wake long-polling fetches
 early: writes through this provider object notify its waiters at once; writes from other
-processes are noticed by re-checking every ``poll_interval`` seconds of real time.
+processes change the file's ``PRAGMA data_version``, which a waiting fetch reads after 1 ms,
+then at doubling intervals up to ``poll_interval`` (a read of shared memory, not a query),
+so work another process writes is picked up within milliseconds while it is busy.
 """
 
 from __future__ import annotations
@@ -432,9 +434,27 @@ class SqliteProvider(Provider):
             if now >= deadline:
                 return []
             until = deadline if result.due_ms is None else min(deadline, result.due_ms)
-            # Other processes' writes do not notify us: look again every poll_interval.
-            with anyio.move_on_after(self._poll_interval):
-                await WorkSignal.wait(self._clock, event, max(until - now, 1) / 1000)
+            await self._wait_for_work(event, until)
+
+    async def _wait_for_work(self, event: anyio.Event, until_ms: int) -> None:
+        """Until a write here sets ``event``, the clock reaches ``until_ms``, another process
+        commits, or ``poll_interval`` real seconds pass (then the caller queries again)."""
+        version = self._db.data_version()
+        waited, step = 0.0, self._poll_interval if version is None else _FIRST_CHANGE_CHECK_S
+        while True:
+            left_ms = max(until_ms - self._clock.now_ms(), 1)
+            with anyio.move_on_after(step) as scope:
+                await WorkSignal.wait(self._clock, event, left_ms / 1000)
+            waited += step
+            if not scope.cancelled_caught or waited >= self._poll_interval:
+                return
+            if self._db.data_version() != version:
+                return
+            step = min(step * 2, self._poll_interval - waited)
+
+
+_FIRST_CHANGE_CHECK_S = 0.001
+"""How soon a waiting fetch first looks for other processes' commits."""
 
 
 def _new_token() -> str:

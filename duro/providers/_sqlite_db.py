@@ -84,6 +84,8 @@ class Database:
         self._pending: list[_Write] = []
         self._flushing = False
         self._read_limiter: anyio.CapacityLimiter | None = None
+        self._watch: sqlite3.Connection | None = None
+        """Reads ``PRAGMA data_version`` only (on the loop thread)."""
         self.checkpointer = (
             None if self.in_memory else Checkpointer(self._connect, self._write_lock)
         )
@@ -175,6 +177,20 @@ class Database:
         return await anyio.to_thread.run_sync(
             self._read_sync, operation, txn, limiter=self._readers_limiter()
         )
+
+    def data_version(self) -> int | None:
+        """A number that changes when another connection commits to the file: another
+        process, or this one's writer. None for an in-memory database (no other process can
+        write it) or if it could not be read; cheap enough to call every millisecond."""
+        if self.in_memory:
+            return None
+        try:
+            if self._watch is None:
+                self._watch = self._connect()
+            row = self._watch.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error:
+            return None
+        return int(row[0])
 
     def _writers(self) -> anyio.CapacityLimiter:
         if self._write_limiter is None:
@@ -337,6 +353,9 @@ class Database:
     def _close_sync(self) -> None:
         if self.checkpointer is not None:
             self.checkpointer.stop()
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
         with self._write_lock:
             with self._pool_lock:
                 readers, self._readers = self._readers, []

@@ -818,3 +818,29 @@ async def test_turn_and_activity_round_trip(db_path: Path, clock: VirtualClock) 
         turn = await provider.fetch_turn(FetchTurnRequest(lock_timeout=5))
         assert turn is not None and turn.messages == [result]
         assert turn.history == [started()] and turn.execution_id == 1
+
+
+async def test_a_waiting_fetch_takes_work_another_process_writes_without_waiting_a_poll(
+    db_path: Path,
+) -> None:
+    # Two providers on one file stand for two processes: a write through one does not notify
+    # the other's waiters, but it changes the file's data_version, which a waiter watches.
+    waiting = SqliteProvider(db_path, poll_interval=60.0)
+    writing = SqliteProvider(db_path)
+    fetched: list[Any] = []
+
+    async def fetch() -> None:
+        request = FetchTurnRequest(lock_timeout=5, poll_timeout=30.0)
+        fetched.append(await waiting.fetch_turn(request))
+
+    async with waiting, writing:
+        await writing.open()
+        with anyio.fail_after(10):  # a poll would take 30 s
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(fetch)
+                while waiting._db._watch is None:  # noqa: ASYNC110 - until it waits for work
+                    await anyio.sleep(0.001)
+                await writing.enqueue_orchestrator_message(
+                    ScheduledMessage(message=start_message("elsewhere"))
+                )
+    assert fetched[0] is not None and fetched[0].instance_id == "elsewhere"
