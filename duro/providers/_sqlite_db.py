@@ -306,21 +306,11 @@ class Database:
         # While other processes open the same new file, SQLite refuses some of the locks
         # involved (switching to WAL, recovering its index) without calling the busy handler:
         # those are waited for here, up to busy_timeout like any other lock.
-        deadline = time.monotonic() + self._busy_timeout
-        pause = 0.001
-        while True:
-            try:
-                conn = self._open_writer()
-            except sqlite3.Error as exc:
-                if not is_busy(exc) or time.monotonic() + pause > deadline:
-                    raise
-            else:
-                if self._file_id is None:
-                    stat = os.stat(self.path)
-                    self._file_id = (stat.st_dev, stat.st_ino)
-                return conn
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
+        conn = _until_not_busy(self._open_writer, self._busy_timeout, first=0.001, most=0.05)
+        if self._file_id is None:
+            stat = os.stat(self.path)
+            self._file_id = (stat.st_dev, stat.st_ino)
+        return conn
 
     def check_file(self, operation: str) -> None:
         """Raise ``StoreLostError`` if the file at ``path`` is no longer the one opened.
@@ -372,8 +362,14 @@ class Database:
         with self._write_lock:
             try:
                 conn = self._writer_sync()
-                with self._patient(conn):
-                    conn.execute("BEGIN IMMEDIATE")
+                # Another process holds the write lock for a fraction of a millisecond per
+                # commit; SQLite's busy handler would sleep 1, 2, 5, 10 ms... between tries.
+                _until_not_busy(
+                    lambda: conn.execute("BEGIN IMMEDIATE"),
+                    self._busy_timeout,
+                    first=0.00005,
+                    most=0.002,
+                )
             except sqlite3.Error as exc:
                 _fail_translated(batch, exc, self.path)
                 return
@@ -517,6 +513,21 @@ class _Write:
         if self.error is not None:
             raise self.error
         return self.result
+
+
+def _until_not_busy(attempt: Callable[[], T], timeout: float, *, first: float, most: float) -> T:
+    """``attempt()``, again after doubling pauses (``first`` to ``most`` seconds) while
+    SQLite reports a lock held elsewhere, for up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = first
+    while True:
+        try:
+            return attempt()
+        except sqlite3.Error as exc:
+            if not is_busy(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, most)
 
 
 def _translated(operation: str, exc: sqlite3.Error, path: str) -> BaseException:
