@@ -149,6 +149,10 @@ EXPECTED_PROVIDERS = {
 
 EXPECTED_TESTING = {
     "TEST_OPTIONS",
+    "Fault",
+    "FaultKind",
+    "FaultyProvider",
+    "InjectedFault",
     "ProviderContract",
     "ReplayResult",
     "VirtualClock",
