@@ -145,6 +145,7 @@ class AesGcmCodec:
         raise TypeError("AesGcmCodec cannot be pickled (it would carry its keys)")
 
     def encode(self, payload: bytes, context: CodecContext) -> bytes:
+        """``payload`` sealed under the active key, with the instance id as associated data."""
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._ciphers[self._active].encrypt(nonce, payload, _aad(context))
         # msgspec writes bytes as a quoted base64 string, faster than the base64 module.
@@ -152,6 +153,8 @@ class AesGcmCodec:
         return self._active_prefix + quoted[1:] + b"}"
 
     def decode(self, stored: bytes, context: CodecContext) -> bytes:
+        """The payload ``encode`` sealed; ``UnknownKeyError`` or
+        ``PayloadAuthenticationError`` when it cannot be opened."""
         sealed = _sealed_part(stored)
         if sealed is None:
             if self._accept_plaintext:
