@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import typing
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from types import UnionType
@@ -32,6 +33,7 @@ from ._watch import watch_for
 from .providers import (
     DeleteRequest,
     DeleteResult,
+    IfExists,
     InstanceQuery,
     InstanceRecord,
     Provider,
@@ -39,6 +41,8 @@ from .providers import (
     PruneResult,
     QueueDepths,
     ScheduledMessage,
+    StartOutcome,
+    StartRequest,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741 - the input of the started orchestration
 
+_IF_EXISTS = frozenset(typing.get_args(IfExists))
 _POLL_START = 0.005
 _POLL_MAX = 0.05
 
@@ -135,6 +140,7 @@ class Client:
         input: I,
         *,
         version: str | None = None,
+        if_exists: IfExists = "fail",
     ) -> str: ...
     @overload
     async def start_orchestration(
@@ -145,6 +151,7 @@ class Client:
         input: None = None,
         *,
         version: str | None = None,
+        if_exists: IfExists = "fail",
     ) -> str: ...
     @overload
     async def start_orchestration(
@@ -154,6 +161,7 @@ class Client:
         input: Any = None,
         *,
         version: str | None = None,
+        if_exists: IfExists = "fail",
     ) -> str: ...
 
     async def start_orchestration(
@@ -163,29 +171,103 @@ class Client:
         input: Any = None,
         *,
         version: str | None = None,
+        if_exists: IfExists = "fail",
     ) -> str:
-        """Start a new instance; raises ``InstanceAlreadyExistsError`` if the id is taken.
+        """Start a new instance. Called with the function, a type checker checks ``input``
+        against its parameter; without ``version`` the worker picks the latest registered
+        version.
 
-        Called with the function, a type checker checks ``input`` against its parameter.
-        Without ``version`` the worker picks the latest registered version.
+        ``if_exists`` says what happens when the id is taken (pending, running or finished):
+        ``"fail"`` raises ``InstanceAlreadyExistsError``; ``"use_existing"`` leaves that
+        instance be (an idempotent start); ``"restart_if_finished"`` starts a COMPLETED or
+        FAILED instance again as its next execution (with this input; KV and custom status
+        cleared; the earlier histories kept) and raises ``InstanceAlreadyExistsError`` for a
+        pending or running one. The check and the start are one atomic store operation.
         """
+        if if_exists not in _IF_EXISTS:
+            raise ValueError(f"if_exists must be one of {sorted(_IF_EXISTS)}, got {if_exists!r}")
+        start, attributes = self._start_message(instance_id, orchestration, input, version)
+        with self._span("duro.start_orchestration", instance_id, **attributes) as traceparent:
+            start = msgspec.structs.replace(start, traceparent=traceparent)
+            if if_exists == "fail":
+                await self.store.start_orchestration(start)
+            else:
+                await self.store.start_instance(StartRequest(start=start, if_exists=if_exists))
+        return instance_id
+
+    def _start_message(
+        self,
+        instance_id: str,
+        orchestration: str | Callable[..., Any],
+        input: Any,
+        version: str | None,
+    ) -> tuple[StartOrchestrationMessage, dict[str, str]]:
+        """The start of ``orchestration`` as ``instance_id``, and the span attributes it gets."""
         validate_instance_id(instance_id)
         name = _name_of(orchestration, self.registry)
         raw = encode(input, what=f"input of orchestration {name!r}")
         attributes = {"duro.orchestration.name": name}
         if version is not None:
             attributes["duro.orchestration.version"] = version
-        with self._span("duro.start_orchestration", instance_id, **attributes) as traceparent:
-            await self.store.start_orchestration(
-                StartOrchestrationMessage(
-                    instance_id=instance_id,
-                    name=name,
-                    version=version,
-                    input=raw,
-                    traceparent=traceparent,
-                )
+        start = StartOrchestrationMessage(
+            instance_id=instance_id, name=name, version=version, input=raw
+        )
+        return start, attributes
+
+    @overload
+    async def start_with_event(
+        self,
+        instance_id: str,
+        orchestration: Callable[[OrchestrationContext, I], Coroutine[Any, Any, Any]],
+        input: I,
+        event_name: str,
+        data: Any = None,
+        *,
+        version: str | None = None,
+    ) -> bool: ...
+    @overload
+    async def start_with_event(
+        self,
+        instance_id: str,
+        orchestration: str,
+        input: Any,
+        event_name: str,
+        data: Any = None,
+        *,
+        version: str | None = None,
+    ) -> bool: ...
+
+    async def start_with_event(
+        self,
+        instance_id: str,
+        orchestration: str | Callable[..., Any],
+        input: Any,
+        event_name: str,
+        data: Any = None,
+        *,
+        version: str | None = None,
+    ) -> bool:
+        """Start the instance if it does not exist, and deliver external event
+        ``event_name`` (``ctx.wait_for_event``) to it either way, in one atomic store
+        operation: a new instance finds the event waiting from its first turn, and many
+        callers racing on one id make one instance that receives every event.
+
+        Returns True when this call started the instance. An existing instance is left as it
+        is, finished or not (an event for a finished instance is dropped).
+        """
+        check_name(event_name, "an event name")
+        start, attributes = self._start_message(instance_id, orchestration, input, version)
+        raw = encode(data, what=f"data of event {event_name!r}")
+        attributes["duro.event.name"] = event_name
+        with self._span("duro.start_with_event", instance_id, **attributes) as traceparent:
+            start = msgspec.structs.replace(start, traceparent=traceparent)
+            event = RaiseEventMessage(
+                instance_id=instance_id, name=event_name, data=raw, traceparent=traceparent
             )
-        return instance_id
+            outcome = await self.store.start_instance(
+                StartRequest(start=start, if_exists="use_existing", messages=[event])
+            )
+        return outcome is StartOutcome.STARTED
 
     async def _require(self, instance_id: str) -> InstanceRecord:
         validate_instance_id(instance_id)

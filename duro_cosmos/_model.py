@@ -61,6 +61,19 @@ def record_of(doc: InstanceDoc) -> InstanceRecord:
             created_at_ms=doc.created_at,
             updated_at_ms=doc.created_at,
         )
+    if doc.restarting:
+        return InstanceRecord(
+            instance_id=doc.instance_id,
+            state=State.PENDING,
+            name=doc.name,
+            version=doc.version,
+            execution_id=doc.execution_id,
+            custom_status=raw(doc.custom_status),
+            custom_status_version=doc.custom_status_version,
+            parent_instance_id=doc.parent_instance_id,
+            created_at_ms=doc.created_at,
+            updated_at_ms=doc.updated_at,
+        )
     status = ExecutionStatus(_status_of(doc))
     return InstanceRecord(
         instance_id=doc.instance_id,
@@ -237,6 +250,7 @@ def apply_commit(
         lock=None,
         delivery_counts={k: v for k, v in doc.delivery_counts.items() if k not in batch},
         last_commit_id=commit_id,
+        restarting=False,
         etag=None,
     )
 

@@ -14,7 +14,6 @@ from duro._clock import SYSTEM_CLOCK, Clock
 from duro._codec import Codec
 from duro._errors import ProviderError
 from duro._history import HistoryEvent
-from duro._messages import StartOrchestrationMessage
 from duro.providers._boundary import CodecBoundary
 from duro.providers._interface import Provider
 from duro.providers._types import (
@@ -36,6 +35,8 @@ from duro.providers._types import (
     RenewRequest,
     ScheduledMessage,
     SessionRenewal,
+    StartOutcome,
+    StartRequest,
     TurnCommit,
 )
 
@@ -183,8 +184,8 @@ class CosmosProvider(Provider):
     # (``CodecBoundary``); the inherited ``..._and_fetch_...`` methods call these, so they
     # are covered without an override.
 
-    async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
-        await self._turns.start(self._codec.encode_message(start))
+    async def start_instance(self, request: StartRequest) -> StartOutcome:
+        return await self._turns.start(self._codec.encode_start(request))
 
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
         await self._turns.enqueue(self._codec.encode_scheduled(message))

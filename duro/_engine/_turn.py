@@ -53,12 +53,16 @@ def run_turn(registry: Registry, work: TurnInput, cached: Execution | None = Non
     status = work.execution_status
     history = work.history
     if work.execution_id == 0 or status is None:
+        # No execution, or a finished one being restarted (the store queued a start and shows
+        # the record as pending): the start opens the next execution.
         start = next((m for m in work.messages if isinstance(m, StartOrchestrationMessage)), None)
         if start is None:
             return Defer(
                 DeferReason.NOT_STARTED, "no start message for an instance that does not exist"
             )
-        return _new_execution(registry, work, 1, start, start.parent, [], start.version)
+        return _new_execution(
+            registry, work, work.execution_id + 1, start, start.parent, [], start.version
+        )
     if status.is_terminal:
         if status is ExecutionStatus.CONTINUED_AS_NEW:
             cont = next(
@@ -121,19 +125,34 @@ def _new_execution(
         carried_events=carried,  # type: ignore[arg-type]
         traceparent=start.traceparent,
     )
+    restart = execution_id > 1 and isinstance(start, StartOrchestrationMessage)
     if orchestration is None:
-        return _fail_new(work, execution_id, started, problem)  # type: ignore[arg-type]
+        failed = _fail_new(work, execution_id, started, problem)  # type: ignore[arg-type]
+        if restart:
+            _start_afresh(failed.changes)
+        return failed
     execution = Execution(
         registry=registry,
         orchestration=orchestration,
         instance_id=work.instance_id,
         execution_id=execution_id,
-        kv_snapshot=work.kv_snapshot,
+        kv_snapshot={} if restart else work.kv_snapshot,
     )
     execution.begin_turn(work.now_ms)
     execution.start(started)
+    if restart:
+        _start_afresh(execution.pending_changes())
     _apply(execution, work.messages, start)
     return _commit(execution)
+
+
+def _start_afresh(changes: TurnChanges) -> None:
+    """A restarted instance keeps none of its earlier executions' KV or custom status (a
+    value the code sets in this very turn still applies: stores clear before they write)."""
+    changes.kv_clear_all = True
+    if not changes.custom_status_changed:
+        changes.custom_status_changed = True
+        changes.custom_status = None
 
 
 def _fail_new(

@@ -36,6 +36,7 @@ from ._types import (
     ActivityWorkItem,
     InstancePage,
     OrchestrationWorkItem,
+    StartRequest,
     TurnCommit,
 )
 
@@ -102,6 +103,16 @@ class CodecBoundary:
         if self._codec is None:
             return scheduled
         return dataclasses.replace(scheduled, message=self.encode_message(scheduled.message))
+
+    def encode_start(self, request: StartRequest) -> StartRequest:
+        """A start and the messages that go with it, their payloads encoded."""
+        if self._codec is None:
+            return request
+        return dataclasses.replace(
+            request,
+            start=self.encode_message(request.start),
+            messages=[self.encode_message(m) for m in request.messages],
+        )
 
     def encode_turn_commits(self, commits: Sequence[TurnCommit]) -> Sequence[TurnCommit]:
         if self._codec is None:

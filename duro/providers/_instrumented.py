@@ -37,6 +37,8 @@ from ._types import (
     RenewRequest,
     ScheduledMessage,
     SessionRenewal,
+    StartOutcome,
+    StartRequest,
     TurnCommit,
 )
 
@@ -120,6 +122,12 @@ class InstrumentedProvider(Provider):
         return await self._measure(
             meters, "start_orchestration", self.inner.start_orchestration(start)
         )
+
+    async def start_instance(self, request: StartRequest) -> StartOutcome:
+        meters = self._metrics.instruments()
+        if meters is None:
+            return await self.inner.start_instance(request)
+        return await self._measure(meters, "start_instance", self.inner.start_instance(request))
 
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
         meters = self._metrics.instruments()

@@ -21,7 +21,8 @@ schedule); a provider is storage with precise atomicity. Reading guide:
   time has come (``clock.now_ms()`` of the provider's clock). Timers are ordinary orchestrator
   messages with a future visible-at.
 * **Instance creation.** Instances come into existence only through a committed turn.
-  ``start_orchestration`` only enqueues the start message (and refuses duplicates).
+  ``start_instance`` only enqueues the start message (and refuses duplicates, unless asked
+  otherwise).
 * **Payloads** (``msgspec.Raw`` fields, output, custom status, KV values) are stored as given.
   A store with a payload codec encodes and decodes them in its public methods only, through
   ``CodecBoundary`` (``_boundary.py``); everything below sees the encoded form.
@@ -59,6 +60,8 @@ from ._types import (
     RenewRequest,
     ScheduledMessage,
     SessionRenewal,
+    StartOutcome,
+    StartRequest,
     TurnCommit,
 )
 
@@ -117,12 +120,29 @@ class Provider(abc.ABC):
     # -- client side: starting and signalling --------------------------------------------------
 
     @abc.abstractmethod
-    async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
-        """Enqueue ``start`` (visible now) unless the instance already exists.
+    async def start_instance(self, request: StartRequest) -> StartOutcome:
+        """Enqueue ``request.start`` (visible now) unless the instance exists, then
+        ``request.messages``; all in one atomic step (all of it or nothing).
 
-        Atomic check-and-insert: raises ``InstanceAlreadyExistsError`` if the instance has a
-        committed turn (any state) or a pending start message. Does not create the instance.
+        The instance *exists* if it has a committed turn (any state) or a queued
+        ``StartOrchestrationMessage``. When it exists, ``request.if_exists`` decides:
+
+        * ``"fail"``: raise ``InstanceAlreadyExistsError`` and enqueue nothing;
+        * ``"use_existing"``: enqueue only the messages; ``StartOutcome.EXISTING``;
+        * ``"restart_if_finished"``: if its current execution is COMPLETED or FAILED and no
+          start is queued for it, enqueue the start and the messages and make the record read
+          as PENDING (``state`` PENDING, ``execution_status`` None, ``execution_id`` still the
+          finished execution's) until the next commit for it; ``StartOutcome.RESTARTED``.
+          Otherwise raise ``InstanceAlreadyExistsError``.
+
+        A restarted instance's next turn commits a new execution (the finished one's id plus
+        one), as a continue-as-new does. Does not create the instance.
         """
+
+    async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
+        """``start_instance`` with its defaults: enqueue ``start``, or raise
+        ``InstanceAlreadyExistsError`` if the instance exists."""
+        await self.start_instance(StartRequest(start=start))
 
     @abc.abstractmethod
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:

@@ -30,9 +30,8 @@ import anyio.lowlevel
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._codec import Codec
-from .._errors import InstanceAlreadyExistsError, ProviderError
+from .._errors import ProviderError
 from .._history import HistoryEvent
-from .._messages import StartOrchestrationMessage
 from ._boundary import CodecBoundary
 from ._interface import Provider
 from ._memory_activities import (
@@ -62,6 +61,7 @@ from ._memory_turns import (
     enqueue_nowait,
     fetch_turn_nowait,
     renew_turn_lock_nowait,
+    start_instance_nowait,
     turn_due,
 )
 from ._signal import WorkSignal
@@ -84,6 +84,8 @@ from ._types import (
     RenewRequest,
     ScheduledMessage,
     SessionRenewal,
+    StartOutcome,
+    StartRequest,
     TurnCommit,
 )
 
@@ -116,13 +118,12 @@ class InMemoryProvider(Provider):
 
     # -- client side ----------------------------------------------------------------------------
 
-    async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
-        start = self._codec.encode_message(start)
+    async def start_instance(self, request: StartRequest) -> StartOutcome:
+        request = self._codec.encode_start(request)
         await anyio.lowlevel.checkpoint()
-        if self._tables.record(start.instance_id) is not None:
-            raise InstanceAlreadyExistsError(start.instance_id)
-        enqueue_nowait(self._tables, start, None, self._clock.now_ms())
+        outcome = start_instance_nowait(self._tables, request, self._clock.now_ms())
         self._turn_signal.notify()
+        return outcome
 
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
         message = self._codec.encode_scheduled(message)

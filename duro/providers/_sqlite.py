@@ -33,7 +33,6 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._codec import Codec
 from .._errors import ProviderError
 from .._history import HistoryEvent
-from .._messages import StartOrchestrationMessage
 from ._boundary import CodecBoundary
 from ._interface import Provider
 from ._signal import WorkSignal
@@ -71,7 +70,7 @@ from ._sqlite_turns import (
     insert_message_txn,
     ms,
     renew_turn_txn,
-    start_txn,
+    start_instance_txn,
     turn_work_remains_txn,
 )
 from ._types import (
@@ -93,6 +92,8 @@ from ._types import (
     RenewRequest,
     ScheduledMessage,
     SessionRenewal,
+    StartOutcome,
+    StartRequest,
     TurnCommit,
 )
 
@@ -175,12 +176,14 @@ class SqliteProvider(Provider):
 
     # -- client side ----------------------------------------------------------------------------
 
-    async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
-        start = self._codec.encode_message(start)
-        await self._db.write(
-            "start_orchestration", partial(start_txn, start=start, now=self._clock.now_ms())
+    async def start_instance(self, request: StartRequest) -> StartOutcome:
+        request = self._codec.encode_start(request)
+        outcome = await self._db.write(
+            "start_instance",
+            partial(start_instance_txn, request=request, now=self._clock.now_ms()),
         )
         self._turn_signal.notify()
+        return outcome
 
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
         message = self._codec.encode_scheduled(message)

@@ -195,7 +195,11 @@ _V2 = (
 # the same worker id takes its predecessor's items back at once (see runtime_started).
 _V3 = ("ALTER TABLE worker_queue ADD COLUMN lock_owner TEXT",)
 
-MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3)
+# Version 4 (duro 0.2): a finished instance can be restarted (Provider.start_instance); while
+# its restart is queued the record reads as PENDING (see INSTANCE_COLUMNS).
+_V4 = ("ALTER TABLE instances ADD COLUMN restarting INTEGER NOT NULL DEFAULT 0",)
+
+MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4)
 """``MIGRATIONS[n]`` upgrades schema version ``n`` to ``n + 1``."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .._history import HistoryEvent
 from .._messages import (
@@ -14,6 +16,40 @@ from .._messages import (
 )
 from .._records import InstanceRecord, KvChange, KvEntry, TurnChanges
 from .._status import ExecutionStatus, State
+
+IfExists = Literal["fail", "use_existing", "restart_if_finished"]
+"""What a start does when its instance exists (pending, running or finished):
+
+* ``"fail"``: raise ``InstanceAlreadyExistsError``, enqueue nothing;
+* ``"use_existing"``: leave the instance as it is (its messages are still enqueued);
+* ``"restart_if_finished"``: a COMPLETED or FAILED instance starts again as its next execution
+  (history of the earlier ones kept, KV and custom status cleared); a pending or running one
+  raises ``InstanceAlreadyExistsError``.
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartRequest:
+    """Start an instance, atomically with messages for it (``Provider.start_instance``)."""
+
+    start: StartOrchestrationMessage
+    if_exists: IfExists = "fail"
+    messages: Sequence[AnyOrchestratorMessage] = ()
+    """Messages for the same instance, enqueued (visible now) right after the start, in this
+    order, whether the start was enqueued or the instance existed; nothing is enqueued when
+    the call raises."""
+
+
+class StartOutcome(enum.Enum):
+    """What ``Provider.start_instance`` did."""
+
+    STARTED = "started"
+    """The instance did not exist: its start is queued (it reads as PENDING)."""
+    EXISTING = "existing"
+    """It existed and was left as it is (``if_exists="use_existing"``)."""
+    RESTARTED = "restarted"
+    """It had finished; its next execution's start is queued (it reads as PENDING, with the
+    finished execution's id, until that start is processed)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -212,6 +248,7 @@ __all__ = [
     "ExecutionStatus",
     "FetchActivityRequest",
     "FetchTurnRequest",
+    "IfExists",
     "InstancePage",
     "InstanceQuery",
     "InstanceRecord",
@@ -225,6 +262,8 @@ __all__ = [
     "ScheduledMessage",
     "SessionRenewal",
     "StartOrchestrationMessage",
+    "StartOutcome",
+    "StartRequest",
     "TagFilter",
     "TurnChanges",
     "TurnCommit",

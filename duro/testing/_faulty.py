@@ -50,6 +50,8 @@ from ..providers import (
     RenewRequest,
     ScheduledMessage,
     SessionRenewal,
+    StartOutcome,
+    StartRequest,
     TurnCommit,
 )
 
@@ -57,6 +59,8 @@ T = TypeVar("T")
 
 
 class FaultKind(Enum):
+    """What an injected fault does to the call it hits."""
+
     RETRYABLE = "retryable"
     """The call fails with a retryable ``ProviderError`` and does nothing."""
     PERMANENT = "permanent"
@@ -76,24 +80,29 @@ class Fault:
 
     @classmethod
     def retryable(cls) -> Fault:
+        """A retryable failure: the call does nothing."""
         return cls(FaultKind.RETRYABLE)
 
     @classmethod
     def permanent(cls) -> Fault:
+        """A permanent failure: the call does nothing."""
         return cls(FaultKind.PERMANENT)
 
     @classmethod
     def latency(cls, seconds: float) -> Fault:
+        """The call waits ``seconds`` first, then runs."""
         if not seconds >= 0:
             raise ValueError(f"latency must be a non-negative number of seconds, got {seconds}")
         return cls(FaultKind.LATENCY, seconds)
 
     @classmethod
     def stall(cls) -> Fault:
+        """The call waits for ``FaultyProvider.resume()``."""
         return cls(FaultKind.STALL)
 
     @classmethod
     def lost_response(cls) -> Fault:
+        """The call is applied, then fails as if its response was lost."""
         return cls(FaultKind.LOST_RESPONSE)
 
 
@@ -110,12 +119,12 @@ class _Rule:
 
 OPERATIONS = frozenset(
     {
-        "start_orchestration", "enqueue_orchestrator_message", "fetch_turns", "commit_turns",
-        "abandon_turn", "renew_turn_lock", "fetch_activities", "complete_activities",
-        "abandon_activity", "renew_activity_lock", "renew_sessions", "cleanup_orphaned_sessions",
-        "read_instance", "read_history", "list_executions", "get_kv_value", "get_kv_items",
-        "list_instances", "list_children", "delete_instance", "prune_executions", "queue_depths",
-        "maintain",
+        "start_orchestration", "start_instance", "enqueue_orchestrator_message", "fetch_turns",
+        "commit_turns", "abandon_turn", "renew_turn_lock", "fetch_activities",
+        "complete_activities", "abandon_activity", "renew_activity_lock", "renew_sessions",
+        "cleanup_orphaned_sessions", "read_instance", "read_history", "list_executions",
+        "get_kv_value", "get_kv_items", "list_instances", "list_children", "delete_instance",
+        "prune_executions", "queue_depths", "maintain",
     }
 )  # fmt: skip
 """Operations a rule can name: every store call the runtime and the client make."""
@@ -227,6 +236,9 @@ class FaultyProvider(Provider):
 
     async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
         await self._call("start_orchestration", lambda: self.inner.start_orchestration(start))
+
+    async def start_instance(self, request: StartRequest) -> StartOutcome:
+        return await self._call("start_instance", lambda: self.inner.start_instance(request))
 
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
         await self._call(

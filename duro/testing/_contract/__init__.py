@@ -17,6 +17,7 @@ pytest.register_assert_rewrite(
     "duro.testing._contract._management",
     "duro.testing._contract._queues",
     "duro.testing._contract._sessions",
+    "duro.testing._contract._starts",
     "duro.testing._contract._tags",
     "duro.testing._contract._turns",
     "duro.testing._contract._fixtures",
@@ -39,6 +40,7 @@ from ._queues import (  # noqa: E402
     QueueSemanticsContract,
 )
 from ._sessions import SessionContract  # noqa: E402
+from ._starts import StartContract  # noqa: E402
 from ._tags import TagContract  # noqa: E402
 from ._turns import (  # noqa: E402
     AtomicityContract,
@@ -52,6 +54,7 @@ class ProviderContract(
     AtomicityContract,
     ErrorClassificationContract,
     InstanceCreationContract,
+    StartContract,
     MultiExecutionContract,
     InstanceLockingContract,
     LockExpiryContract,
@@ -110,6 +113,7 @@ __all__ = [
     "PruneContract",
     "QueueSemanticsContract",
     "SessionContract",
+    "StartContract",
     "TagContract",
     "TurnBatchContract",
 ]
