@@ -72,6 +72,9 @@ class OrchestrationStarted(Event, tag="OrchestrationStarted", frozen=True):
     """W3C ``traceparent`` of the span that started the workflow (the client's, or the
     parent's turn): every turn, activity and sub-orchestration of the execution belongs to its
     trace, in any process, after any restart. None: the start was not traced."""
+    custom_status: Raw = NULL
+    """The custom status the previous execution left (``continue_as_new``): what
+    ``ctx.get_custom_status()`` returns until the code sets another. JSON ``null``: none."""
 
 
 class OrchestrationCompleted(Event, tag="OrchestrationCompleted", frozen=True):
@@ -153,6 +156,18 @@ class CustomStatusSet(Event, tag="CustomStatusSet", frozen=True):
     seq: int
     value: Raw = NULL
     """JSON ``null`` clears the status."""
+
+
+class EventSent(Event, tag="EventSent", frozen=True):
+    """Step ``seq``: ``ctx.raise_event`` sent external event ``name`` with ``data`` to
+    instance ``instance_id`` (``mailbox``: ``ctx.enqueue_event`` sent it to mailbox ``name``
+    instead). The message goes out with the turn that records this step, exactly once."""
+
+    seq: int
+    instance_id: str
+    name: str
+    data: Raw = NULL
+    mailbox: bool = False
 
 
 class KvSet(Event, tag="KvSet", frozen=True):
@@ -247,6 +262,7 @@ HistoryEvent = (
     | SubOrchestrationScheduled
     | OrchestrationChained
     | CustomStatusSet
+    | EventSent
     | KvSet
     | KvDeleted
     | KvCleared
@@ -267,6 +283,7 @@ ACTION_EVENTS = (
     SubOrchestrationScheduled,
     OrchestrationChained,
     CustomStatusSet,
+    EventSent,
     KvSet,
     KvDeleted,
     KvCleared,

@@ -49,6 +49,8 @@ class ContinueAsNewMessage(OrchestratorMessage, frozen=True):
     parent: ParentRef | None = None
     traceparent: str | None = None
     """The workflow's trace, passed on to the next execution."""
+    custom_status: Raw = NULL
+    """The custom status the ending execution left, for ``ctx.get_custom_status()``."""
 
 
 class ActivityResultMessage(OrchestratorMessage, frozen=True):

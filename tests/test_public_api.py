@@ -80,6 +80,7 @@ EXPECTED_HISTORY = {
     "Event",
     "EventQueued",
     "EventRaised",
+    "EventSent",
     "ExportedKv",
     "HistoryEvent",
     "HistoryFile",

@@ -14,14 +14,16 @@ from .._errors import ActivityFailedError, UnregisteredError
 from .._history import (
     ActivityScheduled,
     CustomStatusSet,
+    EventSent,
     OrchestrationChained,
     SubOrchestrationScheduled,
     TimerCreated,
 )
 from .._ids import validate_instance_id
+from .._limits import check_name
 from .._registry import Registry
 from .._retry import RetryPolicy
-from .._serde import encode
+from .._serde import decode, encode
 from .._status import ErrorCategory, ErrorInfo
 from ._arrivals import Arrivals
 from ._attempts import AttemptOutcome, Attempts
@@ -170,6 +172,19 @@ class OrchestrationContext:
         raw = encode(value, what="custom status", limit=MAX_CUSTOM_STATUS_BYTES)
         self._recorder.emit(CustomStatusSet(event_id=0, ts=0, seq=0, value=raw))
         self._state.set_custom_status(None if value is None else bytes(raw))
+
+    @overload
+    def get_custom_status(self, *, type: type[T]) -> T | None: ...
+    @overload
+    def get_custom_status(self, *, type: UnionType) -> Any: ...
+    @overload
+    def get_custom_status(self) -> Any: ...
+
+    def get_custom_status(self, *, type: Any = Any) -> Any:
+        """The last value this instance set with ``set_custom_status`` (carried across
+        ``continue_as_new``), decoded as ``type`` (builtins by default); None if none."""
+        raw = self._state.custom_status
+        return None if raw is None else decode(raw, type, what="custom status")
 
     # -- activities ----------------------------------------------------------------------------
 
@@ -366,6 +381,34 @@ class OrchestrationContext:
         Unconsumed messages are carried into the next execution by ``continue_as_new``.
         """
         return self._arrivals.wait_on(("queue", queue), type)
+
+    def raise_event(self, instance_id: str, name: str, data: Any = None) -> None:
+        """Send external event ``name`` with ``data`` to another instance (its
+        ``ctx.wait_for_event``), as ``Client.raise_event`` does.
+
+        Durable and exactly once: the step is recorded, and the event goes out with the commit
+        of the turn that records it (never again on replay). An event for an instance that does
+        not exist waits for it to be started; one for a finished instance is dropped.
+        """
+        self._send(instance_id, name, data, mailbox=False)
+
+    def enqueue_event(self, instance_id: str, queue: str, data: Any = None) -> None:
+        """Append ``data`` to mailbox ``queue`` of another instance (its
+        ``ctx.dequeue_event``), as ``Client.enqueue_event`` does; durable and exactly once like
+        ``raise_event``. A message for an instance that does not exist is dropped."""
+        self._send(instance_id, queue, data, mailbox=True)
+
+    def _send(self, instance_id: str, name: str, data: Any, *, mailbox: bool) -> None:
+        validate_instance_id(instance_id)
+        what = "a queue name" if mailbox else "an event name"
+        check_name(name, what)
+        raw = encode(data, what=f"data of {'message' if mailbox else 'event'} {name!r}")
+        self._recorder.emit(
+            EventSent(
+                event_id=0, ts=0, seq=0, instance_id=instance_id, name=name, data=raw,
+                mailbox=mailbox,
+            )
+        )  # fmt: skip
 
     # -- orchestrations ------------------------------------------------------------------------
 

@@ -235,6 +235,9 @@ class Execution:
 
     def _apply_started(self, started: OrchestrationStarted) -> None:
         self._effects.traceparent = started.traceparent
+        carried_status = bytes(started.custom_status)
+        if carried_status != b"null":
+            self._state.set_custom_status(carried_status)
         self._arrivals.carry_in(started.carried_events, started.event_id)
         orchestration = self.orchestration
         try:
@@ -343,6 +346,7 @@ class Execution:
                 queued,
                 self._recorder.unprocessed,
                 self._effects.traceparent,
+                self._state.custom_status,
             )
         else:
             report_result(turn, ending, parent, self.instance_id)

@@ -124,6 +124,7 @@ def _new_execution(
         parent=parent,
         carried_events=carried,  # type: ignore[arg-type]
         traceparent=start.traceparent,
+        custom_status=start.custom_status if isinstance(start, ContinueAsNewMessage) else NULL,
     )
     restart = execution_id > 1 and isinstance(start, StartOrchestrationMessage)
     if orchestration is None:

@@ -252,6 +252,23 @@ def _fulfilment() -> dict[str, Instance]:
     return {"parent": parent, "insure": insure, "quote": quote}
 
 
+@functools.cache
+def _dispatcher() -> Instance:
+    """Forwards two requests per execution to other instances; the second execution starts
+    with the custom status the first left."""
+    hub = Instance("dispatch-hub")
+
+    def request(to: str, body: str) -> AnyOrchestratorMessage:
+        return enqueued("requests", {"to": to, "body": body}, instance_id=hub.id)
+
+    hub.turn(start("dispatcher", 2, instance_id=hub.id), at=T0)
+    hub.turn(request("worker-a", "resize"), at=T0 + SECOND)
+    hub.turn(request("worker-b", "encode"), at=T0 + 2 * SECOND)
+    hub.turn(*hub.sent_to(hub), at=T0 + 3 * SECOND)
+    hub.turn(request("worker-a", "thumbnail"), request("worker-b", "upload"), at=T0 + 4 * SECOND)
+    return hub
+
+
 RECORDERS: dict[str, Callable[[], GoldenHistory]] = {
     "golden_chain": _golden_chain,
     "golden_fan_out": _golden_fan_out,
@@ -265,6 +282,8 @@ RECORDERS: dict[str, Callable[[], GoldenHistory]] = {
     "carrier_quote_cancelled": lambda: _fulfilment()["quote"].execution(),
     "shipping_nondeterminism": _shipping,
     "nightly_report_poisoned": _nightly_report,
+    "dispatcher_events_1": lambda: _dispatcher().execution(1),
+    "dispatcher_events_2": lambda: _dispatcher().execution(2),
 }
 
 
