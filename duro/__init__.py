@@ -39,7 +39,15 @@ from ._errors import (
 from ._registry import Registry
 from ._retry import RetryPolicy
 from ._runtime import ActivityContext, Runtime, RuntimeOptions
-from ._status import ErrorCategory, ErrorInfo, OrchestrationStatus, State
+from ._status import (
+    ErrorCategory,
+    ErrorInfo,
+    ExecutionInfo,
+    ExecutionStatus,
+    InstanceTree,
+    OrchestrationStatus,
+    State,
+)
 from .providers import TagFilter
 from .providers._memory import InMemoryProvider
 from .providers._sqlite import SqliteProvider
@@ -66,10 +74,13 @@ __all__ = [
     "DuroError",
     "ErrorCategory",
     "ErrorInfo",
+    "ExecutionInfo",
+    "ExecutionStatus",
     "InMemoryProvider",
     "InstanceAlreadyExistsError",
     "InstanceNotFoundError",
     "InstanceStillRunningError",
+    "InstanceTree",
     "InvalidInstanceIdError",
     "LockLostError",
     "NonDurableAwaitError",

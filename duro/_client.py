@@ -14,6 +14,14 @@ import anyio
 import msgspec
 from opentelemetry.trace import SpanKind, TracerProvider
 
+from ._bulk import (
+    DeleteProgress,
+    PruneProgress,
+    children_of,
+    delete_instances,
+    finished_states,
+    prune_executions_all,
+)
 from ._errors import InstanceNotFoundError, ProviderError, WaitTimeoutError
 from ._history import HistoryEvent
 from ._history_file import ExportedKv, HistoryFile
@@ -27,7 +35,7 @@ from ._messages import (
 )
 from ._registry import Registry
 from ._serde import decode, encode
-from ._status import OrchestrationStatus, State
+from ._status import ExecutionInfo, InstanceTree, OrchestrationStatus, State
 from ._telemetry import Tracing, traceparent_of
 from ._watch import watch_for
 from .providers import (
@@ -67,6 +75,10 @@ def _name_of(target: str | Callable[..., Any], registry: Registry | None) -> str
 
 def _to_datetime(ms: int | None) -> datetime | None:
     return None if not ms else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def _status_of(
@@ -554,6 +566,105 @@ class Client:
             if continuation is None:
                 break
         return results
+
+    async def list_executions(self, instance_id: str) -> list[ExecutionInfo]:
+        """Every stored execution of the instance, oldest first, with its status: the first
+        one, then one per ``continue_as_new`` or restart (pruned ones are gone).
+        ``InstanceNotFoundError`` for an id the store does not know."""
+        await self._require(instance_id)
+        return [
+            ExecutionInfo(
+                execution_id=record.execution_id,
+                status=record.status,
+                started_at=_at(record.started_at_ms),
+                completed_at=_to_datetime(record.completed_at_ms),
+                event_count=record.event_count,
+            )
+            for record in await self.store.read_executions(instance_id)
+        ]
+
+    async def get_instance_tree(self, instance_id: str) -> InstanceTree:
+        """The instance with its sub-orchestrations, recursively, each with its status.
+        ``InstanceNotFoundError`` for an id the store does not know."""
+        record = await self._require(instance_id)
+        return await self._tree(record, {instance_id})
+
+    async def _tree(self, record: InstanceRecord, seen: set[str]) -> InstanceTree:
+        children = []
+        for child in await children_of(self.store, record.instance_id):
+            if child.instance_id not in seen:  # parent links never loop; be sure anyway
+                seen.add(child.instance_id)
+                children.append(await self._tree(child, seen))
+        return InstanceTree(status=_status_of(record.instance_id, record), children=children)
+
+    async def delete_instances(
+        self,
+        *,
+        states: set[State] | None = None,
+        name: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        completed_before: datetime | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+        on_progress: DeleteProgress | None = None,
+    ) -> int:
+        """Delete every finished instance the filters select (``states``: COMPLETED and
+        FAILED by default, and only those), each with its sub-orchestrations as
+        ``delete_instance`` does; returns how many instances were deleted, sub-orchestrations
+        included.
+
+        Pages through the store ``page_size`` instances at a time and deletes one tree at a
+        time, so it is safe while runtimes work: a tree in which anything still runs is left
+        (``on_progress`` hears None for it). ``limit`` caps the selected instances deleted.
+        ``on_progress(instance_id, result)`` is called after each instance examined.
+        """
+        query = InstanceQuery(
+            states=finished_states(states),
+            name=name,
+            created_after_ms=_ms(created_after),
+            created_before_ms=_ms(created_before),
+            completed_before_ms=_ms(completed_before),
+            limit=page_size,
+        )
+        return await delete_instances(self.store, query, limit=limit, on_progress=on_progress)
+
+    async def prune_executions_all(
+        self,
+        *,
+        keep: int = 1,
+        completed_before: datetime | None = None,
+        states: set[State] | None = None,
+        name: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+        on_progress: PruneProgress | None = None,
+    ) -> PruneResult:
+        """``prune_executions`` for every instance with earlier executions (it continued as
+        new or was restarted), optionally only those the filters select: each
+        keeps its ``keep`` newest executions (the current one always), and with
+        ``completed_before`` only older completions go. Returns the totals; pages like
+        ``delete_instances`` and calls ``on_progress(instance_id, result)`` per instance."""
+        if keep < 1:
+            raise ValueError("keep must be at least 1 (the current execution is always kept)")
+        query = InstanceQuery(
+            states=frozenset(states) if states else None,
+            name=name,
+            created_after_ms=_ms(created_after),
+            created_before_ms=_ms(created_before),
+            min_execution_id=keep + 1,
+            limit=page_size,
+        )
+        return await prune_executions_all(
+            self.store,
+            query,
+            keep=keep,
+            completed_before_ms=_ms(completed_before),
+            limit=limit,
+            on_progress=on_progress,
+        )
 
     async def delete_instance(self, instance_id: str, force: bool = False) -> DeleteResult:
         """Delete an instance with its sub-orchestrations. Running ones need ``force=True``."""

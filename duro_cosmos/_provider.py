@@ -22,6 +22,7 @@ from duro.providers._types import (
     ActivityWorkItem,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     FetchActivityRequest,
     FetchTurnRequest,
     InstancePage,
@@ -236,8 +237,8 @@ class CosmosProvider(Provider):
         history = await self._manage.read_history(instance_id, execution_id)
         return self._codec.decode_history(instance_id, history)
 
-    async def list_executions(self, instance_id: str) -> list[int]:
-        return await self._manage.list_executions(instance_id)
+    async def read_executions(self, instance_id: str) -> list[ExecutionRecord]:
+        return await self._manage.read_executions(instance_id)
 
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
         entry = await self._manage.get_kv_value(instance_id, key)

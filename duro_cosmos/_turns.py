@@ -164,8 +164,9 @@ class Turns:
             if doc.state != "active" or doc.restarting or doc.status not in _FINISHED_STATES:
                 raise InstanceAlreadyExistsError(pk)
             restarting = msgspec.structs.replace(
-                doc, restarting=True, status="pending", updated_at=now, ttl=None, etag=None
-            )
+                doc, restarting=True, status="pending", updated_at=now, completed_at=None,
+                ttl=None, etag=None,
+            )  # fmt: skip
             ops = [
                 BatchOperation.replace(INSTANCE_DOC_ID, dump(restarting), if_match=doc.etag),
                 BatchOperation.create(dump(start_doc)),

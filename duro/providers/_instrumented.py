@@ -24,6 +24,7 @@ from ._types import (
     ActivityWorkItem,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     FetchActivityRequest,
     FetchTurnRequest,
     InstancePage,
@@ -253,6 +254,9 @@ class InstrumentedProvider(Provider):
 
     async def list_executions(self, instance_id: str) -> list[int]:
         return await self._plain("list_executions", self.inner.list_executions(instance_id))
+
+    async def read_executions(self, instance_id: str) -> list[ExecutionRecord]:
+        return await self._plain("read_executions", self.inner.read_executions(instance_id))
 
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
         return await self._plain("get_kv_value", self.inner.get_kv_value(instance_id, key))

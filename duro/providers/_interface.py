@@ -47,6 +47,7 @@ from ._types import (
     ActivityWorkItem,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     FetchActivityRequest,
     FetchTurnRequest,
     InstancePage,
@@ -361,8 +362,13 @@ class Provider(abc.ABC):
         """One execution's events by event id (default: the current one); [] if unknown."""
 
     @abc.abstractmethod
+    async def read_executions(self, instance_id: str) -> list[ExecutionRecord]:
+        """Every stored execution with its status, times and event count, ascending by id;
+        [] if unknown (or only pending). Pruned executions are gone."""
+
     async def list_executions(self, instance_id: str) -> list[int]:
-        """Stored execution ids, ascending; [] if unknown."""
+        """Stored execution ids, ascending; [] if unknown (``read_executions``' ids)."""
+        return [record.execution_id for record in await self.read_executions(instance_id)]
 
     @abc.abstractmethod
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
@@ -380,8 +386,11 @@ class Provider(abc.ABC):
         """Instances matching ``query``, newest first, paged by an opaque continuation.
 
         Pending starts are listed as PENDING records. Time bounds are
-        ``created_after_ms <= created_at_ms < created_before_ms``. The continuation is a
-        position, not an offset: instances created meanwhile never cause duplicates.
+        ``created_after_ms < created_at_ms < created_before_ms`` and
+        ``completed_at_ms < completed_before_ms`` (a running instance has no completion
+        time). The continuation is a position, not an offset: instances created or deleted
+        meanwhile never cause duplicates or gaps, so a caller may delete what it lists while
+        it pages.
         """
 
     @abc.abstractmethod

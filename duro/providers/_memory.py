@@ -48,10 +48,10 @@ from ._memory_manage import (
     delete_instance_nowait,
     kv_items_nowait,
     kv_value_nowait,
-    list_executions_nowait,
     list_instances_nowait,
     prune_nowait,
     queue_depths_nowait,
+    read_executions_nowait,
     read_history_nowait,
 )
 from ._memory_state import MemoryTables, to_ms
@@ -71,6 +71,7 @@ from ._types import (
     ActivityWorkItem,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     FetchActivityRequest,
     FetchTurnRequest,
     InstancePage,
@@ -226,9 +227,9 @@ class InMemoryProvider(Provider):
         history = read_history_nowait(self._tables, instance_id, execution_id)
         return self._codec.decode_history(instance_id, history)
 
-    async def list_executions(self, instance_id: str) -> list[int]:
+    async def read_executions(self, instance_id: str) -> list[ExecutionRecord]:
         await anyio.lowlevel.checkpoint()
-        return list_executions_nowait(self._tables, instance_id)
+        return read_executions_nowait(self._tables, instance_id)
 
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
         await anyio.lowlevel.checkpoint()

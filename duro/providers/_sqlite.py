@@ -51,10 +51,10 @@ from ._sqlite_manage import (
     children_txn,
     delete_instance_txn,
     kv_items_txn,
-    list_executions_txn,
     list_instances_txn,
     prune_txn,
     queue_depths_txn,
+    read_executions_txn,
     read_history_txn,
     read_instance_txn,
 )
@@ -79,6 +79,7 @@ from ._types import (
     ActivityWorkItem,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     FetchActivityRequest,
     FetchTurnRequest,
     InstancePage,
@@ -364,9 +365,9 @@ class SqliteProvider(Provider):
         )
         return self._codec.decode_history(instance_id, history)
 
-    async def list_executions(self, instance_id: str) -> list[int]:
+    async def read_executions(self, instance_id: str) -> list[ExecutionRecord]:
         return await self._db.read(
-            "list_executions", partial(list_executions_txn, instance_id=instance_id)
+            "read_executions", partial(read_executions_txn, instance_id=instance_id)
         )
 
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:

@@ -23,6 +23,7 @@ from ._sqlite_rows import INSTANCE_COLUMNS, PENDING_COLUMNS, instance_from_row
 from ._types import (
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     ExecutionStatus,
     InstancePage,
     InstanceQuery,
@@ -91,11 +92,20 @@ def read_history_txn(
     return events
 
 
-def list_executions_txn(conn: sqlite3.Connection, instance_id: str) -> list[int]:
+def read_executions_txn(conn: sqlite3.Connection, instance_id: str) -> list[ExecutionRecord]:
     return [
-        row[0]
-        for row in conn.execute(
-            "SELECT execution_id FROM executions WHERE instance_id = ? ORDER BY execution_id",
+        ExecutionRecord(
+            execution_id=execution_id,
+            status=ExecutionStatus(status),
+            started_at_ms=started,
+            completed_at_ms=completed,
+            event_count=events,
+        )
+        for execution_id, status, started, completed, events in conn.execute(
+            "SELECT e.execution_id, e.status, e.started_at_ms, e.completed_at_ms,"
+            " (SELECT count(*) FROM history h WHERE h.instance_id = e.instance_id"
+            "  AND h.execution_id = e.execution_id)"
+            " FROM executions e WHERE e.instance_id = ? ORDER BY e.execution_id",
             (instance_id,),
         )
     ]
@@ -161,6 +171,12 @@ def list_instances_txn(conn: sqlite3.Connection, query: InstanceQuery) -> Instan
     if query.created_before_ms is not None:
         where.append("created_at_ms < :before")
         params["before"] = query.created_before_ms
+    if query.completed_before_ms is not None:
+        where.append("completed_at_ms < :completed_before")
+        params["completed_before"] = query.completed_before_ms
+    if query.min_execution_id is not None:
+        where.append("execution_id >= :min_execution")
+        params["min_execution"] = query.min_execution_id
     if query.continuation:
         params["c_at"], params["c_seq"] = _parse_continuation(query.continuation)
         where.append("(created_at_ms, seq) < (:c_at, :c_seq)")

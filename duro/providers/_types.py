@@ -183,8 +183,27 @@ class InstanceQuery:
     parent_instance_id: str | None = None
     created_after_ms: int | None = None
     created_before_ms: int | None = None
+    completed_before_ms: int | None = None
+    """Only instances that finished (completed or failed) before this time."""
+    min_execution_id: int | None = None
+    """Only instances whose current execution id is at least this (2: instances that
+    continued as new or were restarted at least once)."""
     limit: int = 100
     continuation: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionRecord:
+    """One stored execution of an instance (``Provider.read_executions``)."""
+
+    execution_id: int
+    status: ExecutionStatus
+    started_at_ms: int
+    """When its first turn committed."""
+    completed_at_ms: int | None = None
+    """When it ended (completed, failed or continued as new); None while it runs."""
+    event_count: int = 0
+    """Events in its history."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -245,6 +264,7 @@ __all__ = [
     "ActivityWorkItem",
     "DeleteRequest",
     "DeleteResult",
+    "ExecutionRecord",
     "ExecutionStatus",
     "FetchActivityRequest",
     "FetchTurnRequest",

@@ -36,6 +36,7 @@ from ..providers import (
     ActivityWorkItem,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     FetchActivityRequest,
     FetchTurnRequest,
     InstancePage,
@@ -123,6 +124,7 @@ OPERATIONS = frozenset(
         "commit_turns", "abandon_turn", "renew_turn_lock", "fetch_activities",
         "complete_activities", "abandon_activity", "renew_activity_lock", "renew_sessions",
         "cleanup_orphaned_sessions", "read_instance", "read_history", "list_executions",
+        "read_executions",
         "get_kv_value", "get_kv_items", "list_instances", "list_children", "delete_instance",
         "prune_executions", "queue_depths", "maintain",
     }
@@ -294,6 +296,9 @@ class FaultyProvider(Provider):
 
     async def list_executions(self, instance_id: str) -> list[int]:
         return await self._call("list_executions", lambda: self.inner.list_executions(instance_id))
+
+    async def read_executions(self, instance_id: str) -> list[ExecutionRecord]:
+        return await self._call("read_executions", lambda: self.inner.read_executions(instance_id))
 
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
         return await self._call("get_kv_value", lambda: self.inner.get_kv_value(instance_id, key))

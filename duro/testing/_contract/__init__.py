@@ -16,6 +16,7 @@ pytest.register_assert_rewrite(
     "duro.testing._contract._locks",
     "duro.testing._contract._management",
     "duro.testing._contract._queues",
+    "duro.testing._contract._retention",
     "duro.testing._contract._sessions",
     "duro.testing._contract._starts",
     "duro.testing._contract._tags",
@@ -39,6 +40,7 @@ from ._queues import (  # noqa: E402
     PoisonContract,
     QueueSemanticsContract,
 )
+from ._retention import RetentionContract  # noqa: E402
 from ._sessions import SessionContract  # noqa: E402
 from ._starts import StartContract  # noqa: E402
 from ._tags import TagContract  # noqa: E402
@@ -73,6 +75,7 @@ class ProviderContract(
     CustomStatusContract,
     DeletionContract,
     PruneContract,
+    RetentionContract,
     KvContract,
 ):
     """Every behaviour a duro provider must honour, as one pytest class to subclass.
@@ -112,6 +115,7 @@ __all__ = [
     "ProviderContract",
     "PruneContract",
     "QueueSemanticsContract",
+    "RetentionContract",
     "SessionContract",
     "StartContract",
     "TagContract",
