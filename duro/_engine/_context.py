@@ -305,11 +305,14 @@ class OrchestrationContext:
         session: str | None,
     ) -> Any:
         attempt = 1
+        total = policy.total_timeout_seconds
+        # Measured from the first attempt's start, in recorded time: replay gets the same one.
+        deadline_ms = None if total is None else self._recorder.now_ms + round(total * 1000)
         while True:
             call = self._schedule_attempt(name, raw, output_type, attempt, tag, session)
             timed_out = False
             try:
-                timeout = policy.timeout_seconds
+                timeout, total_expires = self._attempt_limit(policy, deadline_ms)
                 if timeout is None:
                     return await call
                 index, value = await self.select(call, self.schedule_timer(timeout))
@@ -317,10 +320,16 @@ class OrchestrationContext:
                     return value
                 timed_out = True
                 self._refine_attempt(call, AttemptOutcome.TIMED_OUT)
+                message = (
+                    f"the retry policy's total_timeout of {total} s passed during attempt {attempt}"
+                    if total_expires
+                    else f"attempt {attempt} did not finish within {timeout} s"
+                )
                 error = ErrorInfo(
                     category=ErrorCategory.APPLICATION,
                     error_type="ActivityTimeout",
-                    message=f"attempt {attempt} did not finish within {timeout} s",
+                    message=message,
+                    retryable=not total_expires,
                 )
                 failure = ActivityFailedError(name, error, attempts=attempt)
             except ActivityFailedError as exc:
@@ -329,12 +338,26 @@ class OrchestrationContext:
                 failure.error.retryable and policy.is_retryable(failure.error.error_type)
             ):
                 raise failure
+            delay = policy.delay_after(attempt)
+            if deadline_ms is not None and self._recorder.now_ms + delay * 1000 >= deadline_ms:
+                raise failure  # the next attempt could not start before the deadline
             if not timed_out:  # a timed-out attempt is counted as such, retried or not
                 self._refine_attempt(call, AttemptOutcome.RETRIED)
-            delay = policy.delay_after(attempt)
             if delay > 0:
                 await self.schedule_timer(delay)
             attempt += 1
+
+    def _attempt_limit(
+        self, policy: RetryPolicy, deadline_ms: int | None
+    ) -> tuple[float | None, bool]:
+        """How long the next attempt may run, and whether that limit is the total deadline."""
+        timeout = policy.timeout_seconds
+        if deadline_ms is None:
+            return timeout, False
+        remaining = max(deadline_ms - self._recorder.now_ms, 0) / 1000
+        if timeout is None or remaining <= timeout:
+            return remaining, True
+        return timeout, False
 
     def _refine_attempt(self, call: ActivityFuture, outcome: AttemptOutcome) -> None:
         if not self._recorder.replaying:
