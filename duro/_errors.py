@@ -59,10 +59,18 @@ class OrchestrationFailureError(DuroError):
 class ActivityFailedError(OrchestrationFailureError):
     """An activity raised; carries the original error type and message.
 
-    ``name`` is the activity name and ``attempts`` how many attempts were made.
+    ``name`` is the activity name, ``attempts`` how many attempts were made and
+    ``heartbeat_details`` what the last one reported with its last heartbeat.
     """
 
-    def __init__(self, name: str, error: ErrorInfo, *, attempts: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        error: ErrorInfo,
+        *,
+        attempts: int = 1,
+        heartbeat_details: bytes | None = None,
+    ) -> None:
         # A poison or configuration failure is not an attempt that ran and raised: its message
         # (say, how many deliveries) speaks for itself.
         ran = error.category.value == "application"
@@ -72,6 +80,9 @@ class ActivityFailedError(OrchestrationFailureError):
         )
         self.name = name
         self.attempts = attempts
+        self.heartbeat_details = heartbeat_details
+        """JSON the failed attempt last passed to ``ActivityContext.heartbeat`` (None:
+        none); a retry hands it to the next attempt."""
 
 
 class SubOrchestrationFailedError(OrchestrationFailureError):

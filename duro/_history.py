@@ -118,6 +118,10 @@ class ActivityScheduled(Event, tag="ActivityScheduled", frozen=True):
     attempt: int = 1
     session: str | None = None
     tag: str | None = None
+    heartbeat_timeout_ms: int | None = None
+    """The attempt fails (retryable) when its activity goes this long without a heartbeat."""
+    heartbeat_details: Raw = NULL
+    """The last heartbeat details of the previous attempt (``last_heartbeat_details``)."""
 
 
 class TimerCreated(Event, tag="TimerCreated", frozen=True):
@@ -211,10 +215,12 @@ class ActivityCompleted(Event, tag="ActivityCompleted", frozen=True):
 
 
 class ActivityFailed(Event, tag="ActivityFailed", frozen=True):
-    """The activity of step ``seq`` failed with ``error`` (this attempt)."""
+    """The activity of step ``seq`` failed with ``error`` (this attempt), having reported
+    ``heartbeat_details`` last (JSON ``null``: none)."""
 
     seq: int
     error: ErrorInfo
+    heartbeat_details: Raw = NULL
 
 
 class TimerFired(Event, tag="TimerFired", frozen=True):

@@ -61,6 +61,8 @@ class ActivityResultMessage(OrchestratorMessage, frozen=True):
     result: Raw = NULL
     """Ignored when ``error`` is set."""
     error: ErrorInfo | None = None
+    heartbeat_details: Raw = NULL
+    """With ``error``: what the attempt last passed to ``ActivityContext.heartbeat``."""
 
 
 class TimerFiredMessage(OrchestratorMessage, frozen=True):
@@ -147,6 +149,11 @@ class ActivityTask(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     the workflow's trace (None: not traced)."""
     scheduled_at_ms: int = 0
     """When the turn that scheduled it ran (0: unknown, queued by duro 0.1)."""
+    heartbeat_timeout_ms: int | None = None
+    """The worker fails the attempt when the activity goes this long without a heartbeat."""
+    heartbeat_details: Raw = NULL
+    """The last heartbeat details of the previous attempt, or of an earlier delivery of this
+    one (kept by ``renew_activity_lock``): ``ActivityContext.last_heartbeat_details``."""
 
 
 _encoder = msgspec.json.Encoder()

@@ -220,7 +220,7 @@ class CosmosProvider(Provider):
         await self._activities.abandon(request)
 
     async def renew_activity_lock(self, request: RenewRequest) -> None:
-        await self._activities.renew(request)
+        await self._activities.renew(self._codec.encode_renewal(request))
 
     async def renew_sessions(self, request: SessionRenewal) -> int:
         return await self._activities.renew_sessions(request)

@@ -6,16 +6,19 @@ import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, MutableMapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import UnionType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, overload
 
 from .._errors import ActivityFailedError, UnregisteredError
 from .._history import (
+    NULL,
     ActivityScheduled,
     CustomStatusSet,
     EventSent,
     OrchestrationChained,
+    Raw,
     SubOrchestrationScheduled,
     TimerCreated,
 )
@@ -84,6 +87,27 @@ def _seconds(delay: float | timedelta) -> float:
             f"a timer delay must be between 0 and {MAX_TIMER_SECONDS} seconds, got {seconds}"
         )
     return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """An activity call, as each attempt of it is scheduled."""
+
+    name: str
+    input: Any
+    output_type: Any
+    tag: str | None
+    session: str | None
+    heartbeat_timeout_ms: int | None
+
+
+def _heartbeat_ms(timeout: float | timedelta | None) -> int | None:
+    if timeout is None:
+        return None
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+    if not 0 < seconds <= MAX_TIMER_SECONDS:  # also refuses NaN
+        raise ValueError(f"heartbeat_timeout must be a positive number of seconds, got {seconds}")
+    return max(1, round(seconds * 1000))
 
 
 class OrchestrationContext:
@@ -200,6 +224,7 @@ class OrchestrationContext:
         retry: RetryPolicy | None = None,
         tag: str | None = None,
         session: str | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> DurableFuture[R]: ...
     @overload
     def schedule_activity(
@@ -210,6 +235,7 @@ class OrchestrationContext:
         retry: RetryPolicy | None = None,
         tag: str | None = None,
         session: str | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> DurableFuture[R]: ...
     @overload
     def schedule_activity(
@@ -221,6 +247,7 @@ class OrchestrationContext:
         retry: RetryPolicy | None = None,
         tag: str | None = None,
         session: str | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> DurableFuture[R]: ...
     @overload
     def schedule_activity(
@@ -231,6 +258,7 @@ class OrchestrationContext:
         retry: RetryPolicy | None = None,
         tag: str | None = None,
         session: str | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> DurableFuture[R]: ...
     @overload
     def schedule_activity(
@@ -241,6 +269,7 @@ class OrchestrationContext:
         retry: RetryPolicy | None = None,
         tag: str | None = None,
         session: str | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> DurableFuture[Any]: ...
 
     def schedule_activity(
@@ -251,6 +280,7 @@ class OrchestrationContext:
         retry: RetryPolicy | None = None,
         tag: str | None = None,
         session: str | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> DurableFuture[Any]:
         """Run an activity (by function or registered name); await the returned future.
 
@@ -258,7 +288,10 @@ class OrchestrationContext:
         checks ``input`` against its parameter; called by name, both are ``Any``.
         A failure raises ``duro.ActivityFailedError``. With ``retry``, failed attempts are retried
         after durable back-off timers. ``tag`` routes to workers serving that tag; ``session``
-        pins every activity of that session to one worker.
+        pins every activity of that session to one worker. With ``heartbeat_timeout`` an
+        attempt fails (retryably, ``error_type`` "ActivityHeartbeatTimeout") when its activity
+        goes that long without calling ``ctx.heartbeat()``, even while its worker lives; the
+        next attempt finds the last details in ``ctx.last_heartbeat_details``.
         """
         name = self._registry.name_of(activity, "activity")
         registered = self._registry.get_activity(name)
@@ -266,50 +299,46 @@ class OrchestrationContext:
             raise UnregisteredError("activity", name)
         output_type = registered.output_type if registered else Any
         raw = encode(input, what=f"input of activity {name!r}")
-        if retry is None:
-            return self._schedule_attempt(name, raw, output_type, 1, tag, session)
-        return self._scheduler.spawn(
-            self._retry(name, raw, output_type, retry, tag, session), name=f"retry:{name}"
+        step = _Step(
+            name=name,
+            input=raw,
+            output_type=output_type,
+            tag=tag,
+            session=session,
+            heartbeat_timeout_ms=_heartbeat_ms(heartbeat_timeout),
         )
+        if retry is None:
+            return self._schedule_attempt(step, 1)
+        return self._scheduler.spawn(self._retry(step, retry), name=f"retry:{name}")
 
     def _schedule_attempt(
-        self,
-        name: str,
-        raw: Any,
-        output_type: Any,
-        attempt: int,
-        tag: str | None,
-        session: str | None,
+        self, step: _Step, attempt: int, heartbeat_details: bytes | None = None
     ) -> ActivityFuture:
         seq = self._recorder.emit(
             ActivityScheduled(
                 event_id=0,
                 ts=0,
                 seq=0,
-                name=name,
-                input=raw,
+                name=step.name,
+                input=step.input,
                 attempt=attempt,
-                session=session,
-                tag=tag,
+                session=step.session,
+                tag=step.tag,
+                heartbeat_timeout_ms=step.heartbeat_timeout_ms,
+                heartbeat_details=NULL if heartbeat_details is None else Raw(heartbeat_details),
             )
         )
-        return self._steps.activity(seq, name, output_type)
+        return self._steps.activity(seq, step.name, step.output_type)
 
-    async def _retry(
-        self,
-        name: str,
-        raw: Any,
-        output_type: Any,
-        policy: RetryPolicy,
-        tag: str | None,
-        session: str | None,
-    ) -> Any:
+    async def _retry(self, step: _Step, policy: RetryPolicy) -> Any:
+        name = step.name
         attempt = 1
+        details: bytes | None = None
         total = policy.total_timeout_seconds
         # Measured from the first attempt's start, in recorded time: replay gets the same one.
         deadline_ms = None if total is None else self._recorder.now_ms + round(total * 1000)
         while True:
-            call = self._schedule_attempt(name, raw, output_type, attempt, tag, session)
+            call = self._schedule_attempt(step, attempt, details)
             timed_out = False
             try:
                 timeout, total_expires = self._attempt_limit(policy, deadline_ms)
@@ -333,7 +362,10 @@ class OrchestrationContext:
                 )
                 failure = ActivityFailedError(name, error, attempts=attempt)
             except ActivityFailedError as exc:
-                failure = ActivityFailedError(name, exc.error, attempts=attempt)
+                details = exc.heartbeat_details or details
+                failure = ActivityFailedError(
+                    name, exc.error, attempts=attempt, heartbeat_details=details
+                )
             if attempt >= policy.max_attempts or not (
                 failure.error.retryable and policy.is_retryable(failure.error.error_type)
             ):

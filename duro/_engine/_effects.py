@@ -69,6 +69,8 @@ class SideEffects:
                 orchestration_version=identity.version,
                 traceparent=self.traceparent,
                 scheduled_at_ms=action.ts,
+                heartbeat_timeout_ms=action.heartbeat_timeout_ms,
+                heartbeat_details=action.heartbeat_details,
             )
         )
 

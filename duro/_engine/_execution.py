@@ -289,7 +289,15 @@ class Execution:
         future = self._steps.get(event.seq)
         if isinstance(future, ActivityFuture):
             attempts = self._attempt_of(event.seq)
-            future.set_exception(ActivityFailedError(future.name, event.error, attempts=attempts))
+            details = bytes(event.heartbeat_details)
+            future.set_exception(
+                ActivityFailedError(
+                    future.name,
+                    event.error,
+                    attempts=attempts,
+                    heartbeat_details=None if details == b"null" else details,
+                )
+            )
 
     def _attempt_of(self, seq: int) -> int:
         for event in reversed(self._recorder.history):

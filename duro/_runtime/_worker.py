@@ -17,7 +17,7 @@ from .._history import NULL
 from .._messages import ActivityResultMessage
 from .._registry import Registered, Registry
 from .._serde import decode, encode
-from .._status import ErrorInfo
+from .._status import ErrorCategory, ErrorInfo
 from ..providers import (
     AbandonRequest,
     ActivityCommit,
@@ -143,7 +143,9 @@ class ActivityWorker:
             tag=task.tag,
             worker_id=self._options.worker_id,
             client=self._client,
-        )
+            heartbeat_details=None if bytes(task.heartbeat_details) == b"null"
+            else bytes(task.heartbeat_details),
+        )  # fmt: skip
         running = self._leases.add(key, item, ctx)
         try:
             limit = self._options.max_deliveries
@@ -185,6 +187,15 @@ class ActivityWorker:
                     outcome = observed.ended(error, ctx.is_cancelled)
                 if meters is not None:
                     observed.record(meters, outcome)
+            if running.heartbeat_missed:
+                timeout = running.heartbeat_timeout
+                missed = ErrorInfo(
+                    category=ErrorCategory.APPLICATION,
+                    error_type="ActivityHeartbeatTimeout",
+                    message=f"no heartbeat within {timeout} s: the attempt is taken as hung",
+                )
+                await self._report(running, None, missed)
+                return
             # Under the newest lock: this worker may have fetched the item again meanwhile.
             if ctx.is_cancelled:
                 # Withdrawn or lock lost: the orchestration no longer wants this result.
@@ -240,12 +251,14 @@ class ActivityWorker:
         self, running: RunningActivity, result: msgspec.Raw | None, error: ErrorInfo | None
     ) -> None:
         task = running.item.task
+        details = running.ctx._latest_details if error is not None else None
         message = ActivityResultMessage(
             instance_id=task.instance_id,
             execution_id=task.execution_id,
             seq=task.seq,
             result=result if result is not None else NULL,
             error=error,
+            heartbeat_details=NULL if details is None else msgspec.Raw(details),
         )
         used: list[str] = []
 

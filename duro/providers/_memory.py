@@ -201,6 +201,7 @@ class InMemoryProvider(Provider):
         self._activity_signal.notify()
 
     async def renew_activity_lock(self, request: RenewRequest) -> None:
+        request = self._codec.encode_renewal(request)
         await anyio.lowlevel.checkpoint()
         renew_activity_lock_nowait(self._tables, request, self._clock.now_ms())
 

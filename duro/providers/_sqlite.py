@@ -328,6 +328,7 @@ class SqliteProvider(Provider):
         self._activity_signal.notify()
 
     async def renew_activity_lock(self, request: RenewRequest) -> None:
+        request = self._codec.encode_renewal(request)
         await self._db.write(
             "renew_activity_lock",
             partial(renew_activity_txn, request=request, now=self._clock.now_ms()),

@@ -114,6 +114,11 @@ class AbandonRequest:
 class RenewRequest:
     lock_token: str
     extend_for: float
+    heartbeat_details: bytes | None = None
+    """Activity locks only: JSON the activity last passed to ``heartbeat``, to keep in the work
+    item's ``task.heartbeat_details`` for its next delivery (None: leave it as it is)."""
+    instance_id: str = ""
+    """The work item's instance, for a store's payload codec (set with ``heartbeat_details``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

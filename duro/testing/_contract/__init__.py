@@ -12,6 +12,7 @@ pytest.register_assert_rewrite(
     "duro.testing._contract._cached",
     "duro.testing._contract._deletion",
     "duro.testing._contract._handover",
+    "duro.testing._contract._heartbeats",
     "duro.testing._contract._kv",
     "duro.testing._contract._locks",
     "duro.testing._contract._management",
@@ -31,6 +32,7 @@ from ._batches import ActivityBatchContract, TurnBatchContract  # noqa: E402
 from ._cached import CachedHistoryContract  # noqa: E402
 from ._deletion import DeletionContract, PruneContract  # noqa: E402
 from ._handover import CommitFetchContract  # noqa: E402
+from ._heartbeats import HeartbeatContract  # noqa: E402
 from ._kv import KvContract  # noqa: E402
 from ._locks import InstanceLockingContract, LockExpiryContract  # noqa: E402
 from ._management import CustomStatusContract, ManagementContract  # noqa: E402
@@ -66,6 +68,7 @@ class ProviderContract(
     LongPollingContract,
     ActivityQueueContract,
     ActivityBatchContract,
+    HeartbeatContract,
     TurnBatchContract,
     CommitFetchContract,
     CachedHistoryContract,
@@ -104,6 +107,7 @@ __all__ = [
     "CustomStatusContract",
     "DeletionContract",
     "ErrorClassificationContract",
+    "HeartbeatContract",
     "InstanceCreationContract",
     "InstanceLockingContract",
     "KvContract",
