@@ -45,6 +45,7 @@ from ._status import (
     ExecutionInfo,
     ExecutionStatus,
     InstanceTree,
+    KvValue,
     OrchestrationStatus,
     State,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "InstanceStillRunningError",
     "InstanceTree",
     "InvalidInstanceIdError",
+    "KvValue",
     "LockLostError",
     "NonDurableAwaitError",
     "NondeterminismError",

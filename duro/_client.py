@@ -8,7 +8,7 @@ import typing
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from types import UnionType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import anyio
 import msgspec
@@ -35,7 +35,7 @@ from ._messages import (
 )
 from ._registry import Registry
 from ._serde import decode, encode
-from ._status import ExecutionInfo, InstanceTree, OrchestrationStatus, State
+from ._status import ExecutionInfo, InstanceTree, KvValue, OrchestrationStatus, State
 from ._telemetry import Tracing, traceparent_of
 from ._watch import watch_for
 from .providers import (
@@ -500,11 +500,84 @@ class Client:
             return default
         return decode(entry.value, type, what=f"KV value {key!r}")
 
-    async def get_values(self, instance_id: str) -> dict[str, Any]:
-        """Every KV entry of the instance, decoded."""
+    @overload
+    async def get_values(
+        self, instance_id: str, *, with_updated_at: Literal[False] = False
+    ) -> dict[str, Any]: ...
+    @overload
+    async def get_values(
+        self, instance_id: str, *, with_updated_at: Literal[True]
+    ) -> dict[str, KvValue]: ...
+
+    async def get_values(
+        self, instance_id: str, *, with_updated_at: bool = False
+    ) -> dict[str, Any] | dict[str, KvValue]:
+        """Every KV entry of the instance, decoded; with ``with_updated_at=True`` each as a
+        ``KvValue`` that also says when it was last set."""
         validate_instance_id(instance_id)
         entries = await self.store.get_kv_items(instance_id)
-        return {k: decode(v.value, what=f"KV value {k!r}") for k, v in entries.items()}
+        if not with_updated_at:
+            return {k: decode(v.value, what=f"KV value {k!r}") for k, v in entries.items()}
+        return {
+            k: KvValue(
+                value=decode(v.value, what=f"KV value {k!r}"), updated_at=_at(v.updated_at_ms)
+            )
+            for k, v in entries.items()
+        }
+
+    @overload
+    async def wait_for_value(
+        self, instance_id: str, key: str, *, timeout: float | timedelta = 30.0, type: type[T]
+    ) -> T: ...
+    @overload
+    async def wait_for_value(
+        self, instance_id: str, key: str, *, timeout: float | timedelta = 30.0, type: UnionType
+    ) -> Any: ...
+    @overload
+    async def wait_for_value(
+        self, instance_id: str, key: str, *, timeout: float | timedelta = 30.0
+    ) -> Any: ...
+
+    async def wait_for_value(
+        self,
+        instance_id: str,
+        key: str,
+        *,
+        timeout: float | timedelta = 30.0,
+        type: Any = Any,
+    ) -> Any:
+        """Wait until the instance's KV holds ``key`` and return its value, decoded as
+        ``type``; ``WaitTimeoutError`` after ``timeout`` (real seconds).
+
+        Waits for an instance that does not exist yet too (another party may start it): a
+        wrong id shows as the timeout, whose message says whether the instance exists.
+        """
+        validate_instance_id(instance_id)
+        check_name(key, "a KV key")
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        deadline = time.monotonic() + seconds
+        delay = _POLL_START
+        watch = watch_for(self.store)
+        while True:
+            changed = watch.event(instance_id)  # before reading
+            try:
+                entry = await self.store.get_kv_value(instance_id, key)
+            except ProviderError as exc:
+                if not exc.retryable or time.monotonic() >= deadline:
+                    raise
+            else:
+                if entry is not None:
+                    return decode(entry.value, type, what=f"KV value {key!r}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                state = (await self.get_status(instance_id)).state.value
+                raise WaitTimeoutError(
+                    f"instance {instance_id!r} set no KV value {key!r} within {seconds} s "
+                    f"(state: {state})"
+                )
+            with anyio.move_on_after(min(delay, remaining)):
+                await changed.wait()
+            delay = min(delay * 2, _POLL_MAX)
 
     async def get_history(
         self, instance_id: str, execution_id: int | None = None

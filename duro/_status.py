@@ -161,6 +161,17 @@ class ExecutionInfo:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class KvValue:
+    """One KV entry of an instance with its time, as ``Client.get_values(...,
+    with_updated_at=True)`` returns it."""
+
+    value: Any
+    """Decoded to builtins."""
+    updated_at: datetime
+    """When the orchestration last set it (the time of that turn)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InstanceTree:
     """An instance and its sub-orchestrations, recursively (``Client.get_instance_tree``)."""
 

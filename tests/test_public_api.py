@@ -35,6 +35,7 @@ EXPECTED_DURO = {
     "InstanceStillRunningError",
     "InstanceTree",
     "InvalidInstanceIdError",
+    "KvValue",
     "LockLostError",
     "NonDurableAwaitError",
     "NotADuroDatabaseError",

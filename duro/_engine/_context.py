@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from types import UnionType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, overload
 
+import msgspec
+
 from .._errors import ActivityFailedError, UnregisteredError
 from .._history import (
     NULL,
@@ -28,6 +30,7 @@ from .._registry import Registry
 from .._retry import RetryPolicy
 from .._serde import decode, encode
 from .._status import ErrorCategory, ErrorInfo
+from .._system_steps import KV_GET_FROM, KvRead
 from ._arrivals import Arrivals
 from ._attempts import AttemptOutcome, Attempts
 from ._futures import DurableFuture, JoinFuture, SelectFuture
@@ -89,6 +92,10 @@ def _seconds(delay: float | timedelta) -> float:
     return seconds
 
 
+_SYSTEM_RETRY = RetryPolicy(max_attempts=5, initial_interval=1.0)
+"""For duro's own steps: a store that is briefly unavailable delays them, never fails them."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Step:
     """An activity call, as each attempt of it is scheduled."""
@@ -139,7 +146,7 @@ class OrchestrationContext:
         self._arrivals = arrivals
         self._state = state
         self._attempts = attempts
-        self.kv = DurableKV(recorder, state)
+        self.kv = DurableKV(recorder, state, self._read_kv_from)
         self.logger: logging.LoggerAdapter[logging.Logger] = _ReplaySafeLogger(
             logging.getLogger(f"duro.orchestration.{identity.name}"), identity.instance_id, recorder
         )
@@ -310,6 +317,28 @@ class OrchestrationContext:
         if retry is None:
             return self._schedule_attempt(step, 1)
         return self._scheduler.spawn(self._retry(step, retry), name=f"retry:{name}")
+
+    def _read_kv_from(
+        self, instance_id: str, key: str, default: Any, output_type: Any
+    ) -> DurableFuture[Any]:
+        """``ctx.kv.get_from``: a system activity reads the value, so the result is recorded
+        and replay gets the same one."""
+        step = _Step(
+            name=KV_GET_FROM,
+            input=encode(KvRead(instance_id=instance_id, key=key)),
+            output_type=list[msgspec.Raw],
+            tag=None,
+            session=None,
+            heartbeat_timeout_ms=None,
+        )
+
+        async def read() -> Any:
+            found: list[msgspec.Raw] = await self._retry(step, _SYSTEM_RETRY)
+            if not found:
+                return default
+            return decode(found[0], output_type, what=f"KV value {key!r} of {instance_id!r}")
+
+        return self._scheduler.spawn(read(), name=KV_GET_FROM)
 
     def _schedule_attempt(
         self, step: _Step, attempt: int, heartbeat_details: bytes | None = None

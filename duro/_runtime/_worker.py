@@ -34,6 +34,7 @@ from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
 from ._pool import WorkPool
 from ._requests import sized
+from ._system import SYSTEM_ACTIVITIES
 from ._telemetry import ActivityOutcome, ObservedActivity, Telemetry
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ class ActivityWorker:
         running = self._leases.add(key, item, ctx)
         try:
             limit = self._options.max_deliveries
-            if self._registry.get_activity(task.name) is None and item.delivery_count < limit:
+            if self._lookup(task.name) is None and item.delivery_count < limit:
                 # A rolling deployment: a worker running newer code may have it. Counted, so
                 # on its last delivery it fails (in _run) instead of waiting forever.
                 delay = delays.not_registered(item.delivery_count)
@@ -208,11 +209,14 @@ class ActivityWorker:
         finally:
             self._leases.remove(key)
 
+    def _lookup(self, name: str) -> Registered | None:
+        return self._registry.get_activity(name) or SYSTEM_ACTIVITIES.get(name)
+
     async def _run(
         self, item: ActivityWorkItem, ctx: ActivityContext
     ) -> tuple[msgspec.Raw | None, ErrorInfo | None]:
         task = item.task
-        registered = self._registry.get_activity(task.name)
+        registered = self._lookup(task.name)
         if registered is None:
             return None, configuration_error(UnregisteredError("activity", task.name))
         try:
