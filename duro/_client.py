@@ -22,8 +22,13 @@ from ._bulk import (
     finished_states,
     prune_executions_all,
 )
-from ._errors import InstanceNotFoundError, ProviderError, WaitTimeoutError
-from ._history import HistoryEvent
+from ._errors import (
+    InstanceNotFoundError,
+    InstanceStillRunningError,
+    ProviderError,
+    WaitTimeoutError,
+)
+from ._history import HistoryEvent, OrchestrationStarted
 from ._history_file import ExportedKv, HistoryFile
 from ._ids import validate_instance_id
 from ._limits import check_name, check_reason
@@ -287,6 +292,41 @@ class Client:
         if record is None:
             raise InstanceNotFoundError(instance_id)
         return record
+
+    async def restart_orchestration(
+        self, instance_id: str, *, new_instance_id: str | None = None, latest: bool = False
+    ) -> str:
+        """Start the instance's orchestration again with the same input: the input of its
+        current execution (for an instance that continued as new, its latest one) and the
+        version it ran, or the latest registered one with ``latest=True``. Returns the id of
+        the instance that runs it.
+
+        Without ``new_instance_id`` the instance itself runs again, as its next execution
+        (like ``start_orchestration(..., if_exists="restart_if_finished")``): it must have
+        COMPLETED or FAILED (``InstanceStillRunningError`` otherwise). With one, a new
+        instance starts beside it, whatever its state (``InstanceAlreadyExistsError`` if that
+        id is taken). ``InstanceNotFoundError`` for an unknown ``instance_id``; an instance
+        that never ran a turn has no recorded input yet and raises ``InstanceStillRunningError``.
+        """
+        record = await self._require(instance_id)
+        in_place = new_instance_id is None
+        if record.state is State.PENDING or (in_place and not record.state.is_terminal):
+            raise InstanceStillRunningError(
+                instance_id, "restart it once it has completed or failed"
+            )
+        history = await self.store.read_history(instance_id, record.execution_id)
+        started = next((e for e in history if isinstance(e, OrchestrationStarted)), None)
+        if started is None:  # a finished execution always starts with one
+            raise InstanceNotFoundError(instance_id)
+        target = instance_id if new_instance_id is None else new_instance_id
+        await self.start_orchestration(
+            target,
+            started.name,
+            started.input,
+            version=None if latest else started.version,
+            if_exists="restart_if_finished" if in_place else "fail",
+        )
+        return target
 
     async def raise_event(self, instance_id: str, name: str, data: Any = None) -> None:
         """Deliver external event ``name`` (``ctx.wait_for_event``). Buffered until waited for."""

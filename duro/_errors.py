@@ -205,12 +205,13 @@ class InstanceNotFoundError(DuroError):
 
 
 class InstanceStillRunningError(DuroError):
-    """Deleting a running instance needs ``force=True``."""
+    """The operation needs a finished instance: deleting a running one needs ``force=True``;
+    restarting one in place waits until it finished."""
 
-    def __init__(self, instance_id: str) -> None:
-        super().__init__(
-            f"instance {instance_id!r} is still running; cancel it first or pass force=True"
-        )
+    def __init__(
+        self, instance_id: str, what_to_do: str = "cancel it first or pass force=True"
+    ) -> None:
+        super().__init__(f"instance {instance_id!r} is still running; {what_to_do}")
         self.instance_id = instance_id
 
 
