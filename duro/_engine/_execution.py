@@ -61,7 +61,14 @@ from ._ending import continue_as_new, report_result, withdraw_work
 from ._futures import DurableFuture
 from ._identity import Identity
 from ._inbox import Inbox
-from ._outcomes import Outcome, application_error, cancelled_error, configuration_error
+from ._outcomes import (
+    DEFAULT_MAX_HISTORY_EVENTS,
+    Outcome,
+    application_error,
+    cancelled_error,
+    configuration_error,
+    history_limit_error,
+)
 from ._recorder import Recorder
 from ._scheduler import Scheduler
 from ._state import DurableState
@@ -82,9 +89,11 @@ class Execution:
         instance_id: str,
         execution_id: int,
         kv_snapshot: dict[str, KvEntry] | None = None,
+        max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS,
     ) -> None:
         # The code that runs; its name and version are recorded and stamped on every turn.
         self.orchestration = orchestration
+        self._max_history_events = max_history_events
         self._identity = Identity(
             instance_id=instance_id,
             execution_id=execution_id,
@@ -333,6 +342,15 @@ class Execution:
         turn = self._recorder.turn
         parent = self.parent
         turn.parent_instance_id = parent.instance_id if parent else None
+        events = len(self._recorder.history)
+        if self._outcome.event is None and events > self._max_history_events:
+            # Checked here, before anything is committed: the turn commits whole, ending the
+            # execution, and the store never has to refuse a history that grew too long.
+            self._outcome.fail(
+                history_limit_error(
+                    self.instance_id, self.execution_id, events, self._max_history_events
+                )
+            )
         ending = self._outcome.event
         if ending is None:
             return turn

@@ -28,7 +28,7 @@ from .._registry import Registered, Registry
 from .._status import ErrorInfo, ExecutionStatus
 from ._decision import Commit, Defer, DeferReason, TurnDecision
 from ._execution import Execution
-from ._outcomes import configuration_error, corrupt_history_error
+from ._outcomes import DEFAULT_MAX_HISTORY_EVENTS, configuration_error, corrupt_history_error
 
 
 @dataclass(slots=True, kw_only=True)
@@ -46,6 +46,8 @@ class TurnInput:
     final_delivery: bool = False
     """No later delivery will come (the messages used up their deliveries): an orchestration
     this worker does not have fails the instance instead of being deferred for another."""
+    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
+    """An execution whose history grows past this fails (``HistoryLimitExceeded``)."""
 
 
 def run_turn(registry: Registry, work: TurnInput, cached: Execution | None = None) -> TurnDecision:
@@ -138,6 +140,7 @@ def _new_execution(
         instance_id=work.instance_id,
         execution_id=execution_id,
         kv_snapshot={} if restart else work.kv_snapshot,
+        max_history_events=work.max_history_events,
     )
     execution.begin_turn(work.now_ms)
     execution.start(started)
@@ -233,6 +236,7 @@ def _continue(registry: Registry, work: TurnInput, cached: Execution | None) -> 
             instance_id=work.instance_id,
             execution_id=work.execution_id,
             kv_snapshot=work.kv_snapshot,
+            max_history_events=work.max_history_events,
         )
         try:
             for event in history:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
+from .._engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..providers import TagFilter
 
 
@@ -50,6 +51,10 @@ class RuntimeOptions:
     execution_cache_size: int = 10_000
     """Live executions kept between turns so a turn does not replay history."""
     commit_retries: int = 5
+    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
+    """Events one execution may record (50,000 by default). A turn that takes an execution
+    past it ends the execution as FAILED (``error_type`` "HistoryLimitExceeded", naming the
+    limit), committed whole; an execution that grows without end should ``continue_as_new``."""
     worker_id: str = field(default_factory=_default_worker_id)
     """Identity used for locks and session ownership; unique among live processes. A stable
     one (a pod or host name, say) lets a restarted process take back its crashed
@@ -74,5 +79,9 @@ class RuntimeOptions:
             raise ValueError("lock timeouts must be positive")
         if self.max_deliveries < 1:
             raise ValueError("max_deliveries must be at least 1")
+        if self.max_history_events < 10:
+            raise ValueError(
+                f"max_history_events must be at least 10, got {self.max_history_events}"
+            )
         if self.queue_depth_interval < 0:
             raise ValueError("queue_depth_interval cannot be negative")
