@@ -23,6 +23,7 @@ from ._bulk import (
     prune_executions_all,
 )
 from ._errors import (
+    InstanceNotFailedError,
     InstanceNotFoundError,
     InstanceStillRunningError,
     ProviderError,
@@ -36,6 +37,7 @@ from ._messages import (
     CancelOrchestrationMessage,
     EnqueueEventMessage,
     RaiseEventMessage,
+    RewindOrchestrationMessage,
     StartOrchestrationMessage,
 )
 from ._registry import Registry
@@ -365,6 +367,29 @@ class Client:
             await self.store.enqueue_orchestrator_message(
                 ScheduledMessage(
                     message=CancelOrchestrationMessage(
+                        instance_id=instance_id, reason=reason, traceparent=tp
+                    )
+                )
+            )
+
+    async def rewind_orchestration(self, instance_id: str, reason: str | None = None) -> None:
+        """Take a FAILED instance back to before the step that failed it and run it on from
+        there: the failed activity or sub-orchestration runs again (a failed child is rewound
+        too), and everything that succeeded keeps its recorded result. The history keeps the
+        failure and records the rewind (``ExecutionRewound``, with ``reason``).
+
+        Takes effect at the instance's next turn. ``InstanceNotFoundError`` for an unknown id;
+        ``InstanceNotFailedError`` unless the instance has FAILED.
+        """
+        if reason is not None:
+            check_reason(reason)
+        with self._span("duro.rewind_orchestration", instance_id) as tp:
+            record = await self._require(instance_id)
+            if record.state is not State.FAILED:
+                raise InstanceNotFailedError(instance_id, record.state.value)
+            await self.store.enqueue_orchestrator_message(
+                ScheduledMessage(
+                    message=RewindOrchestrationMessage(
                         instance_id=instance_id, reason=reason, traceparent=tp
                     )
                 )

@@ -17,6 +17,7 @@
     ├── InstanceAlreadyExistsError       start of an id that is pending, running or finished
     ├── InstanceNotFoundError            management call on an unknown instance
     ├── InstanceStillRunningError        delete without force of a running instance
+    ├── InstanceNotFailedError           rewind of an instance that has not failed
     ├── WaitTimeoutError                 a client wait ran out of time (also a TimeoutError)
     └── ProviderError                    storage failed; ``retryable`` says whether to try again
         ├── LockLostError                the lock/lease token is unknown, expired or stolen
@@ -213,6 +214,19 @@ class InstanceStillRunningError(DuroError):
     ) -> None:
         super().__init__(f"instance {instance_id!r} is still running; {what_to_do}")
         self.instance_id = instance_id
+
+
+class InstanceNotFailedError(DuroError):
+    """``rewind_orchestration`` for an instance that has not failed (only a FAILED instance
+    can be rewound)."""
+
+    def __init__(self, instance_id: str, state: str) -> None:
+        super().__init__(
+            f"instance {instance_id!r} is {state}, not failed: only a failed instance can be "
+            "rewound (restart_orchestration runs a completed one again)"
+        )
+        self.instance_id = instance_id
+        self.state = state
 
 
 class WaitTimeoutError(DuroError, TimeoutError):

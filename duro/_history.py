@@ -105,6 +105,16 @@ class CancelRequested(Event, tag="CancelRequested", frozen=True):
     reason: str
 
 
+class ExecutionRewound(Event, tag="ExecutionRewound", frozen=True):
+    """``Client.rewind_orchestration`` took the failed execution back: the events
+    ``undone_from`` through ``undone_through`` (the step that failed it, through its end) are
+    undone. They stay in history, and replay skips them; the open steps run again."""
+
+    undone_from: int
+    undone_through: int
+    reason: str | None = None
+
+
 # -- actions (seq-numbered, matched against code on replay) ----------------------------------
 
 
@@ -263,6 +273,7 @@ HistoryEvent = (
     | OrchestrationFailed
     | ContinuedAsNew
     | CancelRequested
+    | ExecutionRewound
     | ActivityScheduled
     | TimerCreated
     | SubOrchestrationScheduled
@@ -298,6 +309,16 @@ ACTION_EVENTS = (
 """Events recorded by the orchestration's own durable calls; replay matches them."""
 TERMINAL_EVENTS = (OrchestrationCompleted, OrchestrationFailed, ContinuedAsNew)
 """Events that end an execution."""
+
+
+def undone_event_ids(history: list[HistoryEvent]) -> frozenset[int]:
+    """The ids of the events the rewinds in ``history`` undid (replay skips them)."""
+    undone: set[int] = set()
+    for event in history:
+        if isinstance(event, ExecutionRewound):
+            undone.update(range(event.undone_from, event.undone_through + 1))
+    return frozenset(undone)
+
 
 _event_encoder = msgspec.json.Encoder()
 _event_decoder = msgspec.json.Decoder(HistoryEvent)

@@ -110,6 +110,15 @@ class CancelOrchestrationMessage(OrchestratorMessage, frozen=True):
     """W3C ``traceparent`` of the client span that cancelled; the turn links to it."""
 
 
+class RewindOrchestrationMessage(OrchestratorMessage, frozen=True):
+    """Take a FAILED instance back to before the step that failed it
+    (``Client.rewind_orchestration``, or a rewound parent for its failed child)."""
+
+    reason: str | None = None
+    traceparent: str | None = None
+    """W3C ``traceparent`` of the client span that asked for it."""
+
+
 AnyOrchestratorMessage = (
     StartOrchestrationMessage
     | ContinueAsNewMessage
@@ -119,6 +128,7 @@ AnyOrchestratorMessage = (
     | RaiseEventMessage
     | EnqueueEventMessage
     | CancelOrchestrationMessage
+    | RewindOrchestrationMessage
 )
 """Every orchestrator-queue message type, as one tagged union."""
 

@@ -225,6 +225,8 @@ def apply_commit(
     info.status = status.value
     if status.is_terminal and info.completed_at is None:
         info.completed_at = now
+    elif not status.is_terminal:
+        info.completed_at = None  # a rewound execution runs again
     custom_status, version = doc.custom_status, doc.custom_status_version
     if commit.changes.custom_status_changed:
         custom_status, version = text(commit.changes.custom_status), version + 1

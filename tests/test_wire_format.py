@@ -10,6 +10,7 @@ from duro._history import (
     CarriedEvent,
     CustomStatusSet,
     EventSent,
+    ExecutionRewound,
     OrchestrationStarted,
     decode_event,
     encode_event,
@@ -65,6 +66,7 @@ def test_messages_round_trip(message: object) -> None:
         EventSent(event_id=4, ts=1, seq=2, instance_id="other", name="q", mailbox=True),
         OrchestrationStarted(event_id=1, ts=1, name="n", version="1", custom_status=RAW),
         OrchestrationStarted(event_id=1, ts=1, name="n", version="1", input=RAW),
+        ExecutionRewound(event_id=9, ts=1, undone_from=7, undone_through=8, reason="fixed"),
     ],
 )
 def test_events_round_trip(event: object) -> None:

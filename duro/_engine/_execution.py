@@ -36,6 +36,7 @@ from .._history import (
     ContinuedAsNew,
     EventQueued,
     EventRaised,
+    ExecutionRewound,
     HistoryEvent,
     OrchestrationCompleted,
     OrchestrationFailed,
@@ -43,11 +44,16 @@ from .._history import (
     ParentRef,
     SubOrchestrationCompleted,
     SubOrchestrationFailed,
+    SubOrchestrationScheduled,
     TaskCancelled,
+    TimerCreated,
     TimerFired,
+    undone_event_ids,
 )
 from .._messages import (
     AnyOrchestratorMessage,
+    RewindOrchestrationMessage,
+    ScheduledMessage,
 )
 from .._records import KvEntry, TurnChanges
 from .._registry import Registered, Registry
@@ -178,6 +184,44 @@ class Execution:
             return
         recorder.replay_arrival(event)
         self._dispatch(event)
+
+    def replay_history(
+        self, history: list[HistoryEvent], also_undone: frozenset[int] = frozenset()
+    ) -> None:
+        """Feed recorded events, skipping what a rewind undid (and ``also_undone``).
+        Raises ``NondeterminismError`` on divergence."""
+        skipped = undone_event_ids(history) | also_undone
+        for event in history:
+            if event.event_id in skipped or isinstance(event, ExecutionRewound):
+                self._recorder.skip(event)
+            else:
+                self.replay_event(event)
+
+    def reopen(self, marker: ExecutionRewound) -> None:
+        """Record a rewind after replaying what it keeps, and send again the work of every
+        step still open there: activities (same seq and attempt) and timers (due when they
+        were), and a rewind to each open sub-orchestration, which runs a failed child again
+        or has a finished one report again."""
+        self._recorder.record(marker)
+        turn = self._recorder.turn
+        scheduling = {
+            event.seq: event
+            for event in self._recorder.history
+            if isinstance(event, ActivityScheduled | TimerCreated | SubOrchestrationScheduled)
+        }
+        for step in self._steps.pending():
+            event = scheduling.get(step.seq)
+            if isinstance(event, ActivityScheduled | TimerCreated):
+                self._effects.record(turn, event)
+            elif isinstance(event, SubOrchestrationScheduled):
+                turn.orchestrator_messages.append(
+                    ScheduledMessage(
+                        message=RewindOrchestrationMessage(
+                            instance_id=event.instance_id,
+                            reason=f"parent {self.instance_id!r} was rewound",
+                        )
+                    )
+                )
 
     def end_replay(self, now_ms: int) -> None:
         """History is exhausted: from here on everything is new and gets recorded."""

@@ -187,6 +187,8 @@ class InstanceRow:
         execution.status = status
         if status.is_terminal and execution.completed_at_ms is None:
             execution.completed_at_ms = now_ms
+        elif not status.is_terminal:
+            execution.completed_at_ms = None  # a rewound execution runs again
         self.output = changes.output
         self.error = changes.error
         self.updated_at_ms = now_ms

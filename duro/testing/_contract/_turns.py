@@ -509,6 +509,28 @@ class MultiExecutionContract(ContractBase):
     """Continue-as-new: explicit execution ids, separate histories, the latest one current."""
 
     @pytest.mark.anyio
+    async def test_a_failed_execution_goes_back_to_running_when_a_turn_says_so(
+        self, provider: Provider, clock: VirtualClock
+    ) -> None:
+        # A rewind (decision 0009): the same execution, FAILED, takes a message, and the turn
+        # that handles it sets it RUNNING again and appends to its history.
+        await create_instance(provider, "i1", status=ExecutionStatus.FAILED)
+        failed_record = await provider.read_instance("i1")
+        assert failed_record is not None and failed_record.completed_at_ms is not None
+        item = await lock_next_turn(provider, "i1", lock_timeout=self.lock_timeout)
+        assert item.execution_id == 1 and len(item.history) == 2
+        await provider.commit_turn(turn_commit(item, events=raised(1)))
+
+        record = await provider.read_instance("i1")
+        assert record is not None
+        assert (record.state, record.execution_id, record.error) == (State.RUNNING, 1, None)
+        assert record.execution_status is ExecutionStatus.RUNNING
+        assert record.completed_at_ms is None
+        assert [e.event_id for e in await provider.read_history("i1")] == [1, 2, 3]
+        [execution] = await provider.read_executions("i1")
+        assert execution.status is ExecutionStatus.RUNNING and execution.completed_at_ms is None
+
+    @pytest.mark.anyio
     async def test_executions_keep_separate_histories(
         self, provider: Provider, clock: VirtualClock
     ) -> None:
