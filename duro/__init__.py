@@ -18,6 +18,7 @@ from ._errors import (
     DuroError,
     InstanceAlreadyExistsError,
     InstanceFinishedError,
+    InstanceNotFailedError,
     InstanceNotFoundError,
     InstanceStillRunningError,
     InvalidInstanceIdError,
@@ -40,7 +41,16 @@ from ._errors import (
 from ._registry import Registry
 from ._retry import RetryPolicy
 from ._runtime import ActivityContext, Runtime, RuntimeOptions
-from ._status import ErrorCategory, ErrorInfo, OrchestrationStatus, State
+from ._status import (
+    ErrorCategory,
+    ErrorInfo,
+    ExecutionInfo,
+    ExecutionStatus,
+    InstanceTree,
+    KvValue,
+    OrchestrationStatus,
+    State,
+)
 from .providers import TagFilter
 from .providers._memory import InMemoryProvider
 from .providers._sqlite import SqliteProvider
@@ -67,12 +77,17 @@ __all__ = [
     "DuroError",
     "ErrorCategory",
     "ErrorInfo",
+    "ExecutionInfo",
+    "ExecutionStatus",
     "InMemoryProvider",
     "InstanceAlreadyExistsError",
     "InstanceFinishedError",
+    "InstanceNotFailedError",
     "InstanceNotFoundError",
     "InstanceStillRunningError",
+    "InstanceTree",
     "InvalidInstanceIdError",
+    "KvValue",
     "LockLostError",
     "NonDurableAwaitError",
     "NondeterminismError",

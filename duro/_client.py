@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import contextlib
 import time
+import typing
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from types import UnionType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import anyio
 import msgspec
 from opentelemetry.trace import SpanKind, TracerProvider
 
+from ._bulk import (
+    DeleteProgress,
+    PruneProgress,
+    children_of,
+    delete_instances,
+    finished_states,
+    prune_executions_all,
+)
 from ._errors import (
     InstanceFinishedError,
+    InstanceNotFailedError,
     InstanceNotFoundError,
+    InstanceStillRunningError,
     ProviderError,
     WaitTimeoutError,
 )
-from ._history import HistoryEvent
+from ._history import HistoryEvent, OrchestrationStarted
 from ._history_file import ExportedKv, HistoryFile
 from ._ids import validate_instance_id
 from ._limits import check_name, check_reason
@@ -27,16 +38,18 @@ from ._messages import (
     CancelOrchestrationMessage,
     EnqueueEventMessage,
     RaiseEventMessage,
+    RewindOrchestrationMessage,
     StartOrchestrationMessage,
 )
 from ._registry import Registry
 from ._serde import decode, encode
-from ._status import OrchestrationStatus, State
+from ._status import ExecutionInfo, InstanceTree, KvValue, OrchestrationStatus, State
 from ._telemetry import Tracing, traceparent_of
 from ._watch import watch_for
 from .providers import (
     DeleteRequest,
     DeleteResult,
+    IfExists,
     InstanceQuery,
     InstanceRecord,
     Provider,
@@ -44,6 +57,8 @@ from .providers import (
     PruneResult,
     QueueDepths,
     ScheduledMessage,
+    StartOutcome,
+    StartRequest,
 )
 
 if TYPE_CHECKING:
@@ -52,6 +67,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741 - the input of the started orchestration
 
+_IF_EXISTS = frozenset(typing.get_args(IfExists))
 _POLL_START = 0.005
 _POLL_MAX = 0.05
 
@@ -67,6 +83,10 @@ def _name_of(target: str | Callable[..., Any], registry: Registry | None) -> str
 
 def _to_datetime(ms: int | None) -> datetime | None:
     return None if not ms else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def _status_of(
@@ -140,6 +160,7 @@ class Client:
         input: I,
         *,
         version: str | None = None,
+        if_exists: IfExists = "fail",
     ) -> str: ...
     @overload
     async def start_orchestration(
@@ -150,6 +171,7 @@ class Client:
         input: None = None,
         *,
         version: str | None = None,
+        if_exists: IfExists = "fail",
     ) -> str: ...
     @overload
     async def start_orchestration(
@@ -159,6 +181,7 @@ class Client:
         input: Any = None,
         *,
         version: str | None = None,
+        if_exists: IfExists = "fail",
     ) -> str: ...
 
     async def start_orchestration(
@@ -168,29 +191,103 @@ class Client:
         input: Any = None,
         *,
         version: str | None = None,
+        if_exists: IfExists = "fail",
     ) -> str:
-        """Start a new instance; raises ``InstanceAlreadyExistsError`` if the id is taken.
+        """Start a new instance. Called with the function, a type checker checks ``input``
+        against its parameter; without ``version`` the worker picks the latest registered
+        version.
 
-        Called with the function, a type checker checks ``input`` against its parameter.
-        Without ``version`` the worker picks the latest registered version.
+        ``if_exists`` says what happens when the id is taken (pending, running or finished):
+        ``"fail"`` raises ``InstanceAlreadyExistsError``; ``"use_existing"`` leaves that
+        instance be (an idempotent start); ``"restart_if_finished"`` starts a COMPLETED or
+        FAILED instance again as its next execution (with this input; KV and custom status
+        cleared; the earlier histories kept) and raises ``InstanceAlreadyExistsError`` for a
+        pending or running one. The check and the start are one atomic store operation.
         """
+        if if_exists not in _IF_EXISTS:
+            raise ValueError(f"if_exists must be one of {sorted(_IF_EXISTS)}, got {if_exists!r}")
+        start, attributes = self._start_message(instance_id, orchestration, input, version)
+        with self._span("duro.start_orchestration", instance_id, **attributes) as traceparent:
+            start = msgspec.structs.replace(start, traceparent=traceparent)
+            if if_exists == "fail":
+                await self.store.start_orchestration(start)
+            else:
+                await self.store.start_instance(StartRequest(start=start, if_exists=if_exists))
+        return instance_id
+
+    def _start_message(
+        self,
+        instance_id: str,
+        orchestration: str | Callable[..., Any],
+        input: Any,
+        version: str | None,
+    ) -> tuple[StartOrchestrationMessage, dict[str, str]]:
+        """The start of ``orchestration`` as ``instance_id``, and the span attributes it gets."""
         validate_instance_id(instance_id)
         name = _name_of(orchestration, self.registry)
         raw = encode(input, what=f"input of orchestration {name!r}")
         attributes = {"duro.orchestration.name": name}
         if version is not None:
             attributes["duro.orchestration.version"] = version
-        with self._span("duro.start_orchestration", instance_id, **attributes) as traceparent:
-            await self.store.start_orchestration(
-                StartOrchestrationMessage(
-                    instance_id=instance_id,
-                    name=name,
-                    version=version,
-                    input=raw,
-                    traceparent=traceparent,
-                )
+        start = StartOrchestrationMessage(
+            instance_id=instance_id, name=name, version=version, input=raw
+        )
+        return start, attributes
+
+    @overload
+    async def start_with_event(
+        self,
+        instance_id: str,
+        orchestration: Callable[[OrchestrationContext, I], Coroutine[Any, Any, Any]],
+        input: I,
+        event_name: str,
+        data: Any = None,
+        *,
+        version: str | None = None,
+    ) -> bool: ...
+    @overload
+    async def start_with_event(
+        self,
+        instance_id: str,
+        orchestration: str,
+        input: Any,
+        event_name: str,
+        data: Any = None,
+        *,
+        version: str | None = None,
+    ) -> bool: ...
+
+    async def start_with_event(
+        self,
+        instance_id: str,
+        orchestration: str | Callable[..., Any],
+        input: Any,
+        event_name: str,
+        data: Any = None,
+        *,
+        version: str | None = None,
+    ) -> bool:
+        """Start the instance if it does not exist, and deliver external event
+        ``event_name`` (``ctx.wait_for_event``) to it either way, in one atomic store
+        operation: a new instance finds the event waiting from its first turn, and many
+        callers racing on one id make one instance that receives every event.
+
+        Returns True when this call started the instance. An existing instance is left as it
+        is, finished or not (an event for a finished instance is dropped).
+        """
+        check_name(event_name, "an event name")
+        start, attributes = self._start_message(instance_id, orchestration, input, version)
+        raw = encode(data, what=f"data of event {event_name!r}")
+        attributes["duro.event.name"] = event_name
+        with self._span("duro.start_with_event", instance_id, **attributes) as traceparent:
+            start = msgspec.structs.replace(start, traceparent=traceparent)
+            event = RaiseEventMessage(
+                instance_id=instance_id, name=event_name, data=raw, traceparent=traceparent
             )
-        return instance_id
+            outcome = await self.store.start_instance(
+                StartRequest(start=start, if_exists="use_existing", messages=[event])
+            )
+        return outcome is StartOutcome.STARTED
 
     async def _require(self, instance_id: str) -> InstanceRecord:
         validate_instance_id(instance_id)
@@ -204,6 +301,41 @@ class Client:
         record = await self._require(instance_id)
         if record.state.is_terminal:
             raise InstanceFinishedError(instance_id, record.state.value, what)
+
+    async def restart_orchestration(
+        self, instance_id: str, *, new_instance_id: str | None = None, latest: bool = False
+    ) -> str:
+        """Start the instance's orchestration again with the same input: the input of its
+        current execution (for an instance that continued as new, its latest one) and the
+        version it ran, or the latest registered one with ``latest=True``. Returns the id of
+        the instance that runs it.
+
+        Without ``new_instance_id`` the instance itself runs again, as its next execution
+        (like ``start_orchestration(..., if_exists="restart_if_finished")``): it must have
+        COMPLETED or FAILED (``InstanceStillRunningError`` otherwise). With one, a new
+        instance starts beside it, whatever its state (``InstanceAlreadyExistsError`` if that
+        id is taken). ``InstanceNotFoundError`` for an unknown ``instance_id``; an instance
+        that never ran a turn has no recorded input yet and raises ``InstanceStillRunningError``.
+        """
+        record = await self._require(instance_id)
+        in_place = new_instance_id is None
+        if record.state is State.PENDING or (in_place and not record.state.is_terminal):
+            raise InstanceStillRunningError(
+                instance_id, "restart it once it has completed or failed"
+            )
+        history = await self.store.read_history(instance_id, record.execution_id)
+        started = next((e for e in history if isinstance(e, OrchestrationStarted)), None)
+        if started is None:  # a finished execution always starts with one
+            raise InstanceNotFoundError(instance_id)
+        target = instance_id if new_instance_id is None else new_instance_id
+        await self.start_orchestration(
+            target,
+            started.name,
+            started.input,
+            version=None if latest else started.version,
+            if_exists="restart_if_finished" if in_place else "fail",
+        )
+        return target
 
     async def raise_event(self, instance_id: str, name: str, data: Any = None) -> None:
         """Deliver external event ``name`` (``ctx.wait_for_event``). Buffered until waited for.
@@ -245,6 +377,29 @@ class Client:
             await self.store.enqueue_orchestrator_message(
                 ScheduledMessage(
                     message=CancelOrchestrationMessage(
+                        instance_id=instance_id, reason=reason, traceparent=tp
+                    )
+                )
+            )
+
+    async def rewind_orchestration(self, instance_id: str, reason: str | None = None) -> None:
+        """Take a FAILED instance back to before the step that failed it and run it on from
+        there: the failed activity or sub-orchestration runs again (a failed child is rewound
+        too), and everything that succeeded keeps its recorded result. The history keeps the
+        failure and records the rewind (``ExecutionRewound``, with ``reason``).
+
+        Takes effect at the instance's next turn. ``InstanceNotFoundError`` for an unknown id;
+        ``InstanceNotFailedError`` unless the instance has FAILED.
+        """
+        if reason is not None:
+            check_reason(reason)
+        with self._span("duro.rewind_orchestration", instance_id) as tp:
+            record = await self._require(instance_id)
+            if record.state is not State.FAILED:
+                raise InstanceNotFailedError(instance_id, record.state.value)
+            await self.store.enqueue_orchestrator_message(
+                ScheduledMessage(
+                    message=RewindOrchestrationMessage(
                         instance_id=instance_id, reason=reason, traceparent=tp
                     )
                 )
@@ -420,11 +575,84 @@ class Client:
             return default
         return decode(entry.value, type, what=f"KV value {key!r}")
 
-    async def get_values(self, instance_id: str) -> dict[str, Any]:
-        """Every KV entry of the instance, decoded."""
+    @overload
+    async def get_values(
+        self, instance_id: str, *, with_updated_at: Literal[False] = False
+    ) -> dict[str, Any]: ...
+    @overload
+    async def get_values(
+        self, instance_id: str, *, with_updated_at: Literal[True]
+    ) -> dict[str, KvValue]: ...
+
+    async def get_values(
+        self, instance_id: str, *, with_updated_at: bool = False
+    ) -> dict[str, Any] | dict[str, KvValue]:
+        """Every KV entry of the instance, decoded; with ``with_updated_at=True`` each as a
+        ``KvValue`` that also says when it was last set."""
         validate_instance_id(instance_id)
         entries = await self.store.get_kv_items(instance_id)
-        return {k: decode(v.value, what=f"KV value {k!r}") for k, v in entries.items()}
+        if not with_updated_at:
+            return {k: decode(v.value, what=f"KV value {k!r}") for k, v in entries.items()}
+        return {
+            k: KvValue(
+                value=decode(v.value, what=f"KV value {k!r}"), updated_at=_at(v.updated_at_ms)
+            )
+            for k, v in entries.items()
+        }
+
+    @overload
+    async def wait_for_value(
+        self, instance_id: str, key: str, *, timeout: float | timedelta = 30.0, type: type[T]
+    ) -> T: ...
+    @overload
+    async def wait_for_value(
+        self, instance_id: str, key: str, *, timeout: float | timedelta = 30.0, type: UnionType
+    ) -> Any: ...
+    @overload
+    async def wait_for_value(
+        self, instance_id: str, key: str, *, timeout: float | timedelta = 30.0
+    ) -> Any: ...
+
+    async def wait_for_value(
+        self,
+        instance_id: str,
+        key: str,
+        *,
+        timeout: float | timedelta = 30.0,
+        type: Any = Any,
+    ) -> Any:
+        """Wait until the instance's KV holds ``key`` and return its value, decoded as
+        ``type``; ``WaitTimeoutError`` after ``timeout`` (real seconds).
+
+        Waits for an instance that does not exist yet too (another party may start it): a
+        wrong id shows as the timeout, whose message says whether the instance exists.
+        """
+        validate_instance_id(instance_id)
+        check_name(key, "a KV key")
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        deadline = time.monotonic() + seconds
+        delay = _POLL_START
+        watch = watch_for(self.store)
+        while True:
+            changed = watch.event(instance_id)  # before reading
+            try:
+                entry = await self.store.get_kv_value(instance_id, key)
+            except ProviderError as exc:
+                if not exc.retryable or time.monotonic() >= deadline:
+                    raise
+            else:
+                if entry is not None:
+                    return decode(entry.value, type, what=f"KV value {key!r}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                state = (await self.get_status(instance_id)).state.value
+                raise WaitTimeoutError(
+                    f"instance {instance_id!r} set no KV value {key!r} within {seconds} s "
+                    f"(state: {state})"
+                )
+            with anyio.move_on_after(min(delay, remaining)):
+                await changed.wait()
+            delay = min(delay * 2, _POLL_MAX)
 
     async def get_history(
         self, instance_id: str, execution_id: int | None = None
@@ -486,6 +714,105 @@ class Client:
             if continuation is None:
                 break
         return results
+
+    async def list_executions(self, instance_id: str) -> list[ExecutionInfo]:
+        """Every stored execution of the instance, oldest first, with its status: the first
+        one, then one per ``continue_as_new`` or restart (pruned ones are gone).
+        ``InstanceNotFoundError`` for an id the store does not know."""
+        await self._require(instance_id)
+        return [
+            ExecutionInfo(
+                execution_id=record.execution_id,
+                status=record.status,
+                started_at=_at(record.started_at_ms),
+                completed_at=_to_datetime(record.completed_at_ms),
+                event_count=record.event_count,
+            )
+            for record in await self.store.read_executions(instance_id)
+        ]
+
+    async def get_instance_tree(self, instance_id: str) -> InstanceTree:
+        """The instance with its sub-orchestrations, recursively, each with its status.
+        ``InstanceNotFoundError`` for an id the store does not know."""
+        record = await self._require(instance_id)
+        return await self._tree(record, {instance_id})
+
+    async def _tree(self, record: InstanceRecord, seen: set[str]) -> InstanceTree:
+        children = []
+        for child in await children_of(self.store, record.instance_id):
+            if child.instance_id not in seen:  # parent links never loop; be sure anyway
+                seen.add(child.instance_id)
+                children.append(await self._tree(child, seen))
+        return InstanceTree(status=_status_of(record.instance_id, record), children=children)
+
+    async def delete_instances(
+        self,
+        *,
+        states: set[State] | None = None,
+        name: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        completed_before: datetime | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+        on_progress: DeleteProgress | None = None,
+    ) -> int:
+        """Delete every finished instance the filters select (``states``: COMPLETED and
+        FAILED by default, and only those), each with its sub-orchestrations as
+        ``delete_instance`` does; returns how many instances were deleted, sub-orchestrations
+        included.
+
+        Pages through the store ``page_size`` instances at a time and deletes one tree at a
+        time, so it is safe while runtimes work: a tree in which anything still runs is left
+        (``on_progress`` hears None for it). ``limit`` caps the selected instances deleted.
+        ``on_progress(instance_id, result)`` is called after each instance examined.
+        """
+        query = InstanceQuery(
+            states=finished_states(states),
+            name=name,
+            created_after_ms=_ms(created_after),
+            created_before_ms=_ms(created_before),
+            completed_before_ms=_ms(completed_before),
+            limit=page_size,
+        )
+        return await delete_instances(self.store, query, limit=limit, on_progress=on_progress)
+
+    async def prune_executions_all(
+        self,
+        *,
+        keep: int = 1,
+        completed_before: datetime | None = None,
+        states: set[State] | None = None,
+        name: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+        on_progress: PruneProgress | None = None,
+    ) -> PruneResult:
+        """``prune_executions`` for every instance with earlier executions (it continued as
+        new or was restarted), optionally only those the filters select: each
+        keeps its ``keep`` newest executions (the current one always), and with
+        ``completed_before`` only older completions go. Returns the totals; pages like
+        ``delete_instances`` and calls ``on_progress(instance_id, result)`` per instance."""
+        if keep < 1:
+            raise ValueError("keep must be at least 1 (the current execution is always kept)")
+        query = InstanceQuery(
+            states=frozenset(states) if states else None,
+            name=name,
+            created_after_ms=_ms(created_after),
+            created_before_ms=_ms(created_before),
+            min_execution_id=keep + 1,
+            limit=page_size,
+        )
+        return await prune_executions_all(
+            self.store,
+            query,
+            keep=keep,
+            completed_before_ms=_ms(completed_before),
+            limit=limit,
+            on_progress=on_progress,
+        )
 
     async def delete_instance(self, instance_id: str, force: bool = False) -> DeleteResult:
         """Delete an instance with its sub-orchestrations. Running ones need ``force=True``."""

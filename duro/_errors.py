@@ -17,6 +17,7 @@
     ├── InstanceAlreadyExistsError       start of an id that is pending, running or finished
     ├── InstanceNotFoundError            management call on an unknown instance
     ├── InstanceStillRunningError        delete without force of a running instance
+    ├── InstanceNotFailedError           rewind of an instance that has not failed
     ├── WaitTimeoutError                 a client wait ran out of time (also a TimeoutError)
     └── ProviderError                    storage failed; ``retryable`` says whether to try again
         ├── LockLostError                the lock/lease token is unknown, expired or stolen
@@ -59,10 +60,18 @@ class OrchestrationFailureError(DuroError):
 class ActivityFailedError(OrchestrationFailureError):
     """An activity raised; carries the original error type and message.
 
-    ``name`` is the activity name and ``attempts`` how many attempts were made.
+    ``name`` is the activity name, ``attempts`` how many attempts were made and
+    ``heartbeat_details`` what the last one reported with its last heartbeat.
     """
 
-    def __init__(self, name: str, error: ErrorInfo, *, attempts: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        error: ErrorInfo,
+        *,
+        attempts: int = 1,
+        heartbeat_details: bytes | None = None,
+    ) -> None:
         # A poison or configuration failure is not an attempt that ran and raised: its message
         # (say, how many deliveries) speaks for itself.
         ran = error.category.value == "application"
@@ -72,6 +81,9 @@ class ActivityFailedError(OrchestrationFailureError):
         )
         self.name = name
         self.attempts = attempts
+        self.heartbeat_details = heartbeat_details
+        """JSON the failed attempt last passed to ``ActivityContext.heartbeat`` (None:
+        none); a retry hands it to the next attempt."""
 
 
 class SubOrchestrationFailedError(OrchestrationFailureError):
@@ -194,13 +206,27 @@ class InstanceNotFoundError(DuroError):
 
 
 class InstanceStillRunningError(DuroError):
-    """Deleting a running instance needs ``force=True``."""
+    """The operation needs a finished instance: deleting a running one needs ``force=True``;
+    restarting one in place waits until it finished."""
 
-    def __init__(self, instance_id: str) -> None:
+    def __init__(
+        self, instance_id: str, what_to_do: str = "cancel it first or pass force=True"
+    ) -> None:
+        super().__init__(f"instance {instance_id!r} is still running; {what_to_do}")
+        self.instance_id = instance_id
+
+
+class InstanceNotFailedError(DuroError):
+    """``rewind_orchestration`` for an instance that has not failed (only a FAILED instance
+    can be rewound)."""
+
+    def __init__(self, instance_id: str, state: str) -> None:
         super().__init__(
-            f"instance {instance_id!r} is still running; cancel it first or pass force=True"
+            f"instance {instance_id!r} is {state}, not failed: only a failed instance can be "
+            "rewound (restart_orchestration runs a completed one again)"
         )
         self.instance_id = instance_id
+        self.state = state
 
 
 class InstanceFinishedError(DuroError):

@@ -72,6 +72,9 @@ class OrchestrationStarted(Event, tag="OrchestrationStarted", frozen=True):
     """W3C ``traceparent`` of the span that started the workflow (the client's, or the
     parent's turn): every turn, activity and sub-orchestration of the execution belongs to its
     trace, in any process, after any restart. None: the start was not traced."""
+    custom_status: Raw = NULL
+    """The custom status the previous execution left (``continue_as_new``): what
+    ``ctx.get_custom_status()`` returns until the code sets another. JSON ``null``: none."""
 
 
 class OrchestrationCompleted(Event, tag="OrchestrationCompleted", frozen=True):
@@ -102,6 +105,16 @@ class CancelRequested(Event, tag="CancelRequested", frozen=True):
     reason: str
 
 
+class ExecutionRewound(Event, tag="ExecutionRewound", frozen=True):
+    """``Client.rewind_orchestration`` took the failed execution back: the events
+    ``undone_from`` through ``undone_through`` (the step that failed it, through its end) are
+    undone. They stay in history, and replay skips them; the open steps run again."""
+
+    undone_from: int
+    undone_through: int
+    reason: str | None = None
+
+
 # -- actions (seq-numbered, matched against code on replay) ----------------------------------
 
 
@@ -115,6 +128,10 @@ class ActivityScheduled(Event, tag="ActivityScheduled", frozen=True):
     attempt: int = 1
     session: str | None = None
     tag: str | None = None
+    heartbeat_timeout_ms: int | None = None
+    """The attempt fails (retryable) when its activity goes this long without a heartbeat."""
+    heartbeat_details: Raw = NULL
+    """The last heartbeat details of the previous attempt (``last_heartbeat_details``)."""
 
 
 class TimerCreated(Event, tag="TimerCreated", frozen=True):
@@ -153,6 +170,18 @@ class CustomStatusSet(Event, tag="CustomStatusSet", frozen=True):
     seq: int
     value: Raw = NULL
     """JSON ``null`` clears the status."""
+
+
+class EventSent(Event, tag="EventSent", frozen=True):
+    """Step ``seq``: ``ctx.raise_event`` sent external event ``name`` with ``data`` to
+    instance ``instance_id`` (``mailbox``: ``ctx.enqueue_event`` sent it to mailbox ``name``
+    instead). The message goes out with the turn that records this step, exactly once."""
+
+    seq: int
+    instance_id: str
+    name: str
+    data: Raw = NULL
+    mailbox: bool = False
 
 
 class KvSet(Event, tag="KvSet", frozen=True):
@@ -196,10 +225,12 @@ class ActivityCompleted(Event, tag="ActivityCompleted", frozen=True):
 
 
 class ActivityFailed(Event, tag="ActivityFailed", frozen=True):
-    """The activity of step ``seq`` failed with ``error`` (this attempt)."""
+    """The activity of step ``seq`` failed with ``error`` (this attempt), having reported
+    ``heartbeat_details`` last (JSON ``null``: none)."""
 
     seq: int
     error: ErrorInfo
+    heartbeat_details: Raw = NULL
 
 
 class TimerFired(Event, tag="TimerFired", frozen=True):
@@ -242,11 +273,13 @@ HistoryEvent = (
     | OrchestrationFailed
     | ContinuedAsNew
     | CancelRequested
+    | ExecutionRewound
     | ActivityScheduled
     | TimerCreated
     | SubOrchestrationScheduled
     | OrchestrationChained
     | CustomStatusSet
+    | EventSent
     | KvSet
     | KvDeleted
     | KvCleared
@@ -267,6 +300,7 @@ ACTION_EVENTS = (
     SubOrchestrationScheduled,
     OrchestrationChained,
     CustomStatusSet,
+    EventSent,
     KvSet,
     KvDeleted,
     KvCleared,
@@ -275,6 +309,16 @@ ACTION_EVENTS = (
 """Events recorded by the orchestration's own durable calls; replay matches them."""
 TERMINAL_EVENTS = (OrchestrationCompleted, OrchestrationFailed, ContinuedAsNew)
 """Events that end an execution."""
+
+
+def undone_event_ids(history: list[HistoryEvent]) -> frozenset[int]:
+    """The ids of the events the rewinds in ``history`` undid (replay skips them)."""
+    undone: set[int] = set()
+    for event in history:
+        if isinstance(event, ExecutionRewound):
+            undone.update(range(event.undone_from, event.undone_through + 1))
+    return frozenset(undone)
+
 
 _event_encoder = msgspec.json.Encoder()
 _event_decoder = msgspec.json.Decoder(HistoryEvent)

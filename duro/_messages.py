@@ -49,6 +49,8 @@ class ContinueAsNewMessage(OrchestratorMessage, frozen=True):
     parent: ParentRef | None = None
     traceparent: str | None = None
     """The workflow's trace, passed on to the next execution."""
+    custom_status: Raw = NULL
+    """The custom status the ending execution left, for ``ctx.get_custom_status()``."""
 
 
 class ActivityResultMessage(OrchestratorMessage, frozen=True):
@@ -59,6 +61,8 @@ class ActivityResultMessage(OrchestratorMessage, frozen=True):
     result: Raw = NULL
     """Ignored when ``error`` is set."""
     error: ErrorInfo | None = None
+    heartbeat_details: Raw = NULL
+    """With ``error``: what the attempt last passed to ``ActivityContext.heartbeat``."""
 
 
 class TimerFiredMessage(OrchestratorMessage, frozen=True):
@@ -106,6 +110,15 @@ class CancelOrchestrationMessage(OrchestratorMessage, frozen=True):
     """W3C ``traceparent`` of the client span that cancelled; the turn links to it."""
 
 
+class RewindOrchestrationMessage(OrchestratorMessage, frozen=True):
+    """Take a FAILED instance back to before the step that failed it
+    (``Client.rewind_orchestration``, or a rewound parent for its failed child)."""
+
+    reason: str | None = None
+    traceparent: str | None = None
+    """W3C ``traceparent`` of the client span that asked for it."""
+
+
 AnyOrchestratorMessage = (
     StartOrchestrationMessage
     | ContinueAsNewMessage
@@ -115,6 +128,7 @@ AnyOrchestratorMessage = (
     | RaiseEventMessage
     | EnqueueEventMessage
     | CancelOrchestrationMessage
+    | RewindOrchestrationMessage
 )
 """Every orchestrator-queue message type, as one tagged union."""
 
@@ -145,6 +159,11 @@ class ActivityTask(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     the workflow's trace (None: not traced)."""
     scheduled_at_ms: int = 0
     """When the turn that scheduled it ran (0: unknown, queued by duro 0.1)."""
+    heartbeat_timeout_ms: int | None = None
+    """The worker fails the attempt when the activity goes this long without a heartbeat."""
+    heartbeat_details: Raw = NULL
+    """The last heartbeat details of the previous attempt, or of an earlier delivery of this
+    one (kept by ``renew_activity_lock``): ``ActivityContext.last_heartbeat_details``."""
 
 
 _encoder = msgspec.json.Encoder()

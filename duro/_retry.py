@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
 
 def _seconds(value: float | timedelta | None) -> float | None:
@@ -26,10 +27,15 @@ def _finite(value: float) -> bool:
 class RetryPolicy:
     """Retry a failed activity with durable back-off timers between attempts.
 
-    Delay before attempt ``n + 1`` is ``initial_interval * backoff_coefficient ** (n - 1)``,
-    capped at ``max_interval``. ``attempt_timeout`` races each attempt against a durable timer;
-    a timed-out attempt is cancelled and counts as a failure (``error_type`` "ActivityTimeout").
-    Errors whose type name is in ``non_retryable`` fail at once.
+    Delay before attempt ``n + 1``: with ``backoff="exponential"`` (the default)
+    ``initial_interval * backoff_coefficient ** (n - 1)``, with ``backoff="linear"``
+    ``initial_interval * n``; either capped at ``max_interval``. ``attempt_timeout`` races
+    each attempt against a durable timer; a timed-out attempt is cancelled and counts as a
+    failure (``error_type`` "ActivityTimeout"). ``total_timeout`` bounds all attempts and the
+    back-off between them, from the first attempt's start: an attempt still running at the
+    deadline is cancelled and fails (not retried), and no retry is scheduled whose back-off
+    would end past it (the last failure is raised). Errors whose type name is in
+    ``non_retryable`` fail at once.
     """
 
     max_attempts: int = 3
@@ -38,6 +44,8 @@ class RetryPolicy:
     max_interval: float | timedelta | None = 60.0
     attempt_timeout: float | timedelta | None = None
     non_retryable: Sequence[str | type[BaseException]] = ()
+    total_timeout: float | timedelta | None = None
+    backoff: Literal["exponential", "linear"] = "exponential"
 
     def __post_init__(self) -> None:
         # Each check names the field; "not x >= y" also refuses NaN, which compares False.
@@ -68,6 +76,16 @@ class RetryPolicy:
                 "RetryPolicy.attempt_timeout must be None or a positive, finite number of "
                 f"seconds, got {self.attempt_timeout!r}"
             )
+        total = _seconds(self.total_timeout)
+        if total is not None and (not _finite(total) or not total > 0):
+            raise ValueError(
+                "RetryPolicy.total_timeout must be None or a positive, finite number of "
+                f"seconds, got {self.total_timeout!r}"
+            )
+        if self.backoff not in ("exponential", "linear"):
+            raise ValueError(
+                f"RetryPolicy.backoff must be 'exponential' or 'linear', got {self.backoff!r}"
+            )
         for entry in self.non_retryable:
             if isinstance(entry, str):
                 continue
@@ -78,7 +96,11 @@ class RetryPolicy:
 
     def delay_after(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based)."""
-        delay = (_seconds(self.initial_interval) or 0.0) * self.backoff_coefficient ** (attempt - 1)
+        initial = _seconds(self.initial_interval) or 0.0
+        if self.backoff == "linear":
+            delay = initial * attempt
+        else:
+            delay = initial * self.backoff_coefficient ** (attempt - 1)
         cap = _seconds(self.max_interval)
         return min(delay, cap) if cap is not None else delay
 
@@ -86,6 +108,11 @@ class RetryPolicy:
     def timeout_seconds(self) -> float | None:
         """``attempt_timeout`` in seconds, or None."""
         return _seconds(self.attempt_timeout)
+
+    @property
+    def total_timeout_seconds(self) -> float | None:
+        """``total_timeout`` in seconds, or None."""
+        return _seconds(self.total_timeout)
 
     def is_retryable(self, error_type: str) -> bool:
         """Whether a failure of ``error_type`` (an exception class name) may be retried."""

@@ -144,3 +144,44 @@ class OrchestrationStatus(Generic[Output]):
     def is_terminal(self) -> bool:
         """Whether the instance has completed or failed."""
         return self.state.is_terminal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionInfo:
+    """One execution of an instance, as ``Client.list_executions`` returns it: the first
+    execution, then one more per ``continue_as_new`` or restart."""
+
+    execution_id: int
+    status: ExecutionStatus
+    started_at: datetime
+    completed_at: datetime | None = None
+    """None while it runs."""
+    event_count: int = 0
+    """Events in its history (``Client.get_history(instance_id, execution_id)``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KvValue:
+    """One KV entry of an instance with its time, as ``Client.get_values(...,
+    with_updated_at=True)`` returns it."""
+
+    value: Any
+    """Decoded to builtins."""
+    updated_at: datetime
+    """When the orchestration last set it (the time of that turn)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceTree:
+    """An instance and its sub-orchestrations, recursively (``Client.get_instance_tree``)."""
+
+    status: OrchestrationStatus[Any]
+    children: list[InstanceTree] = field(default_factory=list)
+    """Direct sub-orchestrations, oldest first, each with its own children."""
+
+    def walk(self) -> list[OrchestrationStatus[Any]]:
+        """Every instance of the tree, depth first, this one first."""
+        found = [self.status]
+        for child in self.children:
+            found.extend(child.walk())
+        return found

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from duro._errors import LockLostError
-from duro._messages import decode_task
+from duro._messages import decode_task, encode_message
 from duro.providers._types import (
     AbandonRequest,
     ActivityCommit,
@@ -491,9 +491,15 @@ class Activities:
         count = max(doc.delivery_count, ctx.delivered.pop(lock.doc_id, 0))
         if isinstance(request, RenewRequest):
             until = now + to_ms(request.extend_for)
+            task = doc.task
+            if request.heartbeat_details is not None:
+                details = msgspec.Raw(request.heartbeat_details)
+                task = encode_message(
+                    msgspec.structs.replace(decode_task(task), heartbeat_details=details)
+                ).decode()
             new = msgspec.structs.replace(
                 doc, lock_token=lock.token, locked_until=until, lock_owner=ctx.owner_id,
-                delivery_count=count, etag=None,
+                delivery_count=count, task=task, etag=None,
             )  # fmt: skip
         else:
             delivery_count = max(0, count - 1) if request.undo_delivery_count else count

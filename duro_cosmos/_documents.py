@@ -86,6 +86,8 @@ class InstanceDoc(_Doc, kw_only=True):
     lock: LockState | None = None
     delivery_counts: dict[str, int] = msgspec.field(default_factory=dict, name="attempts")
     last_commit_id: str | None = None
+    restarting: bool = False
+    """A restart is queued (``start_instance``): reads as PENDING until the next commit."""
     slot: int = 0
     ttl: int | None = None
     """Seconds until Cosmos deletes the document (set when a finished instance's retention

@@ -19,6 +19,7 @@ from duro.providers._types import (
     LISTED_STATES,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     InstanceCountQuery,
     InstanceCounts,
     InstancePage,
@@ -34,8 +35,18 @@ from ._context import Context
 from ._documents import INSTANCE_DOC_ID, InstanceDoc, KvDoc, dump, load
 from ._known_work import KnownWork
 from ._model import kv_merged, record_of
-from ._rest import MAX_BATCH_OPERATIONS, BatchOperation, CosmosBatchFailed, CosmosError
+from ._rest import (
+    MAX_BATCH_OPERATIONS,
+    BatchOperation,
+    CosmosBatchFailed,
+    CosmosError,
+    CosmosPreconditionFailed,
+)
 from ._turns import Turns
+
+
+class _Changed(Exception):
+    """An instance changed between its check and its delete."""
 
 
 class Management:
@@ -60,11 +71,21 @@ class Management:
             execution_id = doc.execution_id
         return await self._turns.load_history(instance_id, execution_id)
 
-    async def list_executions(self, instance_id: str) -> list[int]:
+    async def read_executions(self, instance_id: str) -> list[ExecutionRecord]:
+        """From the instance document: one point read."""
         doc = await self._instance(instance_id)
         if doc is None:
             return []
-        return sorted(e.execution_id for e in doc.executions)
+        return [
+            ExecutionRecord(
+                execution_id=info.execution_id,
+                status=ExecutionStatus(info.status),
+                started_at_ms=info.started_at,
+                completed_at_ms=info.completed_at,
+                event_count=info.event_count,
+            )
+            for info in sorted(doc.executions, key=lambda e: e.execution_id)
+        ]
 
     async def _kv(self, instance_id: str) -> dict[str, KvEntry]:
         rows = await self._ctx.store.query_partition(
@@ -121,6 +142,12 @@ class Management:
         if query.instance_id_prefix:
             where.append("STARTSWITH(c.instanceId, @prefix)")
             params["prefix"] = query.instance_id_prefix
+        if query.completed_before_ms is not None:
+            where.append("c.completedAt < @completed")
+            params["completed"] = query.completed_before_ms
+        if query.min_execution_id is not None:
+            where.append("c.executionId >= @min_execution")
+            params["min_execution"] = query.min_execution_id
         if after is not None:
             where.append(
                 "(c.createdAt < @cursor OR (c.createdAt = @cursor AND c.createdSeq < @cseq))"
@@ -170,22 +197,35 @@ class Management:
     # -- deletion and pruning -------------------------------------------------------------------
 
     async def delete_instance(self, request: DeleteRequest) -> DeleteResult:
+        for _ in range(5):
+            try:
+                return await self._delete_tree(request)
+            except _Changed:
+                continue  # an instance of the tree changed after its check: check again
+        raise ProviderError("delete_instance", "the instances kept changing", retryable=True)
+
+    async def _delete_tree(self, request: DeleteRequest) -> DeleteResult:
         root = await self._instance(request.instance_id)
         if root is None:
             raise InstanceNotFoundError(request.instance_id)
         tree = [request.instance_id]
         for instance_id in tree:  # grows while iterating: breadth-first over descendants
             tree.extend(c for c in await self.list_children(instance_id) if c not in tree)
+        # Without force every instance must be finished, and must still be when its document
+        # goes: the delete is conditional on the etag the check read (a restart, a rewind or
+        # a late turn in between fails it, and the tree is checked again).
+        checked: dict[str, str | None] = {}
         if not request.force:
             for instance_id in tree:
                 doc = root if instance_id == root.instance_id else await self._instance(instance_id)
                 if doc is not None and not record_of(doc).state.is_terminal:
                     raise InstanceStillRunningError(instance_id)
+                checked[instance_id] = None if doc is None else doc.etag
         total = DeleteResult()
         # Deepest first, the root last: an interrupted delete leaves a root to delete again.
         for instance_id in reversed(tree):
             self._known.forget_instance(instance_id)
-            part = await self._delete_partition(instance_id)
+            part = await self._delete_partition(instance_id, checked.get(instance_id))
             total = DeleteResult(
                 instances_deleted=total.instances_deleted + 1,
                 executions_deleted=total.executions_deleted + part.executions_deleted,
@@ -194,9 +234,12 @@ class Management:
             )
         return total
 
-    async def _delete_partition(self, instance_id: str) -> DeleteResult:
+    async def _delete_partition(
+        self, instance_id: str, if_match: str | None = None
+    ) -> DeleteResult:
         """Delete every document of one partition; the instance document goes in the first
-        batch, so in-flight turns and completions fail from that moment on."""
+        batch (under ``if_match`` when given), so in-flight turns and completions fail from
+        that moment on."""
         store = self._ctx.store
         rows = await store.query_partition(
             instance_id, "SELECT c.id, c.type, c.executions FROM c WHERE c.instanceId = @pk"
@@ -212,11 +255,22 @@ class Management:
                 messages += 1
         for start in range(0, len(rows), MAX_BATCH_OPERATIONS):
             chunk = rows[start : start + MAX_BATCH_OPERATIONS]
+            ops = [
+                BatchOperation.delete(
+                    r["id"], if_match=if_match if r.get("type") == "instance" else None
+                )
+                for r in chunk
+            ]
             try:
-                await store.batch(instance_id, [BatchOperation.delete(r["id"]) for r in chunk])
+                await store.batch(instance_id, ops)
             except (CosmosBatchFailed, CosmosError):
-                for row in chunk:  # something moved meanwhile: one by one, absent is fine
-                    await store.delete(row["id"], instance_id)
+                # Something moved meanwhile: one by one, absent is fine.
+                for row in chunk:
+                    guard = if_match if row.get("type") == "instance" else None
+                    try:
+                        await store.delete(row["id"], instance_id, if_match=guard)
+                    except CosmosPreconditionFailed:
+                        raise _Changed from None
         return DeleteResult(
             executions_deleted=executions, events_deleted=events, messages_deleted=messages
         )

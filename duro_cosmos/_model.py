@@ -61,6 +61,19 @@ def record_of(doc: InstanceDoc) -> InstanceRecord:
             created_at_ms=doc.created_at,
             updated_at_ms=doc.created_at,
         )
+    if doc.restarting:
+        return InstanceRecord(
+            instance_id=doc.instance_id,
+            state=State.PENDING,
+            name=doc.name,
+            version=doc.version,
+            execution_id=doc.execution_id,
+            custom_status=raw(doc.custom_status),
+            custom_status_version=doc.custom_status_version,
+            parent_instance_id=doc.parent_instance_id,
+            created_at_ms=doc.created_at,
+            updated_at_ms=doc.updated_at,
+        )
     status = ExecutionStatus(_status_of(doc))
     return InstanceRecord(
         instance_id=doc.instance_id,
@@ -212,6 +225,8 @@ def apply_commit(
     info.status = status.value
     if status.is_terminal and info.completed_at is None:
         info.completed_at = now
+    elif not status.is_terminal:
+        info.completed_at = None  # a rewound execution runs again
     custom_status, version = doc.custom_status, doc.custom_status_version
     if commit.changes.custom_status_changed:
         custom_status, version = text(commit.changes.custom_status), version + 1
@@ -237,6 +252,7 @@ def apply_commit(
         lock=None,
         delivery_counts={k: v for k, v in doc.delivery_counts.items() if k not in batch},
         last_commit_id=commit_id,
+        restarting=False,
         etag=None,
     )
 

@@ -14,7 +14,6 @@ from duro._clock import SYSTEM_CLOCK, Clock
 from duro._codec import Codec
 from duro._errors import ProviderError
 from duro._history import HistoryEvent
-from duro._messages import StartOrchestrationMessage
 from duro.providers._boundary import CodecBoundary
 from duro.providers._interface import Provider
 from duro.providers._types import (
@@ -23,6 +22,7 @@ from duro.providers._types import (
     ActivityWorkItem,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     FetchActivityRequest,
     FetchTurnRequest,
     InstanceCountQuery,
@@ -38,6 +38,8 @@ from duro.providers._types import (
     RenewRequest,
     ScheduledMessage,
     SessionRenewal,
+    StartOutcome,
+    StartRequest,
     TurnCommit,
 )
 
@@ -185,8 +187,8 @@ class CosmosProvider(Provider):
     # (``CodecBoundary``); the inherited ``..._and_fetch_...`` methods call these, so they
     # are covered without an override.
 
-    async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
-        await self._turns.start(self._codec.encode_message(start))
+    async def start_instance(self, request: StartRequest) -> StartOutcome:
+        return await self._turns.start(self._codec.encode_start(request))
 
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
         await self._turns.enqueue(self._codec.encode_scheduled(message))
@@ -220,7 +222,7 @@ class CosmosProvider(Provider):
         await self._activities.abandon(request)
 
     async def renew_activity_lock(self, request: RenewRequest) -> None:
-        await self._activities.renew(request)
+        await self._activities.renew(self._codec.encode_renewal(request))
 
     async def renew_sessions(self, request: SessionRenewal) -> int:
         return await self._activities.renew_sessions(request)
@@ -237,8 +239,8 @@ class CosmosProvider(Provider):
         history = await self._manage.read_history(instance_id, execution_id)
         return self._codec.decode_history(instance_id, history)
 
-    async def list_executions(self, instance_id: str) -> list[int]:
-        return await self._manage.list_executions(instance_id)
+    async def read_executions(self, instance_id: str) -> list[ExecutionRecord]:
+        return await self._manage.read_executions(instance_id)
 
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
         entry = await self._manage.get_kv_value(instance_id, key)

@@ -31,7 +31,7 @@ from ._rest import (
 _QUERIED_PATHS = (
     "type", "instanceId", "visibleAt", "slot", "lockedUntil", "tag", "session", "createdAt",
     "createdSeq", "name", "parentInstanceId", "status", "lock/until", "ownerId",
-    "lastActivity", "executionId",
+    "lastActivity", "executionId", "completedAt",
 )  # fmt: skip
 
 INDEXING_POLICY: Mapping[str, Any] = {

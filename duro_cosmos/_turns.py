@@ -27,6 +27,8 @@ from duro.providers._types import (
     OrchestrationWorkItem,
     RenewRequest,
     ScheduledMessage,
+    StartOutcome,
+    StartRequest,
     TurnCommit,
 )
 
@@ -76,6 +78,8 @@ from ._store import TurnTooLargeError, write_resolving_loss
 
 _ENDINGS = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED})
 """Execution statuses that end the instance (continue-as-new goes on)."""
+_FINISHED_STATES = frozenset(status.instance_state().value for status in _ENDINGS)
+"""``InstanceDoc.status`` values of a finished instance."""
 
 MAX_BATCH_MESSAGES = 64
 """Messages one turn takes at most (the rest wait for the next turn): keeps the commit's
@@ -95,32 +99,94 @@ class Turns:
 
     # -- client side ----------------------------------------------------------------------------
 
-    async def start(self, start: StartOrchestrationMessage) -> None:
+    async def start(self, request: StartRequest) -> StartOutcome:
+        """One batch when the instance is new (pending instance document, start, messages);
+        otherwise ``request.if_exists`` decides, and a restart is one batch that replaces the
+        finished instance document under If-Match."""
         ctx = self._ctx
+        start = request.start
         now = ctx.clock.now_ms()
         seq = SEQUENCE.next()
-        doc = queue_doc(start, "m:" + new_id(), now, now, seq)
-        instance = pending_instance(start, now, seq)
-        ops = [BatchOperation.create(dump(instance)), BatchOperation.create(dump(doc))]
         pk = start.instance_id
+        start_doc = queue_doc(start, "m:" + new_id(), now, now, seq)
+        extra = [queue_doc(m, "m:" + new_id(), now, now) for m in request.messages]
+        instance = pending_instance(start, now, seq)
+        ops = [
+            BatchOperation.create(dump(instance)),
+            BatchOperation.create(dump(start_doc)),
+            *(BatchOperation.create(dump(doc)) for doc in extra),
+        ]
 
         async def landed() -> bool:
             existing = await ctx.store.read(INSTANCE_DOC_ID, pk)
-            if existing is None:
-                return False
-            if load(existing, InstanceDoc).created_seq == seq:
-                return True
-            raise InstanceAlreadyExistsError(start.instance_id)
+            return existing is not None and load(existing, InstanceDoc).created_seq == seq
 
         try:
             await write_resolving_loss(lambda: ctx.store.batch(pk, ops), landed)
+            outcome = StartOutcome.STARTED
         except CosmosBatchFailed as exc:
             if exc.failed_status != 409 or exc.failed_index != 0:
                 raise
             # Ours if an attempt whose response was lost landed after the re-read.
-            if not await landed():
+            if await landed():
+                outcome = StartOutcome.STARTED
+            elif request.if_exists == "use_existing":
+                if extra:
+                    await ctx.store.batch(pk, [BatchOperation.create(dump(d)) for d in extra])
+                outcome = StartOutcome.EXISTING
+            elif request.if_exists == "restart_if_finished":
+                await self._restart(start, start_doc, extra, now)
+                outcome = StartOutcome.RESTARTED
+            else:
                 raise InstanceAlreadyExistsError(start.instance_id) from None
         await self._dispatch.wrote_message(pk, now)
+        return outcome
+
+    async def _restart(
+        self, start: StartOrchestrationMessage, start_doc: QueueDoc, extra: list[QueueDoc], now: int
+    ) -> None:
+        """Queue the next execution of a finished instance: its document turns PENDING and
+        the start lands in the same batch, under If-Match on the finished document."""
+        store = self._ctx.store
+        pk = start.instance_id
+        for _ in range(5):
+            rows = await store.query_partition(
+                pk,
+                "SELECT c.id, c.type, c.kind FROM c WHERE c.instanceId = @pk "
+                "AND (c.type = 'instance' OR c.type = 'orch_queue')",
+            )
+            if any(r.get("kind") == StartOrchestrationMessage.__name__ for r in rows):
+                raise InstanceAlreadyExistsError(pk)  # pending, or a restart already queued
+            raw = await store.read(INSTANCE_DOC_ID, pk)
+            if raw is None:
+                raise InstanceAlreadyExistsError(pk)  # deleted meanwhile: start it again
+            doc = load(raw, InstanceDoc)
+            if doc.state != "active" or doc.restarting or doc.status not in _FINISHED_STATES:
+                raise InstanceAlreadyExistsError(pk)
+            restarting = msgspec.structs.replace(
+                doc, restarting=True, status="pending", updated_at=now, completed_at=None,
+                ttl=None, etag=None,
+            )  # fmt: skip
+            ops = [
+                BatchOperation.replace(INSTANCE_DOC_ID, dump(restarting), if_match=doc.etag),
+                BatchOperation.create(dump(start_doc)),
+                *(BatchOperation.create(dump(d)) for d in extra),
+            ]
+
+            async def landed() -> bool:
+                return await store.read(start_doc.id, pk) is not None
+
+            async def send(ops: list[BatchOperation] = ops) -> object:
+                return await store.batch(pk, ops)
+
+            try:
+                await write_resolving_loss(send, landed)
+            except CosmosBatchFailed as exc:
+                if exc.failed_index == 0 and exc.failed_status in (404, 412):
+                    continue  # the instance changed meanwhile: look again
+                raise
+            return
+        raise ProviderError("start_instance", "the instance kept changing", retryable=True)
 
     async def enqueue(self, message: ScheduledMessage) -> None:
         now = self._ctx.clock.now_ms()

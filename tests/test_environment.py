@@ -284,3 +284,11 @@ async def test_activity_context_has_defaults_for_unit_tests_of_activities() -> N
     await ctx.wait_cancelled()
     assert ctx.cancel_reason == "test"
     assert (await ctx.client.get_status("nobody")).state is duro.State.NOT_FOUND
+
+
+async def test_activity_context_hands_an_activity_the_details_of_an_earlier_attempt() -> None:
+    ctx = activity_context(last_heartbeat_details={"page": 7})
+    assert ctx.last_heartbeat_details == {"page": 7}
+    assert activity_context().last_heartbeat_details is None
+    ctx.heartbeat({"page": 8})  # the runtime stores it; the test context only keeps it
+    assert ctx.last_heartbeat_details == {"page": 7}

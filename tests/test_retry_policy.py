@@ -27,6 +27,9 @@ import duro
         ({"attempt_timeout": 0}, "attempt_timeout"),
         ({"attempt_timeout": math.nan}, "attempt_timeout"),
         ({"attempt_timeout": timedelta(seconds=-1)}, "attempt_timeout"),
+        ({"total_timeout": 0}, "total_timeout"),
+        ({"total_timeout": math.inf}, "total_timeout"),
+        ({"backoff": "quadratic"}, "backoff"),
         ({"non_retryable": [5]}, "non_retryable"),
         ({"non_retryable": [int]}, "non_retryable"),
     ],
@@ -47,3 +50,15 @@ def test_sensible_values_are_kept() -> None:
     )
     assert policy.delay_after(3) == pytest.approx(0.2)
     assert not policy.is_retryable("KeyError") and policy.is_retryable("ValueError")
+
+
+def test_linear_backoff_grows_by_the_initial_interval_up_to_the_cap() -> None:
+    policy = duro.RetryPolicy(initial_interval=2, backoff="linear", max_interval=7)
+    assert [policy.delay_after(n) for n in range(1, 6)] == [2, 4, 6, 7, 7]
+    exponential = duro.RetryPolicy(initial_interval=2, max_interval=None)
+    assert [exponential.delay_after(n) for n in range(1, 5)] == [2, 4, 8, 16]
+
+
+def test_total_timeout_takes_seconds_or_a_timedelta() -> None:
+    assert duro.RetryPolicy(total_timeout=timedelta(minutes=2)).total_timeout_seconds == 120
+    assert duro.RetryPolicy().total_timeout_seconds is None

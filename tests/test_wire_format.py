@@ -9,6 +9,8 @@ from duro._history import (
     ActivityCompleted,
     CarriedEvent,
     CustomStatusSet,
+    EventSent,
+    ExecutionRewound,
     OrchestrationStarted,
     decode_event,
     encode_event,
@@ -45,6 +47,7 @@ ERROR = ErrorInfo(category=ErrorCategory.APPLICATION, error_type="E", message="m
                 CarriedEvent(queue="q", data=RAW),
                 CarriedEvent(queue="e", data=RAW, kind="event"),
             ],
+            custom_status=RAW,
         ),
     ],
 )
@@ -59,7 +62,11 @@ def test_messages_round_trip(message: object) -> None:
         CustomStatusSet(event_id=2, ts=1, seq=1, value=RAW),
         CustomStatusSet(event_id=2, ts=1, seq=1),
         ActivityCompleted(event_id=3, ts=1, seq=1, result=RAW),
+        EventSent(event_id=4, ts=1, seq=2, instance_id="other", name="go", data=RAW),
+        EventSent(event_id=4, ts=1, seq=2, instance_id="other", name="q", mailbox=True),
+        OrchestrationStarted(event_id=1, ts=1, name="n", version="1", custom_status=RAW),
         OrchestrationStarted(event_id=1, ts=1, name="n", version="1", input=RAW),
+        ExecutionRewound(event_id=9, ts=1, undone_from=7, undone_through=8, reason="fixed"),
     ],
 )
 def test_events_round_trip(event: object) -> None:

@@ -11,17 +11,19 @@ from typing import Any
 
 import msgspec
 
+from .._bulk import finished_states
 from .._client import Client
 from .._errors import InstanceNotFoundError, InstanceStillRunningError
 from .._history import ActivityScheduled, HistoryEvent, TimerCreated, encode_events
 from .._status import ErrorInfo, OrchestrationStatus, State
-from ..providers import Provider
+from ..providers import DeleteResult, Provider, PruneResult
 from ._errors import EXIT_FAILED, CliError, UnknownInstanceError
 from ._output import Output, iso, when
 
 Command = Callable[[Client, argparse.Namespace, Output], Awaitable[int]]
 
 GONE = "not found"
+LEFT = "something in its tree still runs, or it was deleted meanwhile"
 """A selected instance that was gone by the time its turn came (deleted with its parent)."""
 
 # -- shapes ----------------------------------------------------------------------------------
@@ -234,25 +236,66 @@ async def cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-# -- management (one instance, or every instance a filter selects) ----------------------------
+# -- management (the instances named, or every instance a filter selects) ---------------------
 
 
-async def _targets(client: Client, args: argparse.Namespace) -> list[str]:
+def _named(args: argparse.Namespace) -> list[str]:
+    """The instance ids given; [] when filters select the instances instead (bulk mode)."""
     filters = _filters(args)
     filtered = any(v is not None for k, v in filters.items() if k != "limit")
     if args.instance_ids and filtered:
-        raise CliError("give instance ids or filters (--state, --name, --created-*), not both")
-    if args.instance_ids:
-        return list(args.instance_ids)
-    if not filtered:
+        raise CliError(
+            "give instance ids or filters (--state, --name, --created-*, --completed-before), "
+            "not both"
+        )
+    if not args.instance_ids and not filtered:
         raise CliError("give one or more instance ids, or filters that select instances")
-    return [s.instance_id for s in await client.list_instances(**filters)]
+    return list(args.instance_ids)
+
+
+def _deleted_row(instance_id: str, result: DeleteResult) -> dict[str, Any]:
+    return {
+        "instance_id": instance_id,
+        "instances_deleted": result.instances_deleted,
+        "executions_deleted": result.executions_deleted,
+        "events_deleted": result.events_deleted,
+        "messages_deleted": result.messages_deleted,
+    }
+
+
+def _pruned_row(instance_id: str, result: PruneResult) -> dict[str, Any]:
+    return {
+        "instance_id": instance_id,
+        "executions_deleted": result.executions_deleted,
+        "events_deleted": result.events_deleted,
+    }
 
 
 async def delete(client: Client, args: argparse.Namespace, out: Output) -> int:
-    targets = await _targets(client, args)
-    single = len(targets) == 1 and bool(args.instance_ids)
+    targets = _named(args)
     results: list[dict[str, Any]] = []
+    if not targets:
+        if args.force:
+            raise CliError(
+                "--force deletes instances named by id; filters select finished instances only"
+            )
+        filters = _filters(args)
+        try:
+            states = finished_states(filters.pop("states"))
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        with out.progress("deleting", None) as bar:
+
+            def seen(instance_id: str, result: DeleteResult | None) -> None:
+                if result is None:
+                    results.append({"instance_id": instance_id, "left": LEFT})
+                else:
+                    results.append(_deleted_row(instance_id, result))
+                bar.advance()
+
+            await client.delete_instances(states=set(states), on_progress=seen, **filters)
+        return _report(out, "deleted", results)
+    single = len(targets) == 1
     with out.progress("deleting", len(targets)) as bar:
         for instance_id in targets:
             try:
@@ -268,15 +311,7 @@ async def delete(client: Client, args: argparse.Namespace, out: Output) -> int:
                     raise CliError(f"instance {instance_id!r} is {message}") from None
                 results.append({"instance_id": instance_id, "error": message})
             else:
-                results.append(
-                    {
-                        "instance_id": instance_id,
-                        "instances_deleted": result.instances_deleted,
-                        "executions_deleted": result.executions_deleted,
-                        "events_deleted": result.events_deleted,
-                        "messages_deleted": result.messages_deleted,
-                    }
-                )
+                results.append(_deleted_row(instance_id, result))
             bar.advance()
     return _report(out, "deleted", results)
 
@@ -284,25 +319,35 @@ async def delete(client: Client, args: argparse.Namespace, out: Output) -> int:
 async def prune(client: Client, args: argparse.Namespace, out: Output) -> int:
     if args.keep < 1:
         raise CliError("--keep must be at least 1 (the current execution is always kept)")
-    targets = await _targets(client, args)
-    single = len(targets) == 1 and bool(args.instance_ids)
+    targets = _named(args)
     results: list[dict[str, Any]] = []
+    completed_before = args.completed_before
+    if not targets:
+        filters = _filters(args)
+        del filters["completed_before"]  # here: of the executions, not of the instances
+        with out.progress("pruning", None) as bar:
+
+            def seen(instance_id: str, result: PruneResult) -> None:
+                results.append(_pruned_row(instance_id, result))
+                bar.advance()
+
+            await client.prune_executions_all(
+                keep=args.keep, completed_before=completed_before, on_progress=seen, **filters
+            )
+        return _report(out, "pruned", results)
+    single = len(targets) == 1
     with out.progress("pruning", len(targets)) as bar:
         for instance_id in targets:
             try:
-                result = await client.prune_executions(instance_id, keep_last=args.keep)
+                result = await client.prune_executions(
+                    instance_id, keep_last=args.keep, completed_before=completed_before
+                )
             except InstanceNotFoundError:
                 if single:
                     raise UnknownInstanceError(instance_id) from None
                 results.append({"instance_id": instance_id, "error": GONE})
             else:
-                results.append(
-                    {
-                        "instance_id": instance_id,
-                        "executions_deleted": result.executions_deleted,
-                        "events_deleted": result.events_deleted,
-                    }
-                )
+                results.append(_pruned_row(instance_id, result))
             bar.advance()
     return _report(out, "pruned", results)
 
@@ -323,6 +368,8 @@ def _report(out: Output, verb: str, results: list[dict[str, Any]]) -> int:
 def _outcome(verb: str, result: dict[str, Any]) -> str:
     if "error" in result:
         return str(result["error"])
+    if "left" in result:
+        return f"left: {result['left']}"
     counts = ", ".join(
         f"{value} {key.removesuffix('_deleted')}"
         for key, value in result.items()
@@ -362,10 +409,13 @@ async def demo(store: Provider, where: str, out: Output) -> int:
 
 def _filters(args: argparse.Namespace) -> dict[str, Any]:
     states = {State(s) for s in args.state} if args.state else None
-    return {
+    filters = {
         "states": states,
         "name": args.name,
         "created_after": args.created_after,
         "created_before": args.created_before,
         "limit": args.limit,
     }
+    if "completed_before" in args:
+        filters["completed_before"] = args.completed_before
+    return filters

@@ -130,10 +130,11 @@ class Output:
         return Text(state.value, style=STATE_STYLES.get(state, ""))
 
     @contextlib.contextmanager
-    def progress(self, description: str, total: int) -> Iterator[Any]:
-        """A progress bar on stderr for ``total`` steps (call ``advance()`` on what this
-        yields); nothing when stderr is no terminal, with ``--json``, or for one step."""
-        if self.as_json or total < 2:
+    def progress(self, description: str, total: int | None) -> Iterator[Any]:
+        """A progress bar on stderr for ``total`` steps (None: not known in advance; call
+        ``advance()`` on what this yields); nothing when stderr is no terminal, with
+        ``--json``, or for one step."""
+        if self.as_json or (total is not None and total < 2):
             yield _NoProgress()
             return
         _rich()

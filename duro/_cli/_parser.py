@@ -171,23 +171,43 @@ def build_parser() -> argparse.ArgumentParser:
         "delete",
         parents=common,
         help="delete instances (with their sub-orchestrations)",
-        description="Delete the given instances, or every instance the filters select.",
+        description=(
+            "Delete the given instances, or every finished instance the filters select (page "
+            "by page, safe while workers run)."
+        ),
     )
     delete.add_argument("instance_ids", nargs="*", metavar="ID")
-    delete.add_argument("--force", action="store_true", help="delete running instances too")
+    delete.add_argument(
+        "--force", action="store_true", help="delete the named instances even if running"
+    )
     _selection(delete, limit=1000)
+    delete.add_argument(
+        "--completed-before",
+        type=moment,
+        metavar="WHEN",
+        help="only instances that finished before (ISO date/time or age: 30d)",
+    )
 
     prune = commands.add_parser(
         "prune",
         parents=common,
         help="delete old continue-as-new executions",
-        description="Prune the given instances, or every instance the filters select.",
+        description=(
+            "Prune the given instances, or every instance with earlier executions that the "
+            "filters select."
+        ),
     )
     prune.add_argument("instance_ids", nargs="*", metavar="ID")
     prune.add_argument(
         "--keep", type=positive, default=1, metavar="N", help="executions to keep (default 1)"
     )
     _selection(prune, limit=1000)
+    prune.add_argument(
+        "--completed-before",
+        type=moment,
+        metavar="WHEN",
+        help="only executions that ended before (ISO date/time or age: 30d)",
+    )
 
     commands.add_parser("queues", parents=common, help="queue depths")
 

@@ -9,6 +9,7 @@ from ._execution import Execution
 from ._futures import DurableFuture
 from ._kv import DurableKV
 from ._outcomes import (
+    DEFAULT_MAX_HISTORY_EVENTS,
     application_error,
     configuration_error,
     corrupt_history_error,
@@ -17,6 +18,7 @@ from ._outcomes import (
 from ._turn import TurnInput, run_turn, terminate
 
 __all__ = [
+    "DEFAULT_MAX_HISTORY_EVENTS",
     "Commit",
     "Defer",
     "DeferReason",

@@ -116,8 +116,7 @@ def check_replay(
 def _replay(execution: Execution, body: list[HistoryEvent]) -> list[HistoryEvent]:
     """Feed the recorded events, then let the code run on: what it records afterwards."""
     try:
-        for event in body:
-            execution.replay_event(event)
+        execution.replay_history(body)
     except NondeterminismError as exc:
         raise _explained(exc, execution) from None
     execution.end_replay(body[-1].ts)

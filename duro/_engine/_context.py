@@ -6,15 +6,21 @@ import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, MutableMapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import UnionType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, overload
 
+import msgspec
+
 from .._errors import ActivityFailedError, UnregisteredError
 from .._history import (
+    NULL,
     ActivityScheduled,
     CustomStatusSet,
+    EventSent,
     OrchestrationChained,
+    Raw,
     SubOrchestrationScheduled,
     TimerCreated,
 )
@@ -22,8 +28,9 @@ from .._ids import validate_instance_id
 from .._limits import check_name
 from .._registry import Registry
 from .._retry import RetryPolicy
-from .._serde import encode
+from .._serde import decode, encode
 from .._status import ErrorCategory, ErrorInfo
+from .._system_steps import KV_GET_FROM, KvRead
 from ._arrivals import Arrivals
 from ._attempts import AttemptOutcome, Attempts
 from ._futures import DurableFuture, JoinFuture, SelectFuture
@@ -85,6 +92,31 @@ def _seconds(delay: float | timedelta) -> float:
     return seconds
 
 
+_SYSTEM_RETRY = RetryPolicy(max_attempts=5, initial_interval=1.0)
+"""For duro's own steps: a store that is briefly unavailable delays them, never fails them."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """An activity call, as each attempt of it is scheduled."""
+
+    name: str
+    input: Any
+    output_type: Any
+    tag: str | None
+    session: str | None
+    heartbeat_timeout_ms: int | None
+
+
+def _heartbeat_ms(timeout: float | timedelta | None) -> int | None:
+    if timeout is None:
+        return None
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+    if not 0 < seconds <= MAX_TIMER_SECONDS:  # also refuses NaN
+        raise ValueError(f"heartbeat_timeout must be a positive number of seconds, got {seconds}")
+    return max(1, round(seconds * 1000))
+
+
 class OrchestrationContext:
     """Passed to every orchestration. All its methods are deterministic and replay-safe.
 
@@ -114,7 +146,7 @@ class OrchestrationContext:
         self._arrivals = arrivals
         self._state = state
         self._attempts = attempts
-        self.kv = DurableKV(recorder, state)
+        self.kv = DurableKV(recorder, state, self._read_kv_from)
         self.logger: logging.LoggerAdapter[logging.Logger] = _ReplaySafeLogger(
             logging.getLogger(f"duro.orchestration.{identity.name}"), identity.instance_id, recorder
         )
@@ -172,6 +204,19 @@ class OrchestrationContext:
         self._recorder.emit(CustomStatusSet(event_id=0, ts=0, seq=0, value=raw))
         self._state.set_custom_status(None if value is None else bytes(raw))
 
+    @overload
+    def get_custom_status(self, *, type: type[T]) -> T | None: ...
+    @overload
+    def get_custom_status(self, *, type: UnionType) -> Any: ...
+    @overload
+    def get_custom_status(self) -> Any: ...
+
+    def get_custom_status(self, *, type: Any = Any) -> Any:
+        """The last value this instance set with ``set_custom_status`` (carried across
+        ``continue_as_new``), decoded as ``type`` (builtins by default); None if none."""
+        raw = self._state.custom_status
+        return None if raw is None else decode(raw, type, what="custom status")
+
     # -- activities ----------------------------------------------------------------------------
 
     # The overloads make a call by function typed end to end: the future holds what the
@@ -186,6 +231,7 @@ class OrchestrationContext:
         retry: RetryPolicy | None = None,
         tag: str | None = None,
         session: str | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> DurableFuture[R]: ...
     @overload
     def schedule_activity(
@@ -196,6 +242,7 @@ class OrchestrationContext:
         retry: RetryPolicy | None = None,
         tag: str | None = None,
         session: str | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> DurableFuture[R]: ...
     @overload
     def schedule_activity(
@@ -207,6 +254,7 @@ class OrchestrationContext:
         retry: RetryPolicy | None = None,
         tag: str | None = None,
         session: str | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> DurableFuture[R]: ...
     @overload
     def schedule_activity(
@@ -217,6 +265,7 @@ class OrchestrationContext:
         retry: RetryPolicy | None = None,
         tag: str | None = None,
         session: str | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> DurableFuture[R]: ...
     @overload
     def schedule_activity(
@@ -227,6 +276,7 @@ class OrchestrationContext:
         retry: RetryPolicy | None = None,
         tag: str | None = None,
         session: str | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> DurableFuture[Any]: ...
 
     def schedule_activity(
@@ -237,6 +287,7 @@ class OrchestrationContext:
         retry: RetryPolicy | None = None,
         tag: str | None = None,
         session: str | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> DurableFuture[Any]:
         """Run an activity (by function or registered name); await the returned future.
 
@@ -244,7 +295,10 @@ class OrchestrationContext:
         checks ``input`` against its parameter; called by name, both are ``Any``.
         A failure raises ``duro.ActivityFailedError``. With ``retry``, failed attempts are retried
         after durable back-off timers. ``tag`` routes to workers serving that tag; ``session``
-        pins every activity of that session to one worker.
+        pins every activity of that session to one worker. With ``heartbeat_timeout`` an
+        attempt fails (retryably, ``error_type`` "ActivityHeartbeatTimeout") when its activity
+        goes that long without calling ``ctx.heartbeat()``, even while its worker lives; the
+        next attempt finds the last details in ``ctx.last_heartbeat_details``.
         """
         name = self._registry.name_of(activity, "activity")
         registered = self._registry.get_activity(name)
@@ -252,50 +306,71 @@ class OrchestrationContext:
             raise UnregisteredError("activity", name)
         output_type = registered.output_type if registered else Any
         raw = encode(input, what=f"input of activity {name!r}")
+        step = _Step(
+            name=name,
+            input=raw,
+            output_type=output_type,
+            tag=tag,
+            session=session,
+            heartbeat_timeout_ms=_heartbeat_ms(heartbeat_timeout),
+        )
         if retry is None:
-            return self._schedule_attempt(name, raw, output_type, 1, tag, session)
-        return self._scheduler.spawn(
-            self._retry(name, raw, output_type, retry, tag, session), name=f"retry:{name}"
+            return self._schedule_attempt(step, 1)
+        return self._scheduler.spawn(self._retry(step, retry), name=f"retry:{name}")
+
+    def _read_kv_from(
+        self, instance_id: str, key: str, default: Any, output_type: Any
+    ) -> DurableFuture[Any]:
+        """``ctx.kv.get_from``: a system activity reads the value, so the result is recorded
+        and replay gets the same one."""
+        step = _Step(
+            name=KV_GET_FROM,
+            input=encode(KvRead(instance_id=instance_id, key=key)),
+            output_type=list[msgspec.Raw],
+            tag=None,
+            session=None,
+            heartbeat_timeout_ms=None,
         )
 
+        async def read() -> Any:
+            found: list[msgspec.Raw] = await self._retry(step, _SYSTEM_RETRY)
+            if not found:
+                return default
+            return decode(found[0], output_type, what=f"KV value {key!r} of {instance_id!r}")
+
+        return self._scheduler.spawn(read(), name=KV_GET_FROM)
+
     def _schedule_attempt(
-        self,
-        name: str,
-        raw: Any,
-        output_type: Any,
-        attempt: int,
-        tag: str | None,
-        session: str | None,
+        self, step: _Step, attempt: int, heartbeat_details: bytes | None = None
     ) -> ActivityFuture:
         seq = self._recorder.emit(
             ActivityScheduled(
                 event_id=0,
                 ts=0,
                 seq=0,
-                name=name,
-                input=raw,
+                name=step.name,
+                input=step.input,
                 attempt=attempt,
-                session=session,
-                tag=tag,
+                session=step.session,
+                tag=step.tag,
+                heartbeat_timeout_ms=step.heartbeat_timeout_ms,
+                heartbeat_details=NULL if heartbeat_details is None else Raw(heartbeat_details),
             )
         )
-        return self._steps.activity(seq, name, output_type)
+        return self._steps.activity(seq, step.name, step.output_type)
 
-    async def _retry(
-        self,
-        name: str,
-        raw: Any,
-        output_type: Any,
-        policy: RetryPolicy,
-        tag: str | None,
-        session: str | None,
-    ) -> Any:
+    async def _retry(self, step: _Step, policy: RetryPolicy) -> Any:
+        name = step.name
         attempt = 1
+        details: bytes | None = None
+        total = policy.total_timeout_seconds
+        # Measured from the first attempt's start, in recorded time: replay gets the same one.
+        deadline_ms = None if total is None else self._recorder.now_ms + round(total * 1000)
         while True:
-            call = self._schedule_attempt(name, raw, output_type, attempt, tag, session)
+            call = self._schedule_attempt(step, attempt, details)
             timed_out = False
             try:
-                timeout = policy.timeout_seconds
+                timeout, total_expires = self._attempt_limit(policy, deadline_ms)
                 if timeout is None:
                     return await call
                 index, value = await self.select(call, self.schedule_timer(timeout))
@@ -303,24 +378,47 @@ class OrchestrationContext:
                     return value
                 timed_out = True
                 self._refine_attempt(call, AttemptOutcome.TIMED_OUT)
+                message = (
+                    f"the retry policy's total_timeout of {total} s passed during attempt {attempt}"
+                    if total_expires
+                    else f"attempt {attempt} did not finish within {timeout} s"
+                )
                 error = ErrorInfo(
                     category=ErrorCategory.APPLICATION,
                     error_type="ActivityTimeout",
-                    message=f"attempt {attempt} did not finish within {timeout} s",
+                    message=message,
+                    retryable=not total_expires,
                 )
                 failure = ActivityFailedError(name, error, attempts=attempt)
             except ActivityFailedError as exc:
-                failure = ActivityFailedError(name, exc.error, attempts=attempt)
+                details = exc.heartbeat_details or details
+                failure = ActivityFailedError(
+                    name, exc.error, attempts=attempt, heartbeat_details=details
+                )
             if attempt >= policy.max_attempts or not (
                 failure.error.retryable and policy.is_retryable(failure.error.error_type)
             ):
                 raise failure
+            delay = policy.delay_after(attempt)
+            if deadline_ms is not None and self._recorder.now_ms + delay * 1000 >= deadline_ms:
+                raise failure  # the next attempt could not start before the deadline
             if not timed_out:  # a timed-out attempt is counted as such, retried or not
                 self._refine_attempt(call, AttemptOutcome.RETRIED)
-            delay = policy.delay_after(attempt)
             if delay > 0:
                 await self.schedule_timer(delay)
             attempt += 1
+
+    def _attempt_limit(
+        self, policy: RetryPolicy, deadline_ms: int | None
+    ) -> tuple[float | None, bool]:
+        """How long the next attempt may run, and whether that limit is the total deadline."""
+        timeout = policy.timeout_seconds
+        if deadline_ms is None:
+            return timeout, False
+        remaining = max(deadline_ms - self._recorder.now_ms, 0) / 1000
+        if timeout is None or remaining <= timeout:
+            return remaining, True
+        return timeout, False
 
     def _refine_attempt(self, call: ActivityFuture, outcome: AttemptOutcome) -> None:
         if not self._recorder.replaying:
@@ -369,6 +467,34 @@ class OrchestrationContext:
         """
         check_name(queue, "a queue name")
         return self._arrivals.wait_on(("queue", queue), type)
+
+    def raise_event(self, instance_id: str, name: str, data: Any = None) -> None:
+        """Send external event ``name`` with ``data`` to another instance (its
+        ``ctx.wait_for_event``), as ``Client.raise_event`` does.
+
+        Durable and exactly once: the step is recorded, and the event goes out with the commit
+        of the turn that records it (never again on replay). An event for an instance that does
+        not exist waits for it to be started; one for a finished instance is dropped.
+        """
+        self._send(instance_id, name, data, mailbox=False)
+
+    def enqueue_event(self, instance_id: str, queue: str, data: Any = None) -> None:
+        """Append ``data`` to mailbox ``queue`` of another instance (its
+        ``ctx.dequeue_event``), as ``Client.enqueue_event`` does; durable and exactly once like
+        ``raise_event``. A message for an instance that does not exist is dropped."""
+        self._send(instance_id, queue, data, mailbox=True)
+
+    def _send(self, instance_id: str, name: str, data: Any, *, mailbox: bool) -> None:
+        validate_instance_id(instance_id)
+        what = "a queue name" if mailbox else "an event name"
+        check_name(name, what)
+        raw = encode(data, what=f"data of {'message' if mailbox else 'event'} {name!r}")
+        self._recorder.emit(
+            EventSent(
+                event_id=0, ts=0, seq=0, instance_id=instance_id, name=name, data=raw,
+                mailbox=mailbox,
+            )
+        )  # fmt: skip
 
     # -- orchestrations ------------------------------------------------------------------------
 

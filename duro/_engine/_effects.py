@@ -11,6 +11,7 @@ from typing import Any
 from .._history import (
     ActivityScheduled,
     CustomStatusSet,
+    EventSent,
     HistoryEvent,
     KvCleared,
     KvDeleted,
@@ -24,6 +25,8 @@ from .._history import (
 from .._messages import (
     ActivityTask,
     CancelOrchestrationMessage,
+    EnqueueEventMessage,
+    RaiseEventMessage,
     ScheduledMessage,
     StartOrchestrationMessage,
     TimerFiredMessage,
@@ -66,6 +69,8 @@ class SideEffects:
                 orchestration_version=identity.version,
                 traceparent=self.traceparent,
                 scheduled_at_ms=action.ts,
+                heartbeat_timeout_ms=action.heartbeat_timeout_ms,
+                heartbeat_details=action.heartbeat_details,
             )
         )
 
@@ -132,6 +137,24 @@ class SideEffects:
                 )
             )
 
+    def _event_sent(self, turn: TurnChanges, action: EventSent) -> None:
+        message: RaiseEventMessage | EnqueueEventMessage
+        if action.mailbox:
+            message = EnqueueEventMessage(
+                instance_id=action.instance_id,
+                queue=action.name,
+                data=action.data,
+                traceparent=self.traceparent,
+            )
+        else:
+            message = RaiseEventMessage(
+                instance_id=action.instance_id,
+                name=action.name,
+                data=action.data,
+                traceparent=self.traceparent,
+            )
+        turn.orchestrator_messages.append(ScheduledMessage(message=message))
+
     def _custom_status_set(self, turn: TurnChanges, action: CustomStatusSet) -> None:
         turn.custom_status_changed = True
         value = bytes(action.value)
@@ -158,6 +181,7 @@ _EFFECTS: dict[type[HistoryEvent], Callable[[SideEffects, TurnChanges, Any], Non
     OrchestrationChained: SideEffects._orchestration_chained,
     TaskCancelled: SideEffects._task_cancelled,
     CustomStatusSet: SideEffects._custom_status_set,
+    EventSent: SideEffects._event_sent,
     KvSet: SideEffects._kv_set,
     KvDeleted: SideEffects._kv_deleted,
     KvCleared: SideEffects._kv_cleared,

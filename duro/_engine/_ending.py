@@ -12,6 +12,7 @@ from .._history import (
     OrchestrationCompleted,
     OrchestrationFailed,
     ParentRef,
+    Raw,
 )
 from .._messages import (
     AnyOrchestratorMessage,
@@ -96,10 +97,12 @@ def continue_as_new(
     queued: list[CarriedEvent],
     unprocessed: list[AnyOrchestratorMessage],
     traceparent: str | None,
+    custom_status: bytes | None = None,
 ) -> None:
     """Start the next execution with what this one leaves: the mailbox messages nobody took
     (``queued``), then the messages that arrived after the end (``unprocessed``). The next
-    execution stays in the workflow's trace (``traceparent``)."""
+    execution stays in the workflow's trace (``traceparent``) and starts with the custom
+    status this one left."""
     turn.execution_status = ExecutionStatus.CONTINUED_AS_NEW
     carried = list(queued)
     # Arrivals this execution never processed go first in line for the next one, ahead of
@@ -120,6 +123,7 @@ def continue_as_new(
                 carried_events=carried,
                 parent=parent,
                 traceparent=traceparent,
+                custom_status=NULL if custom_status is None else Raw(custom_status),
             )
         )
     )

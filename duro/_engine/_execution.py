@@ -36,6 +36,7 @@ from .._history import (
     ContinuedAsNew,
     EventQueued,
     EventRaised,
+    ExecutionRewound,
     HistoryEvent,
     OrchestrationCompleted,
     OrchestrationFailed,
@@ -43,11 +44,16 @@ from .._history import (
     ParentRef,
     SubOrchestrationCompleted,
     SubOrchestrationFailed,
+    SubOrchestrationScheduled,
     TaskCancelled,
+    TimerCreated,
     TimerFired,
+    undone_event_ids,
 )
 from .._messages import (
     AnyOrchestratorMessage,
+    RewindOrchestrationMessage,
+    ScheduledMessage,
 )
 from .._records import KvEntry, TurnChanges
 from .._registry import Registered, Registry
@@ -61,7 +67,14 @@ from ._ending import continue_as_new, report_result, withdraw_work
 from ._futures import DurableFuture
 from ._identity import Identity
 from ._inbox import Inbox
-from ._outcomes import Outcome, application_error, cancelled_error, configuration_error
+from ._outcomes import (
+    DEFAULT_MAX_HISTORY_EVENTS,
+    Outcome,
+    application_error,
+    cancelled_error,
+    configuration_error,
+    history_limit_error,
+)
 from ._recorder import Recorder
 from ._scheduler import Scheduler
 from ._state import DurableState
@@ -82,9 +95,11 @@ class Execution:
         instance_id: str,
         execution_id: int,
         kv_snapshot: dict[str, KvEntry] | None = None,
+        max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS,
     ) -> None:
         # The code that runs; its name and version are recorded and stamped on every turn.
         self.orchestration = orchestration
+        self._max_history_events = max_history_events
         self._identity = Identity(
             instance_id=instance_id,
             execution_id=execution_id,
@@ -175,6 +190,44 @@ class Execution:
         recorder.replay_arrival(event)
         self._dispatch(event)
 
+    def replay_history(
+        self, history: list[HistoryEvent], also_undone: frozenset[int] = frozenset()
+    ) -> None:
+        """Feed recorded events, skipping what a rewind undid (and ``also_undone``).
+        Raises ``NondeterminismError`` on divergence."""
+        skipped = undone_event_ids(history) | also_undone
+        for event in history:
+            if event.event_id in skipped or isinstance(event, ExecutionRewound):
+                self._recorder.skip(event)
+            else:
+                self.replay_event(event)
+
+    def reopen(self, marker: ExecutionRewound) -> None:
+        """Record a rewind after replaying what it keeps, and send again the work of every
+        step still open there: activities (same seq and attempt) and timers (due when they
+        were), and a rewind to each open sub-orchestration, which runs a failed child again
+        or has a finished one report again."""
+        self._recorder.record(marker)
+        turn = self._recorder.turn
+        scheduling = {
+            event.seq: event
+            for event in self._recorder.history
+            if isinstance(event, ActivityScheduled | TimerCreated | SubOrchestrationScheduled)
+        }
+        for step in self._steps.pending():
+            event = scheduling.get(step.seq)
+            if isinstance(event, ActivityScheduled | TimerCreated):
+                self._effects.record(turn, event)
+            elif isinstance(event, SubOrchestrationScheduled):
+                turn.orchestrator_messages.append(
+                    ScheduledMessage(
+                        message=RewindOrchestrationMessage(
+                            instance_id=event.instance_id,
+                            reason=f"parent {self.instance_id!r} was rewound",
+                        )
+                    )
+                )
+
     def end_replay(self, now_ms: int) -> None:
         """History is exhausted: from here on everything is new and gets recorded."""
         self._recorder.begin_turn(now_ms)
@@ -240,6 +293,9 @@ class Execution:
 
     def _apply_started(self, started: OrchestrationStarted) -> None:
         self._effects.traceparent = started.traceparent
+        carried_status = bytes(started.custom_status)
+        if carried_status != b"null":
+            self._state.set_custom_status(carried_status)
         self._arrivals.carry_in(started.carried_events, started.event_id)
         orchestration = self.orchestration
         try:
@@ -291,7 +347,15 @@ class Execution:
         future = self._steps.get(event.seq)
         if isinstance(future, ActivityFuture):
             attempts = self._attempt_of(event.seq)
-            future.set_exception(ActivityFailedError(future.name, event.error, attempts=attempts))
+            details = bytes(event.heartbeat_details)
+            future.set_exception(
+                ActivityFailedError(
+                    future.name,
+                    event.error,
+                    attempts=attempts,
+                    heartbeat_details=None if details == b"null" else details,
+                )
+            )
 
     def _attempt_of(self, seq: int) -> int:
         for event in reversed(self._recorder.history):
@@ -327,6 +391,15 @@ class Execution:
         turn = self._recorder.turn
         parent = self.parent
         turn.parent_instance_id = parent.instance_id if parent else None
+        events = len(self._recorder.history)
+        if self._outcome.event is None and events > self._max_history_events:
+            # Checked here, before anything is committed: the turn commits whole, ending the
+            # execution, and the store never has to refuse a history that grew too long.
+            self._outcome.fail(
+                history_limit_error(
+                    self.instance_id, self.execution_id, events, self._max_history_events
+                )
+            )
         ending = self._outcome.event
         if ending is None:
             return turn
@@ -348,6 +421,7 @@ class Execution:
                 queued,
                 self._recorder.unprocessed,
                 self._effects.traceparent,
+                self._state.custom_status,
             )
         else:
             report_result(turn, ending, parent, self.instance_id)

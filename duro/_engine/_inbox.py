@@ -59,7 +59,13 @@ class Inbox:
         if not isinstance(self._awaited_step(message.execution_id, message.seq), ActivityFuture):
             return None
         if message.error is not None:
-            return ActivityFailed(event_id=0, ts=0, seq=message.seq, error=message.error)
+            return ActivityFailed(
+                event_id=0,
+                ts=0,
+                seq=message.seq,
+                error=message.error,
+                heartbeat_details=message.heartbeat_details,
+            )
         return ActivityCompleted(event_id=0, ts=0, seq=message.seq, result=message.result)
 
     def _timer_fired(self, message: TimerFiredMessage) -> HistoryEvent | None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from types import UnionType
 from typing import Any, TypeVar, overload
 
 from .._errors import PayloadError
 from .._history import KvCleared, KvDeleted, KvSet
+from .._ids import validate_instance_id
 from .._limits import check_name
 from .._serde import decode, encode
+from ._futures import DurableFuture
 from ._recorder import Recorder
 from ._state import DurableState
 
@@ -25,12 +27,19 @@ class DurableKV:
     """The instance's durable key-value map: reads are local, writes are recorded in history.
 
     Survives ``continue_as_new`` and execution pruning; clients read it with
-    ``Client.get_value``. Limits: ``MAX_KV_KEYS`` keys, ``MAX_KV_VALUE_BYTES`` per value.
+    ``Client.get_value``; other orchestrations with ``get_from``. Limits: ``MAX_KV_KEYS``
+    keys, ``MAX_KV_VALUE_BYTES`` per value.
     """
 
-    def __init__(self, recorder: Recorder, state: DurableState) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        state: DurableState,
+        read_from: Callable[[str, str, Any, Any], DurableFuture[Any]],
+    ) -> None:
         self._recorder = recorder
         self._state = state
+        self._read_from = read_from
 
     @overload
     def get(self, key: str, *, type: type[T]) -> T | None: ...
@@ -49,6 +58,32 @@ class DurableKV:
         if entry is None:
             return default
         return decode(entry.value, type, what=f"KV value {key!r}")
+
+    @overload
+    def get_from(self, instance_id: str, key: str, *, type: type[T]) -> DurableFuture[T | None]: ...
+    @overload
+    def get_from(
+        self, instance_id: str, key: str, default: T, *, type: type[T]
+    ) -> DurableFuture[T]: ...
+    @overload
+    def get_from(
+        self, instance_id: str, key: str, default: Any = None, *, type: UnionType
+    ) -> DurableFuture[Any]: ...
+    @overload
+    def get_from(self, instance_id: str, key: str, default: Any = None) -> DurableFuture[Any]: ...
+
+    def get_from(
+        self, instance_id: str, key: str, default: Any = None, *, type: Any = Any
+    ) -> DurableFuture[Any]:
+        """Another instance's committed value of ``key``, decoded as ``type``; ``default``
+        (None) if that instance or key does not exist. Await the returned future.
+
+        The read runs on a worker (a duro system activity) and its result is recorded, so
+        replay gets the same value; it sees what the other instance had committed when it ran.
+        """
+        validate_instance_id(instance_id)
+        check_name(key, "a KV key")
+        return self._read_from(instance_id, key, default, type)
 
     def set(self, key: str, value: Any) -> None:
         """Store ``value`` (JSON, at most ``MAX_KV_VALUE_BYTES``) under ``key``; recorded."""
@@ -69,6 +104,21 @@ class DurableKV:
         """Remove every key; recorded."""
         self._recorder.emit(KvCleared(event_id=0, ts=0, seq=0))
         self._state.clear_kv()
+
+    def prune(self, *, updated_before: datetime) -> int:
+        """Delete every key last set before ``updated_before`` (an aware datetime); each
+        deletion is recorded. Returns how many keys went. Deterministic: the times compared
+        are the recorded times of the turns that set the keys."""
+        if not isinstance(updated_before, datetime) or updated_before.tzinfo is None:
+            raise TypeError(
+                "ctx.kv.prune(updated_before=...) takes a timezone-aware datetime, "
+                f"got {updated_before!r}"
+            )
+        cutoff_ms = updated_before.timestamp() * 1000
+        stale = [key for key, entry in self._state.kv.items() if entry.updated_at_ms < cutoff_ms]
+        for key in stale:
+            self.delete(key)
+        return len(stale)
 
     def items(self) -> dict[str, Any]:
         """A decoded copy of every entry."""

@@ -10,6 +10,7 @@ import msgspec
 from .._history import (
     ActivityScheduled,
     CustomStatusSet,
+    EventSent,
     HistoryEvent,
     KvCleared,
     KvDeleted,
@@ -37,6 +38,7 @@ _COMPARED: dict[type[HistoryEvent], Callable[[Any], object]] = {
     ActivityScheduled: lambda e: (e.name, e.session, e.tag, bytes(e.input)),
     SubOrchestrationScheduled: lambda e: (e.name, e.instance_id, bytes(e.input)),
     OrchestrationChained: lambda e: (e.name, e.instance_id, bytes(e.input)),
+    EventSent: lambda e: (e.instance_id, e.name, e.mailbox, bytes(e.data)),
     KvSet: lambda e: e.key,
     KvDeleted: lambda e: e.key,
     TaskCancelled: lambda e: e.target,
@@ -75,6 +77,10 @@ _DESCRIBED: dict[type[HistoryEvent], Callable[[Any], str]] = {
         f"detached start of {e.name!r} ({e.instance_id}) with input {preview(e.input)}"
     ),
     CustomStatusSet: lambda e: "set_custom_status",
+    EventSent: lambda e: (
+        f"{'enqueue_event' if e.mailbox else 'raise_event'}({e.instance_id!r}, {e.name!r}, "
+        f"{preview(e.data)})"
+    ),
     KvSet: lambda e: f"kv.set({e.key!r})",
     KvDeleted: lambda e: f"kv.delete({e.key!r})",
     KvCleared: lambda e: "kv.clear()",

@@ -72,6 +72,26 @@ def configuration_error(exc: BaseException) -> ErrorInfo:
     )
 
 
+DEFAULT_MAX_HISTORY_EVENTS = 50_000
+"""Events one execution may record before it fails (``RuntimeOptions.max_history_events``).
+Every uncached turn replays the whole history, and a store pages through it: an execution
+that keeps growing should ``continue_as_new`` long before this."""
+
+
+def history_limit_error(instance_id: str, execution_id: int, events: int, limit: int) -> ErrorInfo:
+    """An execution that outgrew ``RuntimeOptions.max_history_events``."""
+    return ErrorInfo(
+        category=ErrorCategory.APPLICATION,
+        error_type="HistoryLimitExceeded",
+        message=(
+            f"execution {execution_id} of {instance_id!r} recorded {events} history events, "
+            f"more than the limit of {limit} (RuntimeOptions.max_history_events); call "
+            "ctx.continue_as_new(...) periodically so each execution starts a fresh history"
+        ),
+        retryable=False,
+    )
+
+
 def corrupt_history_error(problem: str) -> ErrorInfo:
     """The stored history cannot be replayed at all (not a user error)."""
     return ErrorInfo(

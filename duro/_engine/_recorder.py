@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import msgspec
 
 from .._errors import NondeterminismError, TaskCancelledError
-from .._history import ACTION_EVENTS, HistoryEvent, OrchestrationStarted
+from .._history import ACTION_EVENTS, ExecutionRewound, HistoryEvent, OrchestrationStarted
 from .._messages import AnyOrchestratorMessage
 from .._records import TurnChanges
 from ._identity import Identity
@@ -119,6 +119,14 @@ class Recorder:
             raise self.divergence(event, describe(self._pending[0]))
         self._history.append(event)
         self._now_ms = event.ts
+
+    def skip(self, event: HistoryEvent) -> None:
+        """Keep a recorded event without replaying it: one a rewind undid, or the
+        ``ExecutionRewound`` marker itself (its time is the time code sees next, as when it was
+        recorded)."""
+        self._history.append(event)
+        if isinstance(event, ExecutionRewound):
+            self._now_ms = event.ts
 
     def divergence(self, event: HistoryEvent, requested: str) -> NondeterminismError:
         return NondeterminismError(

@@ -11,14 +11,18 @@ from dataclasses import dataclass, field
 from .._errors import InstanceAlreadyExistsError, NondeterminismError, UnregisteredError
 from .._history import (
     NULL,
+    ExecutionRewound,
     HistoryEvent,
+    OrchestrationCompleted,
     OrchestrationFailed,
     OrchestrationStarted,
     ParentRef,
+    undone_event_ids,
 )
 from .._messages import (
     AnyOrchestratorMessage,
     ContinueAsNewMessage,
+    RewindOrchestrationMessage,
     ScheduledMessage,
     StartOrchestrationMessage,
     SubOrchestrationResultMessage,
@@ -27,8 +31,9 @@ from .._records import InstanceRecord, KvEntry, TurnChanges
 from .._registry import Registered, Registry
 from .._status import ErrorInfo, ExecutionStatus
 from ._decision import Commit, Defer, DeferReason, TurnDecision
+from ._ending import report_result
 from ._execution import Execution
-from ._outcomes import configuration_error, corrupt_history_error
+from ._outcomes import DEFAULT_MAX_HISTORY_EVENTS, configuration_error, corrupt_history_error
 
 
 @dataclass(slots=True, kw_only=True)
@@ -46,6 +51,8 @@ class TurnInput:
     final_delivery: bool = False
     """No later delivery will come (the messages used up their deliveries): an orchestration
     this worker does not have fails the instance instead of being deferred for another."""
+    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
+    """An execution whose history grows past this fails (``HistoryLimitExceeded``)."""
 
 
 def run_turn(registry: Registry, work: TurnInput, cached: Execution | None = None) -> TurnDecision:
@@ -53,13 +60,20 @@ def run_turn(registry: Registry, work: TurnInput, cached: Execution | None = Non
     status = work.execution_status
     history = work.history
     if work.execution_id == 0 or status is None:
+        # No execution, or a finished one being restarted (the store queued a start and shows
+        # the record as pending): the start opens the next execution.
         start = next((m for m in work.messages if isinstance(m, StartOrchestrationMessage)), None)
         if start is None:
             return Defer(
                 DeferReason.NOT_STARTED, "no start message for an instance that does not exist"
             )
-        return _new_execution(registry, work, 1, start, start.parent, [], start.version)
+        return _new_execution(
+            registry, work, work.execution_id + 1, start, start.parent, [], start.version
+        )
     if status.is_terminal:
+        rewind = next((m for m in work.messages if isinstance(m, RewindOrchestrationMessage)), None)
+        if rewind is not None and status is ExecutionStatus.FAILED:
+            return _rewind(registry, work, rewind)
         if status is ExecutionStatus.CONTINUED_AS_NEW:
             cont = next(
                 (
@@ -120,20 +134,37 @@ def _new_execution(
         parent=parent,
         carried_events=carried,  # type: ignore[arg-type]
         traceparent=start.traceparent,
+        custom_status=start.custom_status if isinstance(start, ContinueAsNewMessage) else NULL,
     )
+    restart = execution_id > 1 and isinstance(start, StartOrchestrationMessage)
     if orchestration is None:
-        return _fail_new(work, execution_id, started, problem)  # type: ignore[arg-type]
+        failed = _fail_new(work, execution_id, started, problem)  # type: ignore[arg-type]
+        if restart:
+            _start_afresh(failed.changes)
+        return failed
     execution = Execution(
         registry=registry,
         orchestration=orchestration,
         instance_id=work.instance_id,
         execution_id=execution_id,
-        kv_snapshot=work.kv_snapshot,
+        kv_snapshot={} if restart else work.kv_snapshot,
+        max_history_events=work.max_history_events,
     )
     execution.begin_turn(work.now_ms)
     execution.start(started)
+    if restart:
+        _start_afresh(execution.pending_changes())
     _apply(execution, work.messages, start)
     return _commit(execution)
+
+
+def _start_afresh(changes: TurnChanges) -> None:
+    """A restarted instance keeps none of its earlier executions' KV or custom status (a
+    value the code sets in this very turn still applies: stores clear before they write)."""
+    changes.kv_clear_all = True
+    if not changes.custom_status_changed:
+        changes.custom_status_changed = True
+        changes.custom_status = None
 
 
 def _fail_new(
@@ -213,16 +244,94 @@ def _continue(registry: Registry, work: TurnInput, cached: Execution | None) -> 
             instance_id=work.instance_id,
             execution_id=work.execution_id,
             kv_snapshot=work.kv_snapshot,
+            max_history_events=work.max_history_events,
         )
         try:
-            for event in history:
-                execution.replay_event(event)
+            execution.replay_history(history)
             execution.end_replay(work.now_ms)
         except NondeterminismError as exc:
             execution.abort_replay(history, configuration_error(exc), work.now_ms)
             return _commit(execution, replayed=replayed)
     _apply(execution, work.messages, None)
     return _commit(execution, replayed=replayed)
+
+
+def _rewind(
+    registry: Registry, work: TurnInput, message: RewindOrchestrationMessage
+) -> TurnDecision:
+    """Take a FAILED execution back to before the event that made its code fail (decision
+    0009): that event through the end are undone, the execution runs on from there in this
+    turn, and the steps open at that point run again. A failure the code did not cause
+    (poison, a history limit) undoes the ending alone."""
+    history = work.history
+    started = history[0] if history else None
+    ending = history[-1] if history else None
+    if not isinstance(started, OrchestrationStarted) or not isinstance(ending, OrchestrationFailed):
+        return _finished(work, history)
+    orchestration, problem = _resolve(
+        registry, started.name, started.version, final=work.final_delivery
+    )
+    if isinstance(problem, Defer):
+        return problem
+    if orchestration is None:
+        return _finished(work, history)  # nothing can run it: the instance stays failed
+    first = _failing_event(registry, orchestration, work, history[:-1]) or ending.event_id
+    undone = frozenset(range(first, ending.event_id + 1))
+    execution = Execution(
+        registry=registry,
+        orchestration=orchestration,
+        instance_id=work.instance_id,
+        execution_id=work.execution_id,
+        kv_snapshot=work.kv_snapshot,
+        max_history_events=work.max_history_events,
+    )
+    try:
+        execution.replay_history(history, undone)
+        execution.end_replay(work.now_ms)
+    except NondeterminismError as exc:
+        execution.abort_replay(history, configuration_error(exc), work.now_ms)
+        return _commit(execution, replayed=len(history))
+    execution.reopen(
+        ExecutionRewound(
+            event_id=0,
+            ts=0,
+            undone_from=first,
+            undone_through=ending.event_id,
+            reason=message.reason,
+        )
+    )
+    _apply(execution, [m for m in work.messages if m is not message], None)
+    return _commit(execution, replayed=len(history))
+
+
+def _failing_event(
+    registry: Registry, orchestration: Registered, work: TurnInput, body: list[HistoryEvent]
+) -> int | None:
+    """The id of the event at which the code fails (or diverges) when ``body`` replays, or
+    None if it never does there (the failure was imposed). Never the start: there is
+    nothing before it to keep."""
+    trial = Execution(
+        registry=registry,
+        orchestration=orchestration,
+        instance_id=work.instance_id,
+        execution_id=work.execution_id,
+        kv_snapshot=work.kv_snapshot,
+    )
+    skipped = undone_event_ids(body)
+    try:
+        for event in body:
+            if event.event_id in skipped or isinstance(event, ExecutionRewound):
+                trial.replay_history([event], frozenset({event.event_id}))
+                continue
+            try:
+                trial.replay_event(event)
+            except NondeterminismError:
+                return event.event_id if event.event_id > 1 else None
+            if trial.is_terminal:
+                return event.event_id if event.event_id > 1 else None
+        return None
+    finally:
+        trial.discard()
 
 
 def _apply(
@@ -283,6 +392,12 @@ def _finished(work: TurnInput, history: list[HistoryEvent]) -> Commit:
             _reject_duplicate_start(
                 work.instance_id, message, started.parent if started else None, changes
             )
+    rewound = any(isinstance(m, RewindOrchestrationMessage) for m in work.messages)
+    if rewound and started is not None and started.parent is not None:
+        # A rewound parent waits for this child again: tell it how the child ended.
+        ending = history[-1] if history else None
+        if isinstance(ending, OrchestrationCompleted | OrchestrationFailed):
+            report_result(changes, ending, started.parent, work.instance_id)
     return Commit(changes)
 
 

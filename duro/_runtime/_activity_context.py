@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
+
+from .._serde import decode, encode
 
 if TYPE_CHECKING:
     from .._client import Client
@@ -16,8 +19,11 @@ class ActivityContext:
     """Passed to every activity.
 
     ``is_cancelled`` / ``wait_cancelled()`` report cooperative cancellation (the orchestration
-    dropped the step, the instance was cancelled, or the lock was lost): stop early when it
-    fires.
+    dropped the step, the instance was cancelled, the lock was lost, or the activity missed
+    its heartbeat timeout): stop early when it fires.
+    ``heartbeat(details)`` says the activity is alive (see ``schedule_activity(...,
+    heartbeat_timeout=...)``) and records how far it got; the next attempt reads that back
+    from ``last_heartbeat_details``.
     ``client`` lets an activity start or signal orchestrations.
     """
 
@@ -34,6 +40,7 @@ class ActivityContext:
         tag: str | None,
         worker_id: str,
         client: Client,
+        heartbeat_details: bytes | None = None,
     ) -> None:
         self.instance_id = instance_id
         self.execution_id = execution_id
@@ -53,6 +60,13 @@ class ActivityContext:
         self._cancelled_event: anyio.Event | None = None
         self._cancelled = False  # a plain bool: readable from a plain-def activity's thread
         self._waiting_for_cancel = False
+        # What an earlier attempt (or delivery) left, JSON; the latest heartbeat's, whether
+        # the store has it yet, and when (monotonic) the activity started or last beat.
+        # Plain attributes: a thread may beat.
+        self._last_details = heartbeat_details
+        self._details: bytes | None = None
+        self._details_stored = True
+        self._last_beat = time.monotonic()
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -69,6 +83,42 @@ class ActivityContext:
                 },
             )
         return self._logger
+
+    def heartbeat(self, details: Any = None) -> None:
+        """Report that the activity is alive, with ``details`` (JSON, at most 64 KiB; None
+        keeps the last ones): how far it got, for an attempt that has to start over.
+
+        Cheap and safe to call often and from a plain ``def`` activity's thread: it notes the
+        time and the details, and the runtime stores the latest details with its next lock
+        renewal and with a failure report.
+        """
+        if details is not None:
+            self._details = bytes(encode(details, what="heartbeat details", limit=64 * 1024))
+            self._details_stored = False
+        self._last_beat = time.monotonic()
+
+    @property
+    def last_heartbeat_details(self) -> Any:
+        """The details of the latest ``heartbeat`` of this step's previous attempt (or of an
+        earlier delivery of this one, whose worker went away), decoded to builtins; None if
+        there were none."""
+        if self._last_details is None:
+            return None
+        return decode(self._last_details, what="heartbeat details")
+
+    def _take_unstored_details(self) -> bytes | None:
+        """Details the store does not have yet (for the runtime's lock renewal); None if
+        none. ``_confirm_stored`` confirms them."""
+        return None if self._details_stored else self._details
+
+    def _confirm_stored(self, details: bytes) -> None:
+        if self._details is details:
+            self._details_stored = True
+
+    @property
+    def _latest_details(self) -> bytes | None:
+        """The latest heartbeat details (or an earlier attempt's), for a failure report."""
+        return self._details if self._details is not None else self._last_details
 
     @property
     def is_cancelled(self) -> bool:

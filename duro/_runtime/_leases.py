@@ -31,6 +31,16 @@ class RunningActivity:
     """Monotonic time of the next lock renewal."""
     force_cancel_at: float | None = None
     """Monotonic time after which an ignored cancellation becomes a hard cancel."""
+    heartbeat_timeout: float | None = None
+    """Seconds the activity may go without ``ctx.heartbeat()`` (None: no limit)."""
+    heartbeat_missed: bool = False
+    """It went longer than that: the attempt fails, whatever it returns."""
+
+    def heartbeat_due(self) -> float | None:
+        """Monotonic time by which the next heartbeat must come, or None."""
+        if self.heartbeat_timeout is None or self.heartbeat_missed:
+            return None
+        return self.ctx._last_beat + self.heartbeat_timeout
 
 
 class ActivityLeases:
@@ -50,12 +60,16 @@ class ActivityLeases:
         return sum(1 for running in self._running.values() if running.ctx.parked)
 
     def add(self, key: Key, item: ActivityWorkItem, ctx: ActivityContext) -> RunningActivity:
+        timeout_ms = item.task.heartbeat_timeout_ms
         running = RunningActivity(
             item=item,
             ctx=ctx,
             scope=anyio.CancelScope(),
             renew_at=time.monotonic() + self._renew_every,
+            heartbeat_timeout=None if timeout_ms is None else timeout_ms / 1000,
         )
+        if timeout_ms is not None:
+            self._changed.set()  # the maintenance loop may sleep past its deadline
         self._running[key] = running
         return running
 
@@ -101,15 +115,33 @@ class ActivityLeases:
                 if running.force_cancel_at is not None and now >= running.force_cancel_at:
                     running.force_cancel_at = None
                     running.scope.cancel()
+                beat_due = running.heartbeat_due()
+                if beat_due is not None and now >= beat_due and not running.ctx.is_cancelled:
+                    # Hung (or too slow to say otherwise): the attempt fails now, and its code
+                    # is stopped without grace (a thread is abandoned, its result dropped).
+                    running.heartbeat_missed = True
+                    self._request_cancel(
+                        running, f"no heartbeat within {running.heartbeat_timeout} s"
+                    )
+                    running.scope.cancel()
+                    continue
                 if now >= running.renew_at and not running.ctx.is_cancelled:
                     running.renew_at = now + self._renew_every
                     await self._renew(running)
             await self._sleep_until_due()
 
     async def _renew(self, running: RunningActivity) -> None:
-        request = RenewRequest(lock_token=running.item.lock_token, extend_for=self._lock_timeout)
+        details = running.ctx._take_unstored_details()
+        request = RenewRequest(
+            lock_token=running.item.lock_token,
+            extend_for=self._lock_timeout,
+            heartbeat_details=details,
+            instance_id=running.item.task.instance_id,
+        )
         try:
             await self._provider.renew_activity_lock(request)
+            if details is not None:
+                running.ctx._confirm_stored(details)
         except LockLostError:
             self._request_cancel(running, "the work item was withdrawn or its lock was lost")
         except ProviderError as exc:
@@ -122,6 +154,11 @@ class ActivityLeases:
         deadlines = [r.renew_at for r in self._running.values() if not r.ctx.is_cancelled]
         deadlines += [
             r.force_cancel_at for r in self._running.values() if r.force_cancel_at is not None
+        ]
+        deadlines += [
+            due
+            for r in self._running.values()
+            if not r.ctx.is_cancelled and (due := r.heartbeat_due()) is not None
         ]
         delay = (min(deadlines) - time.monotonic()) if deadlines else self._renew_every
         if self._changed.is_set():

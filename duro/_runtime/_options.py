@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
+from .._engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..providers import TagFilter
 
 
@@ -60,6 +61,10 @@ class RuntimeOptions:
     (40-90 ms pauses with many live executions) become rare. Only CPython's defaults are
     replaced (a host's own settings are left alone), and they come back when the last
     runtime in the process stops."""
+    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
+    """Events one execution may record (50,000 by default). A turn that takes an execution
+    past it ends the execution as FAILED (``error_type`` "HistoryLimitExceeded", naming the
+    limit), committed whole; an execution that grows without end should ``continue_as_new``."""
     worker_id: str = field(default_factory=_default_worker_id)
     """Identity used for locks and session ownership; unique among live processes. A stable
     one (a pod or host name, say) lets a restarted process take back its crashed
@@ -86,5 +91,9 @@ class RuntimeOptions:
             raise ValueError("max_deliveries must be at least 1")
         if self.execution_cache_size < 0 or self.idle_execution_cache_size < 0:
             raise ValueError("cache sizes cannot be negative")
+        if self.max_history_events < 10:
+            raise ValueError(
+                f"max_history_events must be at least 10, got {self.max_history_events}"
+            )
         if self.queue_depth_interval < 0:
             raise ValueError("queue_depth_interval cannot be negative")

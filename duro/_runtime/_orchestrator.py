@@ -298,6 +298,7 @@ class OrchestrationDispatcher:
             kv_snapshot=item.kv_snapshot,
             record=record,
             final_delivery=item.delivery_count >= self._options.max_deliveries,
+            max_history_events=self._options.max_history_events,
         )
         if item.history_error is not None:
             problem = f"stored history cannot be decoded: {item.history_error}"

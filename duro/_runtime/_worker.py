@@ -17,7 +17,7 @@ from .._history import NULL
 from .._messages import ActivityResultMessage
 from .._registry import Registered, Registry
 from .._serde import decode, encode
-from .._status import ErrorInfo
+from .._status import ErrorCategory, ErrorInfo
 from ..providers import (
     AbandonRequest,
     ActivityCommit,
@@ -35,6 +35,7 @@ from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
 from ._pool import WorkPool
 from ._requests import sized
+from ._system import SYSTEM_ACTIVITIES
 from ._telemetry import ActivityOutcome, ObservedActivity, Telemetry
 
 if TYPE_CHECKING:
@@ -145,11 +146,13 @@ class ActivityWorker:
             tag=task.tag,
             worker_id=self._options.worker_id,
             client=self._client,
-        )
+            heartbeat_details=None if bytes(task.heartbeat_details) == b"null"
+            else bytes(task.heartbeat_details),
+        )  # fmt: skip
         running = self._leases.add(key, item, ctx)
         try:
             limit = self._options.max_deliveries
-            if self._registry.get_activity(task.name) is None and item.delivery_count < limit:
+            if self._lookup(task.name) is None and item.delivery_count < limit:
                 # A rolling deployment: a worker running newer code may have it. Counted, so
                 # on its last delivery it fails (in _run) instead of waiting forever.
                 delay = delays.not_registered(item.delivery_count)
@@ -181,6 +184,15 @@ class ActivityWorker:
                 result, error = await self._run_observed(running, ctx)
             finally:
                 self._isolation.done(suspect)
+            if running.heartbeat_missed:
+                timeout = running.heartbeat_timeout
+                missed = ErrorInfo(
+                    category=ErrorCategory.APPLICATION,
+                    error_type="ActivityHeartbeatTimeout",
+                    message=f"no heartbeat within {timeout} s: the attempt is taken as hung",
+                )
+                await self._report(running, None, missed)
+                return
             # Under the newest lock: this worker may have fetched the item again meanwhile.
             if ctx.is_cancelled:
                 # Withdrawn or lock lost: the orchestration no longer wants this result.
@@ -196,13 +208,17 @@ class ActivityWorker:
     async def _run_observed(
         self, running: RunningActivity, ctx: ActivityContext
     ) -> tuple[msgspec.Raw | None, ErrorInfo | None]:
-        """``_run`` in the activity's cancel scope, traced and measured if telemetry is on."""
+        """``_run`` in the activity's cancel scope, traced and measured if telemetry is on;
+        (None, None) when the scope was cancelled (withdrawn, lock lost, heartbeat missed)."""
         item = running.item
+        result: msgspec.Raw | None = None
+        error: ErrorInfo | None = None
         tracer = self._telemetry.tracing.tracer()
         meters = self._telemetry.metrics.instruments()
         if tracer is None and meters is None:
             with running.scope:
-                return await self._run(item, ctx)
+                result, error = await self._run(item, ctx)
+            return result, error
         observed = ObservedActivity(item.task, ctx.attempt)
         if meters is not None:
             observed.record_start(meters, self._clock.now_ms())
@@ -214,11 +230,14 @@ class ActivityWorker:
             observed.record(meters, outcome)
         return result, error
 
+    def _lookup(self, name: str) -> Registered | None:
+        return self._registry.get_activity(name) or SYSTEM_ACTIVITIES.get(name)
+
     async def _run(
         self, item: ActivityWorkItem, ctx: ActivityContext
     ) -> tuple[msgspec.Raw | None, ErrorInfo | None]:
         task = item.task
-        registered = self._registry.get_activity(task.name)
+        registered = self._lookup(task.name)
         if registered is None:
             return None, configuration_error(UnregisteredError("activity", task.name))
         try:
@@ -257,12 +276,14 @@ class ActivityWorker:
         self, running: RunningActivity, result: msgspec.Raw | None, error: ErrorInfo | None
     ) -> None:
         task = running.item.task
+        details = running.ctx._latest_details if error is not None else None
         message = ActivityResultMessage(
             instance_id=task.instance_id,
             execution_id=task.execution_id,
             seq=task.seq,
             result=result if result is not None else NULL,
             error=error,
+            heartbeat_details=NULL if details is None else msgspec.Raw(details),
         )
         used: list[str] = []
 

@@ -36,6 +36,8 @@ from ._types import (
     ActivityWorkItem,
     InstancePage,
     OrchestrationWorkItem,
+    RenewRequest,
+    StartRequest,
     TurnCommit,
 )
 
@@ -102,6 +104,23 @@ class CodecBoundary:
         if self._codec is None:
             return scheduled
         return dataclasses.replace(scheduled, message=self.encode_message(scheduled.message))
+
+    def encode_start(self, request: StartRequest) -> StartRequest:
+        """A start and the messages that go with it, their payloads encoded."""
+        if self._codec is None:
+            return request
+        return dataclasses.replace(
+            request,
+            start=self.encode_message(request.start),
+            messages=[self.encode_message(m) for m in request.messages],
+        )
+
+    def encode_renewal(self, request: RenewRequest) -> RenewRequest:
+        """A lock renewal's heartbeat details, encoded for the work item's instance."""
+        if self._codec is None or request.heartbeat_details is None:
+            return request
+        encode = _encoder(self._codec, request.instance_id)
+        return dataclasses.replace(request, heartbeat_details=encode(request.heartbeat_details))
 
     def encode_turn_commits(self, commits: Sequence[TurnCommit]) -> Sequence[TurnCommit]:
         if self._codec is None:

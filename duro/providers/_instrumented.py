@@ -24,6 +24,7 @@ from ._types import (
     ActivityWorkItem,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     FetchActivityRequest,
     FetchTurnRequest,
     InstanceCountQuery,
@@ -39,6 +40,8 @@ from ._types import (
     RenewRequest,
     ScheduledMessage,
     SessionRenewal,
+    StartOutcome,
+    StartRequest,
     TurnCommit,
 )
 
@@ -122,6 +125,12 @@ class InstrumentedProvider(Provider):
         return await self._measure(
             meters, "start_orchestration", self.inner.start_orchestration(start)
         )
+
+    async def start_instance(self, request: StartRequest) -> StartOutcome:
+        meters = self._metrics.instruments()
+        if meters is None:
+            return await self.inner.start_instance(request)
+        return await self._measure(meters, "start_instance", self.inner.start_instance(request))
 
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
         meters = self._metrics.instruments()
@@ -247,6 +256,9 @@ class InstrumentedProvider(Provider):
 
     async def list_executions(self, instance_id: str) -> list[int]:
         return await self._plain("list_executions", self.inner.list_executions(instance_id))
+
+    async def read_executions(self, instance_id: str) -> list[ExecutionRecord]:
+        return await self._plain("read_executions", self.inner.read_executions(instance_id))
 
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
         return await self._plain("get_kv_value", self.inner.get_kv_value(instance_id, key))

@@ -21,7 +21,8 @@ schedule); a provider is storage with precise atomicity. Reading guide:
   time has come (``clock.now_ms()`` of the provider's clock). Timers are ordinary orchestrator
   messages with a future visible-at.
 * **Instance creation.** Instances come into existence only through a committed turn.
-  ``start_orchestration`` only enqueues the start message (and refuses duplicates).
+  ``start_instance`` only enqueues the start message (and refuses duplicates, unless asked
+  otherwise).
 * **Payloads** (``msgspec.Raw`` fields, output, custom status, KV values) are stored as given.
   A store with a payload codec encodes and decodes them in its public methods only, through
   ``CodecBoundary`` (``_boundary.py``); everything below sees the encoded form.
@@ -48,6 +49,7 @@ from ._types import (
     ActivityWorkItem,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     FetchActivityRequest,
     FetchTurnRequest,
     InstanceCountQuery,
@@ -63,6 +65,8 @@ from ._types import (
     RenewRequest,
     ScheduledMessage,
     SessionRenewal,
+    StartOutcome,
+    StartRequest,
     TurnCommit,
 )
 
@@ -121,12 +125,29 @@ class Provider(abc.ABC):
     # -- client side: starting and signalling --------------------------------------------------
 
     @abc.abstractmethod
-    async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
-        """Enqueue ``start`` (visible now) unless the instance already exists.
+    async def start_instance(self, request: StartRequest) -> StartOutcome:
+        """Enqueue ``request.start`` (visible now) unless the instance exists, then
+        ``request.messages``; all in one atomic step (all of it or nothing).
 
-        Atomic check-and-insert: raises ``InstanceAlreadyExistsError`` if the instance has a
-        committed turn (any state) or a pending start message. Does not create the instance.
+        The instance *exists* if it has a committed turn (any state) or a queued
+        ``StartOrchestrationMessage``. When it exists, ``request.if_exists`` decides:
+
+        * ``"fail"``: raise ``InstanceAlreadyExistsError`` and enqueue nothing;
+        * ``"use_existing"``: enqueue only the messages; ``StartOutcome.EXISTING``;
+        * ``"restart_if_finished"``: if its current execution is COMPLETED or FAILED and no
+          start is queued for it, enqueue the start and the messages and make the record read
+          as PENDING (``state`` PENDING, ``execution_status`` None, ``execution_id`` still the
+          finished execution's) until the next commit for it; ``StartOutcome.RESTARTED``.
+          Otherwise raise ``InstanceAlreadyExistsError``.
+
+        A restarted instance's next turn commits a new execution (the finished one's id plus
+        one), as a continue-as-new does. Does not create the instance.
         """
+
+    async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
+        """``start_instance`` with its defaults: enqueue ``start``, or raise
+        ``InstanceAlreadyExistsError`` if the instance exists."""
+        await self.start_instance(StartRequest(start=start))
 
     @abc.abstractmethod
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
@@ -345,8 +366,13 @@ class Provider(abc.ABC):
         """One execution's events by event id (default: the current one); [] if unknown."""
 
     @abc.abstractmethod
+    async def read_executions(self, instance_id: str) -> list[ExecutionRecord]:
+        """Every stored execution with its status, times and event count, ascending by id;
+        [] if unknown (or only pending). Pruned executions are gone."""
+
     async def list_executions(self, instance_id: str) -> list[int]:
-        """Stored execution ids, ascending; [] if unknown."""
+        """Stored execution ids, ascending; [] if unknown (``read_executions``' ids)."""
+        return [record.execution_id for record in await self.read_executions(instance_id)]
 
     @abc.abstractmethod
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
@@ -364,10 +390,13 @@ class Provider(abc.ABC):
         """Instances matching ``query``, newest first, paged by an opaque continuation.
 
         Pending starts are listed as PENDING records. Time bounds are
-        ``created_after_ms <= created_at_ms < created_before_ms``; ``instance_id_prefix``
-        keeps ids that start with it. A page's cost must not grow with the store (views poll
-        it): read about ``limit`` records from an index, never every match. The continuation is a
-        position, not an offset: instances created meanwhile never cause duplicates.
+        ``created_after_ms < created_at_ms < created_before_ms`` and
+        ``completed_at_ms < completed_before_ms`` (a running instance has no completion
+        time); ``instance_id_prefix`` keeps ids that start with it. A page's cost must not
+        grow with the store (views poll it): read about ``limit`` records from an index, never
+        every match. The continuation is a position, not an offset: instances created or
+        deleted meanwhile never cause duplicates or gaps, so a caller may delete what it
+        lists while it pages.
         """
 
     async def count_instances(self, query: InstanceCountQuery) -> InstanceCounts:

@@ -30,9 +30,8 @@ import anyio.lowlevel
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._codec import Codec
-from .._errors import InstanceAlreadyExistsError, ProviderError
+from .._errors import ProviderError
 from .._history import HistoryEvent
-from .._messages import StartOrchestrationMessage
 from ._boundary import CodecBoundary
 from ._interface import Provider
 from ._memory_activities import (
@@ -50,10 +49,10 @@ from ._memory_manage import (
     delete_instance_nowait,
     kv_items_nowait,
     kv_value_nowait,
-    list_executions_nowait,
     list_instances_nowait,
     prune_nowait,
     queue_depths_nowait,
+    read_executions_nowait,
     read_history_nowait,
 )
 from ._memory_state import MemoryTables, to_ms
@@ -63,6 +62,7 @@ from ._memory_turns import (
     enqueue_nowait,
     fetch_turn_nowait,
     renew_turn_lock_nowait,
+    start_instance_nowait,
     turn_due,
 )
 from ._signal import WorkSignal
@@ -72,6 +72,7 @@ from ._types import (
     ActivityWorkItem,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     FetchActivityRequest,
     FetchTurnRequest,
     InstanceCountQuery,
@@ -87,6 +88,8 @@ from ._types import (
     RenewRequest,
     ScheduledMessage,
     SessionRenewal,
+    StartOutcome,
+    StartRequest,
     TurnCommit,
 )
 
@@ -119,13 +122,12 @@ class InMemoryProvider(Provider):
 
     # -- client side ----------------------------------------------------------------------------
 
-    async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
-        start = self._codec.encode_message(start)
+    async def start_instance(self, request: StartRequest) -> StartOutcome:
+        request = self._codec.encode_start(request)
         await anyio.lowlevel.checkpoint()
-        if self._tables.record(start.instance_id) is not None:
-            raise InstanceAlreadyExistsError(start.instance_id)
-        enqueue_nowait(self._tables, start, None, self._clock.now_ms())
+        outcome = start_instance_nowait(self._tables, request, self._clock.now_ms())
         self._turn_signal.notify()
+        return outcome
 
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
         message = self._codec.encode_scheduled(message)
@@ -202,6 +204,7 @@ class InMemoryProvider(Provider):
         self._activity_signal.notify()
 
     async def renew_activity_lock(self, request: RenewRequest) -> None:
+        request = self._codec.encode_renewal(request)
         await anyio.lowlevel.checkpoint()
         renew_activity_lock_nowait(self._tables, request, self._clock.now_ms())
 
@@ -228,9 +231,9 @@ class InMemoryProvider(Provider):
         history = read_history_nowait(self._tables, instance_id, execution_id)
         return self._codec.decode_history(instance_id, history)
 
-    async def list_executions(self, instance_id: str) -> list[int]:
+    async def read_executions(self, instance_id: str) -> list[ExecutionRecord]:
         await anyio.lowlevel.checkpoint()
-        return list_executions_nowait(self._tables, instance_id)
+        return read_executions_nowait(self._tables, instance_id)
 
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
         await anyio.lowlevel.checkpoint()

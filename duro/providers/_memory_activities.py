@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
+
 from .._errors import LockLostError
 from ._memory_state import MemoryTables, SessionRow, WorkRow, to_ms
 from ._memory_turns import enqueue_nowait
@@ -67,6 +69,9 @@ def abandon_activity_nowait(tables: MemoryTables, request: AbandonRequest, now: 
 def renew_activity_lock_nowait(tables: MemoryTables, request: RenewRequest, now: int) -> None:
     row = _live_work_row(tables, "renew_activity_lock", request.lock_token)
     row.locked_until_ms = now + to_ms(request.extend_for)
+    if request.heartbeat_details is not None:
+        details = msgspec.Raw(request.heartbeat_details)
+        row.task = msgspec.structs.replace(row.task, heartbeat_details=details)
     _touch_session(tables, row, now)
 
 

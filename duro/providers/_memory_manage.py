@@ -14,6 +14,7 @@ from ._types import (
     LISTED_STATES,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     InstanceCountQuery,
     InstanceCounts,
     InstancePage,
@@ -38,9 +39,20 @@ def read_history_nowait(
     return [] if execution is None else list(execution.events)
 
 
-def list_executions_nowait(tables: MemoryTables, instance_id: str) -> list[int]:
+def read_executions_nowait(tables: MemoryTables, instance_id: str) -> list[ExecutionRecord]:
     instance = tables.instances.get(instance_id)
-    return [] if instance is None else sorted(instance.executions)
+    if instance is None:
+        return []
+    return [
+        ExecutionRecord(
+            execution_id=execution_id,
+            status=execution.status,
+            started_at_ms=execution.started_at_ms,
+            completed_at_ms=execution.completed_at_ms,
+            event_count=len(execution.events),
+        )
+        for execution_id, execution in sorted(instance.executions.items())
+    ]
 
 
 def kv_value_nowait(tables: MemoryTables, instance_id: str, key: str) -> KvEntry | None:
@@ -206,6 +218,12 @@ def _matches(record: InstanceRecord, query: InstanceQuery) -> bool:
     if query.created_after_ms is not None and record.created_at_ms <= query.created_after_ms:
         return False
     if query.instance_id_prefix and not record.instance_id.startswith(query.instance_id_prefix):
+        return False
+    if query.completed_before_ms is not None and (
+        record.completed_at_ms is None or record.completed_at_ms >= query.completed_before_ms
+    ):
+        return False
+    if query.min_execution_id is not None and record.execution_id < query.min_execution_id:
         return False
     return not (
         query.created_before_ms is not None and record.created_at_ms >= query.created_before_ms

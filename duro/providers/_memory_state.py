@@ -101,6 +101,9 @@ class InstanceRow:
     """Committed KV: the merged state of every finished execution."""
     kv_delta: dict[str, KvEntry | None] = field(default_factory=dict)
     """The current execution's writes; None is a tombstone."""
+    restarting: bool = False
+    """A restart is queued (``start_instance``): the record reads as PENDING until the next
+    commit."""
 
     @property
     def status(self) -> ExecutionStatus:
@@ -108,6 +111,19 @@ class InstanceRow:
 
     def record(self) -> InstanceRecord:
         status = self.status
+        if self.restarting:
+            return InstanceRecord(
+                instance_id=self.instance_id,
+                state=State.PENDING,
+                name=self.name,
+                version=self.version,
+                execution_id=self.execution_id,
+                custom_status=self.custom_status,
+                custom_status_version=self.custom_status_version,
+                parent_instance_id=self.parent_instance_id,
+                created_at_ms=self.created_at_ms,
+                updated_at_ms=self.updated_at_ms,
+            )
         return InstanceRecord(
             instance_id=self.instance_id,
             state=status.instance_state(),
@@ -150,6 +166,7 @@ class InstanceRow:
 
     def apply_changes(self, changes: TurnChanges, now_ms: int) -> None:
         """Steps 2-5 of ``commit_turns`` (record, history, custom status, KV); never fails."""
+        self.restarting = False
         self.name = changes.name
         self.version = changes.version
         if self.parent_instance_id is None:
@@ -170,6 +187,8 @@ class InstanceRow:
         execution.status = status
         if status.is_terminal and execution.completed_at_ms is None:
             execution.completed_at_ms = now_ms
+        elif not status.is_terminal:
+            execution.completed_at_ms = None  # a rewound execution runs again
         self.output = changes.output
         self.error = changes.error
         self.updated_at_ms = now_ms

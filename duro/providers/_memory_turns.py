@@ -10,7 +10,12 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 
-from .._errors import DuplicateEventError, LockLostError, ProviderError
+from .._errors import (
+    DuplicateEventError,
+    InstanceAlreadyExistsError,
+    LockLostError,
+    ProviderError,
+)
 from .._messages import (
     AnyOrchestratorMessage,
     CancelOrchestrationMessage,
@@ -32,6 +37,8 @@ from ._types import (
     FetchTurnRequest,
     OrchestrationWorkItem,
     RenewRequest,
+    StartOutcome,
+    StartRequest,
     TurnChanges,
     TurnCommit,
 )
@@ -50,6 +57,38 @@ def enqueue_nowait(
         enqueued_at_ms=now,
     )
     tables.queue.add(row)
+
+
+def start_instance_nowait(tables: MemoryTables, request: StartRequest, now: int) -> StartOutcome:
+    """``start_instance``: check, then enqueue the start (unless the instance exists and is
+    kept) and the messages, between two awaits."""
+    start = request.start
+    instance_id = start.instance_id
+    instance = tables.instances.get(instance_id)
+    queued_start = any(
+        isinstance(row.message, StartOrchestrationMessage) for row in tables.queue.of(instance_id)
+    )
+    outcome = StartOutcome.STARTED
+    if instance is not None or queued_start:
+        if request.if_exists == "use_existing":
+            outcome = StartOutcome.EXISTING
+        elif (
+            request.if_exists == "restart_if_finished"
+            and instance is not None
+            and not queued_start
+            and not instance.restarting
+            and instance.status.instance_state().is_terminal
+        ):
+            instance.restarting = True
+            instance.updated_at_ms = now
+            outcome = StartOutcome.RESTARTED
+        else:
+            raise InstanceAlreadyExistsError(instance_id)
+    if outcome is not StartOutcome.EXISTING:
+        enqueue_nowait(tables, start, None, now)
+    for message in request.messages:
+        enqueue_nowait(tables, message, None, now)
+    return outcome
 
 
 def fetch_turn_nowait(

@@ -35,7 +35,6 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._codec import Codec
 from .._errors import ProviderError
 from .._history import HistoryEvent
-from .._messages import StartOrchestrationMessage
 from ._boundary import CodecBoundary
 from ._interface import Provider
 from ._signal import WorkSignal
@@ -55,10 +54,10 @@ from ._sqlite_manage import (
     count_instances_txn,
     delete_instance_txn,
     kv_items_txn,
-    list_executions_txn,
     list_instances_txn,
     prune_txn,
     queue_depths_txn,
+    read_executions_txn,
     read_history_txn,
     read_instance_txn,
 )
@@ -74,7 +73,7 @@ from ._sqlite_turns import (
     insert_message_txn,
     ms,
     renew_turn_txn,
-    start_txn,
+    start_instance_txn,
     turn_work_remains_txn,
 )
 from ._types import (
@@ -83,6 +82,7 @@ from ._types import (
     ActivityWorkItem,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     FetchActivityRequest,
     FetchTurnRequest,
     InstanceCountQuery,
@@ -98,6 +98,8 @@ from ._types import (
     RenewRequest,
     ScheduledMessage,
     SessionRenewal,
+    StartOutcome,
+    StartRequest,
     TurnCommit,
 )
 
@@ -180,12 +182,14 @@ class SqliteProvider(Provider):
 
     # -- client side ----------------------------------------------------------------------------
 
-    async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
-        start = self._codec.encode_message(start)
-        await self._db.write(
-            "start_orchestration", partial(start_txn, start=start, now=self._clock.now_ms())
+    async def start_instance(self, request: StartRequest) -> StartOutcome:
+        request = self._codec.encode_start(request)
+        outcome = await self._db.write(
+            "start_instance",
+            partial(start_instance_txn, request=request, now=self._clock.now_ms()),
         )
         self._turn_signal.notify()
+        return outcome
 
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
         message = self._codec.encode_scheduled(message)
@@ -329,6 +333,7 @@ class SqliteProvider(Provider):
         self._activity_signal.notify()
 
     async def renew_activity_lock(self, request: RenewRequest) -> None:
+        request = self._codec.encode_renewal(request)
         await self._db.write(
             "renew_activity_lock",
             partial(renew_activity_txn, request=request, now=self._clock.now_ms()),
@@ -366,9 +371,9 @@ class SqliteProvider(Provider):
         )
         return self._codec.decode_history(instance_id, history)
 
-    async def list_executions(self, instance_id: str) -> list[int]:
+    async def read_executions(self, instance_id: str) -> list[ExecutionRecord]:
         return await self._db.read(
-            "list_executions", partial(list_executions_txn, instance_id=instance_id)
+            "read_executions", partial(read_executions_txn, instance_id=instance_id)
         )
 
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:

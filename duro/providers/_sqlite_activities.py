@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from .._errors import LockLostError, ProviderError
-from .._messages import decode_task
+from .._messages import decode_task, encode_message
 from ._sqlite_turns import (
     NoWork,
     dead_letter_txn,
@@ -214,6 +214,14 @@ def renew_activity_txn(conn: sqlite3.Connection, request: RenewRequest, now: int
         "UPDATE worker_queue SET locked_until_ms = ? WHERE id = ?",
         (now + ms(request.extend_for), item_id),
     )
+    if request.heartbeat_details is not None:
+        (data,) = conn.execute("SELECT data FROM worker_queue WHERE id = ?", (item_id,)).fetchone()
+        task = msgspec.structs.replace(
+            decode_task(data), heartbeat_details=msgspec.Raw(request.heartbeat_details)
+        )
+        conn.execute(
+            "UPDATE worker_queue SET data = ? WHERE id = ?", (encode_message(task), item_id)
+        )
     _touch_session_txn(conn, session_id, now)
 
 

@@ -24,6 +24,7 @@ from ._types import (
     LISTED_STATES,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     ExecutionStatus,
     InstanceCountQuery,
     InstanceCounts,
@@ -96,11 +97,20 @@ def read_history_txn(
     return events
 
 
-def list_executions_txn(conn: sqlite3.Connection, instance_id: str) -> list[int]:
+def read_executions_txn(conn: sqlite3.Connection, instance_id: str) -> list[ExecutionRecord]:
     return [
-        row[0]
-        for row in conn.execute(
-            "SELECT execution_id FROM executions WHERE instance_id = ? ORDER BY execution_id",
+        ExecutionRecord(
+            execution_id=execution_id,
+            status=ExecutionStatus(status),
+            started_at_ms=started,
+            completed_at_ms=completed,
+            event_count=events,
+        )
+        for execution_id, status, started, completed, events in conn.execute(
+            "SELECT e.execution_id, e.status, e.started_at_ms, e.completed_at_ms,"
+            " (SELECT count(*) FROM history h WHERE h.instance_id = e.instance_id"
+            "  AND h.execution_id = e.execution_id)"
+            " FROM executions e WHERE e.instance_id = ? ORDER BY e.execution_id",
             (instance_id,),
         )
     ]
@@ -146,7 +156,7 @@ SELECT q.instance_id AS instance_id, q.start_name AS name, q.start_version AS ve
   0 AS execution_id, NULL AS execution_status, NULL AS output, NULL AS error,
   NULL AS custom_status, 0 AS custom_status_version, q.start_parent_id AS parent_instance_id,
   q.enqueued_at_ms AS created_at_ms, q.enqueued_at_ms AS updated_at_ms,
-  NULL AS completed_at_ms, q.id AS created_seq
+  NULL AS completed_at_ms, q.id AS created_seq, 0 AS restarting
 {_PENDING_FROM}"""
 
 _NEWEST_FIRST = "ORDER BY created_at_ms DESC, created_seq DESC"
@@ -188,6 +198,12 @@ def _common_filters(
         # A unary + keeps SQLite from choosing the primary key for the range.
         column = "instance_id" if matches < _PREFIX_PROBE else "+instance_id"
         where.append(f"{column} >= :prefix AND {column} < :prefix_end")
+    if query.completed_before_ms is not None:
+        where.append("completed_at_ms < :completed_before")
+        params["completed_before"] = query.completed_before_ms
+    if query.min_execution_id is not None:
+        where.append("execution_id >= :min_execution")
+        params["min_execution"] = query.min_execution_id
     if query.continuation:
         params["c_at"], params["c_seq"] = _parse_continuation(query.continuation)
         where.append("(created_at_ms, created_seq) < (:c_at, :c_seq)")
@@ -223,7 +239,11 @@ def list_instances_txn(conn: sqlite3.Connection, query: InstanceQuery) -> Instan
         ]
         for i, status in enumerate(statuses):
             params[f"st{i}"] = status
-            arms.append(_arm("instances", [*where, f"execution_status = :st{i}"]))
+            arms.append(_arm("instances", [*where, f"execution_status = :st{i}", "NOT restarting"]))
+        if query.states is None or State.PENDING in query.states:
+            # A finished instance whose restart is queued reads as PENDING.
+            # (Through its partial index, newest first: other indexes would need a sort.)
+            arms.append(_arm("instances INDEXED BY instances_restarting", [*where, "restarting"]))
     if query.states is None or State.PENDING in query.states:
         arms.append(_arm(f"({_PENDING_ROWS})", where))
     if not arms:
@@ -251,9 +271,17 @@ def count_instances_txn(conn: sqlite3.Connection, query: InstanceCountQuery) -> 
             (status.value, cap),
         ).fetchone()
         found[status.instance_state()] += n
-    (found[State.PENDING],) = conn.execute(
+    # A finished instance whose restart is queued counts as PENDING (a few rows, by index).
+    for status, n in conn.execute(
+        "SELECT execution_status, count(*) FROM instances WHERE restarting"
+        " GROUP BY execution_status"
+    ):
+        found[ExecutionStatus(status).instance_state()] -= n
+        found[State.PENDING] += n
+    (queued,) = conn.execute(
         f"SELECT count(*) FROM (SELECT 1 {_PENDING_FROM} LIMIT ?)", (cap,)
     ).fetchone()
+    found[State.PENDING] += queued
     return InstanceCounts(
         counts={state: min(n, query.at_most) for state, n in found.items()},
         capped=frozenset(state for state, n in found.items() if n > query.at_most),

@@ -208,7 +208,15 @@ _V4 = (
     " WHERE kind = 'StartOrchestrationMessage'",
 )
 
-MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4)
+# Version 5 (duro 0.2): a finished instance can be restarted (Provider.start_instance); while
+# its restart is queued the record reads as PENDING (see INSTANCE_COLUMNS), and listings find
+# such instances through a partial index (there are few) instead of a scan.
+_V5 = (
+    "ALTER TABLE instances ADD COLUMN restarting INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX instances_restarting ON instances (created_at_ms, created_seq) WHERE restarting",
+)
+
+MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4, _V5)
 """``MIGRATIONS[n]`` upgrades schema version ``n`` to ``n + 1``."""
 
 

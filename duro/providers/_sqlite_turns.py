@@ -34,6 +34,8 @@ from ._types import (
     KvEntry,
     OrchestrationWorkItem,
     RenewRequest,
+    StartOutcome,
+    StartRequest,
     TurnCommit,
 )
 
@@ -72,15 +74,42 @@ def insert_message_txn(
     )
 
 
-def start_txn(conn: sqlite3.Connection, start: StartOrchestrationMessage, now: int) -> None:
-    exists = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM instances WHERE instance_id = ?)"
-        " OR EXISTS (SELECT 1 FROM orchestrator_queue WHERE instance_id = ? AND kind = ?)",
-        (start.instance_id, start.instance_id, _START),
+_FINISHED = ("completed", "failed")
+
+
+def start_instance_txn(conn: sqlite3.Connection, request: StartRequest, now: int) -> StartOutcome:
+    start = request.start
+    iid = start.instance_id
+    instance = conn.execute(
+        "SELECT execution_status, restarting FROM instances WHERE instance_id = ?", (iid,)
+    ).fetchone()
+    queued_start = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM orchestrator_queue WHERE instance_id = ? AND kind = ?)",
+        (iid, _START),
     ).fetchone()[0]
-    if exists:
-        raise InstanceAlreadyExistsError(start.instance_id)
-    insert_message_txn(conn, start, None, now)
+    outcome = StartOutcome.STARTED
+    if instance is not None or queued_start:
+        if request.if_exists == "use_existing":
+            outcome = StartOutcome.EXISTING
+        elif (
+            request.if_exists == "restart_if_finished"
+            and instance is not None
+            and not queued_start
+            and not instance[1]
+            and instance[0] in _FINISHED
+        ):
+            conn.execute(
+                "UPDATE instances SET restarting = 1, updated_at_ms = ? WHERE instance_id = ?",
+                (now, iid),
+            )
+            outcome = StartOutcome.RESTARTED
+        else:
+            raise InstanceAlreadyExistsError(iid)
+    if outcome is not StartOutcome.EXISTING:
+        insert_message_txn(conn, start, None, now)
+    for message in request.messages:
+        insert_message_txn(conn, message, None, now)
+    return outcome
 
 
 # -- fetch ------------------------------------------------------------------------------------
@@ -424,7 +453,7 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
         "INSERT INTO instances (instance_id, name, version, execution_id, execution_status,"
         " output, error, parent_instance_id, created_at_ms, created_seq, updated_at_ms,"
         " completed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (instance_id) DO UPDATE SET name = excluded.name,"
+        " ON CONFLICT (instance_id) DO UPDATE SET name = excluded.name, restarting = 0,"
         " version = excluded.version, execution_id = excluded.execution_id,"
         " execution_status = excluded.execution_status, output = excluded.output,"
         " error = excluded.error,"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .._history import HistoryEvent
 from .._messages import (
@@ -14,6 +16,40 @@ from .._messages import (
 )
 from .._records import InstanceRecord, KvChange, KvEntry, TurnChanges
 from .._status import ExecutionStatus, State
+
+IfExists = Literal["fail", "use_existing", "restart_if_finished"]
+"""What a start does when its instance exists (pending, running or finished):
+
+* ``"fail"``: raise ``InstanceAlreadyExistsError``, enqueue nothing;
+* ``"use_existing"``: leave the instance as it is (its messages are still enqueued);
+* ``"restart_if_finished"``: a COMPLETED or FAILED instance starts again as its next execution
+  (history of the earlier ones kept, KV and custom status cleared); a pending or running one
+  raises ``InstanceAlreadyExistsError``.
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartRequest:
+    """Start an instance, atomically with messages for it (``Provider.start_instance``)."""
+
+    start: StartOrchestrationMessage
+    if_exists: IfExists = "fail"
+    messages: Sequence[AnyOrchestratorMessage] = ()
+    """Messages for the same instance, enqueued (visible now) right after the start, in this
+    order, whether the start was enqueued or the instance existed; nothing is enqueued when
+    the call raises."""
+
+
+class StartOutcome(enum.Enum):
+    """What ``Provider.start_instance`` did."""
+
+    STARTED = "started"
+    """The instance did not exist: its start is queued (it reads as PENDING)."""
+    EXISTING = "existing"
+    """It existed and was left as it is (``if_exists="use_existing"``)."""
+    RESTARTED = "restarted"
+    """It had finished; its next execution's start is queued (it reads as PENDING, with the
+    finished execution's id, until that start is processed)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +114,11 @@ class AbandonRequest:
 class RenewRequest:
     lock_token: str
     extend_for: float
+    heartbeat_details: bytes | None = None
+    """Activity locks only: JSON the activity last passed to ``heartbeat``, to keep in the work
+    item's ``task.heartbeat_details`` for its next delivery (None: leave it as it is)."""
+    instance_id: str = ""
+    """The work item's instance, for a store's payload codec (set with ``heartbeat_details``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,8 +190,27 @@ class InstanceQuery:
     created_before_ms: int | None = None
     instance_id_prefix: str | None = None
     """Only instances whose id starts with this text (case-sensitive)."""
+    completed_before_ms: int | None = None
+    """Only instances that finished (completed or failed) before this time."""
+    min_execution_id: int | None = None
+    """Only instances whose current execution id is at least this (2: instances that
+    continued as new or were restarted at least once)."""
     limit: int = 100
     continuation: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionRecord:
+    """One stored execution of an instance (``Provider.read_executions``)."""
+
+    execution_id: int
+    status: ExecutionStatus
+    started_at_ms: int
+    """When its first turn committed."""
+    completed_at_ms: int | None = None
+    """When it ended (completed, failed or continued as new); None while it runs."""
+    event_count: int = 0
+    """Events in its history."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,9 +295,11 @@ __all__ = [
     "ActivityWorkItem",
     "DeleteRequest",
     "DeleteResult",
+    "ExecutionRecord",
     "ExecutionStatus",
     "FetchActivityRequest",
     "FetchTurnRequest",
+    "IfExists",
     "InstanceCountQuery",
     "InstanceCounts",
     "InstancePage",
@@ -253,6 +315,8 @@ __all__ = [
     "ScheduledMessage",
     "SessionRenewal",
     "StartOrchestrationMessage",
+    "StartOutcome",
+    "StartRequest",
     "TagFilter",
     "TurnChanges",
     "TurnCommit",

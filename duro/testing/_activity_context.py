@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .._client import Client
 from .._runtime import ActivityContext
+from .._serde import encode
 from ..providers._memory import InMemoryProvider
 
 
@@ -19,11 +22,13 @@ def activity_context(
     tag: str | None = None,
     worker_id: str = "test-worker",
     client: Client | None = None,
+    last_heartbeat_details: Any = None,
 ) -> ActivityContext:
     """An ``ActivityContext`` to call an activity with directly: ``await charge(ctx, 12)``.
 
     Every field has a default; set the ones the activity reads (``attempt=3`` to test a
-    retry path). ``client`` defaults to a ``Client`` on an empty in-memory store.
+    retry path, ``last_heartbeat_details={"page": 7}`` to test resuming). ``client``
+    defaults to a ``Client`` on an empty in-memory store.
     ``ctx.cancel("reason")`` requests cancellation, as the runtime would.
     """
     return ActivityContext(
@@ -37,4 +42,7 @@ def activity_context(
         tag=tag,
         worker_id=worker_id,
         client=client if client is not None else Client(InMemoryProvider()),
+        heartbeat_details=None
+        if last_heartbeat_details is None
+        else bytes(encode(last_heartbeat_details, what="heartbeat details")),
     )

@@ -36,6 +36,7 @@ from ..providers import (
     ActivityWorkItem,
     DeleteRequest,
     DeleteResult,
+    ExecutionRecord,
     FetchActivityRequest,
     FetchTurnRequest,
     InstanceCountQuery,
@@ -52,6 +53,8 @@ from ..providers import (
     RenewRequest,
     ScheduledMessage,
     SessionRenewal,
+    StartOutcome,
+    StartRequest,
     TurnCommit,
 )
 
@@ -121,12 +124,13 @@ class _Rule:
 
 OPERATIONS = frozenset(
     {
-        "start_orchestration", "enqueue_orchestrator_message", "fetch_turns", "commit_turns",
-        "abandon_turn", "renew_turn_lock", "fetch_activities", "complete_activities",
-        "abandon_activity", "renew_activity_lock", "renew_sessions", "cleanup_orphaned_sessions",
-        "read_instance", "read_history", "list_executions", "get_kv_value", "get_kv_items",
-        "list_instances", "count_instances", "list_children", "delete_instance",
-        "prune_executions", "queue_depths", "maintain",
+        "start_orchestration", "start_instance", "enqueue_orchestrator_message", "fetch_turns",
+        "commit_turns", "abandon_turn", "renew_turn_lock", "fetch_activities",
+        "complete_activities", "abandon_activity", "renew_activity_lock", "renew_sessions",
+        "cleanup_orphaned_sessions", "read_instance", "read_history", "list_executions",
+        "read_executions",
+        "get_kv_value", "get_kv_items", "list_instances", "count_instances", "list_children",
+        "delete_instance", "prune_executions", "queue_depths", "maintain",
     }
 )  # fmt: skip
 """Operations a rule can name: every store call the runtime and the client make."""
@@ -239,6 +243,9 @@ class FaultyProvider(Provider):
     async def start_orchestration(self, start: StartOrchestrationMessage) -> None:
         await self._call("start_orchestration", lambda: self.inner.start_orchestration(start))
 
+    async def start_instance(self, request: StartRequest) -> StartOutcome:
+        return await self._call("start_instance", lambda: self.inner.start_instance(request))
+
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
         await self._call(
             "enqueue_orchestrator_message",
@@ -293,6 +300,9 @@ class FaultyProvider(Provider):
 
     async def list_executions(self, instance_id: str) -> list[int]:
         return await self._call("list_executions", lambda: self.inner.list_executions(instance_id))
+
+    async def read_executions(self, instance_id: str) -> list[ExecutionRecord]:
+        return await self._call("read_executions", lambda: self.inner.read_executions(instance_id))
 
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
         return await self._call("get_kv_value", lambda: self.inner.get_kv_value(instance_id, key))

@@ -244,6 +244,30 @@ async def test_delete_prune_and_queues_manage_the_store(world: World) -> None:
     assert neither.code == 1 and "instance ids, or filters" in neither.err
 
 
+async def test_bulk_delete_and_prune_page_through_the_filters(world: World) -> None:
+    pruned = await world.run("prune", "--name", "counter", "--keep", "2", "--json")
+    assert pruned.code == 0, pruned.err
+    assert pruned.json == {
+        "results": [{"instance_id": "count", "executions_deleted": 2, "events_deleted": 4}]
+    }
+    forced = await world.run("delete", "--state", "completed", "--force")
+    assert forced.code == 1 and "filters select finished instances only" in forced.err
+    running = await world.run("delete", "--state", "running")
+    assert running.code == 1 and "finished instances only" in running.err
+    future = await world.run("delete", "--completed-before", "2000-01-01", "--json")
+    assert future.json == {"results": []}
+
+    deleted = await world.run("delete", "--completed-before", "0s", "--json")
+    assert deleted.code == 0, deleted.err
+    assert sorted(r["instance_id"] for r in deleted.json["results"]) == [
+        "broken",
+        "count",
+        "hello",
+    ]
+    assert all(r["instances_deleted"] == 1 for r in deleted.json["results"])
+    assert await world.state("waiting") == "running"
+
+
 async def test_errors_are_one_line_on_stderr_with_a_nonzero_exit(
     world: World, cli: Cli, tmp_path: Path
 ) -> None:

@@ -204,6 +204,79 @@ async def test_retry_backoff_survives_a_runtime_restart(
     assert calls.log == [1, 2]
 
 
+async def test_linear_backoff_waits_longer_by_the_same_step_each_time(
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+) -> None:
+    calls = Calls()
+    _register_flaky(registry, calls)
+    policy = duro.RetryPolicy(max_attempts=4, initial_interval=3, backoff="linear")
+
+    @registry.orchestration
+    async def retried(ctx: duro.OrchestrationContext, _: None) -> int:
+        return await ctx.schedule_activity("flaky", 4, retry=policy)
+
+    async with runtime(store, registry, clock):
+        await client.start_orchestration("r-lin", retried)
+        for n, delay in enumerate((3, 6, 9), start=1):
+            history = await history_has(client, "r-lin", TimerCreated, n)
+            timer = of_type(history, TimerCreated)[-1]
+            assert timer.fire_at - timer.ts == delay * 1000
+            await clock.advance(delay)
+        assert await completed(client, "r-lin") == 4
+
+
+async def test_total_timeout_stops_retrying_when_the_next_attempt_could_not_start_in_time(
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+) -> None:
+    calls = Calls()
+    _register_flaky(registry, calls)
+    policy = duro.RetryPolicy(
+        max_attempts=10, initial_interval=10, backoff_coefficient=1, total_timeout=25
+    )
+
+    @registry.orchestration
+    async def retried(ctx: duro.OrchestrationContext, _: None) -> int:
+        return await ctx.schedule_activity("flaky", 99, retry=policy)
+
+    async with runtime(store, registry, clock):
+        await client.start_orchestration("r-total", retried)
+        for n in (1, 2):
+            # each attempt races a timer for what is left of the budget, then backs off
+            await history_has(client, "r-total", TimerCreated, 2 * n)
+            await clock.advance(10)
+        error = await failed(client, "r-total")
+    # attempts at 0 s, 10 s and 20 s; a fourth would start at 30 s, past the 25 s budget
+    assert calls.log == [1, 2, 3]
+    assert "after 3 attempt(s): Flaky" in error.message
+
+
+async def test_total_timeout_cancels_an_attempt_still_running_at_the_deadline(
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+) -> None:
+    calls = Calls()
+
+    @registry.activity
+    async def hangs(ctx: duro.ActivityContext, _: None) -> None:
+        calls.hit("hangs", ctx.attempt)
+        await ctx.wait_cancelled()
+
+    policy = duro.RetryPolicy(max_attempts=5, attempt_timeout=30, total_timeout=12)
+
+    @registry.orchestration
+    async def retried(ctx: duro.OrchestrationContext, _: None) -> None:
+        await ctx.schedule_activity(hangs, retry=policy)
+
+    async with runtime(store, registry, clock):
+        await client.start_orchestration("r-hang", retried)
+        history = await history_has(client, "r-hang", TimerCreated, 1)
+        timer = of_type(history, TimerCreated)[0]
+        assert timer.fire_at - timer.ts == 12_000  # the budget, not the 30 s attempt timeout
+        await clock.advance(12)
+        error = await failed(client, "r-hang")
+    assert calls.log == [1]
+    assert "ActivityTimeout: the retry policy's total_timeout of 12.0 s passed" in error.message
+
+
 def test_invalid_retry_policies_are_rejected() -> None:
     with pytest.raises(ValueError):
         duro.RetryPolicy(max_attempts=0)

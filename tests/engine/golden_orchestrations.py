@@ -225,3 +225,20 @@ async def shipping_before_the_edit(ctx: duro.OrchestrationContext, order_id: str
 async def nightly_report(ctx: duro.OrchestrationContext, day: str) -> Any:
     rows = await ctx.schedule_activity("export_rows", day)
     return await ctx.schedule_activity("render_report", {"day": day, "rows": rows})
+
+
+@registry.orchestration
+async def dispatcher(ctx: duro.OrchestrationContext, batch: int) -> Any:
+    """Forward each request to the worker instance it names: an external event for its
+    answer, a mailbox message for its log. Counts what it forwarded in its custom status,
+    which continue-as-new carries into the next execution."""
+    forwarded = ctx.get_custom_status(type=int) or 0
+    for _ in range(batch):
+        request = await ctx.dequeue_event("requests")
+        ctx.raise_event(request["to"], "task", request["body"])
+        ctx.enqueue_event(request["to"], "log", {"from": ctx.instance_id, "n": forwarded})
+        forwarded += 1
+        ctx.set_custom_status(forwarded)
+    if forwarded < 2 * batch:
+        ctx.continue_as_new(batch)
+    return ctx.get_custom_status()

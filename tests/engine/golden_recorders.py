@@ -15,7 +15,11 @@ from typing import Any
 from duro import Registry
 from duro._engine import Commit, TurnDecision, TurnInput, run_turn, terminate
 from duro._history import HistoryEvent, TimerCreated
-from duro._messages import ActivityResultMessage, AnyOrchestratorMessage
+from duro._messages import (
+    ActivityResultMessage,
+    AnyOrchestratorMessage,
+    RewindOrchestrationMessage,
+)
 from duro._status import ErrorCategory, ErrorInfo, ExecutionStatus
 
 from . import golden_orchestrations as orchestrations
@@ -252,6 +256,37 @@ def _fulfilment() -> dict[str, Instance]:
     return {"parent": parent, "insure": insure, "quote": quote}
 
 
+@functools.cache
+def _dispatcher() -> Instance:
+    """Forwards two requests per execution to other instances; the second execution starts
+    with the custom status the first left."""
+    hub = Instance("dispatch-hub")
+
+    def request(to: str, body: str) -> AnyOrchestratorMessage:
+        return enqueued("requests", {"to": to, "body": body}, instance_id=hub.id)
+
+    hub.turn(start("dispatcher", 2, instance_id=hub.id), at=T0)
+    hub.turn(request("worker-a", "resize"), at=T0 + SECOND)
+    hub.turn(request("worker-b", "encode"), at=T0 + 2 * SECOND)
+    hub.turn(*hub.sent_to(hub), at=T0 + 3 * SECOND)
+    hub.turn(request("worker-a", "thumbnail"), request("worker-b", "upload"), at=T0 + 4 * SECOND)
+    return hub
+
+
+def _nightly_report_rewound() -> GoldenHistory:
+    """Rendering fails; an operator fixes the renderer and rewinds: the export keeps its
+    result, the render runs again and completes."""
+    report = Instance("report-2026-12-01")
+    report.turn(start("nightly_report", "2026-12-01", instance_id=report.id), at=T0)
+    report.turn(report.completed(1, 51_002), at=T0 + 60 * SECOND)
+    broken = error_info("FontNotFound", "no font 'Inter' on the render host")
+    report.turn(report.failed(2, broken), at=T0 + 90 * SECOND)
+    rewind = RewindOrchestrationMessage(instance_id=report.id, reason="font installed")
+    report.turn(rewind, at=T0 + DAY)
+    report.turn(report.completed(2, "s3://reports/2026-12-01.pdf"), at=T0 + DAY + 30 * SECOND)
+    return report.execution()
+
+
 RECORDERS: dict[str, Callable[[], GoldenHistory]] = {
     "golden_chain": _golden_chain,
     "golden_fan_out": _golden_fan_out,
@@ -265,6 +300,9 @@ RECORDERS: dict[str, Callable[[], GoldenHistory]] = {
     "carrier_quote_cancelled": lambda: _fulfilment()["quote"].execution(),
     "shipping_nondeterminism": _shipping,
     "nightly_report_poisoned": _nightly_report,
+    "nightly_report_rewound": _nightly_report_rewound,
+    "dispatcher_events_1": lambda: _dispatcher().execution(1),
+    "dispatcher_events_2": lambda: _dispatcher().execution(2),
 }
 
 

@@ -83,6 +83,9 @@ async def checkout(ctx: duro.OrchestrationContext, amount: int) -> str:
     assert_type(ctx.kv.get("n", type=int), int | None)
     assert_type(ctx.kv.get("n", 0, type=int), int)
     assert_type(ctx.kv.get("n"), Any)
+    assert_type(await ctx.kv.get_from("other", "n", type=int), int | None)
+    assert_type(await ctx.kv.get_from("other", "n", 0, type=int), int)
+    assert_type(ctx.kv.prune(updated_before=ctx.utc_now()), int)
 
     futures = [ctx.schedule_activity(charge, n) for n in range(3)]
     assert_type(ctx.join(futures), duro.DurableFuture[list[Receipt]])
@@ -119,6 +122,9 @@ async def client_side(client: duro.Client) -> None:
     assert_type(await client.get_value("c-1", "n", type=int), int | None)
     assert_type(await client.get_value("c-1", "n", 0, type=int), int)
     assert_type(await client.get_value("c-1", "n"), Any)
+    assert_type(await client.wait_for_value("c-1", "n", type=int), int)
+    assert_type(await client.get_values("c-1"), dict[str, Any])
+    assert_type(await client.get_values("c-1", with_updated_at=True), dict[str, duro.KvValue])
 
 
 def annotated(status: duro.OrchestrationStatus) -> Any:

@@ -12,11 +12,14 @@ pytest.register_assert_rewrite(
     "duro.testing._contract._cached",
     "duro.testing._contract._deletion",
     "duro.testing._contract._handover",
+    "duro.testing._contract._heartbeats",
     "duro.testing._contract._kv",
     "duro.testing._contract._locks",
     "duro.testing._contract._management",
     "duro.testing._contract._queues",
+    "duro.testing._contract._retention",
     "duro.testing._contract._sessions",
+    "duro.testing._contract._starts",
     "duro.testing._contract._tags",
     "duro.testing._contract._turns",
     "duro.testing._contract._fixtures",
@@ -29,6 +32,7 @@ from ._batches import ActivityBatchContract, TurnBatchContract  # noqa: E402
 from ._cached import CachedHistoryContract  # noqa: E402
 from ._deletion import DeletionContract, PruneContract  # noqa: E402
 from ._handover import CommitFetchContract  # noqa: E402
+from ._heartbeats import HeartbeatContract  # noqa: E402
 from ._kv import KvContract  # noqa: E402
 from ._locks import InstanceLockingContract, LockExpiryContract  # noqa: E402
 from ._management import CustomStatusContract, ManagementContract  # noqa: E402
@@ -38,7 +42,9 @@ from ._queues import (  # noqa: E402
     PoisonContract,
     QueueSemanticsContract,
 )
+from ._retention import RetentionContract  # noqa: E402
 from ._sessions import SessionContract  # noqa: E402
+from ._starts import StartContract  # noqa: E402
 from ._tags import TagContract  # noqa: E402
 from ._turns import (  # noqa: E402
     AtomicityContract,
@@ -52,6 +58,7 @@ class ProviderContract(
     AtomicityContract,
     ErrorClassificationContract,
     InstanceCreationContract,
+    StartContract,
     MultiExecutionContract,
     InstanceLockingContract,
     LockExpiryContract,
@@ -61,6 +68,7 @@ class ProviderContract(
     LongPollingContract,
     ActivityQueueContract,
     ActivityBatchContract,
+    HeartbeatContract,
     TurnBatchContract,
     CommitFetchContract,
     CachedHistoryContract,
@@ -70,6 +78,7 @@ class ProviderContract(
     CustomStatusContract,
     DeletionContract,
     PruneContract,
+    RetentionContract,
     KvContract,
 ):
     """Every behaviour a duro provider must honour, as one pytest class to subclass.
@@ -98,6 +107,7 @@ __all__ = [
     "CustomStatusContract",
     "DeletionContract",
     "ErrorClassificationContract",
+    "HeartbeatContract",
     "InstanceCreationContract",
     "InstanceLockingContract",
     "KvContract",
@@ -109,7 +119,9 @@ __all__ = [
     "ProviderContract",
     "PruneContract",
     "QueueSemanticsContract",
+    "RetentionContract",
     "SessionContract",
+    "StartContract",
     "TagContract",
     "TurnBatchContract",
 ]

@@ -206,14 +206,21 @@ def turn_commit(
     event ``status`` implies.
     """
     opening = _opening_message(item)
-    opens_execution = (opening is not None and item.execution_id == 0) or isinstance(
-        opening, ContinueAsNewMessage
-    )
+    # A start opens the first execution, or the next one of a restarted instance (its record
+    # reads as PENDING with the finished execution's id).
+    restarting = item.instance is not None and item.instance.execution_status is None
+    opens_execution = (
+        opening is not None and (item.execution_id == 0 or restarting)
+    ) or isinstance(opening, ContinueAsNewMessage)
     parent: str | None = item.instance.parent_instance_id if item.instance else None
     name = item.instance.name if item.instance else ORCH_NAME
     history: list[HistoryEvent] = []
     if opens_execution and opening is not None:
-        execution_id = opening.execution_id if isinstance(opening, ContinueAsNewMessage) else 1
+        execution_id = (
+            opening.execution_id
+            if isinstance(opening, ContinueAsNewMessage)
+            else item.execution_id + 1
+        )
         name = opening.name
         if opening.parent is not None:
             parent = opening.parent.instance_id

@@ -135,6 +135,27 @@ class AtomicityContract(ContractBase):
         assert kinds(follow_up.messages) == ["TimerFiredMessage", "RaiseEventMessage"]
 
     @pytest.mark.anyio
+    async def test_a_long_history_and_the_turn_that_fails_it_commit_whole(
+        self, provider: Provider, clock: VirtualClock
+    ) -> None:
+        # What the engine does at RuntimeOptions.max_history_events: the turn that crosses it
+        # ends the execution and commits whole. A store must take any number of events in
+        # one turn (here more than a Cosmos transactional batch holds) after a long history,
+        # never part of them.
+        item = await start_and_lock(provider, "i1", lock_timeout=self.lock_timeout)
+        await provider.commit_turn(turn_commit(item, events=raised(250)))
+        item = await lock_next_turn(provider, "i1", lock_timeout=self.lock_timeout)
+        limit = app_error("over the history limit")
+        await provider.commit_turn(
+            turn_commit(item, events=raised(250, "f"), status=ExecutionStatus.FAILED, error=limit)
+        )
+
+        history = await provider.read_history("i1")
+        assert [e.event_id for e in history] == list(range(1, 503))
+        record = await provider.read_instance("i1")
+        assert record is not None and record.state is State.FAILED and record.error == limit
+
+    @pytest.mark.anyio
     async def test_commit_with_unknown_token_keeps_the_real_lock_until_it_expires(
         self, provider: Provider, clock: VirtualClock
     ) -> None:
@@ -486,6 +507,28 @@ class InstanceCreationContract(ContractBase):
 
 class MultiExecutionContract(ContractBase):
     """Continue-as-new: explicit execution ids, separate histories, the latest one current."""
+
+    @pytest.mark.anyio
+    async def test_a_failed_execution_goes_back_to_running_when_a_turn_says_so(
+        self, provider: Provider, clock: VirtualClock
+    ) -> None:
+        # A rewind (decision 0009): the same execution, FAILED, takes a message, and the turn
+        # that handles it sets it RUNNING again and appends to its history.
+        await create_instance(provider, "i1", status=ExecutionStatus.FAILED)
+        failed_record = await provider.read_instance("i1")
+        assert failed_record is not None and failed_record.completed_at_ms is not None
+        item = await lock_next_turn(provider, "i1", lock_timeout=self.lock_timeout)
+        assert item.execution_id == 1 and len(item.history) == 2
+        await provider.commit_turn(turn_commit(item, events=raised(1)))
+
+        record = await provider.read_instance("i1")
+        assert record is not None
+        assert (record.state, record.execution_id, record.error) == (State.RUNNING, 1, None)
+        assert record.execution_status is ExecutionStatus.RUNNING
+        assert record.completed_at_ms is None
+        assert [e.event_id for e in await provider.read_history("i1")] == [1, 2, 3]
+        [execution] = await provider.read_executions("i1")
+        assert execution.status is ExecutionStatus.RUNNING and execution.completed_at_ms is None
 
     @pytest.mark.anyio
     async def test_executions_keep_separate_histories(
