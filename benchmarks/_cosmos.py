@@ -8,7 +8,7 @@ The stack is the test suite's: the local Node server behind the compat layer
 (``tests/cosmos``), whose meter prices every request like Azure would (estimates, see
 ``tests/cosmos/compat_ru.py``). With one runtime the layer is an in-process transport, as
 before; with N > 1 it is a :class:`~tests.cosmos.proxy.CompatProxy` (in this process, on a
-thread) that the in-process runtime and N - 1 runtime processes (``benchmarks._cosmos_runtime``)
+thread) that the in-process runtime and N - 1 runtime processes (``benchmarks._runtime_process``)
 all talk to, so batches stay atomic across processes and one meter sees everything. Each
 runtime tags its requests ``runtime-<i>`` and the harness's client ``client``, so the figures
 are the runtimes' alone.
@@ -16,29 +16,20 @@ are the runtimes' alone.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-import anyio
 import httpx
 
+from ._processes import RuntimeProcesses
 from ._protocol import NotApplicable
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_PREFIX = "runtime-"
 CLIENT_SOURCE = "client"
 _CONFIG = re.compile(r"^cosmos(?:-p(\d+))?(?:-r(\d+))?$")
-_WORKER_START_S = 60.0
-_WORKER_STOP_S = 30.0
 
 
 def config_name(partitions: int, runtimes: int) -> str:
@@ -79,14 +70,6 @@ class TaggingTransport(httpx.AsyncBaseTransport):
 
 
 @dataclass
-class _Worker:
-    source: str
-    proc: subprocess.Popen[bytes]
-    out: Path
-    stats: Path
-
-
-@dataclass
 class CosmosStack:
     """Server, compat layer, stores and extra runtime processes of one Cosmos cell."""
 
@@ -96,7 +79,7 @@ class CosmosStack:
     """The in-process runtime's provider (source ``runtime-0``)."""
     client_store: Any = None
     """The harness client's provider (source ``client``)."""
-    workers: list[_Worker] = field(default_factory=list)
+    workers: RuntimeProcesses | None = None
     _server: Any = None
     _proxy: Any = None
     _compat: Any = None
@@ -143,53 +126,17 @@ class CosmosStack:
         self.store = CosmosProvider(
             config, transport=TaggingTransport(base, self.sources[0]), owner_id=self.sources[0]
         )
+        self.workers = RuntimeProcesses(self.db_dir)
+        cosmos_args = ["--endpoint", endpoint, "--key", EMULATOR_KEY]
+        cosmos_args += ["--database", config.database, "--container", config.container]
         for source in self.sources[1:]:
-            self.workers.append(self._spawn(source, endpoint, EMULATOR_KEY, config))
-        await self._wait_ready()
+            self.workers.spawn(source, cosmos_args)
+        await self.workers.wait_ready()
         return self
 
-    def _spawn(self, source: str, endpoint: str, key: str, config: Any) -> _Worker:
-        out = Path(self.db_dir) / f"{source}.out"
-        stats = Path(self.db_dir) / f"{source}.json"
-        with out.open("wb") as sink:
-            proc = subprocess.Popen(
-                [
-                    sys.executable, "-m", "benchmarks._cosmos_runtime",
-                    "--endpoint", endpoint, "--key", key,
-                    "--database", config.database, "--container", config.container,
-                    "--source", source, "--stats", str(stats),
-                ],
-                cwd=REPO_ROOT,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        return _Worker(source, proc, out, stats)
-
-    async def _wait_ready(self) -> None:
-        deadline = time.monotonic() + _WORKER_START_S
-        for worker in self.workers:
-            while b"ready" not in worker.out.read_bytes():
-                if worker.proc.poll() is not None or time.monotonic() > deadline:
-                    tail = worker.out.read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"runtime process {worker.source} did not start:\n{tail}")
-                await anyio.sleep(0.05)
-
     async def stop_workers(self) -> dict[str, dict[str, Any]]:
-        """SIGTERM every runtime process (graceful), wait, and return what each reported."""
-        for worker in self.workers:
-            if worker.proc.poll() is None:
-                worker.proc.send_signal(signal.SIGTERM)
-        out: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + _WORKER_STOP_S
-        for worker in self.workers:
-            while worker.proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110 (polling a child process)
-                await anyio.sleep(0.05)
-            if worker.proc.poll() is None:
-                worker.proc.kill()
-                worker.proc.wait()
-            if worker.stats.exists():
-                out[worker.source] = json.loads(worker.stats.read_text())
-        return out
+        """Stop the runtime processes gracefully; what each reported, by source."""
+        return await self.workers.stop() if self.workers is not None else {}
 
     async def __aexit__(
         self,

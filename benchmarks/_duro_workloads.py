@@ -1,12 +1,15 @@
-"""duro's side of the benchmark: W1-W5 (and IDLE) on one provider, one run per process.
+"""duro's side of the benchmark: W1-W6 (and IDLE) on one provider, one run per process.
 
     python -m benchmarks._duro_workloads --workload W1 --config sqlite --db-dir /tmp/x
 
-``--config`` names a provider in ``PROVIDERS``, or a Cosmos cell (``cosmos``,
-``cosmos-p30-r2``: simulated physical partitions and runtime processes, see
-:mod:`benchmarks._cosmos`). Cosmos runs also report the HTTP requests and the estimated
-request units (RU) the runtimes spent, per orchestration, activity, turn and request kind, and
-while idle. ``IDLE`` is a Cosmos-only measurement: runtimes with no work, for ``--n`` seconds.
+``--config`` names a provider in ``PROVIDERS``, a multi-process SQLite cell in
+``SQLITE_PROCESSES`` (``sqlite-x2``: two full runtime processes on one file, the documented
+way to use every core of a host; ``sqlite-split``: one process runs turns, another
+activities), or a Cosmos cell (``cosmos``, ``cosmos-p30-r2``: simulated physical partitions
+and runtime processes, see :mod:`benchmarks._cosmos`). Cosmos runs also report the HTTP
+requests and the estimated request units (RU) the runtimes spent, per orchestration,
+activity, turn and request kind, and while idle. ``IDLE`` is a Cosmos-only measurement:
+runtimes with no work, for ``--n`` seconds.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,10 +27,12 @@ import anyio
 import duro
 
 from ._cosmos import CosmosCell, CosmosStack, busy_figures, idle_figures
+from ._processes import RuntimeProcesses
 from ._protocol import (
     TIMER_SECONDS,
     NotApplicable,
     RunResult,
+    cpu_seconds,
     current_rss_bytes,
     fill_latency,
     fill_throughput,
@@ -51,6 +57,15 @@ PROVIDERS: dict[str, Callable[[str], Any]] = {
     "sqlite": _sqlite,
 }
 """Stores without a network stack; Cosmos configs go through :class:`CosmosStack`."""
+
+SQLITE_PROCESSES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sqlite-x2": ("all", ("all",)),
+    "sqlite-split": ("turns", ("activities",)),
+}
+"""Multi-process SQLite cells: (the harness runtime's role, the extra processes' roles);
+roles as in ``benchmarks._runtime_process.ROLES``."""
+MULTI_PROCESS_WORKLOADS = ("W1", "W2", "W6")
+"""Throughput workloads; the others measure one process (W3-W5) and stay single."""
 
 # -- orchestrations and activities ------------------------------------------------------------
 
@@ -247,7 +262,40 @@ async def w5(rt: duro.Runtime, client: duro.Client, args: argparse.Namespace, r:
     r.extra["wakeup_per_s"] = r.orch_per_s
 
 
-WORKLOADS: dict[str, Workload] = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5}
+async def w6(rt: duro.Runtime, client: duro.Client, args: argparse.Namespace, r: RunResult) -> None:
+    """W2 at backlog size: n chains started back to back, drained; then the SQLite file's
+    size, and again after deleting every completed instance (pages are kept for reuse)."""
+    await _batch(client, args, r, chain, args.k)
+    db = os.path.join(args.db_dir, "duro.db")
+    if args.config == "memory":
+        return
+    r.extra["file_mb_drained"], r.extra["wal_mb_drained"] = _sizes_mb(db)
+    began = time.monotonic()
+    r.extra["deleted"] = await client.delete_instances(states={duro.State.COMPLETED})
+    r.extra["delete_s"] = time.monotonic() - began
+    r.extra["file_mb_after_delete"], r.extra["wal_mb_after_delete"] = _sizes_mb(db)
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        free, total = (
+            con.execute(f"PRAGMA {p}").fetchone()[0] for p in ("freelist_count", "page_count")
+        )
+    r.extra["free_page_share_after_delete"] = free / total if total else None
+
+
+def _sizes_mb(db: str) -> tuple[float, float]:
+    """The database file and its WAL (bounded by checkpoints), in MB."""
+    wal = db + "-wal"
+    return os.path.getsize(db) / 2**20, (os.path.getsize(wal) if os.path.exists(wal) else 0) / 2**20
+
+
+WORKLOADS: dict[str, Workload] = {
+    "W1": w1,
+    "W2": w2,
+    "W3": w3,
+    "W4": w4,
+    "W5": w5,
+    "W5X": w5,
+    "W6": w6,
+}
 """IDLE has no workload function: :func:`_run_cosmos` measures it directly."""
 
 
@@ -258,6 +306,9 @@ def _run(args: argparse.Namespace, result: RunResult) -> None:
         return
     if args.workload == "IDLE":
         raise NotApplicable("IDLE measures Cosmos request traffic; run it with a cosmos config")
+    if args.config in SQLITE_PROCESSES:
+        anyio.run(_run_sqlite_processes, args, result)
+        return
     factory = PROVIDERS.get(args.config)
     if factory is None:
         raise NotApplicable(f"unknown duro provider {args.config!r}")
@@ -269,6 +320,34 @@ def _run(args: argparse.Namespace, result: RunResult) -> None:
             await WORKLOADS[args.workload](rt, client, args, result)
 
     anyio.run(main)
+
+
+async def _run_sqlite_processes(args: argparse.Namespace, result: RunResult) -> None:
+    """One SQLite file served by this process's runtime and the cell's extra processes."""
+    if args.workload not in MULTI_PROCESS_WORKLOADS:
+        raise NotApplicable(f"{args.workload} measures one process")
+    from ._runtime_process import ROLES
+
+    role, extra_roles = SQLITE_PROCESSES[args.config]
+    path = os.path.join(args.db_dir, "duro.db")
+    store = duro.SqliteProvider(path)
+    processes = RuntimeProcesses(args.db_dir)
+    async with store:  # the file and its schema exist before the other processes open it
+        for i, extra_role in enumerate(extra_roles, start=1):
+            processes.spawn(f"runtime-{i}", ["--sqlite", path], extra_role)
+        try:
+            await processes.wait_ready()
+            options = duro.RuntimeOptions(**ROLES[role])
+            async with duro.Runtime(store, registry, options) as rt:
+                client = duro.Client(store, registry=registry)
+                await WORKLOADS[args.workload](rt, client, args, result)
+        finally:
+            others = await processes.stop()
+    result.extra["processes"] = 1 + len(extra_roles)
+    result.extra["cpu_s_all_processes"] = cpu_seconds() + sum(o["cpu_s"] for o in others.values())
+    result.extra["peak_rss_mb_other_processes"] = max(
+        (o["peak_rss_mb"] for o in others.values()), default=None
+    )
 
 
 async def _run_cosmos(cell: CosmosCell, args: argparse.Namespace, result: RunResult) -> None:

@@ -26,8 +26,11 @@ RESULT_PREFIX = "BENCH-RESULT "
 
 WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
 """The suite every system runs."""
-DURO_ONLY_WORKLOADS = ("IDLE",)
-"""Measurements only duro's Cosmos configs run: IDLE is runtimes with no work, ``n`` seconds."""
+DURO_ONLY_WORKLOADS = ("W5X", "W6", "IDLE")
+"""Workloads only duro runs: W5X is W5 at 100,000 waiting instances, W6 a backlog of
+100,000 W2 chains drained (then bulk-deleted); IDLE is Cosmos runtimes with no work for
+``n`` seconds."""
+COSMOS_ONLY_WORKLOADS = ("IDLE",)
 ALL_WORKLOADS = WORKLOADS + DURO_ONLY_WORKLOADS
 
 # Issue 5's sizes. --quick and the peers' W5 pass smaller ones on the command line.
@@ -37,6 +40,8 @@ DEFAULT_SIZES: dict[str, dict[str, int]] = {
     "W3": {"n": 20, "k": 0},
     "W4": {"n": 1, "k": 2000},
     "W5": {"n": 10_000, "k": 0},
+    "W5X": {"n": 100_000, "k": 0},
+    "W6": {"n": 100_000, "k": 5},
     "IDLE": {"n": 10, "k": 0},
 }
 
@@ -62,6 +67,7 @@ class RunResult:
     act_per_s: float | None = None
     p50_ms: float | None = None
     p95_ms: float | None = None
+    p99_ms: float | None = None
     peak_rss_mb: float | None = None
     cpu_s: float | None = None
     """User + system seconds of the whole process, start-up included (as in peers.md)."""
@@ -133,6 +139,7 @@ def fill_throughput(result: RunResult, wall_s: float, orchestrations: int, activ
 def fill_latency(result: RunResult, latencies_ms: Sequence[float]) -> None:
     result.p50_ms = percentile(latencies_ms, 50)
     result.p95_ms = percentile(latencies_ms, 95)
+    result.p99_ms = percentile(latencies_ms, 99)
 
 
 def w4_turn_costs(step_times: Sequence[float], k: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ NUMERIC = (
     "act_per_s",
     "p50_ms",
     "p95_ms",
+    "p99_ms",
     "peak_rss_mb",
     "cpu_s",
     "startup_cpu_s",
@@ -104,7 +105,15 @@ def results_table(agg: dict[tuple[str, str, str], dict[str, Any]], workloads: li
                     f"(x{_fmt(extra.get('growth_mid_vs_early'), 2)}), "
                     f"last {_fmt(extra.get('turn_ms_last'), 2)} ms"
                 )
-            elif workload == "W5":
+            elif workload == "W6" and "file_mb_drained" in extra:
+                special = (
+                    f"file {_fmt(extra.get('file_mb_drained'))} MB (WAL "
+                    f"{_fmt(extra.get('wal_mb_drained'))}), after deleting "
+                    f"{_fmt(extra.get('deleted'), 0)} in {_fmt(extra.get('delete_s'))} s: "
+                    f"{_fmt(extra.get('file_mb_after_delete'))} MB "
+                    f"({_fmt(100 * extra.get('free_page_share_after_delete', 0), 0)} % free pages)"
+                )
+            elif workload in ("W5", "W5X"):
                 special = (
                     f"{_fmt(extra.get('bytes_per_waiting_instance'), 0)} B/waiting inst, "
                     f"wake-up {_fmt(extra.get('wakeup_per_s'))}/s"
@@ -130,7 +139,7 @@ def results_table(agg: dict[tuple[str, str, str], dict[str, Any]], workloads: li
                     _fmt(a["wall_s"], 2),
                     _fmt(a["orch_per_s"]),
                     _fmt(a["act_per_s"]),
-                    f"{_fmt(a['p50_ms'])} / {_fmt(a['p95_ms'])}",
+                    f"{_fmt(a['p50_ms'])} / {_fmt(a['p95_ms'])} / {_fmt(a['p99_ms'])}",
                     _fmt(a["peak_rss_mb"]),
                     _fmt(a["cpu_s"], 2),
                     f"{a['failures']} ({a['store_failures']} store)",
@@ -145,7 +154,7 @@ def results_table(agg: dict[tuple[str, str, str], dict[str, Any]], workloads: li
             "wall s",
             "orch/s",
             "act/s",
-            "p50 / p95 ms",
+            "p50 / p95 / p99 ms",
             "RSS MB",
             "CPU s",
             "failures",
@@ -297,6 +306,7 @@ def check_targets(agg: dict[tuple[str, str, str], dict[str, Any]]) -> list[Targe
                     f"{_fmt(e.get('ru_per_orchestration'))} RU/orchestration",
                 )
             )
+    out.extend(_scale_targets(agg))
     out.extend(_cosmos_targets(agg))
     duro_runs = [a for (s, _, _), a in agg.items() if s == "duro"]
     if duro_runs:
@@ -308,6 +318,94 @@ def check_targets(agg: dict[tuple[str, str, str], dict[str, Any]]) -> list[Targe
                 "zero store-induced failures (duro)",
                 "PASS" if store == 0 else "FAIL",
                 f"{store} store-induced, {total} failures of any kind, {checked} results checked",
+            )
+        )
+    return out
+
+
+def _scale_targets(agg: dict[tuple[str, str, str], dict[str, Any]]) -> list[Target]:
+    """Issue 16's: every core, memory per waiting instance, a backlog of 100,000, p99."""
+    out: list[Target] = []
+    get = agg.get
+    for workload in ("W1", "W2"):
+        one = get(("duro", "sqlite", workload))
+        if one is None or not one["orch_per_s"]:
+            continue
+        out.append(
+            Target(
+                f"{workload} SQLite latency",
+                "INFO",
+                f"p50 {_fmt(one['p50_ms'])} / p95 {_fmt(one['p95_ms'])} / "
+                f"p99 {_fmt(one['p99_ms'])} ms (start call to durable completion)",
+            )
+        )
+        multi = get(("duro", "sqlite-x2", workload))
+        if multi and multi["orch_per_s"]:
+            r = multi["orch_per_s"] / one["orch_per_s"]
+            out.append(
+                Target(
+                    f"{workload} SQLite, 2 processes >= 1.6x one",
+                    "PASS" if r >= 1.6 else "FAIL",
+                    f"{r:.2f}x ({multi['orch_per_s']:.1f} vs {one['orch_per_s']:.1f} orch/s)",
+                )
+            )
+            peer = _best(agg, "duroxide", workload)
+            if peer is not None:
+                r = multi["orch_per_s"] / peer["orch_per_s"]
+                out.append(
+                    Target(
+                        f"{workload} SQLite, 2 processes >= 6x duroxide",
+                        "PASS" if r >= 6 else "FAIL",
+                        f"{r:.2f}x ({multi['orch_per_s']:.1f} vs {peer['orch_per_s']:.1f} "
+                        f"orch/s, {label(peer['system'], peer['config'])})",
+                    )
+                )
+        split = get(("duro", "sqlite-split", workload))
+        if split and split["orch_per_s"]:
+            out.append(
+                Target(
+                    f"{workload} SQLite, turns and activities in separate processes",
+                    "INFO",
+                    f"{split['orch_per_s']:.1f} orch/s "
+                    f"({split['orch_per_s'] / one['orch_per_s']:.2f}x one process)",
+                )
+            )
+    w5 = get(("duro", "sqlite", "W5"))
+    peer_w5 = _best(agg, "duroxide", "W5")
+    if w5 and peer_w5:
+        mine = w5["extra"].get("bytes_per_waiting_instance")
+        theirs = peer_w5["extra"].get("bytes_per_waiting_instance")
+        if mine is not None and theirs:
+            wake = ratio(w5["extra"].get("wakeup_per_s"), peer_w5["extra"].get("wakeup_per_s"))
+            out.append(
+                Target(
+                    "W5 SQLite bytes per waiting instance <= duroxide's",
+                    "PASS" if mine <= theirs else "FAIL",
+                    f"{mine:,.0f} vs {theirs:,.0f} B ({mine / theirs:.2f}x); wake-up "
+                    f"{_fmt(wake, 2)}x duroxide's",
+                )
+            )
+    w6, w2 = get(("duro", "sqlite", "W6")), get(("duro", "sqlite", "W2"))
+    if w6 and w2 and w6["orch_per_s"] and w2["orch_per_s"]:
+        r = w2["orch_per_s"] / w6["orch_per_s"]
+        out.append(
+            Target(
+                f"W6 SQLite ({w6['n']:,} chains) throughput within 1.3x of W2's",
+                "PASS" if r <= 1.3 else "FAIL",
+                f"{w6['orch_per_s']:.1f} vs {w2['orch_per_s']:.1f} orch/s (W2 {r:.2f}x W6); "
+                f"peak RSS {_fmt(w6['peak_rss_mb'])} MB",
+            )
+        )
+    w5x = get(("duro", "sqlite", "W5X"))
+    if w5x and w5x["extra"].get("rss_waiting_mb") is not None:
+        e = w5x["extra"]
+        out.append(
+            Target(
+                f"W5X SQLite, {w5x['n']:,} waiting instances",
+                "INFO",
+                f"RSS {e['rss_waiting_mb']:.0f} MB while waiting "
+                f"({e['bytes_per_waiting_instance']:,.0f} B each), peak "
+                f"{_fmt(w5x['peak_rss_mb'])} MB; wake-up {_fmt(e.get('wakeup_per_s'))} orch/s",
             )
         )
     return out

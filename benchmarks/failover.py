@@ -87,7 +87,8 @@ async def measure(instances: int, partitions: int) -> dict[str, list[float]]:
                 names = {"runtime-0", "runtime-1"}
                 await _until("both runtimes joined", lambda: _eq(_members(stack.store), names))
                 await anyio.sleep(3.0)  # past the hand-over grace: the split has settled
-                doomed = stack.workers[0]
+                assert stack.workers is not None
+                doomed = stack.workers.processes[0]
                 slots = assign(sorted(names), "runtime-1")
                 ids = _ids_in(slots, "sigkill", instances)
                 doomed.proc.kill()

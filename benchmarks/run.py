@@ -38,8 +38,15 @@ from typing import Any
 
 from . import _report
 from ._cosmos import config_name
+from ._duro_workloads import MULTI_PROCESS_WORKLOADS, SQLITE_PROCESSES
 from ._envs import BENCH_DIR, PEERS, REPO_ROOT, ensure_peer, ensure_tools
-from ._protocol import ALL_WORKLOADS, DURO_ONLY_WORKLOADS, RESULT_PREFIX, WORKLOADS
+from ._protocol import (
+    ALL_WORKLOADS,
+    COSMOS_ONLY_WORKLOADS,
+    DURO_ONLY_WORKLOADS,
+    RESULT_PREFIX,
+    WORKLOADS,
+)
 
 DURO_PROVIDERS = ("memory", "sqlite", "cosmos")
 """duro stores the suite knows. Cosmos runs once ``duro_cosmos.CosmosProvider`` exists."""
@@ -70,6 +77,8 @@ QUICK_SIZES = {
     "W3": (5, None),
     "W4": (None, 200),
     "W5": (200, None),
+    "W5X": (500, None),
+    "W6": (300, 5),
     "IDLE": (2, None),
 }
 # Cosmos runs on the local Node test server behind a Python compat layer: a few orchestrations
@@ -82,11 +91,13 @@ COSMOS_SIZES = {
     "W3": (10, None),
     "W4": (None, 200),
     "W5": (200, None),
+    "W5X": (1_000, None),
+    "W6": (300, None),
     "IDLE": (10, None),
 }
 # W4 and W5 are long for the peers (duroxide replays the whole history every turn: W4 takes
 # minutes), so they run once per config; W1-W3 take the median of `--repeats`.
-SINGLE_RUN = ("W4", "W5")
+SINGLE_RUN = ("W4", "W5", "W5X", "W6")
 PEER_LONG_CONFIG = {"duroxide": "poll10", "dbos": "async-tuned"}
 """W4/W5 run on one config per peer (its fastest in peers.md) to keep the full run short."""
 PEER_SCALED = {
@@ -109,8 +120,11 @@ def cosmos_available() -> bool:
     return hasattr(duro_cosmos, "CosmosProvider") and server.is_dir()
 
 
-def duro_configs(args: argparse.Namespace, provider: str) -> list[str]:
-    """Configs of one duro provider: Cosmos has one per (partitions, runtimes) pair."""
+def duro_configs(args: argparse.Namespace, provider: str, workload: str) -> list[str]:
+    """Configs of one duro provider: Cosmos has one per (partitions, runtimes) pair, SQLite
+    adds its multi-process cells for the throughput workloads."""
+    if provider == "sqlite" and workload in MULTI_PROCESS_WORKLOADS:
+        return ["sqlite", *args.sqlite_processes]
     if provider != "cosmos":
         return [provider]
     return [
@@ -126,13 +140,13 @@ def build_plan(args: argparse.Namespace) -> list[Spec]:
         n, k = QUICK_SIZES[workload] if args.quick else (None, None)
         repeats = 1 if (args.quick or workload in SINGLE_RUN) else args.repeats
         for provider in args.providers:
-            if workload in DURO_ONLY_WORKLOADS and provider != "cosmos":
+            if workload in COSMOS_ONLY_WORKLOADS and provider != "cosmos":
                 continue  # IDLE counts Cosmos requests; the other stores send none
             pn, pk, reps = n, k, repeats
             if provider == "cosmos" and not args.quick:
                 pn, pk = COSMOS_SIZES[workload]
                 reps = 1
-            for config in duro_configs(args, provider):
+            for config in duro_configs(args, provider, workload):
                 plan.append(
                     Spec(
                         system="duro",
@@ -331,6 +345,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="1",
         help="comma list of runtime process counts sharing the container, e.g. 1,2,4",
     )
+    p.add_argument(
+        "--sqlite-processes",
+        default=",".join(SQLITE_PROCESSES),
+        help="multi-process SQLite cells run beside 'sqlite' for W1, W2 and W6 "
+        f"(comma list of {', '.join(SQLITE_PROCESSES)}; 'none' for none)",
+    )
     p.add_argument("--no-chart", action="store_true", help="skip the PNG (needs matplotlib)")
     p.add_argument(
         "--save",
@@ -341,7 +361,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.providers = args.providers or ["memory", "sqlite"]
     if args.workloads is None:
-        default = [*WORKLOADS, *(DURO_ONLY_WORKLOADS if "cosmos" in args.providers else ())]
+        default = [*WORKLOADS, *DURO_ONLY_WORKLOADS]
+        if "cosmos" not in args.providers:
+            default = [w for w in default if w not in COSMOS_ONLY_WORKLOADS]
         args.workloads = ",".join(default)
     args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
     if bad := [w for w in args.workloads if w not in ALL_WORKLOADS]:
@@ -354,6 +376,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not values or any(not low <= v <= high for v in values):
             p.error(f"--{name.replace('_', '-')}: each value must be {low}..{high}")
         setattr(args, name, list(dict.fromkeys(values)))
+    cells = [x.strip() for x in args.sqlite_processes.split(",") if x.strip()]
+    if cells == ["none"]:
+        cells = []
+    if bad := [x for x in cells if x not in SQLITE_PROCESSES]:
+        p.error(f"unknown SQLite cells {bad}; choose from {', '.join(SQLITE_PROCESSES)}")
+    args.sqlite_processes = cells
     if args.peers is None:
         args.peers = [] if args.quick else list(PEERS)
     elif args.peers.strip().lower() == "none":
@@ -454,6 +482,7 @@ def save(
             "repeats": args.repeats,
             "cosmos_partitions": args.cosmos_partitions,
             "cosmos_runtimes": args.cosmos_runtimes,
+            "sqlite_processes": args.sqlite_processes,
         },
         "scaled_peer_cells": {
             f"{s}/{w}": {"n": n, "reason": why}

@@ -19,6 +19,33 @@ def test_quick_benchmark_run_checks_every_result_and_exits_cleanly() -> None:
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "W1" in run.stdout and "W5" in run.stdout
+    # Issue 16's workloads and multi-process cells run in the quick variant too.
+    for cell in ("W5X", "W6", "duro/sqlite-x2", "duro/sqlite-split", "after deleting 300"):
+        assert cell in run.stdout, cell
+
+
+def test_gc_pause_benchmark_compares_both_settings() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gc_pauses", "--n", "40", "--repeats", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "tune_gc=off" in run.stdout and "tune_gc=on" in run.stdout
+
+
+def test_overload_benchmark_drains_a_burst_beside_waiting_instances() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.overload", "--waiting", "100", "--starts", "200"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "burst_timer_lateness_max_s" in run.stdout
 
 
 def test_drain_benchmark_completes_every_instance_it_started() -> None:
