@@ -101,6 +101,11 @@ class Arrivals:
                 return
         self._buffers.setdefault(channel, deque()).append((position, data))
 
+    def discard(self) -> None:
+        """Forget waits and arrivals (the execution is discarded); waits refer back here."""
+        self._waiters.clear()
+        self._buffers.clear()
+
     def wait_on(self, channel: Channel, output_type: Any) -> EventFuture:
         """A future for the next unconsumed arrival on ``channel`` (FIFO)."""
         future = EventFuture(self._scheduling, self, channel, output_type)

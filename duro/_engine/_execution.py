@@ -431,6 +431,7 @@ class Execution:
         """Close every suspended coroutine now, deterministically, rather than whenever the
         garbage collector gets to them. Their ``finally`` blocks run but can record nothing."""
         self._scheduler.discard()
+        self._arrivals.discard()
 
 
 # Keyed by exact type: history events are leaf Structs of a closed union. Not listed: actions

@@ -73,6 +73,10 @@ class DurableFuture(Generic[T]):
         else:
             self._callbacks.append(callback)
 
+    def forget_callbacks(self) -> None:
+        """Drop the callbacks (the execution is being discarded: none may run)."""
+        self._callbacks.clear()
+
     def set_result(self, value: Any, *, position: int | None = None) -> None:
         """Resolve with ``value`` (the engine does this, while processing history)."""
         if self.done:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from types import UnionType
@@ -39,7 +40,9 @@ class DurableKV:
     ) -> None:
         self._recorder = recorder
         self._state = state
-        self._read_from = read_from
+        # Weak: ``read_from`` is a method of the context that owns this map, and a cycle
+        # would keep a discarded execution alive until a full garbage collection.
+        self._read_from = weakref.WeakMethod(read_from)
 
     @overload
     def get(self, key: str, *, type: type[T]) -> T | None: ...
@@ -83,7 +86,9 @@ class DurableKV:
         """
         validate_instance_id(instance_id)
         check_name(key, "a KV key")
-        return self._read_from(instance_id, key, default, type)
+        read_from = self._read_from()
+        assert read_from is not None  # the context lives as long as its code runs
+        return read_from(instance_id, key, default, type)
 
     def set(self, key: str, value: Any) -> None:
         """Store ``value`` (JSON, at most ``MAX_KV_VALUE_BYTES``) under ``key``; recorded."""

@@ -134,6 +134,15 @@ class Scheduler:
                 continue
             task.closing = True
             self._close(task)
+        # Tasks, futures and their callbacks refer to each other; untied, the execution is
+        # freed by reference counting instead of waiting for a full garbage collection (an
+        # evicted execution is usually old enough to sit in the oldest generation).
+        for task in tasks:
+            for future in task.owned:
+                future.forget_callbacks()
+            task.owned.clear()
+            task.future.forget_callbacks()
+            task.future.task = None
 
     def _close(self, task: Task) -> None:
         previous, self._current = self._current, task
