@@ -98,6 +98,8 @@ COSMOS_SIZES = {
 # W4 and W5 are long for the peers (duroxide replays the whole history every turn: W4 takes
 # minutes), so they run once per config; W1-W3 take the median of `--repeats`.
 SINGLE_RUN = ("W4", "W5", "W5X", "W6")
+LONG_TIMEOUTS = {"W5X": 1200.0, "W6": 2400.0}
+"""Per-wait limits of the backlog workloads at full size (100,000 instances)."""
 PEER_LONG_CONFIG = {"duroxide": "poll10", "dbos": "async-tuned"}
 """W4/W5 run on one config per peer (its fastest in peers.md) to keep the full run short."""
 PEER_SCALED = {
@@ -157,7 +159,7 @@ def build_plan(args: argparse.Namespace) -> list[Spec]:
                         repeats=reps,
                         n=pn,
                         k=pk,
-                        timeout=60.0 if args.quick else 300.0,
+                        timeout=60.0 if args.quick else LONG_TIMEOUTS.get(workload, 300.0),
                     )
                 )
     for workload in args.workloads:
