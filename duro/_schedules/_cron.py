@@ -3,7 +3,8 @@
 ``minute hour day-of-month month day-of-week``; each field a comma list of ``*``, ``N``,
 ``A-B`` and any of those with ``/STEP``. Months and weekdays also by their English
 three-letter names (``jan``, ``mon``), weekdays 0-7 with both 0 and 7 for Sunday. As in Vixie
-cron, when both day fields are restricted (neither starts with ``*``) a day matches either.
+cron, when both day fields are restricted (neither starts with ``*``) a day matches either;
+otherwise it must match both.
 The macros ``@yearly``, ``@annually``, ``@monthly``, ``@weekly``, ``@daily``, ``@midnight`` and
 ``@hourly`` stand for their usual expressions.
 """
@@ -55,7 +56,7 @@ class CronExpression:
     weekdays: frozenset[int]
     """0 is Sunday."""
     any_day: bool
-    """Day of month starts with ``*``."""
+    """Day of month starts with ``*`` (``*`` or ``*/N``)."""
     any_weekday: bool
     """Day of week starts with ``*``."""
 
@@ -108,12 +109,10 @@ class CronExpression:
     def _day_matches(self, moment: datetime) -> bool:
         day = moment.day in self.days
         weekday = (moment.weekday() + 1) % 7 in self.weekdays
-        if self.any_day and self.any_weekday:
-            return True
-        if self.any_day:
-            return weekday
-        if self.any_weekday:
-            return day
+        # Vixie cron: a day field starting with "*" (also "*/2") makes the two fields both
+        # apply; only when both are restricted does a day match either.
+        if self.any_day or self.any_weekday:
+            return day and weekday
         return day or weekday
 
     def next_after(self, moment: datetime) -> datetime:

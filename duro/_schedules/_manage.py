@@ -124,7 +124,9 @@ def build_spec(
         every_ms = every // timedelta(milliseconds=1)
     if cron is not None:
         try:
-            CronExpression.parse(cron)
+            # A search from now finds expressions that parse but never match ("*/31 in
+            # February"): refused here rather than failing the schedule later.
+            CronExpression.parse(cron).next_after(datetime.now(UTC))
         except CronSyntaxError as exc:
             raise CronSyntaxError(exc.expression, exc.field, exc.problem, schedule_id) from None
     start_ms = _ms(start_at, schedule_id, "start_at")
@@ -247,6 +249,9 @@ def trigger_run_id(schedule_id: str) -> str:
 
 async def delete_schedule(client: Client, schedule_id: str) -> None:
     check_schedule_id(schedule_id)
-    result = await client.delete_instance(instance_id_of(schedule_id), force=True)
+    try:
+        result = await client.delete_instance(instance_id_of(schedule_id), force=True)
+    except InstanceNotFoundError:
+        raise ScheduleNotFoundError(schedule_id) from None
     if result.instances_deleted == 0:
         raise ScheduleNotFoundError(schedule_id)
