@@ -124,9 +124,7 @@ def build_spec(
         every_ms = every // timedelta(milliseconds=1)
     if cron is not None:
         try:
-            # A search from now finds expressions that parse but never match ("*/31 in
-            # February"): refused here rather than failing the schedule later.
-            CronExpression.parse(cron).next_after(datetime.now(UTC))
+            CronExpression.parse(cron)
         except CronSyntaxError as exc:
             raise CronSyntaxError(exc.expression, exc.field, exc.problem, schedule_id) from None
     start_ms = _ms(start_at, schedule_id, "start_at")
