@@ -14,6 +14,7 @@ from ._engine import DurableFuture, DurableKV, OrchestrationContext
 from ._errors import (
     ActivityFailedError,
     CodecError,
+    CronSyntaxError,
     DuplicateEventError,
     DuroError,
     InstanceAlreadyExistsError,
@@ -22,6 +23,7 @@ from ._errors import (
     InstanceNotFoundError,
     InstanceStillRunningError,
     InvalidInstanceIdError,
+    InvalidScheduleError,
     LockLostError,
     NondeterminismError,
     NonDurableAwaitError,
@@ -30,6 +32,7 @@ from ._errors import (
     PayloadError,
     ProviderError,
     RegistrationError,
+    ScheduleNotFoundError,
     StoreCorruptionError,
     StoreLostError,
     SubOrchestrationFailedError,
@@ -41,6 +44,7 @@ from ._errors import (
 from ._registry import Registry
 from ._retry import RetryPolicy
 from ._runtime import ActivityContext, Runtime, RuntimeOptions
+from ._schedules import ScheduleInfo
 from ._status import (
     ErrorCategory,
     ErrorInfo,
@@ -71,6 +75,7 @@ __all__ = [
     "Codec",
     "CodecContext",
     "CodecError",
+    "CronSyntaxError",
     "DuplicateEventError",
     "DurableFuture",
     "DurableKV",
@@ -87,6 +92,7 @@ __all__ = [
     "InstanceStillRunningError",
     "InstanceTree",
     "InvalidInstanceIdError",
+    "InvalidScheduleError",
     "KvValue",
     "LockLostError",
     "NonDurableAwaitError",
@@ -104,6 +110,8 @@ __all__ = [
     "RetryPolicy",
     "Runtime",
     "RuntimeOptions",
+    "ScheduleInfo",
+    "ScheduleNotFoundError",
     "SchemaVersionError",
     "SqliteProvider",
     "State",

@@ -42,6 +42,7 @@ from ._messages import (
     StartOrchestrationMessage,
 )
 from ._registry import Registry
+from ._schedules._client_methods import ScheduleMethods
 from ._serde import decode, encode
 from ._status import ExecutionInfo, InstanceTree, KvValue, OrchestrationStatus, State
 from ._telemetry import Tracing, traceparent_of
@@ -113,7 +114,7 @@ def _status_of(
     )
 
 
-class Client:
+class Client(ScheduleMethods):
     """Talks to the store directly; needs no running ``Runtime`` in this process.
 
     Pass the ``registry`` to start orchestrations registered under a custom ``name=`` by

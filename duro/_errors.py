@@ -18,6 +18,9 @@
     ├── InstanceNotFoundError            management call on an unknown instance
     ├── InstanceStillRunningError        delete without force of a running instance
     ├── InstanceNotFailedError           rewind of an instance that has not failed
+    ├── InvalidScheduleError             a schedule's spec is wrong (also a ValueError)
+    │   └── CronSyntaxError              a cron expression that cannot be parsed
+    ├── ScheduleNotFoundError            management call on an unknown schedule
     ├── WaitTimeoutError                 a client wait ran out of time (also a TimeoutError)
     └── ProviderError                    storage failed; ``retryable`` says whether to try again
         ├── LockLostError                the lock/lease token is unknown, expired or stolen
@@ -227,6 +230,43 @@ class InstanceNotFailedError(DuroError):
         )
         self.instance_id = instance_id
         self.state = state
+
+
+class InvalidScheduleError(DuroError, ValueError):
+    """``Client.create_schedule`` was given a spec that cannot work (both or neither of
+    ``every`` and ``cron``, a non-positive interval, ``end_at`` before ``start_at``, an
+    unknown orchestration or overlap policy). ``problem`` says which, in words."""
+
+    def __init__(self, schedule_id: str, problem: str) -> None:
+        super().__init__(f"schedule {schedule_id!r}: {problem}")
+        self.schedule_id = schedule_id
+        self.problem = problem
+
+
+class CronSyntaxError(InvalidScheduleError):
+    """A cron expression cannot be parsed. ``expression`` is the whole expression,
+    ``field`` the field at fault (``"minute"``, ``"hour"``, ``"day of month"``, ``"month"``,
+    ``"day of week"``, or ``"expression"`` for its overall shape) and ``problem`` what is
+    wrong with it."""
+
+    def __init__(self, expression: str, field: str, problem: str, schedule_id: str = "") -> None:
+        DuroError.__init__(
+            self,
+            f"invalid cron expression {expression!r}: {field}: {problem} "
+            "(five fields: minute hour day-of-month month day-of-week, in UTC)",
+        )
+        self.schedule_id = schedule_id
+        self.expression = expression
+        self.field = field
+        self.problem = problem
+
+
+class ScheduleNotFoundError(DuroError):
+    """A schedule management call named a schedule the store does not have."""
+
+    def __init__(self, schedule_id: str) -> None:
+        super().__init__(f"schedule {schedule_id!r} not found")
+        self.schedule_id = schedule_id
 
 
 class InstanceFinishedError(DuroError):

@@ -75,6 +75,9 @@ class OrchestrationStarted(Event, tag="OrchestrationStarted", frozen=True):
     custom_status: Raw = NULL
     """The custom status the previous execution left (``continue_as_new``): what
     ``ctx.get_custom_status()`` returns until the code sets another. JSON ``null``: none."""
+    notify: str | None = None
+    """An instance whose mailbox hears when this instance ends (completes or fails, not when
+    it continues as new): the schedule that started it as a run. None: nobody."""
 
 
 class OrchestrationCompleted(Event, tag="OrchestrationCompleted", frozen=True):
@@ -162,6 +165,8 @@ class OrchestrationChained(Event, tag="OrchestrationChained", frozen=True):
     instance_id: str
     version: str | None = None
     input: Raw = NULL
+    notify: str | None = None
+    """The started instance reports its end to this one (see ``OrchestrationStarted``)."""
 
 
 class CustomStatusSet(Event, tag="CustomStatusSet", frozen=True):

@@ -35,6 +35,9 @@ class StartOrchestrationMessage(OrchestratorMessage, frozen=True):
     """W3C ``traceparent`` of the span that started the instance: the client's, or the turn
     that started it as a sub-orchestration (None: not traced). Recorded in
     ``OrchestrationStarted``, so the whole workflow belongs to that trace."""
+    notify: str | None = None
+    """An instance to tell when this one ends (recorded in ``OrchestrationStarted``): a
+    schedule that started it as a run. None: nobody."""
 
 
 class ContinueAsNewMessage(OrchestratorMessage, frozen=True):
@@ -51,6 +54,8 @@ class ContinueAsNewMessage(OrchestratorMessage, frozen=True):
     """The workflow's trace, passed on to the next execution."""
     custom_status: Raw = NULL
     """The custom status the ending execution left, for ``ctx.get_custom_status()``."""
+    notify: str | None = None
+    """``OrchestrationStarted.notify`` of the ending execution, passed on."""
 
 
 class ActivityResultMessage(OrchestratorMessage, frozen=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable
@@ -204,17 +205,19 @@ class Registry:
         return self._activities.get(name)
 
     def get_orchestration(self, name: str, version: str | None = None) -> Registered | None:
-        """Exact version, or the latest when ``version`` is None."""
+        """Exact version, or the latest when ``version`` is None. Built-in orchestrations
+        (``duro:schedule``) resolve in every registry."""
         versions = self._orchestrations.get(name)
         if not versions:
-            return None
+            builtin = _builtin_orchestrations().get(name)
+            return builtin if builtin is not None and version in (None, DEFAULT_VERSION) else None
         if version is None:
             return versions[max(versions, key=lambda v: self._version_keys[name, v])]
         return versions.get(version)
 
     def has_orchestration(self, name: str) -> bool:
-        """Whether some version of orchestration ``name`` is registered."""
-        return name in self._orchestrations
+        """Whether some version of orchestration ``name`` is registered (or built in)."""
+        return name in self._orchestrations or name in _builtin_orchestrations()
 
     @property
     def activity_names(self) -> list[str]:
@@ -225,3 +228,16 @@ class Registry:
     def orchestration_names(self) -> list[str]:
         """Registered orchestration names, sorted."""
         return sorted(self._orchestrations)
+
+
+@functools.cache
+def _builtin_orchestrations() -> dict[str, Registered]:
+    """The orchestrations duro runs itself, under reserved ``duro:`` names; imported late
+    because they are written against the engine, which imports this module."""
+    from ._schedules._orchestration import run_schedule
+    from ._schedules._spec import SCHEDULE_ORCHESTRATION, ScheduleState
+
+    schedule = Registered(
+        SCHEDULE_ORCHESTRATION, DEFAULT_VERSION, run_schedule, ScheduleState, Any, True, True
+    )
+    return {SCHEDULE_ORCHESTRATION: schedule}

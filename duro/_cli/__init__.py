@@ -11,12 +11,13 @@ from pathlib import Path
 import anyio
 
 from .._client import Client
-from .._errors import DuroError, InstanceNotFoundError, ProviderError
+from .._errors import DuroError, InstanceNotFoundError, ProviderError, ScheduleNotFoundError
 from ..providers import Provider
 from . import _commands as commands
 from ._errors import EXIT_FAILED, EXIT_UNKNOWN_INSTANCE, CliError
 from ._output import Output
 from ._parser import build_parser
+from ._schedules import schedules
 from ._stores import StoreChoice, choose_store, open_store
 
 __all__ = ["main"]
@@ -31,6 +32,7 @@ COMMANDS: dict[str, commands.Command] = {
     "delete": commands.delete,
     "prune": commands.prune,
     "queues": commands.queues,
+    "schedules": schedules,
 }
 
 
@@ -44,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc.message, exc.exit_code)
     except InstanceNotFoundError as exc:
         return _fail(f"no instance {exc.instance_id!r} in this store", EXIT_UNKNOWN_INSTANCE)
+    except ScheduleNotFoundError as exc:
+        return _fail(f"no schedule {exc.schedule_id!r} in this store", EXIT_UNKNOWN_INSTANCE)
     except ProviderError as exc:
         return _fail(exc.message, EXIT_FAILED)
     except DuroError as exc:

@@ -211,6 +211,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("queues", parents=common, help="queue depths")
 
+    schedules = commands.add_parser(
+        "schedules",
+        parents=common,
+        help="list, pause, resume, trigger or delete schedules",
+        description="Schedules (Client.create_schedule): list them, or act on one by its id.",
+    )
+    actions = schedules.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listed = actions.add_parser("list", parents=common, help="every schedule")
+    listed.add_argument(
+        "--limit", type=positive, default=1000, help="at most this many (default 1000)"
+    )
+    for action, text in (
+        ("pause", "start no runs until resumed"),
+        ("resume", "start runs again, from the next due time"),
+        ("trigger", "start a run now"),
+        ("delete", "delete the schedule (its runs stay)"),
+    ):
+        one = actions.add_parser(action, parents=common, help=text)
+        one.add_argument("schedule_id", metavar="ID")
+        if action == "trigger":
+            one.add_argument("--run-id", metavar="ID", help="the run's instance id")
+
     ui = commands.add_parser(
         "ui",
         parents=common,

@@ -611,6 +611,24 @@ class OrchestrationContext:
             )
         )
 
+    def _start_reporting(
+        self, name: str, input: msgspec.Raw, *, instance_id: str, version: str | None, notify: str
+    ) -> None:
+        """``start_orchestration`` whose instance enqueues a ``RunEnded`` into ``notify``'s
+        mailbox when it ends (how a schedule learns that its run finished)."""
+        self._recorder.emit(
+            OrchestrationChained(
+                event_id=0,
+                ts=0,
+                seq=0,
+                name=name,
+                instance_id=validate_instance_id(instance_id),
+                version=version,
+                input=input,
+                notify=notify,
+            )
+        )
+
     def continue_as_new(self, input: Any = None, *, version: str | None = None) -> NoReturn:
         """End this execution now and start a fresh one with ``input`` (empty history).
 

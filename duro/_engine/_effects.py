@@ -117,6 +117,7 @@ class SideEffects:
                     version=action.version,
                     input=action.input,
                     traceparent=self.traceparent,
+                    notify=action.notify,
                 )
             )
         )

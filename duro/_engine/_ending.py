@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import msgspec
+
 from .._history import (
     NULL,
     CarriedEvent,
@@ -60,19 +62,50 @@ def withdraw_work(
             )
 
 
+RUN_ENDED_QUEUE = "duro:run-ended"
+"""The mailbox queue an instance started with ``notify`` reports its end to."""
+
+
+class RunEnded(msgspec.Struct, frozen=True, kw_only=True):
+    """What a run tells the instance it was started for (``notify``) when it ends."""
+
+    instance_id: str
+    state: str
+    """``"completed"`` or ``"failed"``."""
+
+
+def report_end(turn: TurnChanges, notify: str | None, instance_id: str) -> None:
+    """Tell ``notify`` (if any) that ``instance_id`` ended, with the turn that ends it."""
+    if notify is None:
+        return
+    state = "completed" if turn.execution_status is ExecutionStatus.COMPLETED else "failed"
+    turn.orchestrator_messages.append(
+        ScheduledMessage(
+            message=EnqueueEventMessage(
+                instance_id=notify,
+                queue=RUN_ENDED_QUEUE,
+                data=Raw(msgspec.json.encode(RunEnded(instance_id=instance_id, state=state))),
+            )
+        )
+    )
+
+
 def report_result(
     turn: TurnChanges,
     ending: OrchestrationCompleted | OrchestrationFailed,
     parent: ParentRef | None,
     instance_id: str,
+    notify: str | None = None,
 ) -> None:
-    """Set the final status, and send the result to the parent of a sub-orchestration."""
+    """Set the final status, send the result to the parent of a sub-orchestration, and tell
+    the instance to ``notify`` (a schedule) that this one ended."""
     if isinstance(ending, OrchestrationCompleted):
         turn.execution_status = ExecutionStatus.COMPLETED
         turn.output = bytes(ending.output)
     else:
         turn.execution_status = ExecutionStatus.FAILED
         turn.error = ending.error
+    report_end(turn, notify, instance_id)
     if parent is None:
         return
     turn.orchestrator_messages.append(
@@ -98,6 +131,7 @@ def continue_as_new(
     unprocessed: list[AnyOrchestratorMessage],
     traceparent: str | None,
     custom_status: bytes | None = None,
+    notify: str | None = None,
 ) -> None:
     """Start the next execution with what this one leaves: the mailbox messages nobody took
     (``queued``), then the messages that arrived after the end (``unprocessed``). The next
@@ -124,6 +158,7 @@ def continue_as_new(
                 parent=parent,
                 traceparent=traceparent,
                 custom_status=NULL if custom_status is None else Raw(custom_status),
+                notify=notify,
             )
         )
     )

@@ -160,6 +160,12 @@ class Execution:
         return started.parent if started else None
 
     @property
+    def notify(self) -> str | None:
+        """The instance this one reports its end to (a schedule's run), if any."""
+        started = self._recorder.started
+        return started.notify if started else None
+
+    @property
     def outcome(self) -> OrchestrationCompleted | OrchestrationFailed | ContinuedAsNew | None:
         """The terminal event once the code ended (recorded when the turn finishes)."""
         return self._outcome.event
@@ -422,9 +428,10 @@ class Execution:
                 self._recorder.unprocessed,
                 self._effects.traceparent,
                 self._state.custom_status,
+                self.notify,
             )
         else:
-            report_result(turn, ending, parent, self.instance_id)
+            report_result(turn, ending, parent, self.instance_id, self.notify)
         return turn
 
     def discard(self) -> None:

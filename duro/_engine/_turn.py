@@ -31,7 +31,7 @@ from .._records import InstanceRecord, KvEntry, TurnChanges
 from .._registry import Registered, Registry
 from .._status import ErrorInfo, ExecutionStatus
 from ._decision import Commit, Defer, DeferReason, TurnDecision
-from ._ending import report_result
+from ._ending import report_end, report_result
 from ._execution import Execution
 from ._outcomes import DEFAULT_MAX_HISTORY_EVENTS, configuration_error, corrupt_history_error
 
@@ -135,6 +135,7 @@ def _new_execution(
         carried_events=carried,  # type: ignore[arg-type]
         traceparent=start.traceparent,
         custom_status=start.custom_status if isinstance(start, ContinueAsNewMessage) else NULL,
+        notify=start.notify,
     )
     restart = execution_id > 1 and isinstance(start, StartOrchestrationMessage)
     if orchestration is None:
@@ -188,10 +189,12 @@ def _fail_new(
                 input=started.input,
                 parent=started.parent,
                 traceparent=started.traceparent,
+                notify=started.notify,
             ),
             OrchestrationFailed(event_id=2, ts=work.now_ms, error=error),
         ],
     )
+    report_end(changes, started.notify, work.instance_id)
     _notify_parent(changes, started.parent, work.instance_id, error)
     return Commit(changes)
 
@@ -423,6 +426,7 @@ def terminate(work: TurnInput, error: ErrorInfo) -> Commit:
             input=start.input if start else NULL,
             parent=start.parent if start else None,
             traceparent=start.traceparent if start else None,
+            notify=start.notify if start else None,
         )
         execution_id = work.execution_id + 1 if work.execution_id else 1
         return _fail_new(work, execution_id, placeholder, error)
@@ -439,6 +443,7 @@ def terminate(work: TurnInput, error: ErrorInfo) -> Commit:
         error=error,
         new_events=[OrchestrationFailed(event_id=next_id, ts=work.now_ms, error=error)],
     )
+    report_end(changes, started.notify, work.instance_id)
     _notify_parent(changes, started.parent, work.instance_id, error)
     return Commit(changes)
 

@@ -393,3 +393,47 @@ def _on_terminal(cli: Cli, args: list[str]) -> str:
     os.close(primary)
     assert proc.returncode == 0
     return b"".join(chunks).decode(errors="replace")
+
+
+async def test_schedules_are_listed_paused_resumed_triggered_and_deleted(
+    tmp_path: Path, cli: Cli
+) -> None:
+    db = tmp_path / "schedules.db"
+    store = duro.SqliteProvider(db)
+    options = duro.RuntimeOptions(idle_backoff_max=0.05, max_sessions=0)
+    async with store, duro.Runtime(store, registry, options):
+        client = duro.Client(store, registry=registry)
+        await client.create_schedule("daily", greeter, "ops", cron="@daily")
+        world = World(db, client, cli)
+
+        async def armed() -> bool:
+            return (await client.get_schedule("daily")).status == "active"
+
+        await wait_until(armed, what="the schedule to set its timer")
+        listed = await world.run("schedules", "list", "--json")
+        assert listed.code == 0, listed.err
+        [daily] = listed.json["schedules"]
+        assert daily["schedule_id"] == "daily"
+        assert daily["cron"] == "@daily" and daily["status"] == "active"
+        table = await world.run("schedules", "list")
+        assert table.out.splitlines()[0].split()[:3] == ["SCHEDULE", "STATUS", "ORCHESTRATION"]
+
+        paused = await world.run("schedules", "pause", "daily")
+        assert paused.code == 0 and "pause" in paused.out
+
+        async def is_paused() -> bool:
+            return (await client.get_schedule("daily")).status == "paused"
+
+        await wait_until(is_paused, what="the schedule to pause")
+        assert (await world.run("schedules", "resume", "daily")).code == 0
+        triggered = await world.run("schedules", "trigger", "daily", "--run-id", "now-1", "--json")
+        assert triggered.json == {"schedule_id": "daily", "action": "trigger", "run_id": "now-1"}
+
+        async def ran() -> bool:
+            return (await client.get_status("now-1")).state is duro.State.COMPLETED
+
+        await wait_until(ran, what="the triggered run")
+        assert (await world.run("schedules", "delete", "daily")).code == 0
+        missing = await world.run("schedules", "pause", "daily")
+        assert missing.code == 2
+        assert "no schedule 'daily'" in missing.err

@@ -37,6 +37,7 @@ RUNS: dict[str, tuple[list[str], str]] = {
     "saga": ([], "trip-bob: failed"),
     "retries": ([], "charge: InvalidCard after 1 attempt(s)"),
     "rewind": ([], "order-1: completed after rewind -> ['reserved 2 x mug', 'charged 24']"),
+    "schedules": ([], "digest: paused; digest-now -> 'digest for ops'"),
     "cancellation": ([], "report-1: failed, Cancelled"),
     "sub_orchestrations": ([], "order-7-flooded failed: ActivityFailedError"),
     "mailbox_counter": ([], "account-1: completed, total 280"),
