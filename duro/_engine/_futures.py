@@ -73,7 +73,7 @@ class DurableFuture(Generic[T]):
         else:
             self._callbacks.append(callback)
 
-    def forget_callbacks(self) -> None:
+    def _forget_callbacks(self) -> None:
         """Drop the callbacks (the execution is being discarded: none may run)."""
         self._callbacks.clear()
 

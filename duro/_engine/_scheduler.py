@@ -139,9 +139,9 @@ class Scheduler:
         # evicted execution is usually old enough to sit in the oldest generation).
         for task in tasks:
             for future in task.owned:
-                future.forget_callbacks()
+                future._forget_callbacks()
             task.owned.clear()
-            task.future.forget_callbacks()
+            task.future._forget_callbacks()
             task.future.task = None
 
     def _close(self, task: Task) -> None:
