@@ -46,6 +46,8 @@ class Findings:
     """Activity executions logged."""
     duplicates: int = 0
     """Executions beyond one per activity step (crash re-runs, as designed: at least once)."""
+    kept: dict[str, str] = field(default_factory=dict)
+    """Activity step key -> id of the run whose result the history kept."""
 
     @property
     def clean(self) -> bool:
@@ -141,6 +143,7 @@ async def check(
             keys = _step_keys(events)
             for seq, run_id in _kept_runs(events).items():
                 key = f"{instance_id}/{execution}/{keys.get(seq, '?')}"
+                findings.kept[key] = run_id
                 logged = runs.get(key, [])
                 steps += 1
                 kept = next((r for r in logged if r.run == run_id), None)
