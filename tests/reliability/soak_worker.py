@@ -1,0 +1,113 @@
+"""One worker process of the soak test: a ``duro.Runtime`` running the mixed workload.
+
+    python -m tests.reliability.soak_worker --slot w0 --events PATH --store sqlite --db PATH
+    python -m tests.reliability.soak_worker --slot w0 --events PATH --store cosmos \\
+        --endpoint URL --database D --container C [--reconcile-ms MS]
+
+It serves the store until SIGTERM / SIGINT (graceful: in-flight work finishes) or SIGKILL
+(nothing is given up: the restarted process, or the others, must take the work over). The
+driver (:mod:`tests.reliability.soak`) starts and kills it.
+
+``--worker-id`` gives the runtime (and on Cosmos the provider's membership) a stable identity,
+so a process restarted under it takes its predecessor's locks back; without it both are the
+defaults, unique per process. The workload's logs and activity pause come from the
+environment (see :mod:`tests.reliability.workload`). ``--events`` gets one JSON line when the
+runtime has started (``ready``) and one when it stopped gracefully (``stopped``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import time
+
+import anyio
+
+import duro
+from duro.providers import Provider
+
+from . import workload
+
+
+def _event(path: str, event: str, slot: str, worker_id: str) -> None:
+    line = {"event": event, "slot": slot, "pid": os.getpid(), "worker_id": worker_id}
+    line["at_ns"] = time.time_ns()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(line) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def make_store(args: argparse.Namespace) -> Provider:
+    if args.store == "sqlite":
+        return duro.SqliteProvider(args.db)
+    from duro_cosmos import CosmosConfig, CosmosProvider
+
+    config = CosmosConfig(args.endpoint, args.key, args.database, args.container)
+    return CosmosProvider(config, owner_id=args.worker_id)
+
+
+def options(worker_id: str | None) -> duro.RuntimeOptions:
+    """The defaults, except the identity when one is given."""
+    if worker_id is None:
+        return duro.RuntimeOptions()
+    return duro.RuntimeOptions(worker_id=worker_id)
+
+
+async def run(args: argparse.Namespace) -> None:
+    store = make_store(args)
+    runtime_options = options(args.worker_id)
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with store, duro.Runtime(store, workload.registry, runtime_options):
+            _event(args.events, "ready", args.slot, runtime_options.worker_id)
+            async for _ in signals:
+                break
+    _event(args.events, "stopped", args.slot, runtime_options.worker_id)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.reliability.soak_worker", description=__doc__
+    )
+    parser.add_argument("--slot", required=True, help="the driver's name for this worker")
+    parser.add_argument("--events", required=True, help="ready/stopped lines (appended)")
+    parser.add_argument("--worker-id", help="a stable identity (default: unique per process)")
+    parser.add_argument("--store", choices=("sqlite", "cosmos"), required=True)
+    parser.add_argument("--db", help="the SQLite file")
+    parser.add_argument("--endpoint", help="the Cosmos endpoint (the driver's compat proxy)")
+    parser.add_argument("--key", default=None)
+    parser.add_argument("--database")
+    parser.add_argument("--container")
+    parser.add_argument(
+        "--reconcile-ms",
+        type=int,
+        help="Cosmos outbox reconciler interval and grace (default: the provider's)",
+    )
+    args = parser.parse_args(argv)
+    if args.store == "sqlite" and not args.db:
+        parser.error("--store sqlite needs --db")
+    if args.store == "cosmos":
+        if not (args.endpoint and args.database and args.container):
+            parser.error("--store cosmos needs --endpoint, --database and --container")
+        if args.key is None:
+            from tests.cosmos.compat import EMULATOR_KEY
+
+            args.key = EMULATOR_KEY
+        if args.reconcile_ms is not None:
+            import duro_cosmos._outbox as outbox
+
+            outbox.RECONCILE_INTERVAL_MS = args.reconcile_ms
+            outbox.RECONCILE_GRACE_MS = args.reconcile_ms
+    logging.basicConfig(
+        level=logging.WARNING,
+        format=f"%(asctime)s {args.slot} pid {os.getpid()} %(name)s %(levelname)s %(message)s",
+    )
+    anyio.run(run, args)
+
+
+if __name__ == "__main__":
+    main()
