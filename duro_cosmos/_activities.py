@@ -214,7 +214,10 @@ class Activities:
             self._dispatch.known.note_item(_ref_of(doc))
             return None
         if doc.lock_token is not None and membership.lock_holds(
-            doc.lock_owner, doc.locked_until, now
+            doc.lock_owner,
+            doc.locked_until,
+            now,
+            taken_here=doc.lock_token in self._ctx.work_locks,
         ):
             return None
         return doc

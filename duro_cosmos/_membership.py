@@ -123,11 +123,20 @@ class Membership:
         seen = self._seen.get(owner_id)
         return seen is not None and time.monotonic() - seen.changed_at < MEMBER_TTL_S
 
-    def lock_holds(self, owner_id: str | None, until: int, now: int) -> bool:
+    def lock_holds(
+        self, owner_id: str | None, until: int, now: int, *, taken_here: bool = True
+    ) -> bool:
         """Whether a lock that ``owner_id`` wrote, expiring at ``until`` by its clock, still
         holds by this member's clock ``now``. A live member's lock gets
         :data:`MAX_CLOCK_SKEW_MS` of grace, a gone member's lock is void at once, anything
-        else is judged by its expiry."""
+        else is judged by its expiry.
+
+        A lock under this member's own id that this process did not take (``taken_here``
+        False) is void at once too: an owner id names one live process, so it was written by
+        an earlier run under the same id that ended without giving it back (a crash; a
+        restarted worker keeps its id). Its token still fences that run's writes."""
+        if owner_id is not None and owner_id == self._ctx.owner_id and not taken_here:
+            return False
         if owner_id is not None and owner_id != self._ctx.owner_id:
             if self.is_live(owner_id):
                 return until + MAX_CLOCK_SKEW_MS > now

@@ -80,9 +80,10 @@ class Sweeper:
         sql, params = self._query(now)
         pages = await self._ctx.store.query_each_range(sql, params)
         self._more = any(len(page) >= SWEEP_PAGE for page in pages)
+        held = {lock.doc_id for lock in self._ctx.work_locks.values()}
         for page in pages:
             for row in page:
-                self._file(row, now)
+                self._file(row, now, held)
 
     def _query(self, now: int) -> tuple[str, Mapping[str, Any]]:
         params: dict[str, Any] = {"horizon": now + HORIZON_MS}
@@ -111,7 +112,8 @@ class Sweeper:
         )
         return sql, params
 
-    def _file(self, row: Mapping[str, Any], now: int) -> None:
+    def _file(self, row: Mapping[str, Any], now: int, held: set[str]) -> None:
+        """Note what a sweep found; ``held``: work items this process holds locks on."""
         instance_id = row.get("instanceId")
         if not isinstance(instance_id, str):
             return
@@ -123,7 +125,10 @@ class Sweeper:
         owner = row.get("lockOwner")
         locked_until = int(row.get("lockedUntil") or 0)
         if locked_until and self._membership.lock_holds(
-            owner if isinstance(owner, str) else None, locked_until, now
+            owner if isinstance(owner, str) else None,
+            locked_until,
+            now,
+            taken_here=row["id"] in held,
         ):
             return  # its owner runs it
         self._known.note_item(

@@ -18,7 +18,8 @@ import pytest
 
 import duro
 from duro._clock import Clock
-from duro.providers._types import FetchActivityRequest
+from duro.providers import ActivityResultMessage, ScheduledMessage
+from duro.providers._types import ActivityCommit, ActivityWorkItem, FetchActivityRequest
 from duro.testing._contract._fixtures import activity_task
 from duro_cosmos import CosmosConfig, CosmosProvider, HttpRetryPolicy
 from duro_cosmos._documents import SLOTS_PARTITION, dump, slot_of
@@ -261,3 +262,45 @@ async def test_runtimes_whose_clocks_disagree_by_seconds_share_the_work_correctl
             events = await client.get_history(instance_id)
             event_ids = [e.event_id for e in events]
             assert event_ids == list(range(1, len(event_ids) + 1)), instance_id
+
+
+# -- a restarted process under the same owner id (found by the soak test) -----------------------
+
+
+async def test_a_restarted_member_takes_its_crashed_predecessors_activity_locks_at_once(
+    cosmos_env: CosmosTestEnv,
+) -> None:
+    # An item written before the member joined is not fresh: taking it writes the lock.
+    async with make(cosmos_env, "writer") as writer:
+        await writer.open()
+        doc = work_doc(activity_task("restart-1", 1), "w:restart-1:1", 1_000)
+        await writer._ctx.store.batch("restart-1", [BatchOperation.create(dump(doc))])
+    lock_timeout = 60.0
+    async with make(cosmos_env, "w") as before, make(cosmos_env, "w") as after:
+        await before.runtime_started("w")
+        [taken] = await before.fetch_activities(FetchActivityRequest(lock_timeout=lock_timeout))
+        # SIGKILL: `before` never renews, completes or leaves. Its successor, the same worker
+        # id in a new process, must not wait a minute for the lock to expire, nor for an idle
+        # sweep to notice that it did.
+        await after.runtime_started("w")
+        started = time.monotonic()
+        request = FetchActivityRequest(lock_timeout=lock_timeout, poll_timeout=LIVENESS)
+        [again] = await after.fetch_activities(request)
+        took = time.monotonic() - started
+        assert again.task.seq == taken.task.seq
+        assert again.delivery_count == 2
+        assert took < 2 * READ_S, f"the restarted member waited {took:.1f} s for its own lock"
+        # The predecessor's token no longer completes: the take-over fenced it.
+        with pytest.raises(duro.LockLostError):
+            await before.complete_activity(_completion(taken))
+        # The successor's lock holds against itself: a second fetch finds nothing.
+        assert await after.fetch_activities(FetchActivityRequest(lock_timeout=1.0)) == []
+        await after.complete_activity(_completion(again))
+
+
+def _completion(item: ActivityWorkItem) -> ActivityCommit:
+    task = item.task
+    message = ActivityResultMessage(
+        instance_id=task.instance_id, execution_id=task.execution_id, seq=task.seq
+    )
+    return ActivityCommit(lock_token=item.lock_token, result=ScheduledMessage(message=message))
