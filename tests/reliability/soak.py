@@ -14,20 +14,22 @@ answers ``--throttle`` of the document requests with 429), starts ``--workers`` 
   minute, so kills land on every kind of step;
 * every ``--kill-every`` seconds (jittered by +-50 %) SIGKILLs a random worker and starts its
   replacement at once (``--aim``: wait, up to 2 s, until that worker has an activity running).
+  The first ``--steady`` workers are never killed: their resident set size over the whole run
+  is the memory-growth figure.
 
 Then it stops killing, waits for every instance to finish (``--drain-timeout``), stops the
 workers with SIGTERM, and runs :func:`tests.reliability.checks.check`: every instance completed
 with its output, every history whole, no activity ran after the run whose result was
-committed, no queue holds anything. It prints the figures and writes them as JSON (``--out``,
-default ``soak-<store>.json`` in ``--dir``): instances, kills, duration, executions,
-duplicates, lost, and recovery times (see :mod:`tests.reliability.soak_figures`). The exit
-status is 0 only if every check passed.
+committed, no queue holds anything, every history replays on the workload's code. It
+prints the figures and writes them as JSON (``--out``,
+default ``soak-<store>.json`` in ``--dir``): instances, kills, duration, throughput,
+executions, duplicates, lost, recovery times, worker RSS and store size (see
+:mod:`tests.reliability.soak_figures`). The exit status is 0 only if every check passed.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime
 import json
@@ -40,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,11 +50,11 @@ from typing import Any
 import anyio
 
 import duro
-from duro.providers import Provider
 
 from . import workload
 from .checks import Findings, check
-from .soak_figures import Kill, Recovery, Spread, recovery
+from .soak_figures import Kill, Recovery, Spread, recovery, rss_by_process, rss_summary
+from .soak_store import SoakStore, open_store
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 60.0
@@ -67,6 +69,8 @@ class SoakConfig:
     minutes: float = 10.0
     """How long instances are started and workers killed (then the drain)."""
     workers: int = 3
+    steady: int = 1
+    """Of the workers, how many are never killed (their RSS growth is measured)."""
     rate: float | None = None
     """Instances started a minute (None: 600 on SQLite, 120 on Cosmos)."""
     kill_every: float = 4.0
@@ -106,6 +110,8 @@ class SoakReport:
     """Worker processes that died on their own or did not stop cleanly, proxy errors."""
     throttled: int = 0
     started_at: str = ""
+    rss: dict[str, Any] = field(default_factory=dict)
+    store_size: dict[str, int] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
@@ -114,6 +120,17 @@ class SoakReport:
     @property
     def clean(self) -> bool:
         return self.findings.clean and not self.problems
+
+    @property
+    def duration_s(self) -> float:
+        return self.kill_phase_s + self.drain_s
+
+    def throughput(self) -> dict[str, float]:
+        seconds = self.duration_s or 1.0
+        return {
+            "instances_per_min": round(self.instances / seconds * 60, 1),
+            "activity_runs_per_s": round(self.findings.executions / seconds, 2),
+        }
 
     def figures(self) -> dict[str, Any]:
         f = self.findings
@@ -124,15 +141,19 @@ class SoakReport:
             "config": dataclasses.asdict(self.config),
             "instances": self.instances,
             "kills": self.kills,
-            "duration_s": round(self.kill_phase_s + self.drain_s, 1),
+            "duration_s": round(self.duration_s, 1),
             "kill_phase_s": round(self.kill_phase_s, 1),
             "drain_s": round(self.drain_s, 1),
+            "throughput": self.throughput(),
             "executions": f.executions,
             "duplicates": f.duplicates,
             "lost": self.lost,
             "broken_histories": len(f.broken_histories),
             "reruns_after_commit": len(f.reruns_after_commit),
             "leftover_queues": f.leftover_queues,
+            "not_replaying": len(f.not_replaying),
+            "worker_rss": self.rss,
+            "store_size": self.store_size,
             "throttled_requests": self.throttled,
             "recovery": self.recovery.summary(),
             "problems": self.problems[:20],
@@ -148,95 +169,21 @@ class SoakReport:
             f"+ {self.drain_s:.1f} s drain",
             f"executions {f.executions}, duplicates {f.duplicates}, lost {self.lost}, "
             f"re-runs after commit {len(f.reruns_after_commit)}, broken histories "
-            f"{len(f.broken_histories)}, queues {f.leftover_queues or 'empty'}",
+            f"{len(f.broken_histories)}, not replaying {len(f.not_replaying)}, queues "
+            f"{f.leftover_queues or 'empty'}",
+            f"throughput: {self.throughput()}",
             f"activity recovery: {Spread.of(r.activity)}",
             f"turn recovery:     {Spread.of(r.turn)}",
             f"restart:           {Spread.of(r.restart)}",
             f"re-runs without a kill: {r.activity_reruns_without_kill} activities, "
             f"{r.turn_reruns_without_kill} turns",
+            f"worker RSS: {self.rss}",
+            f"store size: {self.store_size}",
         ]
         if self.throttled:
             lines.append(f"429s injected: {self.throttled}")
         lines.append("CLEAN" if self.clean else f"NOT CLEAN: {f.summary()}; {self.problems[:5]}")
         return "\n".join(lines)
-
-
-# -- the store ---------------------------------------------------------------------------------
-
-
-@dataclass
-class SoakStore:
-    """What the driver and the workers need to reach the store."""
-
-    provider: Callable[[], Provider]
-    """A new provider for the driver's client."""
-    worker_args: list[str]
-    throttled: Callable[[], int] = lambda: 0
-    calm: Callable[[], None] = lambda: None
-    """Stop injecting faults (before the checks read everything)."""
-    problems: Callable[[], list[str]] = list
-
-
-@contextlib.contextmanager
-def open_store(config: SoakConfig, directory: Path, server_url: str | None) -> Iterator[SoakStore]:
-    if config.store == "sqlite":
-        db = directory / "soak.db"
-        args = ["--store", "sqlite", "--db", str(db)]
-        yield SoakStore(provider=lambda: duro.SqliteProvider(db), worker_args=args)
-        return
-    with _cosmos_store(config, server_url) as store:
-        yield store
-
-
-@contextlib.contextmanager
-def _cosmos_store(config: SoakConfig, server_url: str | None) -> Iterator[SoakStore]:
-    from duro_cosmos import CosmosConfig, CosmosProvider
-    from tests.cosmos.compat import EMULATOR_KEY
-    from tests.cosmos.compat_faults import FaultPlan
-    from tests.cosmos.proxy import CompatProxy
-    from tests.cosmos.server import start_server
-    from tests.cosmos.support import drop_database, unique_name
-
-    with contextlib.ExitStack() as stack:
-        if server_url is None:
-            server = start_server(https=False)
-            stack.callback(server.stop)
-            server_url = server.url
-        database, container = unique_name("soak"), unique_name("c")
-        url = server_url
-        stack.callback(lambda: drop_database(url, database))
-        faults = FaultPlan(seed=config.seed)
-        proxy = stack.enter_context(CompatProxy(server_url, key=EMULATOR_KEY, faults=faults))
-        rule = None
-        if config.throttle > 0:
-            rule = faults.add(
-                kind=("create", "upsert", "read", "replace", "delete", "patch", "query", "batch"),
-                status=429,
-                retry_after_ms=20,
-                probability=config.throttle,
-                times=None,
-            )
-        cosmos = CosmosConfig(proxy.url, EMULATOR_KEY, database, container)
-        args = ["--store", "cosmos", "--endpoint", proxy.url, "--key", EMULATOR_KEY]
-        args += ["--database", database, "--container", container]
-        if config.reconcile_ms is not None:
-            args += ["--reconcile-ms", str(config.reconcile_ms)]
-
-        def calm() -> None:
-            proxy.call(faults.clear)
-
-        def trim_log() -> int:
-            # The request log keeps every request; a long run only needs the fault counts.
-            proxy.call(proxy.log.clear)
-            return 0 if rule is None else rule.hits
-
-        yield SoakStore(
-            provider=lambda: CosmosProvider(cosmos),
-            worker_args=args,
-            throttled=trim_log,
-            calm=calm,
-            problems=lambda: [f"compat proxy error: {e[-500:]}" for e in proxy.internal_errors],
-        )
 
 
 # -- the worker processes ----------------------------------------------------------------------
@@ -253,6 +200,7 @@ class Workers:
         self.turn_log = directory / "turns.jsonl"
         self.events = directory / "events.jsonl"
         self.slots = [f"w{n}" for n in range(config.workers)]
+        self.killable = self.slots[config.steady :] or self.slots
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.generation: dict[str, int] = dict.fromkeys(self.slots, 0)
         self.kills: list[Kill] = []
@@ -400,7 +348,7 @@ class Soak:
                 return
             await anyio.sleep(gap)
             self.workers.check_alive()
-            slot = self.rng.choice(self.workers.slots)
+            slot = self.rng.choice(self.workers.killable)
             if self.config.aim:
                 await self._wait_busy(slot, timeout=2.0)
             self.workers.kill(slot)
@@ -476,6 +424,7 @@ class Soak:
             throttled = self.store.throttled()
             self.store.calm()
             findings = await check(client, self.started, [workers.run_log])
+        store_size = self.store.size()
         figures = recovery(
             workers.kills, workers.run_log, workers.turn_log, workers.events, findings.kept
         )
@@ -491,7 +440,17 @@ class Soak:
             problems=workers.problems + self.store.problems(),
             throttled=throttled,
             started_at=started_at,
+            rss=rss_summary(
+                rss_by_process(_events(workers.events)), workers.slots[: config.steady]
+            ),
+            store_size=store_size,
         )
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 async def run_soak(
@@ -516,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=("sqlite", "cosmos"), default="sqlite")
     parser.add_argument("--minutes", type=float, default=default.minutes)
     parser.add_argument("--workers", type=int, default=default.workers)
+    parser.add_argument("--steady", type=int, default=default.steady, help="never killed")
     parser.add_argument("--rate", type=float, help="instances a minute (600 SQLite, 120 Cosmos)")
     parser.add_argument("--kill-every", type=float, default=default.kill_every, help="seconds")
     parser.add_argument("--random-ids", action="store_true", help="default worker ids")
@@ -530,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="the JSON figures (default: in --dir)")
     args = parser.parse_args(argv)
     config = SoakConfig(
-        store=args.store, minutes=args.minutes, workers=args.workers, rate=args.rate,
+        store=args.store, minutes=args.minutes, workers=args.workers, steady=args.steady,
+        rate=args.rate,
         kill_every=args.kill_every, random_ids=args.random_ids, aim=args.aim,
         step_seconds=args.step_seconds, throttle=args.throttle,
         drain_timeout=args.drain_timeout, reconcile_ms=args.reconcile_ms, seed=args.seed,

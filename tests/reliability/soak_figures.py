@@ -178,3 +178,67 @@ def restart_times(kills: Iterable[Kill], events: Sequence[Mapping[str, Any]]) ->
         if after:
             times.append((min(after) - kill.at_ns) / 1e9)
     return times
+
+
+@dataclass(frozen=True)
+class ProcessRss:
+    """The resident set size one worker process reported, first and last (MB), and over
+    how long (s)."""
+
+    slot: str
+    pid: int
+    first_mb: float
+    last_mb: float
+    peak_mb: float
+    seconds: float
+
+    @property
+    def growth_mb(self) -> float:
+        return self.last_mb - self.first_mb
+
+
+def rss_by_process(events: Sequence[Mapping[str, Any]]) -> list[ProcessRss]:
+    """Each worker process's ``rss`` samples, in order of its first one."""
+    samples: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+    for event in events:
+        if event["event"] == "rss":
+            samples[event["pid"]].append(event)
+    result = []
+    for pid, rows in samples.items():
+        rows = sorted(rows, key=lambda r: r["at_ns"])
+        first, last = rows[0], rows[-1]
+        result.append(
+            ProcessRss(
+                slot=first["slot"], pid=pid, first_mb=first["rss_kb"] / 1024,
+                last_mb=last["rss_kb"] / 1024, peak_mb=max(r["rss_kb"] for r in rows) / 1024,
+                seconds=(last["at_ns"] - first["at_ns"]) / 1e9,
+            )
+        )  # fmt: skip
+    return sorted(result, key=lambda p: (p.slot, p.pid))
+
+
+def rss_summary(processes: Sequence[ProcessRss], steady: Iterable[str]) -> dict[str, Any]:
+    """Growth of each never-killed worker over the run, and of the killed ones' lifetimes."""
+    steady = set(steady)
+    kept = [p for p in processes if p.slot in steady]
+    killed = [p for p in processes if p.slot not in steady]
+    out: dict[str, Any] = {
+        "steady": [
+            {
+                "slot": p.slot, "first_mb": round(p.first_mb, 1), "last_mb": round(p.last_mb, 1),
+                "peak_mb": round(p.peak_mb, 1), "seconds": round(p.seconds),
+                "growth_mb_per_min": round(p.growth_mb / p.seconds * 60, 2) if p.seconds else None,
+            }
+            for p in kept
+        ]
+    }  # fmt: skip
+    if killed:
+        lives = sorted(p.seconds for p in killed)
+        out["killed"] = {
+            "processes": len(killed),
+            "lifetime_s_p50": round(percentile(lives, 50), 1),
+            "lifetime_s_max": round(lives[-1], 1),
+            "first_mb_p50": round(percentile(sorted(p.first_mb for p in killed), 50), 1),
+            "peak_mb_max": round(max(p.peak_mb for p in killed), 1),
+        }
+    return out

@@ -12,7 +12,8 @@ driver (:mod:`tests.reliability.soak`) starts and kills it.
 so a process restarted under it takes its predecessor's locks back; without it both are the
 defaults, unique per process. The workload's logs and activity pause come from the
 environment (see :mod:`tests.reliability.workload`). ``--events`` gets one JSON line when the
-runtime has started (``ready``) and one when it stopped gracefully (``stopped``).
+runtime has started (``ready``), one with the process's resident set size every
+:data:`RSS_EVERY_S` (``rss``, ``rss_kb``), and one when it stopped gracefully (``stopped``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 
 import anyio
@@ -31,15 +33,39 @@ from duro.providers import Provider
 
 from . import workload
 
+RSS_EVERY_S = 2.0
+"""How often the process reports its resident set size."""
 
-def _event(path: str, event: str, slot: str, worker_id: str) -> None:
-    line = {"event": event, "slot": slot, "pid": os.getpid(), "worker_id": worker_id}
-    line["at_ns"] = time.time_ns()
+
+def _event(path: str, event: str, slot: str, worker_id: str, **more: int) -> None:
+    line: dict[str, object] = {"event": event, "slot": slot, "pid": os.getpid()}
+    line.update(worker_id=worker_id, at_ns=time.time_ns(), **more)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (json.dumps(line) + "\n").encode())
     finally:
         os.close(fd)
+
+
+def rss_kb() -> int:
+    """This process's resident set size now (Linux), or its peak where /proc is missing."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak
+
+
+async def report_rss(path: str, slot: str, worker_id: str) -> None:
+    while True:
+        _event(path, "rss", slot, worker_id, rss_kb=rss_kb())
+        await anyio.sleep(RSS_EVERY_S)
 
 
 def make_store(args: argparse.Namespace) -> Provider:
@@ -64,8 +90,11 @@ async def run(args: argparse.Namespace) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with store, duro.Runtime(store, workload.registry, runtime_options):
             _event(args.events, "ready", args.slot, runtime_options.worker_id)
-            async for _ in signals:
-                break
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(report_rss, args.events, args.slot, runtime_options.worker_id)
+                async for _ in signals:
+                    break
+                tg.cancel_scope.cancel()
     _event(args.events, "stopped", args.slot, runtime_options.worker_id)
 
 
