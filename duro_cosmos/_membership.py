@@ -169,6 +169,7 @@ class Membership:
         if not self.joined:
             return
         mono = time.monotonic()
+        self._end_graces(mono)
         if mono >= self._next_beat:
             self._next_beat = mono + HEARTBEAT_S
             await self._beat()
@@ -248,6 +249,17 @@ class Membership:
                 del self._seen[owner]
                 self._gone.add(owner)  # it left
         self._reassign(sorted(live))
+
+    def _end_graces(self, mono: float) -> None:
+        """Slots whose hand-over grace is over are this member's to run now: sweep them
+        again. What a sweep found there during the grace was not taken (the slot was not yet
+        this member's) and may be stale (the previous owner has since written the locks it
+        held); without this, that work waits for a doorbell or the next idle sweep."""
+        ended = [slot for slot, at in self._active_at.items() if at <= mono]
+        for slot in ended:
+            del self._active_at[slot]
+        if ended:
+            self.rang = True
 
     async def _clear_gone(self, owner: str, etag: str | None) -> None:
         """Delete a gone member's document (If-Match: it may come back meanwhile)."""

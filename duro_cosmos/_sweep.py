@@ -10,9 +10,9 @@ behind by a crashed committer, of this member's slots, that are visible now or w
 query), plus work items any member may run (tagged, or pinned to a session) that this
 member's runtime accepts.
 
-When sweeps run: when the provider joins or gains slots, when a doorbell rang, when the last
-sweep filled a page (more work is waiting), and otherwise every :data:`IDLE_SWEEP_S` while
-idle. At least :data:`MIN_GAP_S` apart, so a burst of doorbells costs one sweep.
+When sweeps run: when the provider joins or gains slots, when a slot's hand-over grace ends,
+when a doorbell rang, when the last sweep filled a page (more work is waiting), and otherwise
+every :data:`IDLE_SWEEP_S` while idle. At least :data:`MIN_GAP_S` apart, so a burst of doorbells costs one sweep.
 """
 
 from __future__ import annotations
