@@ -191,6 +191,8 @@ class ProcessRss:
     last_mb: float
     peak_mb: float
     seconds: float
+    quartiles_mb: tuple[float, ...] = ()
+    """The samples at 0, 25, 50, 75 and 100 % of its life: a plateau or a steady climb."""
 
     @property
     def growth_mb(self) -> float:
@@ -212,6 +214,10 @@ def rss_by_process(events: Sequence[Mapping[str, Any]]) -> list[ProcessRss]:
                 slot=first["slot"], pid=pid, first_mb=first["rss_kb"] / 1024,
                 last_mb=last["rss_kb"] / 1024, peak_mb=max(r["rss_kb"] for r in rows) / 1024,
                 seconds=(last["at_ns"] - first["at_ns"]) / 1e9,
+                quartiles_mb=tuple(
+                    round(rows[round(q * (len(rows) - 1))]["rss_kb"] / 1024, 1)
+                    for q in (0, 0.25, 0.5, 0.75, 1)
+                ),
             )
         )  # fmt: skip
     return sorted(result, key=lambda p: (p.slot, p.pid))
@@ -227,6 +233,7 @@ def rss_summary(processes: Sequence[ProcessRss], steady: Iterable[str]) -> dict[
             {
                 "slot": p.slot, "first_mb": round(p.first_mb, 1), "last_mb": round(p.last_mb, 1),
                 "peak_mb": round(p.peak_mb, 1), "seconds": round(p.seconds),
+                "quartiles_mb": list(p.quartiles_mb),
                 "growth_mb_per_min": round(p.growth_mb / p.seconds * 60, 2) if p.seconds else None,
             }
             for p in kept
