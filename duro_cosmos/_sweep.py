@@ -12,7 +12,8 @@ member's runtime accepts.
 
 When sweeps run: when the provider joins or gains slots, when a slot's hand-over grace ends,
 when a doorbell rang, when the last sweep filled a page (more work is waiting), and otherwise
-every :data:`IDLE_SWEEP_S` while idle. At least :data:`MIN_GAP_S` apart, so a burst of doorbells costs one sweep.
+every :data:`IDLE_SWEEP_S` while idle. At least :data:`MIN_GAP_S` apart, so a burst of
+doorbells costs one sweep.
 """
 
 from __future__ import annotations
