@@ -77,6 +77,9 @@ from ._store import TurnTooLargeError, write_resolving_loss
 _ENDINGS = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED})
 """Execution statuses that end the instance (continue-as-new goes on)."""
 
+MAX_DROPPED_TIMERS = 16
+"""Pending timers an ending turn deletes in its own batch (of 100 operations); any more are
+deleted right after the commit."""
 MAX_BATCH_MESSAGES = 64
 """Messages one turn takes at most (the rest wait for the next turn): keeps the commit's
 fixed part (instance, history page, message deletes, KV buckets, intent) under 100 ops."""
@@ -420,6 +423,12 @@ class Turns:
         )  # fmt: skip
         ops.extend(BatchOperation.upsert(dump(doc)) for doc in upserts)
         ops.extend(BatchOperation.delete(doc_id) for doc_id in deletes)
+        # Timers an ended instance will never want (a select's losing timeout, say) go in the
+        # same batch, as SQLite deletes them in the commit's transaction: deleted afterwards,
+        # a process that died in between (or a failed delete) left them queued until due.
+        dropped = lock.later_timers[:MAX_DROPPED_TIMERS] if ends else []
+        timer_indexes = {len(ops) + i: doc_id for i, doc_id in enumerate(dropped)}
+        ops.extend(BatchOperation.delete(doc_id) for doc_id in dropped)
         local, remote = await turn_effects(self._ctx.store, commit, commit_id, now)
         if retention is not None and ends:
             # The rest of the partition starts its retention right after the commit.
@@ -468,6 +477,9 @@ class Turns:
                 ) from None
             if exc.failed_index in withdraw_indexes and exc.failed_status == 404:
                 return False  # a withdrawn item completed meanwhile: recompute
+            if exc.failed_index in timer_indexes and exc.failed_status == 404:
+                lock.later_timers.remove(timer_indexes[exc.failed_index])
+                return False  # that timer is gone already: recompute without it
             raise
         ctx.turn_locks.pop(lock.token, None)
         for doc_id in lock.batch:
@@ -484,12 +496,13 @@ class Turns:
         if commit.changes.activity_tasks:
             ctx.activity_signal.notify()
         if ends:
-            await self._drop_timers(instance_id, lock.later_timers)
+            await self._drop_timers(instance_id, lock.later_timers[len(dropped) :])
         return True
 
     async def _drop_timers(self, instance_id: str, doc_ids: list[str]) -> None:
-        """Best effort: timers an ended instance will never want (a select's losing timeout,
-        say). One that stays fires into the finished instance, which drops it."""
+        """Best effort, for the pending timers beyond :data:`MAX_DROPPED_TIMERS` that did not
+        go in the commit's batch. One that stays fires into the finished instance, which drops
+        it."""
         for doc_id in doc_ids:
             try:
                 await self._ctx.store.delete(doc_id, instance_id)

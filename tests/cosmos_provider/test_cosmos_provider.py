@@ -12,17 +12,20 @@ import pytest
 from duro._errors import InstanceAlreadyExistsError, ProviderError
 from duro._history import EventRaised
 from duro._messages import ActivityResultMessage
+from duro._status import ExecutionStatus
 from duro.providers._types import ActivityCommit, RenewRequest, ScheduledMessage
 from duro.testing import VirtualClock
 from duro.testing._contract._fixtures import (
     activity_request,
     activity_task,
     create_instance,
+    lock_next_turn,
     start_and_lock,
     start_message,
     turn_commit,
     turn_request,
 )
+from duro.testing._contract._helpers import timer
 from duro_cosmos import CosmosConfig, CosmosProvider, HttpRetryPolicy, TurnTooLargeError
 from tests.cosmos.support import CosmosTestEnv
 
@@ -357,3 +360,40 @@ async def test_construction_does_no_io_and_close_releases_the_client(
     assert cosmos_env.log.count("database") >= 1
     async with provider:  # reopens lazily
         assert await provider.read_instance("i1") is not None
+
+
+async def test_an_ending_turn_drops_its_pending_timers_in_its_own_batch(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    # Found by the soak test: deleted after the commit, a losing timeout outlived a process
+    # killed in between, queued for the hour until it fell due. No delete of that partition
+    # may succeed here, as none would from a process that died after its commit.
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        await create_instance(provider, "i1")
+        pending = [timer("i1", seq, clock.now_ms() + 3_600_000) for seq in (1, 2)]
+        for message in pending:
+            await provider.enqueue_orchestrator_message(message)
+        item = await lock_next_turn(provider, "i1")
+        cosmos_env.faults.add(kind="delete", partition_key="i1", status=503, times=None)
+
+        await provider.commit_turn(turn_commit(item, status=ExecutionStatus.COMPLETED))
+
+        assert (await provider.queue_depths()).timers == 0
+
+
+async def test_an_ending_turn_whose_pending_timer_is_gone_already_still_commits(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        await create_instance(provider, "i1")
+        for seq in (1, 2):
+            await provider.enqueue_orchestrator_message(timer("i1", seq, clock.now_ms() + 60_000))
+        item = await lock_next_turn(provider, "i1")
+        gone = provider._ctx.turn_locks[item.lock_token].later_timers[0]
+        await provider._ctx.store.delete(gone, "i1")  # as a purge of that message would
+
+        await provider.commit_turn(turn_commit(item, status=ExecutionStatus.COMPLETED))
+
+        assert (await provider.queue_depths()).timers == 0
+        record = await provider.read_instance("i1")
+        assert record is not None and record.execution_status is ExecutionStatus.COMPLETED
