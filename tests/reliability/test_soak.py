@@ -4,8 +4,9 @@ The long run is a separate command (``python -m tests.reliability.soak``, see it
 docs/reliability.md, "Soak"). Here each store gets about half a minute of kills, aimed at a
 worker while it runs an activity, so every run interrupts real work, and then every
 invariant of :mod:`tests.reliability.checks` must hold: each instance completed with its
-output, each history whole, no activity ran after its committed run, nothing left queued; and
-no worker died on its own or failed to stop.
+output, each history whole and replaying on the workload's code, no activity ran after its
+committed run, nothing left queued; no worker died on its own or failed to stop; and the
+median interrupted activity ran again within the 10 s recovery target.
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ pytestmark = pytest.mark.anyio
 needs_sigkill = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
 
 
+RECOVERY_TARGET = 10.0
+"""Seconds the median interrupted activity may wait to run again: the issue's target (SQLite
+with stable worker ids takes a quarter of a second, Cosmos about 3.5 s, most of it the
+hand-over grace). The median, because a slot killed again before its replacement took over
+restarts the wait, and a short run's maximum is mostly such chains."""
 RECOVERY_BOUND = 30.0
-"""Seconds any interrupted activity may wait to run again. The target is 10 s (and SQLite with
-stable worker ids takes about one); this bound only catches a return to waiting for long lock
-expiries, without failing on a machine other suites are loading."""
+"""Seconds any interrupted activity may wait to run again: catches a return to waiting for
+long lock expiries (a minute), without failing on a machine other suites are loading."""
 
 
 def assert_soak_held(report: SoakReport) -> None:
@@ -42,7 +47,9 @@ def assert_soak_held(report: SoakReport) -> None:
     assert report.kills >= 4, f"only {report.kills} kills"
     assert report.recovery.kills_interrupting >= 1, "no kill interrupted any work"
     assert report.recovery.activity, "no interrupted activity ran again"
-    assert max(report.recovery.activity) < RECOVERY_BOUND, Spread.of(report.recovery.activity)
+    spread = Spread.of(report.recovery.activity)
+    assert spread.p50 is not None and spread.p50 < RECOVERY_TARGET, spread
+    assert max(report.recovery.activity) < RECOVERY_BOUND, spread
     assert report.recovery.abandoned_runs == 0
 
 
