@@ -425,6 +425,9 @@ class Soak:
             self.store.calm()
             findings = await check(client, self.started, [workers.run_log])
         store_size = self.store.size()
+        problems = workers.problems + self.store.problems()
+        if findings.leftover_queues:
+            problems += [f"left queued: {line}" for line in self.store.leftovers()[:20]]
         figures = recovery(
             workers.kills, workers.run_log, workers.turn_log, workers.events, findings.kept
         )
@@ -437,7 +440,7 @@ class Soak:
             kill_phase_s=kill_phase,
             drain_s=drain,
             unfinished_after_drain=unfinished,
-            problems=workers.problems + self.store.problems(),
+            problems=problems,
             throttled=throttled,
             started_at=started_at,
             rss=rss_summary(

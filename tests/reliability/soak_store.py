@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duro
 from duro.providers import Provider
@@ -30,6 +31,8 @@ class SoakStore:
     problems: Callable[[], list[str]] = list
     size: Callable[[], dict[str, int]] = dict
     """How much the store holds at the end (bytes, documents)."""
+    leftovers: Callable[[], list[str]] = list
+    """The messages left in the queues, described (read when the checks found some)."""
 
 
 @contextlib.contextmanager
@@ -42,7 +45,19 @@ def open_store(config: SoakConfig, directory: Path, server_url: str | None) -> I
             files = [p for p in directory.glob("soak.db*") if p.is_file()]
             return {"bytes": sum(p.stat().st_size for p in files)}
 
-        yield SoakStore(provider=lambda: duro.SqliteProvider(db), worker_args=args, size=size)
+        def leftovers() -> list[str]:
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                rows = conn.execute(
+                    "SELECT 'orchestrator', instance_id, kind, visible_at_ms FROM"
+                    " orchestrator_queue UNION ALL SELECT 'worker', instance_id, '', visible_at_ms"
+                    " FROM worker_queue"
+                ).fetchall()
+            return [f"{iid}: {queue} {kind} visible at {at}" for queue, iid, kind, at in rows]
+
+        yield SoakStore(
+            provider=lambda: duro.SqliteProvider(db), worker_args=args, size=size,
+            leftovers=leftovers,
+        )  # fmt: skip
         return
     with _cosmos_store(config, server_url) as store:
         yield store
@@ -97,12 +112,31 @@ def _cosmos_store(config: SoakConfig, server_url: str | None) -> Iterator[SoakSt
             calm=calm,
             problems=lambda: [f"compat proxy error: {e[-500:]}" for e in proxy.internal_errors],
             size=lambda: _cosmos_size(url, database, container),
+            leftovers=lambda: _cosmos_leftovers(url, database, container),
         )
 
 
 def _cosmos_size(server_url: str, database: str, container: str) -> dict[str, int]:
-    """Documents in the container and their JSON size, read straight from the test server
-    (which needs no auth and answers cross-partition queries)."""
+    """Documents in the container and their JSON size."""
+    docs = _cosmos_documents(server_url, database, container)
+    return {"documents": len(docs), "bytes": sum(len(json.dumps(doc)) for doc in docs)}
+
+
+def _cosmos_leftovers(server_url: str, database: str, container: str) -> list[str]:
+    return [
+        f"{doc.get('instanceId')}: {doc.get('type')} {doc.get('kind', '')} {doc.get('id')} "
+        f"visible at {doc.get('visibleAt')}"
+        for doc in _cosmos_documents(server_url, database, container)
+        if doc.get("type") in _COSMOS_QUEUES
+    ]
+
+
+_COSMOS_QUEUES = ("orch_queue", "worker_queue", "outbox_intent")
+
+
+def _cosmos_documents(server_url: str, database: str, container: str) -> list[dict[str, Any]]:
+    """Every document in the container, read straight from the test server (which needs no
+    auth and answers cross-partition queries)."""
     from urllib.parse import quote
 
     import httpx
@@ -113,15 +147,13 @@ def _cosmos_size(server_url: str, database: str, container: str) -> dict[str, in
         "content-type": "application/query+json", "x-ms-documentdb-isquery": "True",
         "x-ms-documentdb-query-enablecrosspartition": "True", "x-ms-max-item-count": "1000",
     }  # fmt: skip
-    documents = size = 0
+    documents: list[dict[str, Any]] = []
     with httpx.Client(base_url=server_url, timeout=30) as client:
         while True:
             response = client.post(path, content=query, headers=headers)
             response.raise_for_status()
-            docs = response.json()["Documents"]
-            documents += len(docs)
-            size += sum(len(json.dumps(doc)) for doc in docs)
+            documents += response.json()["Documents"]
             continuation = response.headers.get("x-ms-continuation")
             if not continuation:
-                return {"documents": documents, "bytes": size}
+                return documents
             headers["x-ms-continuation"] = continuation
