@@ -233,6 +233,10 @@ class Workers:
         proc.wait()
         kill = Kill(slot, proc.pid, at_ns)
         self.kills.append(kill)
+        # Beside the workers' own lines, so a run's timeline can be read back from its logs.
+        line = {"event": "killed", "slot": slot, "pid": proc.pid, "at_ns": at_ns}
+        with self.events.open("a") as events:
+            events.write(json.dumps(line) + "\n")
         return kill
 
     def check_alive(self) -> None:
