@@ -411,6 +411,7 @@ class Turns:
         ends = commit.changes.execution_status in _ENDINGS
         if retention is not None and ends:
             new_instance.ttl = retention
+        conditioned_on = lock.etag
         ops = [BatchOperation.replace(INSTANCE_DOC_ID, dump(new_instance), if_match=lock.etag)]
         history = history_doc(commit)
         if history is not None:
@@ -469,6 +470,10 @@ class Turns:
                 f"({exc.message}); move large payloads out of the orchestration",
             ) from exc
         except CosmosBatchFailed as exc:
+            if exc.failed_index == 0 and exc.failed_status == 412 and lock.etag != conditioned_on:
+                # This process renewed the lock while the commit was on its way (a long turn's
+                # lease renewal, or a slot hand-over writing it): not lost, commit on that.
+                return False
             if exc.failed_index == 0 and exc.failed_status in (404, 412):
                 raise self._lost(op, lock.token, "the instance lock was lost") from None
             if exc.failed_index == history_index and exc.failed_status == 409:

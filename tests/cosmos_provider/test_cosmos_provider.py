@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 
+import anyio
 import httpx
 import msgspec
 import pytest
@@ -397,3 +398,44 @@ async def test_an_ending_turn_whose_pending_timer_is_gone_already_still_commits(
         assert (await provider.queue_depths()).timers == 0
         record = await provider.read_instance("i1")
         assert record is not None and record.execution_status is ExecutionStatus.COMPLETED
+
+
+class _HoldBatches(httpx.AsyncBaseTransport):
+    """Holds the next transactional batch request until released (an interleaving, exactly)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.armed = False
+        self.reached = anyio.Event()
+        self.release = anyio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.armed and request.headers.get("x-ms-cosmos-is-batch-request") == "True":
+            self.armed = False
+            self.reached.set()
+            await self.release.wait()
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_commit_overtaken_by_its_own_lock_renewal_commits_on_the_renewed_lock(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    # Found by the Cosmos soak: turns ran twice in one process, no kill behind them. A turn that
+    # runs long has its lock renewed from the runtime's lease task; a renewal that lands while
+    # the turn's commit is on its way changes the instance document, and the commit's If-Match
+    # then failed as if another member had taken the lock: the turn was void and ran again.
+    gate = _HoldBatches(cosmos_env.transport)
+    config = CosmosConfig(cosmos_env.url, cosmos_env.key, cosmos_env.database, cosmos_env.container)
+    async with CosmosProvider(config, transport=gate, clock=clock, retry=FAST_RETRY) as provider:
+        await create_instance(provider, "i1")
+        item = await lock_next_turn(provider, "i1")
+        gate.armed = True
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(provider.commit_turn, turn_commit(item, status=ExecutionStatus.COMPLETED))
+            await gate.reached.wait()
+            await provider.renew_turn_lock(RenewRequest(lock_token=item.lock_token, extend_for=30))
+            gate.release.set()
+
+        record = await provider.read_instance("i1")
+        assert record is not None and record.execution_status is ExecutionStatus.COMPLETED
+        assert await provider.fetch_turn(turn_request()) is None
