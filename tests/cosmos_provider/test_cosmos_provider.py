@@ -18,6 +18,7 @@ from duro.providers._types import ActivityCommit, RenewRequest, ScheduledMessage
 from duro.testing import VirtualClock
 from duro.testing._contract._fixtures import (
     activity_request,
+    activity_result,
     activity_task,
     create_instance,
     lock_next_turn,
@@ -439,3 +440,34 @@ async def test_a_commit_overtaken_by_its_own_lock_renewal_commits_on_the_renewed
         record = await provider.read_instance("i1")
         assert record is not None and record.execution_status is ExecutionStatus.COMPLETED
         assert await provider.fetch_turn(turn_request()) is None
+
+
+async def test_a_completion_overtaken_by_its_own_lock_renewal_completes_on_the_renewed_lock(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    # The same race for an activity: its lock is renewed every third of the lock timeout
+    # while it runs, and a renewal that landed while the completion was on its way failed the
+    # completion as if the item had been taken over: a finished result thrown away.
+    gate = _HoldBatches(cosmos_env.transport)
+    config = CosmosConfig(cosmos_env.url, cosmos_env.key, cosmos_env.database, cosmos_env.container)
+    async with CosmosProvider(config, transport=gate, clock=clock, retry=FAST_RETRY) as provider:
+        task = activity_task("i1", 1)
+        await create_instance(provider, "i1", activity_tasks=[task])
+        work = await provider.fetch_activity(activity_request())
+        assert work is not None
+        gate.armed = True
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                provider.complete_activity,
+                ActivityCommit(lock_token=work.lock_token, result=activity_result(task)),
+            )
+            await gate.reached.wait()
+            await provider.renew_activity_lock(
+                RenewRequest(lock_token=work.lock_token, extend_for=30)
+            )
+            gate.release.set()
+
+        assert await provider.fetch_activity(activity_request()) is None
+        item = await provider.fetch_turn(turn_request())
+        assert item is not None
+        assert [type(m).__name__ for m in item.messages] == ["ActivityResultMessage"]
