@@ -88,6 +88,8 @@ class SoakConfig:
     """Cosmos: the outbox reconciler's interval and grace (None: the provider's)."""
     seed: int = 12
     prefix: str = "soak"
+    execution_cache_size: int | None = None
+    """The workers' ``RuntimeOptions.execution_cache_size`` (None: the default)."""
 
     @property
     def instances_per_minute(self) -> float:
@@ -221,6 +223,8 @@ class Workers:
         args += ["--events", str(self.events), *self.store_args]
         if not self.config.random_ids:
             args += ["--worker-id", f"soak-{slot}"]
+        if self.config.execution_cache_size is not None:
+            args += ["--execution-cache-size", str(self.config.execution_cache_size)]
         with self.output_path(slot).open("wb") as out:
             self.procs[slot] = subprocess.Popen(
                 args, cwd=REPO_ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
@@ -492,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=default.drain_timeout)
     parser.add_argument("--reconcile-ms", type=int, help="Cosmos outbox reconciler (ms)")
     parser.add_argument("--seed", type=int, default=default.seed)
+    parser.add_argument("--execution-cache-size", type=int, help="workers' (default: runtime's)")
     parser.add_argument("--server", help="a running Cosmos test server (default: start one)")
     parser.add_argument("--dir", type=Path, help="where logs go (default: a new temp dir)")
     parser.add_argument("--out", type=Path, help="the JSON figures (default: in --dir)")
@@ -502,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         kill_every=args.kill_every, random_ids=args.random_ids, aim=args.aim,
         step_seconds=args.step_seconds, throttle=args.throttle,
         drain_timeout=args.drain_timeout, reconcile_ms=args.reconcile_ms, seed=args.seed,
+        execution_cache_size=args.execution_cache_size,
     )  # fmt: skip
     directory = args.dir or Path(tempfile.mkdtemp(prefix=f"duro-soak-{args.store}-"))
     directory.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 import anyio
 
@@ -77,16 +78,19 @@ def make_store(args: argparse.Namespace) -> Provider:
     return CosmosProvider(config, owner_id=args.worker_id)
 
 
-def options(worker_id: str | None) -> duro.RuntimeOptions:
-    """The defaults, except the identity when one is given."""
-    if worker_id is None:
-        return duro.RuntimeOptions()
-    return duro.RuntimeOptions(worker_id=worker_id)
+def options(worker_id: str | None, cache_size: int | None = None) -> duro.RuntimeOptions:
+    """The defaults, except the identity and the execution cache's size when given."""
+    given: dict[str, Any] = {}
+    if worker_id is not None:
+        given["worker_id"] = worker_id
+    if cache_size is not None:
+        given["execution_cache_size"] = cache_size
+    return duro.RuntimeOptions(**given)
 
 
 async def run(args: argparse.Namespace) -> None:
     store = make_store(args)
-    runtime_options = options(args.worker_id)
+    runtime_options = options(args.worker_id, args.execution_cache_size)
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with store, duro.Runtime(store, workload.registry, runtime_options):
             _event(args.events, "ready", args.slot, runtime_options.worker_id)
@@ -105,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slot", required=True, help="the driver's name for this worker")
     parser.add_argument("--events", required=True, help="ready/stopped lines (appended)")
     parser.add_argument("--worker-id", help="a stable identity (default: unique per process)")
+    parser.add_argument("--execution-cache-size", type=int, help="default: the runtime's")
     parser.add_argument("--store", choices=("sqlite", "cosmos"), required=True)
     parser.add_argument("--db", help="the SQLite file")
     parser.add_argument("--endpoint", help="the Cosmos endpoint (the driver's compat proxy)")
