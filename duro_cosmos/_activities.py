@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from duro._errors import LockLostError
+from duro._errors import LockLostError, ProviderError
 from duro._messages import decode_task, encode_message
 from duro.providers._types import (
     AbandonRequest,
@@ -214,7 +214,10 @@ class Activities:
             self._dispatch.known.note_item(_ref_of(doc))
             return None
         if doc.lock_token is not None and membership.lock_holds(
-            doc.lock_owner, doc.locked_until, now
+            doc.lock_owner,
+            doc.locked_until,
+            now,
+            taken_here=doc.lock_token in self._ctx.work_locks,
         ):
             return None
         return doc
@@ -411,15 +414,26 @@ class Activities:
                 )
                 intent = new_intent("o:" + result_id[2:], lock.instance_id, now, [item])
                 ops.append(BatchOperation.create(dump(intent)))
-        try:
-            await write_resolving_loss(
-                lambda: ctx.store.batch(lock.instance_id, ops),
-                lambda: self._completed(op, lock, result_id if len(ops) > 1 else None),
-            )
-        except CosmosBatchFailed as exc:
-            if exc.failed_index == 0 and exc.failed_status in (404, 412):
-                raise self._lost(op, lock.token) from None
-            raise
+        for _ in range(3):
+            conditioned_on = lock.etag
+            ops[0] = BatchOperation.delete(lock.doc_id, if_match=conditioned_on)
+            try:
+                await write_resolving_loss(
+                    lambda: ctx.store.batch(lock.instance_id, ops),
+                    lambda: self._completed(op, lock, result_id if len(ops) > 1 else None),
+                )
+                break
+            except CosmosBatchFailed as exc:
+                renewed_here = lock.etag != conditioned_on
+                if exc.failed_index == 0 and exc.failed_status == 412 and renewed_here:
+                    # This process renewed the lock while the completion was on its way (the
+                    # runtime renews every third of the lock timeout): complete on that.
+                    continue
+                if exc.failed_index == 0 and exc.failed_status in (404, 412):
+                    raise self._lost(op, lock.token) from None
+                raise
+        else:
+            raise ProviderError(op, "the lock kept changing during the completion", retryable=True)
         ctx.work_locks.pop(lock.token, None)
         ctx.delivered.pop(lock.doc_id, None)
         if intent is not None:

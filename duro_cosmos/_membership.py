@@ -123,11 +123,20 @@ class Membership:
         seen = self._seen.get(owner_id)
         return seen is not None and time.monotonic() - seen.changed_at < MEMBER_TTL_S
 
-    def lock_holds(self, owner_id: str | None, until: int, now: int) -> bool:
+    def lock_holds(
+        self, owner_id: str | None, until: int, now: int, *, taken_here: bool = True
+    ) -> bool:
         """Whether a lock that ``owner_id`` wrote, expiring at ``until`` by its clock, still
         holds by this member's clock ``now``. A live member's lock gets
         :data:`MAX_CLOCK_SKEW_MS` of grace, a gone member's lock is void at once, anything
-        else is judged by its expiry."""
+        else is judged by its expiry.
+
+        A lock under this member's own id that this process did not take (``taken_here``
+        False) is void at once too: an owner id names one live process, so it was written by
+        an earlier run under the same id that ended without giving it back (a crash; a
+        restarted worker keeps its id). Its token still fences that run's writes."""
+        if owner_id is not None and owner_id == self._ctx.owner_id and not taken_here:
+            return False
         if owner_id is not None and owner_id != self._ctx.owner_id:
             if self.is_live(owner_id):
                 return until + MAX_CLOCK_SKEW_MS > now
@@ -160,6 +169,7 @@ class Membership:
         if not self.joined:
             return
         mono = time.monotonic()
+        self._end_graces(mono)
         if mono >= self._next_beat:
             self._next_beat = mono + HEARTBEAT_S
             await self._beat()
@@ -239,6 +249,17 @@ class Membership:
                 del self._seen[owner]
                 self._gone.add(owner)  # it left
         self._reassign(sorted(live))
+
+    def _end_graces(self, mono: float) -> None:
+        """Slots whose hand-over grace is over are this member's to run now: sweep them
+        again. What a sweep found there during the grace was not taken (the slot was not yet
+        this member's) and may be stale (the previous owner has since written the locks it
+        held); without this, that work waits for a doorbell or the next idle sweep."""
+        ended = [slot for slot, at in self._active_at.items() if at <= mono]
+        for slot in ended:
+            del self._active_at[slot]
+        if ended:
+            self.rang = True
 
     async def _clear_gone(self, owner: str, etag: str | None) -> None:
         """Delete a gone member's document (If-Match: it may come back meanwhile)."""

@@ -10,9 +10,10 @@ behind by a crashed committer, of this member's slots, that are visible now or w
 query), plus work items any member may run (tagged, or pinned to a session) that this
 member's runtime accepts.
 
-When sweeps run: when the provider joins or gains slots, when a doorbell rang, when the last
-sweep filled a page (more work is waiting), and otherwise every :data:`IDLE_SWEEP_S` while
-idle. At least :data:`MIN_GAP_S` apart, so a burst of doorbells costs one sweep.
+When sweeps run: when the provider joins or gains slots, when a slot's hand-over grace ends,
+when a doorbell rang, when the last sweep filled a page (more work is waiting), and otherwise
+every :data:`IDLE_SWEEP_S` while idle. At least :data:`MIN_GAP_S` apart, so a burst of
+doorbells costs one sweep.
 """
 
 from __future__ import annotations
@@ -80,9 +81,10 @@ class Sweeper:
         sql, params = self._query(now)
         pages = await self._ctx.store.query_each_range(sql, params)
         self._more = any(len(page) >= SWEEP_PAGE for page in pages)
+        held = {lock.doc_id for lock in self._ctx.work_locks.values()}
         for page in pages:
             for row in page:
-                self._file(row, now)
+                self._file(row, now, held)
 
     def _query(self, now: int) -> tuple[str, Mapping[str, Any]]:
         params: dict[str, Any] = {"horizon": now + HORIZON_MS}
@@ -111,7 +113,8 @@ class Sweeper:
         )
         return sql, params
 
-    def _file(self, row: Mapping[str, Any], now: int) -> None:
+    def _file(self, row: Mapping[str, Any], now: int, held: set[str]) -> None:
+        """Note what a sweep found; ``held``: work items this process holds locks on."""
         instance_id = row.get("instanceId")
         if not isinstance(instance_id, str):
             return
@@ -123,7 +126,10 @@ class Sweeper:
         owner = row.get("lockOwner")
         locked_until = int(row.get("lockedUntil") or 0)
         if locked_until and self._membership.lock_holds(
-            owner if isinstance(owner, str) else None, locked_until, now
+            owner if isinstance(owner, str) else None,
+            locked_until,
+            now,
+            taken_here=row["id"] in held,
         ):
             return  # its owner runs it
         self._known.note_item(

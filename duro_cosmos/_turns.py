@@ -81,6 +81,9 @@ _ENDINGS = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED})
 _FINISHED_STATES = frozenset(status.instance_state().value for status in _ENDINGS)
 """``InstanceDoc.status`` values of a finished instance."""
 
+MAX_DROPPED_TIMERS = 16
+"""Pending timers an ending turn deletes in its own batch (of 100 operations); any more are
+deleted right after the commit."""
 MAX_BATCH_MESSAGES = 64
 """Messages one turn takes at most (the rest wait for the next turn): keeps the commit's
 fixed part (instance, history page, message deletes, KV buckets, intent) under 100 ops."""
@@ -474,6 +477,7 @@ class Turns:
         ends = commit.changes.execution_status in _ENDINGS
         if retention is not None and ends:
             new_instance.ttl = retention
+        conditioned_on = lock.etag
         ops = [BatchOperation.replace(INSTANCE_DOC_ID, dump(new_instance), if_match=lock.etag)]
         history = history_doc(commit)
         if history is not None:
@@ -486,6 +490,12 @@ class Turns:
         )  # fmt: skip
         ops.extend(BatchOperation.upsert(dump(doc)) for doc in upserts)
         ops.extend(BatchOperation.delete(doc_id) for doc_id in deletes)
+        # Timers an ended instance will never want (a select's losing timeout, say) go in the
+        # same batch, as SQLite deletes them in the commit's transaction: deleted afterwards,
+        # a process that died in between (or a failed delete) left them queued until due.
+        dropped = lock.later_timers[:MAX_DROPPED_TIMERS] if ends else []
+        timer_indexes = {len(ops) + i: doc_id for i, doc_id in enumerate(dropped)}
+        ops.extend(BatchOperation.delete(doc_id) for doc_id in dropped)
         local, remote = await turn_effects(self._ctx.store, commit, commit_id, now)
         if retention is not None and ends:
             # The rest of the partition starts its retention right after the commit.
@@ -526,6 +536,10 @@ class Turns:
                 f"({exc.message}); move large payloads out of the orchestration",
             ) from exc
         except CosmosBatchFailed as exc:
+            if exc.failed_index == 0 and exc.failed_status == 412 and lock.etag != conditioned_on:
+                # This process renewed the lock while the commit was on its way (a long turn's
+                # lease renewal, or a slot hand-over writing it): not lost, commit on that.
+                return False
             if exc.failed_index == 0 and exc.failed_status in (404, 412):
                 raise self._lost(op, lock.token, "the instance lock was lost") from None
             if exc.failed_index == history_index and exc.failed_status == 409:
@@ -534,6 +548,9 @@ class Turns:
                 ) from None
             if exc.failed_index in withdraw_indexes and exc.failed_status == 404:
                 return False  # a withdrawn item completed meanwhile: recompute
+            if exc.failed_index in timer_indexes and exc.failed_status == 404:
+                lock.later_timers.remove(timer_indexes[exc.failed_index])
+                return False  # that timer is gone already: recompute without it
             raise
         ctx.turn_locks.pop(lock.token, None)
         for doc_id in lock.batch:
@@ -550,12 +567,13 @@ class Turns:
         if commit.changes.activity_tasks:
             ctx.activity_signal.notify()
         if ends:
-            await self._drop_timers(instance_id, lock.later_timers)
+            await self._drop_timers(instance_id, lock.later_timers[len(dropped) :])
         return True
 
     async def _drop_timers(self, instance_id: str, doc_ids: list[str]) -> None:
-        """Best effort: timers an ended instance will never want (a select's losing timeout,
-        say). One that stays fires into the finished instance, which drops it."""
+        """Best effort, for the pending timers beyond :data:`MAX_DROPPED_TIMERS` that did not
+        go in the commit's batch. One that stays fires into the finished instance, which drops
+        it."""
         for doc_id in doc_ids:
             try:
                 await self._ctx.store.delete(doc_id, instance_id)

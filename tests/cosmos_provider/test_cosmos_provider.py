@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 
+import anyio
 import httpx
 import msgspec
 import pytest
@@ -12,17 +13,21 @@ import pytest
 from duro._errors import InstanceAlreadyExistsError, ProviderError
 from duro._history import EventRaised
 from duro._messages import ActivityResultMessage
+from duro._status import ExecutionStatus
 from duro.providers._types import ActivityCommit, RenewRequest, ScheduledMessage
 from duro.testing import VirtualClock
 from duro.testing._contract._fixtures import (
     activity_request,
+    activity_result,
     activity_task,
     create_instance,
+    lock_next_turn,
     start_and_lock,
     start_message,
     turn_commit,
     turn_request,
 )
+from duro.testing._contract._helpers import timer
 from duro_cosmos import CosmosConfig, CosmosProvider, HttpRetryPolicy, TurnTooLargeError
 from tests.cosmos.support import CosmosTestEnv
 
@@ -357,3 +362,112 @@ async def test_construction_does_no_io_and_close_releases_the_client(
     assert cosmos_env.log.count("database") >= 1
     async with provider:  # reopens lazily
         assert await provider.read_instance("i1") is not None
+
+
+async def test_an_ending_turn_drops_its_pending_timers_in_its_own_batch(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    # Found by the soak test: deleted after the commit, a losing timeout outlived a process
+    # killed in between, queued for the hour until it fell due. No delete of that partition
+    # may succeed here, as none would from a process that died after its commit.
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        await create_instance(provider, "i1")
+        pending = [timer("i1", seq, clock.now_ms() + 3_600_000) for seq in (1, 2)]
+        for message in pending:
+            await provider.enqueue_orchestrator_message(message)
+        item = await lock_next_turn(provider, "i1")
+        cosmos_env.faults.add(kind="delete", partition_key="i1", status=503, times=None)
+
+        await provider.commit_turn(turn_commit(item, status=ExecutionStatus.COMPLETED))
+
+        assert (await provider.queue_depths()).timers == 0
+
+
+async def test_an_ending_turn_whose_pending_timer_is_gone_already_still_commits(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    async with make(cosmos_env, clock, retry=FAST_RETRY) as provider:
+        await create_instance(provider, "i1")
+        for seq in (1, 2):
+            await provider.enqueue_orchestrator_message(timer("i1", seq, clock.now_ms() + 60_000))
+        item = await lock_next_turn(provider, "i1")
+        gone = provider._ctx.turn_locks[item.lock_token].later_timers[0]
+        await provider._ctx.store.delete(gone, "i1")  # as a purge of that message would
+
+        await provider.commit_turn(turn_commit(item, status=ExecutionStatus.COMPLETED))
+
+        assert (await provider.queue_depths()).timers == 0
+        record = await provider.read_instance("i1")
+        assert record is not None and record.execution_status is ExecutionStatus.COMPLETED
+
+
+class _HoldBatches(httpx.AsyncBaseTransport):
+    """Holds the next transactional batch request until released (an interleaving, exactly)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.armed = False
+        self.reached = anyio.Event()
+        self.release = anyio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.armed and request.headers.get("x-ms-cosmos-is-batch-request") == "True":
+            self.armed = False
+            self.reached.set()
+            await self.release.wait()
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_commit_overtaken_by_its_own_lock_renewal_commits_on_the_renewed_lock(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    # Found by the Cosmos soak: turns ran twice in one process, no kill behind them. A turn that
+    # runs long has its lock renewed from the runtime's lease task; a renewal that lands while
+    # the turn's commit is on its way changes the instance document, and the commit's If-Match
+    # then failed as if another member had taken the lock: the turn was void and ran again.
+    gate = _HoldBatches(cosmos_env.transport)
+    config = CosmosConfig(cosmos_env.url, cosmos_env.key, cosmos_env.database, cosmos_env.container)
+    async with CosmosProvider(config, transport=gate, clock=clock, retry=FAST_RETRY) as provider:
+        await create_instance(provider, "i1")
+        item = await lock_next_turn(provider, "i1")
+        gate.armed = True
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(provider.commit_turn, turn_commit(item, status=ExecutionStatus.COMPLETED))
+            await gate.reached.wait()
+            await provider.renew_turn_lock(RenewRequest(lock_token=item.lock_token, extend_for=30))
+            gate.release.set()
+
+        record = await provider.read_instance("i1")
+        assert record is not None and record.execution_status is ExecutionStatus.COMPLETED
+        assert await provider.fetch_turn(turn_request()) is None
+
+
+async def test_a_completion_overtaken_by_its_own_lock_renewal_completes_on_the_renewed_lock(
+    cosmos_env: CosmosTestEnv, clock: VirtualClock
+) -> None:
+    # The same race for an activity: its lock is renewed every third of the lock timeout
+    # while it runs, and a renewal that landed while the completion was on its way failed the
+    # completion as if the item had been taken over: a finished result thrown away.
+    gate = _HoldBatches(cosmos_env.transport)
+    config = CosmosConfig(cosmos_env.url, cosmos_env.key, cosmos_env.database, cosmos_env.container)
+    async with CosmosProvider(config, transport=gate, clock=clock, retry=FAST_RETRY) as provider:
+        task = activity_task("i1", 1)
+        await create_instance(provider, "i1", activity_tasks=[task])
+        work = await provider.fetch_activity(activity_request())
+        assert work is not None
+        gate.armed = True
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                provider.complete_activity,
+                ActivityCommit(lock_token=work.lock_token, result=activity_result(task)),
+            )
+            await gate.reached.wait()
+            await provider.renew_activity_lock(
+                RenewRequest(lock_token=work.lock_token, extend_for=30)
+            )
+            gate.release.set()
+
+        assert await provider.fetch_activity(activity_request()) is None
+        item = await provider.fetch_turn(turn_request())
+        assert item is not None
+        assert [type(m).__name__ for m in item.messages] == ["ActivityResultMessage"]

@@ -18,14 +18,20 @@ import pytest
 
 import duro
 from duro._clock import Clock
-from duro.providers._types import FetchActivityRequest
+from duro.providers import ActivityResultMessage, ScheduledMessage
+from duro.providers._types import (
+    ActivityCommit,
+    ActivityWorkItem,
+    FetchActivityRequest,
+    TagFilter,
+)
 from duro.testing._contract._fixtures import activity_task
 from duro_cosmos import CosmosConfig, CosmosProvider, HttpRetryPolicy
 from duro_cosmos._documents import SLOTS_PARTITION, dump, slot_of
-from duro_cosmos._membership import MEMBER_TTL_S, READ_S
+from duro_cosmos._membership import HANDOVER_GRACE_S, MEMBER_TTL_S, READ_S, assign
 from duro_cosmos._model import work_doc
 from duro_cosmos._rest import BatchOperation
-from duro_cosmos._sweep import SWEEP_PAGE
+from duro_cosmos._sweep import IDLE_SWEEP_S, SWEEP_PAGE
 from tests.cosmos.support import CosmosTestEnv
 
 pytestmark = pytest.mark.anyio
@@ -261,3 +267,80 @@ async def test_runtimes_whose_clocks_disagree_by_seconds_share_the_work_correctl
             events = await client.get_history(instance_id)
             event_ids = [e.event_id for e in events]
             assert event_ids == list(range(1, len(event_ids) + 1)), instance_id
+
+
+# -- a restarted process under the same owner id (found by the soak test) -----------------------
+
+
+async def test_a_restarted_member_takes_its_crashed_predecessors_activity_locks_at_once(
+    cosmos_env: CosmosTestEnv,
+) -> None:
+    # An item written before the member joined is not fresh: taking it writes the lock.
+    async with make(cosmos_env, "writer") as writer:
+        await writer.open()
+        doc = work_doc(activity_task("restart-1", 1), "w:restart-1:1", 1_000)
+        await writer._ctx.store.batch("restart-1", [BatchOperation.create(dump(doc))])
+    lock_timeout = 60.0
+    async with make(cosmos_env, "w") as before, make(cosmos_env, "w") as after:
+        await before.runtime_started("w")
+        [taken] = await before.fetch_activities(FetchActivityRequest(lock_timeout=lock_timeout))
+        # SIGKILL: `before` never renews, completes or leaves. Its successor, the same worker
+        # id in a new process, must not wait a minute for the lock to expire, nor for an idle
+        # sweep to notice that it did.
+        await after.runtime_started("w")
+        started = time.monotonic()
+        request = FetchActivityRequest(lock_timeout=lock_timeout, poll_timeout=LIVENESS)
+        [again] = await after.fetch_activities(request)
+        took = time.monotonic() - started
+        assert again.task.seq == taken.task.seq
+        assert again.delivery_count == 2
+        assert took < 2 * READ_S, f"the restarted member waited {took:.1f} s for its own lock"
+        # The predecessor's token no longer completes: the take-over fenced it.
+        with pytest.raises(duro.LockLostError):
+            await before.complete_activity(_completion(taken))
+        # The successor's lock holds against itself: a second fetch finds nothing.
+        assert await after.fetch_activities(FetchActivityRequest(lock_timeout=1.0)) == []
+        await after.complete_activity(_completion(again))
+
+
+def _completion(item: ActivityWorkItem) -> ActivityCommit:
+    task = item.task
+    message = ActivityResultMessage(
+        instance_id=task.instance_id, execution_id=task.execution_id, seq=task.seq
+    )
+    return ActivityCommit(lock_token=item.lock_token, result=ScheduledMessage(message=message))
+
+
+# -- a slot handed over from a live member (found by the soak test) ------------------------------
+
+
+async def test_a_joining_member_takes_waiting_work_as_soon_as_the_hand_over_grace_ends(
+    cosmos_env: CosmosTestEnv,
+) -> None:
+    # A member that joins while others live (a new worker, or a restarted one under its old
+    # id) takes its slots after HANDOVER_GRACE_S. Work already waiting there must be taken
+    # when that grace ends, not at the next idle sweep, a quarter of a minute later, when no
+    # doorbell happens to ring meanwhile.
+    instance_id = instance_in(assign(["a", "w"], "w"), "handed")
+    doc = work_doc(activity_task(instance_id, 1), f"w:{instance_id}:1", 1_000)
+    nothing = FetchActivityRequest(lock_timeout=60.0, tag_filter=TagFilter(include_untagged=False))
+    async with make(cosmos_env, "a") as a, make(cosmos_env, "w") as w:
+        await a.runtime_started("a")
+        await a.fetch_activities(nothing)  # joins, owns every slot, runs no untagged work
+        await a._ctx.store.batch(instance_id, [BatchOperation.create(dump(doc))])
+
+        async def beat() -> None:
+            while True:
+                await a.fetch_activities(nothing)
+                await anyio.sleep(0.1)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(beat)
+            await w.runtime_started("w")
+            started = time.monotonic()
+            request = FetchActivityRequest(lock_timeout=60.0, poll_timeout=LIVENESS)
+            [item] = await w.fetch_activities(request)
+            took = time.monotonic() - started
+            tg.cancel_scope.cancel()
+    assert item.task.instance_id == instance_id
+    assert took < HANDOVER_GRACE_S + 3 * READ_S, f"took {took:.1f} s (idle sweep: {IDLE_SWEEP_S})"

@@ -6,7 +6,10 @@
 * no activity ran again once its completion was committed: of all logged executions of one
   activity step, the one whose result the history kept started last (a later start means a
   run began while, or after, the kept one held the work);
-* nothing is left in any queue.
+* nothing is left in any queue;
+* every stored history replays on the workload's code without a divergence
+  (``duro.testing.replay``): what the crashed and restarted processes recorded is what the
+  code, run again from the history alone, asks for.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import msgspec
 
 import duro
 from duro.history import ActivityCompleted, ActivityFailed, ActivityScheduled, HistoryEvent
+from duro.testing import replay
 
+from . import workload
 from .workload import Instance
 
 
@@ -42,15 +47,23 @@ class Findings:
     broken_histories: list[str] = field(default_factory=list)
     reruns_after_commit: list[str] = field(default_factory=list)
     leftover_queues: str | None = None
+    not_replaying: list[str] = field(default_factory=list)
+    """Executions whose history the workload's code does not replay, with the error."""
     executions: int = 0
     """Activity executions logged."""
     duplicates: int = 0
     """Executions beyond one per activity step (crash re-runs, as designed: at least once)."""
+    kept: dict[str, str] = field(default_factory=dict)
+    """Activity step key -> id of the run whose result the history kept."""
 
     @property
     def clean(self) -> bool:
         return not (
-            self.wrong or self.broken_histories or self.reruns_after_commit or self.leftover_queues
+            self.wrong
+            or self.broken_histories
+            or self.reruns_after_commit
+            or self.leftover_queues
+            or self.not_replaying
         )
 
     def summary(self) -> str:
@@ -61,6 +74,7 @@ class Findings:
             if self.reruns_after_commit
             else "",
             f"left in queues: {self.leftover_queues}" if self.leftover_queues else "",
+            f"not replaying: {self.not_replaying[:5]}" if self.not_replaying else "",
         ]
         return "; ".join(p for p in parts if p) or "clean"
 
@@ -138,9 +152,11 @@ async def check(
         for execution in await client.store.list_executions(instance_id):
             events = await client.store.read_history(instance_id, execution)
             findings.broken_histories += _history_problems(instance_id, execution, events)
+            findings.not_replaying += await _replay_problems(client, instance_id, execution)
             keys = _step_keys(events)
             for seq, run_id in _kept_runs(events).items():
                 key = f"{instance_id}/{execution}/{keys.get(seq, '?')}"
+                findings.kept[key] = run_id
                 logged = runs.get(key, [])
                 steps += 1
                 kept = next((r for r in logged if r.run == run_id), None)
@@ -158,6 +174,15 @@ async def check(
     if depths.orchestrator or depths.timers or depths.worker or depths.locked:
         findings.leftover_queues = repr(depths)
     return findings
+
+
+async def _replay_problems(client: duro.Client, instance_id: str, execution: int) -> list[str]:
+    exported = await client.export_history(instance_id, execution)
+    try:
+        replay(workload.registry, exported)
+    except (duro.NondeterminismError, duro.UnregisteredError, duro.PayloadError) as exc:
+        return [f"{instance_id}#{execution}: {type(exc).__name__}: {exc}"]
+    return []
 
 
 def _failed_attempts(runs: dict[str, list[Run]]) -> int:

@@ -7,7 +7,13 @@ pure function of its seed (:func:`expected_output`), so a run is checked without
 
 Every activity execution is logged (:class:`RunLog`), and every result carries the id of the
 execution that produced it, so :mod:`tests.reliability.checks` can tell which run's result
-the history kept and whether any run started after it.
+the history kept and whether any run started after it. Orchestration code that runs live (not
+replaying) logs where it got to (:class:`TurnLog`), so the soak test sees a turn that a killed
+process ran but never committed run again elsewhere, and when.
+
+Both logs, and a pause in every activity (so a process killed at random is often in the
+middle of one), are off unless the environment asks for them: ``DURO_RELIABILITY_RUN_LOG``,
+``DURO_RELIABILITY_TURN_LOG`` (file paths) and ``DURO_RELIABILITY_STEP_SECONDS``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import anyio
 
 import duro
 
@@ -39,7 +47,18 @@ SESSIONS = 4
 
 RETRY = duro.RetryPolicy(max_attempts=8, initial_interval=0.05, max_interval=0.2)
 
+STEP_SECONDS = float(os.environ.get("DURO_RELIABILITY_STEP_SECONDS", "0"))
+"""How long each activity takes after logging its start (its work, as far as a kill sees)."""
+
 registry = duro.Registry()
+
+
+def _append(path: str, line: dict[str, Any]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(line) + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 class RunLog:
@@ -62,16 +81,34 @@ class RunLog:
                 "pid": os.getpid(),
                 "start_ns": time.time_ns(),
             }
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, (json.dumps(line) + "\n").encode())
-            finally:
-                os.close(fd)
+            _append(self.path, line)
         return run
+
+
+class TurnLog:
+    """One line each time orchestration code reaches a point live (not replaying).
+
+    A point is reached live once per committed turn; reaching it live again (in another
+    process) means the turn that first reached it was never committed: the process running it
+    died, or lost its lock."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+
+    def live(self, ctx: duro.OrchestrationContext, point: str) -> None:
+        if self.path is not None and not ctx.is_replaying:
+            line = {
+                "key": f"{ctx.instance_id}/{ctx.execution_id}/{point}",
+                "pid": os.getpid(),
+                "at_ns": time.time_ns(),
+            }
+            _append(self.path, line)
 
 
 run_log = RunLog(os.environ.get("DURO_RELIABILITY_RUN_LOG"))
 """Where this process logs executions (the environment variable, or nowhere)."""
+turn_log = TurnLog(os.environ.get("DURO_RELIABILITY_TURN_LOG"))
+"""Where this process logs live orchestration progress (the environment variable, or nowhere)."""
 
 
 def step_value(value: int) -> int:
@@ -84,12 +121,16 @@ def step_value(value: int) -> int:
 @registry.activity
 async def step(ctx: duro.ActivityContext, arg: dict[str, Any]) -> dict[str, Any]:
     run = run_log.started(ctx, arg["key"])
+    if STEP_SECONDS:
+        await anyio.sleep(STEP_SECONDS)
     return {"run": run, "value": step_value(arg["value"])}
 
 
 @registry.activity
 async def flaky(ctx: duro.ActivityContext, arg: dict[str, Any]) -> dict[str, Any]:
     run = run_log.started(ctx, arg["key"])
+    if STEP_SECONDS:
+        await anyio.sleep(STEP_SECONDS)
     if ctx.attempt <= FLAKY_FAILURES:
         raise RuntimeError(f"flaky on attempt {ctx.attempt} (run {run})")
     return {"run": run, "value": step_value(arg["value"])}
@@ -99,6 +140,7 @@ async def _step(
     ctx: duro.OrchestrationContext, key: str, value: int, *, session: str | None = None
 ) -> int:
     result = await ctx.schedule_activity(step, {"key": key, "value": value}, session=session)
+    turn_log.live(ctx, f"after-{key}")
     out: int = result["value"]
     return out
 
@@ -108,6 +150,7 @@ async def _step(
 
 @registry.orchestration
 async def chain(ctx: duro.OrchestrationContext, seed: int) -> int:
+    turn_log.live(ctx, "start")
     value = seed
     for i in range(CHAIN):
         value = await _step(ctx, f"chain-{i}", value)
@@ -116,26 +159,32 @@ async def chain(ctx: duro.OrchestrationContext, seed: int) -> int:
 
 @registry.orchestration
 async def fan(ctx: duro.OrchestrationContext, seed: int) -> int:
+    turn_log.live(ctx, "start")
     parts = await ctx.join(
         [ctx.schedule_activity(step, {"key": f"fan-{j}", "value": seed + j}) for j in range(FAN)]
     )
+    turn_log.live(ctx, "after-fan")
     return sum(part["value"] for part in parts)
 
 
 @registry.orchestration
 async def timers(ctx: duro.OrchestrationContext, seed: int) -> int:
+    turn_log.live(ctx, "start")
     value = seed
     for i in range(TIMERS):
         await ctx.schedule_timer(TIMER_SECONDS)
+        turn_log.live(ctx, f"fired-{i}")
         value = await _step(ctx, f"timer-{i}", value)
     return value
 
 
 @registry.orchestration
 async def events(ctx: duro.OrchestrationContext, seed: int) -> int:
+    turn_log.live(ctx, "start")
     winner, data = await ctx.select(
         ctx.wait_for_event(EVENT_NAME), ctx.schedule_timer(EVENT_FALLBACK_SECONDS)
     )
+    turn_log.live(ctx, "after-event")
     if winner != 0:
         raise RuntimeError("the event never arrived")
     return await _step(ctx, "after-event", int(data))
@@ -143,12 +192,15 @@ async def events(ctx: duro.OrchestrationContext, seed: int) -> int:
 
 @registry.orchestration
 async def parent(ctx: duro.OrchestrationContext, seed: int) -> int:
+    turn_log.live(ctx, "start")
     child: int = await ctx.schedule_sub_orchestration(chain, seed)
+    turn_log.live(ctx, "after-child")
     return await _step(ctx, "after-child", child)
 
 
 @registry.orchestration
 async def looping(ctx: duro.OrchestrationContext, arg: dict[str, int]) -> int:
+    turn_log.live(ctx, "start")
     value = await _step(ctx, "loop", arg["value"])
     ctx.kv.set("total", ctx.kv.get("total", 0, type=int) + value)
     if arg["left"] > 0:
@@ -159,13 +211,16 @@ async def looping(ctx: duro.OrchestrationContext, arg: dict[str, int]) -> int:
 
 @registry.orchestration
 async def retrying(ctx: duro.OrchestrationContext, seed: int) -> int:
+    turn_log.live(ctx, "start")
     result = await ctx.schedule_activity(flaky, {"key": "flaky", "value": seed}, retry=RETRY)
+    turn_log.live(ctx, "after-flaky")
     out: int = result["value"]
     return out
 
 
 @registry.orchestration
 async def kv(ctx: duro.OrchestrationContext, seed: int) -> int:
+    turn_log.live(ctx, "start")
     ctx.kv.set("seed", seed)
     first = await _step(ctx, "kv-0", seed)
     ctx.kv.set("first", first)
@@ -176,6 +231,7 @@ async def kv(ctx: duro.OrchestrationContext, seed: int) -> int:
 
 @registry.orchestration
 async def sessioned(ctx: duro.OrchestrationContext, seed: int) -> int:
+    turn_log.live(ctx, "start")
     session = f"session-{seed % SESSIONS}"
     value = seed
     for i in range(3):
@@ -245,12 +301,15 @@ def event_data(seed: int) -> int:
     return seed * 2 + 1
 
 
+def instance(n: int, prefix: str = "mix") -> Instance:
+    """The ``n``-th instance of a series: kinds cycle, the seed is ``n``."""
+    kind = KINDS[n % len(KINDS)]
+    return Instance(f"{prefix}-{n:05d}-{kind}", kind, n)
+
+
 def instances(count: int, prefix: str = "mix") -> list[Instance]:
     """``count`` instances cycling through every kind."""
-    return [
-        Instance(f"{prefix}-{n:05d}-{KINDS[n % len(KINDS)]}", KINDS[n % len(KINDS)], n)
-        for n in range(count)
-    ]
+    return [instance(n, prefix) for n in range(count)]
 
 
 async def start(client: duro.Client, instance: Instance) -> None:
