@@ -9,15 +9,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_quick_benchmark_run_checks_every_result_and_exits_cleanly() -> None:
+def _benchmark(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <args>`` from the repository root, which must exit cleanly."""
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run
+
+
+def test_quick_benchmark_run_checks_every_result_and_exits_cleanly() -> None:
+    run = _benchmark("benchmarks.run", "--quick")
     assert "W1" in run.stdout and "W5" in run.stdout
     # Issue 16's workloads and multi-process cells run in the quick variant too.
     for cell in ("W5X", "W6", "duro/sqlite-x2", "duro/sqlite-split", "after deleting 300"):
@@ -25,54 +27,25 @@ def test_quick_benchmark_run_checks_every_result_and_exits_cleanly() -> None:
 
 
 def test_gc_pause_benchmark_compares_both_settings() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gc_pauses", "--n", "40", "--repeats", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = _benchmark("benchmarks.gc_pauses", "--n", "40", "--repeats", "1")
     assert "tune_gc=off" in run.stdout and "tune_gc=on" in run.stdout
 
 
 def test_overload_benchmark_drains_a_burst_beside_waiting_instances() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.overload", "--waiting", "100", "--starts", "200"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = _benchmark("benchmarks.overload", "--waiting", "100", "--starts", "200")
     assert "burst_timer_lateness_max_s" in run.stdout
 
 
 def test_drain_benchmark_completes_every_instance_it_started() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.drain", "--n", "20", "--workload", "W2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = _benchmark("benchmarks.drain", "--n", "20", "--workload", "W2")
     assert run.stdout.startswith("W2 sqlite n=20: ")
 
 
 def test_quick_cosmos_cells_report_request_units_across_runtimes_and_partitions() -> None:
-    run = subprocess.run(
-        [
-            sys.executable, "-m", "benchmarks.run", "--quick", "--provider", "cosmos",
-            "--peers", "none", "--workloads", "W1,IDLE",
-            "--cosmos-partitions", "3", "--cosmos-runtimes", "2",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run = _benchmark(
+        "benchmarks.run", "--quick", "--provider", "cosmos", "--peers", "none",
+        "--workloads", "W1,IDLE", "--cosmos-partitions", "3", "--cosmos-runtimes", "2",
     )  # fmt: skip
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     rows = {
         line.split()[0]: line.split()
         for line in run.stdout.splitlines()
@@ -89,14 +62,7 @@ def test_quick_cosmos_cells_report_request_units_across_runtimes_and_partitions(
 
 
 def test_failover_benchmark_reports_both_ways_a_runtime_goes() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.failover", "--instances", "2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = _benchmark("benchmarks.failover", "--instances", "2")
     lines = run.stdout.splitlines()
     for case in ("sigkill", "exit"):
         assert any(line.startswith(case) and "served p50" in line for line in lines), run.stdout
