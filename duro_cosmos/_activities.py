@@ -151,6 +151,9 @@ class Activities:
         doc = await self._current(ref, now)
         if doc is None:
             return None
+        if request.skip_activities and _activity_key(doc) in request.skip_activities:
+            self._dispatch.known.note_item(ref)  # left to other members; still known here
+            return None
         token = make_token(doc.instance_id, doc.id)
         # Timed from now, not from the fetch's start: a slow multi-item fetch must not hand
         # over items whose locks already ran out.
@@ -537,6 +540,11 @@ class Activities:
         lock.until = new.locked_until
         lock.written = True
         lock.offered = False
+
+
+def _activity_key(doc: WorkDoc) -> tuple[str, int, int]:
+    task = decode_task(doc.task)  # a fresh item's document has only its task filled in
+    return task.instance_id, task.execution_id, task.seq
 
 
 def _lock_state(doc: WorkDoc) -> tuple[str | None, int, int, int]:

@@ -229,6 +229,7 @@ class Turns:
             if lock.until <= now:
                 self._offer(lock)
         held = {lock.instance_id for lock in ctx.turn_locks.values() if lock.until > now}
+        held.update(request.skip_instances)  # left to other workers: not taken, still known
         taken: list[OrchestrationWorkItem] = []
         while len(taken) < limit:
             candidates = self._dispatch.known.take_turns(

@@ -19,10 +19,15 @@ DEFERRED: dict[DeferReason, float] = {
 
 
 def not_registered(deliveries: int) -> float:
-    """Work whose code this worker lacks (a rolling deployment): 1 s, doubling to a minute
-    per delivery, counted, so a workflow nobody can run fails after ``max_deliveries`` (about
-    four minutes with the default 10) and one a newer worker has is picked up by it."""
+    """Work whose code this worker lacks (a rolling deployment): how long this worker leaves
+    it to others (see ``_handoff``), 1 s doubling to a minute per look, so a workflow nobody
+    can run fails after ``max_deliveries`` looks (about four minutes with the default 10)."""
     return float(min(60, 2 ** max(0, deliveries - 1)))
+
+
+HANDED_OFF = 0.0
+"""Work whose code this worker lacks goes back visible at once (no delivery counted): the
+workers that have the code may take it while this one skips it."""
 
 
 ISOLATED = 0.5

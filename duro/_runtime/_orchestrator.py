@@ -37,6 +37,7 @@ from ..providers import (
 )
 from . import _delays as delays
 from ._batching import BatchCommitter
+from ._handoff import HandOffs
 from ._leases import TurnLeases
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
@@ -126,12 +127,14 @@ class OrchestrationDispatcher:
         cache: ExecutionCache,
         pool: WorkPool[OrchestrationWorkItem],
         request: FetchTurnRequest,
+        handoffs: HandOffs[str],
         commit_turns: CommitTurns,
         on_withdrawn: OnWithdrawn,
         watch: InstanceWatch,
         telemetry: Telemetry,
     ) -> None:
-        """``request`` is the fetch template (its ``max_items`` is the batch limit);
+        """``request`` is the fetch template (its ``max_items`` is the batch limit; it skips
+        the instances in ``handoffs``, whose code this worker lacks);
         ``commit_turns`` applies a batch of commits (see ``HandOver``); ``on_withdrawn(instance,
         execution, seqs)`` tells in-process activities that a commit withdrew them; ``watch``
         hears of every commit (client waits in this process wake at once)."""
@@ -142,6 +145,7 @@ class OrchestrationDispatcher:
         self.cache = cache
         self.pool = pool
         self._request = request
+        self._handoffs = handoffs
         self._on_withdrawn = on_withdrawn
         self._watch = watch
         self._telemetry = telemetry
@@ -230,15 +234,7 @@ class OrchestrationDispatcher:
             return TurnResult(TurnOutcome.ABANDONED, error=exc)
         if isinstance(decision, Defer):
             if decision.reason is DeferReason.NOT_REGISTERED:
-                # Left for a worker that has the code, with back-off; counted, so an instance
-                # no worker can run fails on its last delivery (the engine says why).
-                delay = delays.not_registered(item.delivery_count)
-                log.warning(
-                    "leaving the turn of %s for another worker: %s (delivery %d of %d, again "
-                    "in %.0f s)", item.instance_id, decision.detail, item.delivery_count,
-                    self._options.max_deliveries, delay,
-                )  # fmt: skip
-                await self._abandon(item, delay)
+                await self._hand_off(item, decision.detail)
                 return TurnResult(TurnOutcome.DEFERRED)
             log.info("deferring the turn of %s: %s", item.instance_id, decision.detail)
             await self._abandon(item, delays.DEFERRED[decision.reason], undo_delivery_count=True)
@@ -270,6 +266,23 @@ class OrchestrationDispatcher:
             self._on_withdrawn(item.instance_id, changes.execution_id, changes.cancelled_activities)
         return TurnResult(_outcome(changes, observed), decision)
 
+    def _looks(self, item: OrchestrationWorkItem) -> int:
+        """Deliveries of ``item`` so far, counting the ones this worker handed to others."""
+        return max(item.delivery_count, self._handoffs.look(item.instance_id))
+
+    async def _hand_off(self, item: OrchestrationWorkItem, why: str) -> None:
+        """Leave a turn whose code this worker lacks to workers that have it (see
+        ``_handoff``); an instance no worker can run fails on its last look (the engine says
+        why)."""
+        looks = self._looks(item)
+        put_back = self._handoffs.leave(item.instance_id, looks, item.delivery_count)
+        log.warning(
+            "leaving the turn of %s for another worker: %s (look %d of %d, here again in "
+            "%.0f s)", item.instance_id, why, looks, self._options.max_deliveries,
+            put_back.here_again_in,
+        )  # fmt: skip
+        await self._abandon(item, put_back.delay, undo_delivery_count=put_back.undo_delivery_count)
+
     def _decide(
         self, item: OrchestrationWorkItem, messages: list[AnyOrchestratorMessage]
     ) -> TurnDecision:
@@ -297,7 +310,7 @@ class OrchestrationDispatcher:
             now_ms=self._clock.now_ms(),
             kv_snapshot=item.kv_snapshot,
             record=record,
-            final_delivery=item.delivery_count >= self._options.max_deliveries,
+            final_delivery=self._looks(item) >= self._options.max_deliveries,
             max_history_events=self._options.max_history_events,
         )
         if item.history_error is not None:

@@ -26,6 +26,7 @@ from ..providers import (
     SessionRenewal,
 )
 from ._gc import tuned_gc
+from ._handoff import HandOffs
 from ._handover import HandOver
 from ._loop_watch import watch_event_loop
 from ._options import RuntimeOptions
@@ -72,8 +73,10 @@ class Runtime:
         # stays the caller's object (client waits in this process are keyed on it).
         self._store = measured = InstrumentedProvider(store, meter_provider=options.meter_provider)
         cache = ExecutionCache(options.execution_cache_size, options.idle_execution_cache_size)
-        turn_request = turn_fetch_request(options, cache.index)
-        activity_request = activity_fetch_request(options)
+        turn_handoffs = HandOffs[str](clock)
+        activity_handoffs = HandOffs[tuple[str, int, int]](clock)
+        turn_request = turn_fetch_request(options, cache.index, turn_handoffs)
+        activity_request = activity_fetch_request(options, activity_handoffs)
         hand_over = store.fetches_with_commits
         turn_pool = WorkPool[OrchestrationWorkItem](
             options.orchestration_concurrency, receives_hand_overs=hand_over
@@ -95,6 +98,7 @@ class Runtime:
             client=self.client,
             pool=activity_pool,
             request=activity_request,
+            handoffs=activity_handoffs,
             complete_activities=commits.complete_activities,
             clock=clock,
             telemetry=telemetry,
@@ -107,6 +111,7 @@ class Runtime:
             cache=cache,
             pool=turn_pool,
             request=turn_request,
+            handoffs=turn_handoffs,
             commit_turns=commits.commit_turns,
             on_withdrawn=self._worker.cancel_withdrawn,
             watch=watch_for(store),

@@ -29,6 +29,7 @@ from ..providers import (
 from . import _delays as delays
 from ._activity_context import ActivityContext
 from ._batching import BatchCommitter
+from ._handoff import HandOffs
 from ._isolation import SuspectIsolation
 from ._leases import ActivityLeases, RunningActivity
 from ._options import RuntimeOptions
@@ -59,11 +60,13 @@ class ActivityWorker:
         client: Client,
         pool: WorkPool[ActivityWorkItem],
         request: FetchActivityRequest,
+        handoffs: HandOffs[tuple[str, int, int]],
         complete_activities: CompleteActivities,
         clock: Clock,
         telemetry: Telemetry,
     ) -> None:
-        """``request`` is the fetch template (its ``max_items`` is the batch limit);
+        """``request`` is the fetch template (its ``max_items`` is the batch limit; it skips
+        the activities in ``handoffs``, whose code this worker lacks);
         ``complete_activities`` applies a batch of reports (see ``HandOver``); ``clock``
         measures how long items waited in the queue (for telemetry)."""
         self._provider = provider
@@ -72,6 +75,7 @@ class ActivityWorker:
         self._client = client
         self.pool = pool
         self._request = request
+        self._handoffs = handoffs
         self._leases = ActivityLeases(provider, options)
         self._isolation = SuspectIsolation(lambda: self.pool.active)
         self._reporter = BatchCommitter[ActivityCommit](
@@ -152,16 +156,19 @@ class ActivityWorker:
         running = self._leases.add(key, item, ctx)
         try:
             limit = self._options.max_deliveries
-            if self._lookup(task.name) is None and item.delivery_count < limit:
-                # A rolling deployment: a worker running newer code may have it. Counted, so
-                # on its last delivery it fails (in _run) instead of waiting forever.
-                delay = delays.not_registered(item.delivery_count)
+            looks = max(item.delivery_count, self._handoffs.look(key))
+            if self._lookup(task.name) is None and looks < limit:
+                # A rolling deployment: a worker running newer code may have it (see
+                # ``_handoff``); on its last look it fails (in _run) instead of waiting forever.
+                put_back = self._handoffs.leave(key, looks, item.delivery_count)
                 log.warning(
                     "leaving activity %s of %s for another worker: not registered here "
-                    "(delivery %d of %d, again in %.0f s)",
-                    task.name, task.instance_id, item.delivery_count, limit, delay,
+                    "(look %d of %d, here again in %.0f s)",
+                    task.name, task.instance_id, looks, limit, put_back.here_again_in,
                 )  # fmt: skip
-                await self._abandon(item, delay)
+                await self._abandon(
+                    item, put_back.delay, undo_delivery_count=put_back.undo_delivery_count
+                )
                 return
             if item.delivery_count > limit:
                 poison = poison_error(

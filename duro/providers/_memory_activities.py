@@ -26,8 +26,12 @@ def fetch_activity_nowait(
     tables: MemoryTables, request: FetchActivityRequest, now: int
 ) -> ActivityWorkItem | None:
     owner = request.session_owner
+    skip = request.skip_activities
     for row in tables.work.rows():
         if row.visible_at_ms > now or row.is_locked(now):
+            continue
+        task = row.task
+        if skip and (task.instance_id, task.execution_id, task.seq) in skip:
             continue
         if not request.tag_filter.accepts(row.task.tag):
             continue

@@ -101,9 +101,10 @@ def fetch_turn_nowait(
 def _lock_first(
     tables: MemoryTables, candidates: Iterator[str], request: FetchTurnRequest, now: int
 ) -> OrchestrationWorkItem | None:
+    skip = request.skip_instances
     for instance_id in candidates:
         lock = tables.locks.get(instance_id)
-        if lock is not None and lock.locked_until_ms > now:
+        if (lock is not None and lock.locked_until_ms > now) or instance_id in skip:
             continue
         batch = arrival_order(r for r in tables.queue.of(instance_id) if r.visible_at_ms <= now)
         instance = tables.instances.get(instance_id)

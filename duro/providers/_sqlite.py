@@ -21,6 +21,7 @@ so work another process writes is picked up within milliseconds while it is busy
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sqlite3
@@ -221,7 +222,7 @@ class SqliteProvider(Provider):
         return partial(
             fetch_turns_txn, now=now, lock_until=now + ms(request.lock_timeout),
             owner_id=request.owner_id, new_token=_new_token, max_items=request.max_items,
-            cached=request.cached_histories,
+            cached=request.cached_histories, skip=tuple(request.skip_instances),
         )  # fmt: skip
 
     async def commit_turns(self, commits: Sequence[TurnCommit]) -> list[ProviderError | None]:
@@ -241,6 +242,7 @@ class SqliteProvider(Provider):
     ) -> tuple[list[ProviderError | None], list[ActivityWorkItem]]:
         commits = self._codec.encode_turn_commits(commits)
         now = self._clock.now_ms()
+        fetch = _skips_read_now(fetch)
 
         def txn(
             conn: sqlite3.Connection,
@@ -301,7 +303,7 @@ class SqliteProvider(Provider):
         async def attempt() -> list[ActivityWorkItem] | NoWork:
             txn = partial(
                 fetch_activities_txn,
-                request=request,
+                request=_skips_read_now(request),
                 now=self._clock.now_ms(),
                 new_token=_new_token,
             )
@@ -456,6 +458,14 @@ class SqliteProvider(Provider):
             if self._db.data_version() != version:
                 return
             step = min(step * 2, self._poll_interval - waited)
+
+
+def _skips_read_now(request: FetchActivityRequest) -> FetchActivityRequest:
+    """``request`` with its (live) skip set read now, on the event loop: the transaction may
+    run on another thread while the runtime changes the set."""
+    if not request.skip_activities:
+        return request
+    return dataclasses.replace(request, skip_activities=tuple(request.skip_activities))
 
 
 _FIRST_CHANGE_CHECK_S = 0.001

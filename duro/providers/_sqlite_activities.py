@@ -13,6 +13,7 @@ import msgspec
 
 from .._errors import LockLostError, ProviderError
 from .._messages import decode_task, encode_message
+from ._sqlite_rows import json_array
 from ._sqlite_turns import (
     NoWork,
     dead_letter_txn,
@@ -31,7 +32,8 @@ from ._types import (
 
 
 def _filter_sql(request: FetchActivityRequest, params: dict[str, Any]) -> str | None:
-    """The WHERE fragment for the tag filter and session routing; None if nothing qualifies."""
+    """The WHERE fragment for the tag filter, session routing and skipped activities; None if
+    nothing qualifies."""
     tag_filter = request.tag_filter
     clauses: list[str] = []
     if not tag_filter.any_tag:
@@ -54,6 +56,12 @@ def _filter_sql(request: FetchActivityRequest, params: dict[str, Any]) -> str | 
         clauses.append(
             "(w.session_id IS NULL OR s.session_id IS NULL OR s.owner_id = :owner"
             " OR s.locked_until_ms <= :now)"
+        )
+    if request.skip_activities:
+        params["skip"] = json_array(request.skip_activities)
+        clauses.append(
+            "(w.instance_id, w.execution_id, w.seq) NOT IN (SELECT json_extract(value, '$[0]'),"
+            " json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(:skip))"
         )
     return " AND ".join(clauses)
 

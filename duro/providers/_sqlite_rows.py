@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -64,3 +65,8 @@ def instance_from_row(row: tuple[Any, ...]) -> InstanceRecord:
         updated_at_ms=updated_at_ms,
         completed_at_ms=completed_at_ms,
     )
+
+
+def json_array(values: Iterable[object]) -> str:
+    """``values`` as a JSON array, for ``json_each`` in a query."""
+    return msgspec.json.encode(list(values)).decode()

@@ -7,7 +7,7 @@ writer connection and takes ``now`` (ms) from the provider's clock: SQLite never
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -27,7 +27,7 @@ from .._messages import (
     encode_message,
 )
 from .._status import ErrorInfo
-from ._sqlite_rows import INSTANCE_COLUMNS, instance_from_row
+from ._sqlite_rows import INSTANCE_COLUMNS, instance_from_row, json_array
 from ._types import (
     AbandonRequest,
     InstanceRecord,
@@ -141,13 +141,14 @@ class RawTurn:
 # Candidates in the order their messages became visible (enqueue order breaks ties), which
 # walks the (visible_at_ms, id) index and stops at the first qualifying message. Messages of a
 # never-started instance only qualify when a start is visible (or when they are droppable
-# orphans), so they cannot starve the queue.
-_CANDIDATE_SQL = f"""
+# orphans), so they cannot starve the queue. ``{skip}`` leaves out the instances the caller
+# hands to other workers (a JSON array in ``:skip``).
+_CANDIDATE_TEMPLATE = f"""
 SELECT q.instance_id, EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = q.instance_id)
 FROM orchestrator_queue q
 LEFT JOIN instance_locks l ON l.instance_id = q.instance_id
 WHERE q.visible_at_ms <= :now
-  AND (l.locked_until_ms IS NULL OR l.locked_until_ms <= :now)
+  AND (l.locked_until_ms IS NULL OR l.locked_until_ms <= :now){{skip}}
   AND (
     q.kind IN ('{_START}', '{_ORPHAN_DROPPABLE[0]}', '{_ORPHAN_DROPPABLE[1]}')
     OR EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = q.instance_id)
@@ -159,6 +160,10 @@ WHERE q.visible_at_ms <= :now
 ORDER BY q.visible_at_ms, q.id
 LIMIT 1
 """
+_CANDIDATE_SQL = _CANDIDATE_TEMPLATE.format(skip="")
+_CANDIDATE_SKIPPING_SQL = _CANDIDATE_TEMPLATE.format(
+    skip="\n  AND q.instance_id NOT IN (SELECT value FROM json_each(:skip))"
+)
 
 
 def _lock_turn_txn(
@@ -169,10 +174,15 @@ def _lock_turn_txn(
     owner_id: str,
     token: str,
     cached: Mapping[str, tuple[int, int]] | None = None,
+    skip: Collection[str] = (),
 ) -> RawTurn | NoWork:
-    """Lock one instance and read its batch."""
+    """Lock one instance and read its batch (none of ``skip``)."""
+    if skip:
+        sql, params = _CANDIDATE_SKIPPING_SQL, {"now": now, "skip": json_array(skip)}
+    else:
+        sql, params = _CANDIDATE_SQL, {"now": now}
     while True:
-        row = conn.execute(_CANDIDATE_SQL, {"now": now}).fetchone()
+        row = conn.execute(sql, params).fetchone()
         if row is None:
             return NoWork(_turn_due_txn(conn, now))
         instance_id, has_instance = row[0], bool(row[1])
@@ -245,8 +255,9 @@ def fetch_turns_txn(
     new_token: Callable[[], str],
     max_items: int,
     cached: Mapping[str, tuple[int, int]] | None = None,
+    skip: Collection[str] = (),
 ) -> list[RawTurn] | NoWork:
-    """Lock up to ``max_items`` instances, each with its batch."""
+    """Lock up to ``max_items`` instances, each with its batch (none of ``skip``)."""
     turns: list[RawTurn] = []
     for _ in range(max(1, max_items)):
         result = _lock_turn_txn(
@@ -256,6 +267,7 @@ def fetch_turns_txn(
             owner_id=owner_id,
             token=new_token(),
             cached=cached,
+            skip=skip,
         )
         if isinstance(result, NoWork):
             return turns or result

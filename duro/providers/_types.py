@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -66,6 +66,10 @@ class FetchTurnRequest:
     """Instances whose history the caller holds in memory: ``(execution_id, event count)``.
     When the locked instance's current execution and count match, the store may skip loading
     history and KV and set ``OrchestrationWorkItem.history_omitted`` (optional optimisation)."""
+    skip_instances: Collection[str] = ()
+    """Instances the caller leaves to other workers for now (it lacks their code, during a
+    rolling deployment): the store locks none of them, so the others get them first. Read at
+    every fetch; usually empty."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,6 +161,10 @@ class FetchActivityRequest:
     session_lock_timeout: float = 30.0
     max_items: int = 1
     """``fetch_activities`` locks up to this many items in one round trip."""
+    skip_activities: Collection[tuple[str, int, int]] = ()
+    """Activities the caller leaves to other workers for now (it lacks their code), as
+    ``(instance_id, execution_id, seq)``: the store locks none of them. Read at every fetch;
+    usually empty."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

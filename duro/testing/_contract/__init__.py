@@ -19,6 +19,7 @@ pytest.register_assert_rewrite(
     "duro.testing._contract._queues",
     "duro.testing._contract._retention",
     "duro.testing._contract._sessions",
+    "duro.testing._contract._skips",
     "duro.testing._contract._starts",
     "duro.testing._contract._tags",
     "duro.testing._contract._turns",
@@ -44,6 +45,7 @@ from ._queues import (  # noqa: E402
 )
 from ._retention import RetentionContract  # noqa: E402
 from ._sessions import SessionContract  # noqa: E402
+from ._skips import SkipContract  # noqa: E402
 from ._starts import StartContract  # noqa: E402
 from ._tags import TagContract  # noqa: E402
 from ._turns import (  # noqa: E402
@@ -72,6 +74,7 @@ class ProviderContract(
     TurnBatchContract,
     CommitFetchContract,
     CachedHistoryContract,
+    SkipContract,
     TagContract,
     SessionContract,
     ManagementContract,
@@ -121,6 +124,7 @@ __all__ = [
     "QueueSemanticsContract",
     "RetentionContract",
     "SessionContract",
+    "SkipContract",
     "StartContract",
     "TagContract",
     "TurnBatchContract",
