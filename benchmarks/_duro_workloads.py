@@ -4,7 +4,9 @@
 
 ``--config`` names a provider in ``PROVIDERS``, a multi-process SQLite cell in
 ``SQLITE_PROCESSES`` (``sqlite-x2``: two full runtime processes on one file, the documented
-way to use every core of a host; ``sqlite-split``: one process runs turns, another
+way to use every core of a host, the harness's also starting the workflows; ``sqlite-w2``: the
+same two runtimes in their own processes, the harness only starting and waiting, as a web
+service beside its workers would; ``sqlite-split``: one process runs turns, another
 activities), or a Cosmos cell (``cosmos``, ``cosmos-p30-r2``: simulated physical partitions
 and runtime processes, see :mod:`benchmarks._cosmos`). Cosmos runs also report the HTTP
 requests and the estimated request units (RU) the runtimes spent, per orchestration,
@@ -61,6 +63,7 @@ PROVIDERS: dict[str, Callable[[str], Any]] = {
 SQLITE_PROCESSES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sqlite-x2": ("all", ("all",)),
     "sqlite-split": ("turns", ("activities",)),
+    "sqlite-w2": ("client", ("all", "all")),
 }
 """Multi-process SQLite cells: (the harness runtime's role, the extra processes' roles);
 roles as in ``benchmarks._runtime_process.ROLES``."""

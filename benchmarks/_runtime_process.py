@@ -32,6 +32,7 @@ ROLES: dict[str, dict[str, Any]] = {
     "all": {},
     "turns": {"activity_concurrency": 0},
     "activities": {"orchestration_concurrency": 0},
+    "client": {"orchestration_concurrency": 0, "activity_concurrency": 0},
 }
 """RuntimeOptions overrides per role."""
 

@@ -22,7 +22,8 @@ def test_quick_benchmark_run_checks_every_result_and_exits_cleanly() -> None:
     run = _benchmark("benchmarks.run", "--quick")
     assert "W1" in run.stdout and "W5" in run.stdout
     # Issue 16's workloads and multi-process cells run in the quick variant too.
-    for cell in ("W5X", "W6", "duro/sqlite-x2", "duro/sqlite-split", "after deleting 300"):
+    cells = ("W5X", "W6", "duro/sqlite-x2", "duro/sqlite-w2", "duro/sqlite-split")
+    for cell in (*cells, "after deleting 300"):
         assert cell in run.stdout, cell
 
 
