@@ -156,19 +156,7 @@ class ActivityWorker:
         running = self._leases.add(key, item, ctx)
         try:
             limit = self._options.max_deliveries
-            looks = max(item.delivery_count, self._handoffs.look(key))
-            if self._lookup(task.name) is None and looks < limit:
-                # A rolling deployment: a worker running newer code may have it (see
-                # ``_handoff``); on its last look it fails (in _run) instead of waiting forever.
-                put_back = self._handoffs.leave(key, looks, item.delivery_count)
-                log.warning(
-                    "leaving activity %s of %s for another worker: not registered here "
-                    "(look %d of %d, here again in %.0f s)",
-                    task.name, task.instance_id, looks, limit, put_back.here_again_in,
-                )  # fmt: skip
-                await self._abandon(
-                    item, put_back.delay, undo_delivery_count=put_back.undo_delivery_count
-                )
+            if self._lookup(task.name) is None and await self._hand_off(item, key):
                 return
             if item.delivery_count > limit:
                 poison = poison_error(
@@ -310,6 +298,24 @@ class ActivityWorker:
         else:
             log.error("reporting %s for %s failed: %s", task.name, task.instance_id, failure)
             await self._abandon(running.item)
+
+    async def _hand_off(self, item: ActivityWorkItem, key: tuple[str, int, int]) -> bool:
+        """Leave an activity this worker lacks to workers that may have it (a rolling
+        deployment, see ``_handoff``). False on its last look: then it runs here and fails
+        (in _run) instead of waiting forever."""
+        task = item.task
+        limit = self._options.max_deliveries
+        looks = max(item.delivery_count, self._handoffs.look(key))
+        if looks >= limit:
+            return False
+        put_back = self._handoffs.leave(key, looks, item.delivery_count)
+        log.warning(
+            "leaving activity %s of %s for another worker: not registered here "
+            "(look %d of %d, here again in %.0f s)",
+            task.name, task.instance_id, looks, limit, put_back.here_again_in,
+        )  # fmt: skip
+        await self._abandon(item, put_back.delay, undo_delivery_count=put_back.undo_delivery_count)
+        return True
 
     async def _drop(self, item: ActivityWorkItem) -> None:
         # An error means the item is already withdrawn: nothing left to drop.
