@@ -54,6 +54,10 @@ MEMORY = ":memory:"
 _MAX_READERS = 4
 _WRITE_THREADS = 4
 _MAX_GROUP = 64
+_RETRY_FIRST_S = 0.00005
+_RETRY_MOST_S = 0.002
+"""Pauses between tries for a write lock another process holds: a commit holds it for a
+fraction of a millisecond (SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between tries)."""
 
 
 class _Busy(Exception):
@@ -116,10 +120,14 @@ class Database:
     ) -> R:
         """Run ``txn`` atomically, then ``then`` on its result after COMMIT (outside the
         write lock: decoding a large history does not stretch the time it is held)."""
-        write = _Write(operation, txn, then)
+        write = _Write(operation, txn, then, on_loop)
         if on_loop and not self._pending and not self._flushing:
             await anyio.lowlevel.checkpoint_if_cancelled()
-            if self._write_on_loop(write):
+            try:
+                ran = self._write_on_loop([write])
+            except _Busy:
+                ran = False  # queued below: the flush waits for the other process on the loop
+            if ran:
                 # Yield once, as a thread hop would have, but never cancel a done write.
                 await anyio.lowlevel.cancel_shielded_checkpoint()
                 result: R = write.outcome()
@@ -139,22 +147,58 @@ class Database:
         return queued
 
     async def _flush(self) -> None:
-        """Run queued writes batch by batch until none is left (for every waiting task)."""
+        """Run queued writes batch by batch until none is left (for every waiting task).
+
+        A batch of short writes runs on the loop thread. While another process holds the
+        file's write lock, the flush waits for it here, on the loop (retrying after 50 us,
+        doubling to 2 ms, up to ``busy_timeout``): the loop keeps running turns meanwhile and
+        the writes queued in the wait join the batch. A thread would wait as well, but its
+        hand-offs and its fight with the loop for the GIL while it holds the file's lock
+        made two processes on one file slower than one. Only a lock held in this process (a
+        checkpoint, a long write) or a long write itself sends a batch to a thread.
+        """
         self._flushing = True
         try:
             # Shielded: other tasks' writes ride on this one; they must not be stranded.
             with anyio.CancelScope(shield=True):
+                pause, deadline = _RETRY_FIRST_S, None
                 while self._pending:
-                    batch = self._pending[:_MAX_GROUP]
-                    del self._pending[:_MAX_GROUP]
+                    batch = self._next_batch()
+                    if batch[0].on_loop:
+                        try:
+                            ran = self._write_on_loop(batch)
+                        except _Busy as busy:
+                            now = time.monotonic()
+                            deadline = now + self._busy_timeout if deadline is None else deadline
+                            if now + pause <= deadline:
+                                await anyio.sleep(pause)
+                                pause = min(pause * 2, _RETRY_MOST_S)
+                                continue
+                            assert isinstance(busy.__cause__, sqlite3.Error)
+                            _fail_translated(batch, busy.__cause__, self.path)
+                            ran = True
+                        if ran:
+                            del self._pending[: len(batch)]
+                            _set_done(batch)
+                            pause, deadline = _RETRY_FIRST_S, None
+                            continue
+                    del self._pending[: len(batch)]
                     await anyio.to_thread.run_sync(
                         self._write_batch_sync, batch, limiter=self._writers()
                     )
-                    for write in batch:
-                        assert write.done is not None
-                        write.done.set()
+                    _set_done(batch)
         finally:
             self._flushing = False
+
+    def _next_batch(self) -> list[_Write]:
+        """The next queued writes to run together (left queued until they start): a run of
+        short ones for the loop, else up to ``_MAX_GROUP`` of any kind for a thread."""
+        if not self._pending[0].on_loop:
+            return self._pending[:_MAX_GROUP]
+        size = 1
+        while size < min(len(self._pending), _MAX_GROUP) and self._pending[size].on_loop:
+            size += 1
+        return self._pending[:size]
 
     async def read(
         self, operation: str, txn: Callable[[sqlite3.Connection], T], *, on_loop: bool = True
@@ -204,8 +248,10 @@ class Database:
 
     # -- on the loop thread: never waits for a lock ---------------------------------------------
 
-    def _write_on_loop(self, write: _Write) -> bool:
-        """Run ``write`` here if the writer is open and free; False if it could not start."""
+    def _write_on_loop(self, batch: list[_Write]) -> bool:
+        """Run ``batch`` here if the writer is open and free in this process; False if it
+        could not start. Raises ``_Busy`` (having done nothing) if another connection holds
+        the file's write lock."""
         conn = self._writer
         if self.checkpointer is not None and self.checkpointer.pending:
             return False  # let the checkpoint have the lock first (see Checkpointer.pending)
@@ -216,13 +262,13 @@ class Database:
                 conn.execute("BEGIN IMMEDIATE")  # busy_timeout is 0: fails fast if locked
             except sqlite3.Error as exc:
                 if is_busy(exc):
-                    return False
-                _fail_translated([write], exc, self.path)
+                    raise _Busy from exc
+                _fail_translated(batch, exc, self.path)
                 return True
-            self._run_batch(conn, [write])
+            self._run_batch(conn, batch)
         finally:
             self._write_lock.release()
-        _run_then([write])
+        _run_then(batch)
         return True
 
     def _read_on_loop(self, operation: str, txn: Callable[[sqlite3.Connection], T]) -> T:
@@ -362,13 +408,11 @@ class Database:
         with self._write_lock:
             try:
                 conn = self._writer_sync()
-                # Another process holds the write lock for a fraction of a millisecond per
-                # commit; SQLite's busy handler would sleep 1, 2, 5, 10 ms... between tries.
                 _until_not_busy(
                     lambda: conn.execute("BEGIN IMMEDIATE"),
                     self._busy_timeout,
-                    first=0.00005,
-                    most=0.002,
+                    first=_RETRY_FIRST_S,
+                    most=_RETRY_MOST_S,
                 )
             except sqlite3.Error as exc:
                 _fail_translated(batch, exc, self.path)
@@ -493,17 +537,20 @@ class Database:
 class _Write:
     """One write: its transaction body, what to do after COMMIT, and its outcome."""
 
-    __slots__ = ("done", "error", "operation", "result", "then", "txn")
+    __slots__ = ("done", "error", "on_loop", "operation", "result", "then", "txn")
 
     def __init__(
         self,
         operation: str,
         txn: Callable[[sqlite3.Connection], Any],
         then: Callable[[Any], Any],
+        on_loop: bool,
     ) -> None:
         self.operation = operation
         self.txn = txn
         self.then = then
+        self.on_loop = on_loop
+        """Short enough to run on the event loop (see ``Database.write_then``)."""
         self.done: anyio.Event | None = None
         """Set once a worker thread ran it (thread path only)."""
         self.result: Any = None
@@ -513,6 +560,12 @@ class _Write:
         if self.error is not None:
             raise self.error
         return self.result
+
+
+def _set_done(batch: list[_Write]) -> None:
+    for write in batch:
+        assert write.done is not None
+        write.done.set()
 
 
 def _until_not_busy(attempt: Callable[[], T], timeout: float, *, first: float, most: float) -> T:

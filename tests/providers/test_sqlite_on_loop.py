@@ -70,23 +70,27 @@ async def test_a_turn_round_trip_runs_on_the_event_loop(
         assert hops.count == 0
 
 
-async def test_a_write_that_meets_another_connections_lock_waits_in_a_thread(
+async def test_a_write_that_meets_another_connections_lock_waits_for_it_on_the_loop(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with SqliteProvider(db_path, busy_timeout=10) as provider:
         await provider.open()
+        await provider.read_instance("warm-up")  # the first read opens a reader in a thread
         hops = ThreadHops(monkeypatch)
         holder = sqlite3.connect(db_path, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(provider.start_orchestration, start("i1"))
+                tg.start_soon(provider.start_orchestration, start("i2"))
                 await anyio.sleep(0.05)
-                assert hops.count == 1  # tried on the loop, met the lock, now waits in a thread
+                assert await provider.read_instance("i1") is None  # still waiting
                 holder.execute("ROLLBACK")
         finally:
             holder.close()
         assert await provider.read_instance("i1") is not None
+        assert await provider.read_instance("i2") is not None
+        assert hops.count == 0  # no thread: the wait and both writes ran on the loop
 
 
 async def test_a_caller_cancelled_before_its_write_writes_nothing(db_path: Path) -> None:
