@@ -450,11 +450,14 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
             f"{current[0]} of {iid!r}",
             retryable=False,
         )
-    start = conn.execute(
-        "SELECT enqueued_at_ms, id FROM orchestrator_queue WHERE lock_token = ? AND kind = ?"
-        " ORDER BY id LIMIT 1",
-        (commit.lock_token, _START),
-    ).fetchone()
+    # Creation time and order come from the start message, and only a new row takes them.
+    start = None
+    if current is None:
+        start = conn.execute(
+            "SELECT enqueued_at_ms, id FROM orchestrator_queue WHERE lock_token = ? AND kind = ?"
+            " ORDER BY id LIMIT 1",
+            (commit.lock_token, _START),
+        ).fetchone()
     created_at, created_seq = (now, 0) if start is None else start
     conn.execute("DELETE FROM orchestrator_queue WHERE lock_token = ?", (commit.lock_token,))
 
@@ -512,18 +515,20 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
             (commit.changes.custom_status, iid),
         )
     _apply_kv_txn(conn, commit, now)
-    conn.executemany(
-        "INSERT INTO worker_queue (instance_id, execution_id, seq, session_id, tag, data,"
-        " visible_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (t.instance_id, t.execution_id, t.seq, t.session, t.tag, encode_message(t), now)
-            for t in commit.changes.activity_tasks
-        ],
-    )
-    conn.executemany(
-        "DELETE FROM worker_queue WHERE instance_id = ? AND execution_id = ? AND seq = ?",
-        [(iid, commit.changes.execution_id, seq) for seq in commit.changes.cancelled_activities],
-    )
+    if commit.changes.activity_tasks:
+        conn.executemany(
+            "INSERT INTO worker_queue (instance_id, execution_id, seq, session_id, tag, data,"
+            " visible_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (t.instance_id, t.execution_id, t.seq, t.session, t.tag, encode_message(t), now)
+                for t in commit.changes.activity_tasks
+            ],
+        )
+    if cancelled := commit.changes.cancelled_activities:
+        conn.executemany(
+            "DELETE FROM worker_queue WHERE instance_id = ? AND execution_id = ? AND seq = ?",
+            [(iid, commit.changes.execution_id, seq) for seq in cancelled],
+        )
     for scheduled in commit.changes.orchestrator_messages:
         insert_message_txn(conn, scheduled.message, scheduled.visible_at_ms, now)
     if status.instance_state().is_terminal:
