@@ -9,14 +9,16 @@ to hundreds of microseconds, while handing it to a worker thread and waking the 
 costs about 160 us of CPU on a small VM: in a W1 profile the hand-offs were most of the
 provider's cost, and running such calls on the loop thread doubled throughput (decision
 0006). So they run right on the loop thread, but only when that cannot block: connections
-used there have ``busy_timeout = 0``, so if another process holds the write lock (or, rarely,
-a reader is refused), the call gives up before doing anything and takes the thread path
-below, which waits with the real ``busy_timeout``. Calls that may scan a lot (management
-queries, deletes, whole histories) pass ``on_loop=False`` and always use a thread.
+used there have ``busy_timeout = 0``, so if another process holds the write lock the write
+gives up before doing anything and the flush tries again later, still on the loop (the loop
+runs other tasks meanwhile); a reader that is refused (rarely) takes the thread path below,
+which waits with the real ``busy_timeout``. Calls that may scan a lot (management queries,
+deletes, whole histories) pass ``on_loop=False`` and always use a thread.
 
-**Thread path.** The lock is taken inside the worker thread: the next queued write is
+**Thread path** (long writes, and writes that find this process's lock held by a thread
+batch or a checkpoint). The lock is taken inside the worker thread: the next queued write is
 already sitting in its thread when the previous one commits and starts the moment the lock
-is released. Writes queued while a batch is in the thread go together in the next batch
+is released. Writes queued while a batch runs or waits go together in the next batch
 (group commit), each in its own savepoint so a failing write undoes only itself.
 In-process writers therefore never sleep in SQLite's busy handler; ``busy_timeout`` only
 matters between processes (or between providers on one file), where ``BEGIN IMMEDIATE``
