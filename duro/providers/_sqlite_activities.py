@@ -94,11 +94,11 @@ def _lock_activity_txn(
             dead_letter_txn(conn, "worker_queue", None, data, str(exc), now)
             conn.execute("DELETE FROM worker_queue WHERE id = ?", (item_id,))
             continue
-        conn.execute(
+        [(delivery_count,)] = conn.execute(
             "UPDATE worker_queue SET lock_token = ?, locked_until_ms = ?, lock_owner = ?,"
-            " delivery_count = delivery_count + 1 WHERE id = ?",
+            " delivery_count = delivery_count + 1 WHERE id = ? RETURNING delivery_count",
             (token, now + ms(request.lock_timeout), request.owner_id, item_id),
-        )
+        ).fetchall()
         if session_id is not None and request.session_owner is not None:
             # Claim or renew; a live lease of ours is never shortened.
             conn.execute(
@@ -117,9 +117,6 @@ def _lock_activity_txn(
                     now,
                 ),
             )
-        delivery_count: int = conn.execute(
-            "SELECT delivery_count FROM worker_queue WHERE id = ?", (item_id,)
-        ).fetchone()[0]
         return ActivityWorkItem(lock_token=token, task=task, delivery_count=delivery_count)
 
 

@@ -207,14 +207,12 @@ def _lock_turn_txn(
         )
         # The batch is every visible message of the instance (undecodable ones were just set
         # aside), so tagging by visibility tags exactly the batch.
-        conn.execute(
+        counts = conn.execute(
             "UPDATE orchestrator_queue SET lock_token = ?, delivery_count = delivery_count + 1"
-            " WHERE instance_id = ? AND visible_at_ms <= ?",
+            " WHERE instance_id = ? AND visible_at_ms <= ? RETURNING delivery_count",
             (token, instance_id, now),
-        )
-        delivery_count: int = conn.execute(
-            "SELECT max(delivery_count) FROM orchestrator_queue WHERE lock_token = ?", (token,)
-        ).fetchone()[0]
+        ).fetchall()
+        delivery_count: int = max(count for (count,) in counts)
         instance_row = conn.execute(
             f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?", (instance_id,)
         ).fetchone()
@@ -418,12 +416,15 @@ def expire_turn_locks_txn(conn: sqlite3.Connection, owner_id: str, now: int) -> 
 # -- commit, abandon, renew --------------------------------------------------------------------
 
 
+LOCK_LOST = "lock token is unknown, released or taken over"
+
+
 def live_turn_lock_txn(conn: sqlite3.Connection, op: str, token: str) -> str:
     row = conn.execute(
         "SELECT instance_id FROM instance_locks WHERE lock_token = ?", (token,)
     ).fetchone()
     if row is None:
-        raise LockLostError(op, "lock token is unknown, released or taken over")
+        raise LockLostError(op, LOCK_LOST)
     instance_id: str = row[0]
     return instance_id
 
@@ -438,16 +439,21 @@ def encode_error(error: ErrorInfo | None) -> bytes | None:
 def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> None:
     op = "commit_turn"
     iid = commit.changes.instance_id
-    if live_turn_lock_txn(conn, op, commit.lock_token) != iid:
-        raise LockLostError(op, "lock token belongs to another instance")
-    current = conn.execute(
-        "SELECT execution_id FROM instances WHERE instance_id = ?", (iid,)
+    lock = conn.execute(
+        "SELECT l.instance_id, i.execution_id FROM instance_locks l"
+        " LEFT JOIN instances i ON i.instance_id = l.instance_id WHERE l.lock_token = ?",
+        (commit.lock_token,),
     ).fetchone()
-    if current is not None and commit.changes.execution_id < current[0]:
+    if lock is None:
+        raise LockLostError(op, LOCK_LOST)
+    if lock[0] != iid:
+        raise LockLostError(op, "lock token belongs to another instance")
+    current: int | None = lock[1]  # the instance row's execution, if the row exists
+    if current is not None and commit.changes.execution_id < current:
         raise ProviderError(
             op,
             f"execution {commit.changes.execution_id} is older than the current execution "
-            f"{current[0]} of {iid!r}",
+            f"{current} of {iid!r}",
             retryable=False,
         )
     # Creation time and order come from the start message, and only a new row takes them.
