@@ -154,10 +154,11 @@ class Database:
         A batch of short writes runs on the loop thread. While another process holds the
         file's write lock, the flush waits for it here, on the loop (retrying after 50 us,
         doubling to 2 ms, up to ``busy_timeout``): the loop keeps running turns meanwhile and
-        the writes queued in the wait join the batch. A thread would wait as well, but its
-        hand-offs and its fight with the loop for the GIL while it holds the file's lock
-        made two processes on one file slower than one. Only a lock held in this process (a
-        checkpoint, a long write) or a long write itself sends a batch to a thread.
+        the writes queued in the wait join the batch. A thread waited before, then ran the
+        transaction competing with the loop for the GIL (holding the file's lock longer)
+        and handed every result back: that cost two processes on one file much of their
+        gain. Only a lock held in this process (a checkpoint, a long write) or a long write
+        itself sends a batch to a thread.
         """
         self._flushing = True
         try:
@@ -554,7 +555,7 @@ class _Write:
         self.on_loop = on_loop
         """Short enough to run on the event loop (see ``Database.write_then``)."""
         self.done: anyio.Event | None = None
-        """Set once a worker thread ran it (thread path only)."""
+        """Set once a flush ran it (queued writes only)."""
         self.result: Any = None
         self.error: BaseException | None = None
 
