@@ -43,8 +43,9 @@ async def test_graceful_shutdown_lets_an_in_flight_activity_finish_and_report(
         tg.start_soon(release_once_shutdown_began)
         async with runtime(store, registry, clock, shutdown_grace_period=5.0) as rt:
             await client.start_orchestration("rt-1", orch)
-            await wait_until(lambda: calls["slow"] == 1)
-            assert rt.in_flight == 1
+            # The activity starts from the commit of the turn that scheduled it (hand-over),
+            # so it can run before that turn's own bookkeeping ends: wait for both.
+            await wait_until(lambda: calls["slow"] == 1 and rt.in_flight == 1)
             # set with no checkpoint before __aexit__: shutdown starts before the release runs
             leaving.set()
     assert (await client.get_status("rt-1")).state is duro.State.RUNNING
