@@ -436,11 +436,15 @@ def encode_error(error: ErrorInfo | None) -> bytes | None:
     return None if error is None else _ERROR_ENCODER.encode(error)
 
 
+_STORED_ROW = "i.execution_id, i.name, i.execution_status, i.parent_instance_id, i.restarting"
+"""What ``_update_instance_txn`` compares, read with the lock check."""
+
+
 def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> None:
     op = "commit_turn"
     iid = commit.changes.instance_id
     lock = conn.execute(
-        "SELECT l.instance_id, i.execution_id FROM instance_locks l"
+        f"SELECT l.instance_id, {_STORED_ROW} FROM instance_locks l"
         " LEFT JOIN instances i ON i.instance_id = l.instance_id WHERE l.lock_token = ?",
         (commit.lock_token,),
     ).fetchone()
@@ -448,7 +452,8 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
         raise LockLostError(op, LOCK_LOST)
     if lock[0] != iid:
         raise LockLostError(op, "lock token belongs to another instance")
-    current: int | None = lock[1]  # the instance row's execution, if the row exists
+    stored: tuple[int, str, str, str | None, int] | None = None if lock[1] is None else lock[1:]
+    current = None if stored is None else stored[0]  # the instance row's execution
     if current is not None and commit.changes.execution_id < current:
         raise ProviderError(
             op,
@@ -470,32 +475,10 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
     status = commit.changes.execution_status
     error = encode_error(commit.changes.error)
     instance_completed = now if status.instance_state().is_terminal else None
-    conn.execute(
-        "INSERT INTO instances (instance_id, name, version, execution_id, execution_status,"
-        " output, error, parent_instance_id, created_at_ms, created_seq, updated_at_ms,"
-        " completed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (instance_id) DO UPDATE SET name = excluded.name, restarting = 0,"
-        " version = excluded.version, execution_id = excluded.execution_id,"
-        " execution_status = excluded.execution_status, output = excluded.output,"
-        " error = excluded.error,"
-        " parent_instance_id = coalesce(instances.parent_instance_id,"
-        " excluded.parent_instance_id),"
-        " updated_at_ms = excluded.updated_at_ms, completed_at_ms = excluded.completed_at_ms",
-        (
-            iid,
-            commit.changes.name,
-            commit.changes.version,
-            commit.changes.execution_id,
-            status.value,
-            commit.changes.output,
-            error,
-            commit.changes.parent_instance_id,
-            created_at,
-            created_seq,
-            now,
-            instance_completed,
-        ),
-    )
+    if stored is not None:
+        _update_instance_txn(conn, commit, stored, error, now, instance_completed)
+    else:
+        _insert_instance_txn(conn, commit, error, now, instance_completed, created_at, created_seq)
     conn.execute(
         "INSERT INTO executions (instance_id, execution_id, status, output, error,"
         " started_at_ms, completed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -544,6 +527,73 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
             (iid, "TimerFiredMessage"),
         )
     conn.execute("DELETE FROM instance_locks WHERE instance_id = ?", (iid,))
+
+
+def _insert_instance_txn(
+    conn: sqlite3.Connection,
+    commit: TurnCommit,
+    error: bytes | None,
+    now: int,
+    completed_at: int | None,
+    created_at: int,
+    created_seq: int,
+) -> None:
+    """The instance's row, at its first commit."""
+    c = commit.changes
+    conn.execute(
+        "INSERT INTO instances (instance_id, name, version, execution_id, execution_status,"
+        " output, error, parent_instance_id, created_at_ms, created_seq, updated_at_ms,"
+        " completed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            c.instance_id,
+            c.name,
+            c.version,
+            c.execution_id,
+            c.execution_status.value,
+            c.output,
+            error,
+            c.parent_instance_id,
+            created_at,
+            created_seq,
+            now,
+            completed_at,
+        ),
+    )
+
+
+def _update_instance_txn(
+    conn: sqlite3.Connection,
+    commit: TurnCommit,
+    stored: tuple[int, str, str, str | None, int],
+    error: bytes | None,
+    now: int,
+    completed_at: int | None,
+) -> None:
+    """The instance's row after a later commit. Indexed columns (name, status, parent,
+    restarting) are set only when they change: SQLite rewrites an index entry for every
+    column an UPDATE sets, changed or not, and most turns change none of them."""
+    c = commit.changes
+    _, name, status, parent, restarting = stored
+    sets: dict[str, object] = {
+        "version": c.version,
+        "execution_id": c.execution_id,
+        "output": c.output,
+        "error": error,
+        "updated_at_ms": now,
+        "completed_at_ms": completed_at,
+    }
+    if name != c.name:
+        sets["name"] = c.name
+    if status != c.execution_status.value:
+        sets["execution_status"] = c.execution_status.value
+    if parent is None and c.parent_instance_id is not None:
+        sets["parent_instance_id"] = c.parent_instance_id
+    if restarting:
+        sets["restarting"] = 0
+    assignments = ", ".join(f"{column} = ?" for column in sets)
+    conn.execute(
+        f"UPDATE instances SET {assignments} WHERE instance_id = ?", (*sets.values(), c.instance_id)
+    )
 
 
 def _append_history_txn(
