@@ -1,12 +1,13 @@
 """A store under a backlog: memory, and how late timers fire while it drains.
 
-    python -m benchmarks.overload [--waiting 10000] [--starts 50000] [--json PATH]
+    python -m benchmarks.overload [--waiting 10000] [--starts 50000] [--probe-every 5] [--json PATH]
 
 Issue 12's overload case, on one SQLite file and one runtime (defaults):
 
 1. ``--waiting`` instances start and wait for an event that never comes (a store full of
    waiting work, as an approval backlog is);
-2. probe instances start, each with a durable timer due 5 to 60 s later;
+2. 12 probe instances start, each with a durable timer, due every ``--probe-every`` seconds
+   (by default 5 to 60 s later);
 3. ``--starts`` instances are queued at once (a burst), each one turn that sets a 1 s timer,
    then one that completes; the runtime drains them.
 
@@ -64,7 +65,7 @@ async def _until(check: Any, timeout: float) -> None:
             await anyio.sleep(0.5)
 
 
-async def measure(waiting: int, starts: int) -> dict[str, Any]:
+async def measure(waiting: int, starts: int, probe_every: float = 5.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="duro-overload-") as tmp:
         store = duro.SqliteProvider(Path(tmp) / "overload.db")
         client = duro.Client(store, registry=registry)
@@ -80,7 +81,7 @@ async def measure(waiting: int, starts: int) -> dict[str, Any]:
             await _until(all_waiting, 600)
             rss_waiting = _rss_mb()
             for n in range(PROBES):
-                await client.start_orchestration(f"probe-{n}", ticker, 5.0 * (n + 1))
+                await client.start_orchestration(f"probe-{n}", ticker, probe_every * (n + 1))
             burst_at = time.monotonic()
             for n in range(starts):
                 await client.start_orchestration(f"tick-{n}", ticker, 1.0)
@@ -119,9 +120,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.overload")
     parser.add_argument("--waiting", type=int, default=10_000)
     parser.add_argument("--starts", type=int, default=50_000)
+    parser.add_argument(
+        "--probe-every", type=float, default=5.0, help="seconds between the probes' timers"
+    )
     parser.add_argument("--json", type=Path, help="also save the figures here")
     args = parser.parse_args()
-    result = anyio.run(measure, args.waiting, args.starts)
+    result = anyio.run(measure, args.waiting, args.starts, args.probe_every)
     for key, value in result.items():
         print(f"{key:30s} {value}")
     if args.json:

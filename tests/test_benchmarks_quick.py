@@ -33,7 +33,9 @@ def test_gc_pause_benchmark_compares_both_settings() -> None:
 
 
 def test_overload_benchmark_drains_a_burst_beside_waiting_instances() -> None:
-    run = _benchmark("benchmarks.overload", "--waiting", "100", "--starts", "200")
+    run = _benchmark(
+        "benchmarks.overload", "--waiting", "100", "--starts", "200", "--probe-every", "0.1"
+    )
     assert "burst_timer_lateness_max_s" in run.stdout
 
 
