@@ -61,35 +61,23 @@ def record_of(doc: InstanceDoc) -> InstanceRecord:
             created_at_ms=doc.created_at,
             updated_at_ms=doc.created_at,
         )
-    if doc.restarting:
-        return InstanceRecord(
-            instance_id=doc.instance_id,
-            state=State.PENDING,
-            name=doc.name,
-            version=doc.version,
-            execution_id=doc.execution_id,
-            custom_status=raw(doc.custom_status),
-            custom_status_version=doc.custom_status_version,
-            parent_instance_id=doc.parent_instance_id,
-            created_at_ms=doc.created_at,
-            updated_at_ms=doc.updated_at,
-        )
-    status = ExecutionStatus(_status_of(doc))
+    # A queued restart reads as PENDING: the finished execution's outcome is not shown.
+    status = None if doc.restarting else ExecutionStatus(_status_of(doc))
     return InstanceRecord(
         instance_id=doc.instance_id,
-        state=status.instance_state(),
+        state=State.PENDING if status is None else status.instance_state(),
         name=doc.name,
         version=doc.version,
         execution_id=doc.execution_id,
         execution_status=status,
-        output=raw(doc.output),
-        error=decode_error(doc.error),
+        output=None if status is None else raw(doc.output),
+        error=None if status is None else decode_error(doc.error),
         custom_status=raw(doc.custom_status),
         custom_status_version=doc.custom_status_version,
         parent_instance_id=doc.parent_instance_id,
         created_at_ms=doc.created_at,
         updated_at_ms=doc.updated_at,
-        completed_at_ms=doc.completed_at,
+        completed_at_ms=None if status is None else doc.completed_at,
     )
 
 

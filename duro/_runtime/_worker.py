@@ -139,6 +139,7 @@ class ActivityWorker:
         key = (task.instance_id, task.execution_id, task.seq)
         if self._leases.adopt(key, item):
             return
+        details = bytes(task.heartbeat_details)  # b"null" when no heartbeat carried any
         ctx = ActivityContext(
             instance_id=task.instance_id,
             execution_id=task.execution_id,
@@ -150,9 +151,8 @@ class ActivityWorker:
             tag=task.tag,
             worker_id=self._options.worker_id,
             client=self._client,
-            heartbeat_details=None if bytes(task.heartbeat_details) == b"null"
-            else bytes(task.heartbeat_details),
-        )  # fmt: skip
+            heartbeat_details=None if details == b"null" else details,
+        )
         running = self._leases.add(key, item, ctx)
         try:
             limit = self._options.max_deliveries

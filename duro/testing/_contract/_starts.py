@@ -34,6 +34,14 @@ def _event(instance_id: str, name: str = "go", data: object = None) -> RaiseEven
     return RaiseEventMessage(instance_id=instance_id, name=name, data=raw(data))
 
 
+async def _existing_instance(provider: Provider, instance_id: str, committed: bool) -> None:
+    """An instance that exists: RUNNING after a commit, or only a queued start (PENDING)."""
+    if committed:
+        await create_instance(provider, instance_id)
+    else:
+        await provider.start_orchestration(start_message(instance_id))
+
+
 def _kinds(messages: list[object]) -> list[str]:
     return [
         f"event {m.name}" if isinstance(m, RaiseEventMessage) else type(m).__name__
@@ -61,10 +69,7 @@ class StartContract(ContractBase):
     async def test_fail_on_an_existing_instance_raises_and_enqueues_nothing(
         self, provider: Provider, clock: VirtualClock, committed: bool
     ) -> None:
-        if committed:
-            await create_instance(provider, "i1")
-        else:
-            await provider.start_orchestration(start_message("i1"))
+        await _existing_instance(provider, "i1", committed)
 
         with pytest.raises(InstanceAlreadyExistsError) as caught:
             await provider.start_instance(
@@ -181,10 +186,7 @@ class StartContract(ContractBase):
     async def test_restart_if_finished_refuses_an_instance_that_has_not_finished(
         self, provider: Provider, clock: VirtualClock, committed: bool
     ) -> None:
-        if committed:
-            await create_instance(provider, "i1")
-        else:
-            await provider.start_orchestration(start_message("i1"))
+        await _existing_instance(provider, "i1", committed)
 
         with pytest.raises(InstanceAlreadyExistsError):
             await provider.start_instance(
