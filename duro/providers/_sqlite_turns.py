@@ -41,6 +41,11 @@ from ._types import (
 
 _ORPHAN_DROPPABLE = ("EnqueueEventMessage", "CancelOrchestrationMessage")
 _START = "StartOrchestrationMessage"
+_TIMER = "TimerFiredMessage"
+# Message kinds are written into the SQL, never bound: `kind = ?` matches the shape of the
+# partial index `orchestrator_queue_starts` (WHERE kind = '...'), so SQLite re-prepares such a
+# statement at every execution to re-check the index against the bound value (measured: 25-70
+# us a statement instead of 5, under the write lock).
 
 
 C = TypeVar("C")
@@ -84,8 +89,9 @@ def start_instance_txn(conn: sqlite3.Connection, request: StartRequest, now: int
         "SELECT execution_status, restarting FROM instances WHERE instance_id = ?", (iid,)
     ).fetchone()
     queued_start = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM orchestrator_queue WHERE instance_id = ? AND kind = ?)",
-        (iid, _START),
+        "SELECT EXISTS (SELECT 1 FROM orchestrator_queue"
+        f" WHERE instance_id = ? AND kind = '{_START}')",
+        (iid,),
     ).fetchone()[0]
     outcome = StartOutcome.STARTED
     if instance is not None or queued_start:
@@ -465,9 +471,9 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
     start = None
     if current is None:
         start = conn.execute(
-            "SELECT enqueued_at_ms, id FROM orchestrator_queue WHERE lock_token = ? AND kind = ?"
-            " ORDER BY id LIMIT 1",
-            (commit.lock_token, _START),
+            "SELECT enqueued_at_ms, id FROM orchestrator_queue"
+            f" WHERE lock_token = ? AND kind = '{_START}' ORDER BY id LIMIT 1",
+            (commit.lock_token,),
         ).fetchone()
     created_at, created_seq = (now, 0) if start is None else start
     conn.execute("DELETE FROM orchestrator_queue WHERE lock_token = ?", (commit.lock_token,))
@@ -523,8 +529,8 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
     if status.instance_state().is_terminal:
         # Timers an ended instance will never want (a select's losing timeout, say).
         conn.execute(
-            "DELETE FROM orchestrator_queue WHERE instance_id = ? AND kind = ?",
-            (iid, "TimerFiredMessage"),
+            f"DELETE FROM orchestrator_queue WHERE instance_id = ? AND kind = '{_TIMER}'",
+            (iid,),
         )
     conn.execute("DELETE FROM instance_locks WHERE instance_id = ?", (iid,))
 
