@@ -22,10 +22,10 @@ so work another process writes is picked up within milliseconds while it is busy
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import sqlite3
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import TypeVar
@@ -473,4 +473,20 @@ _FIRST_CHANGE_CHECK_S = 0.001
 
 
 def _new_token() -> str:
-    return uuid.uuid4().hex
+    """A lock token: unique across processes and restarts, not secret. Made under the write
+    lock, so it is a random per-process prefix and a counter, not a ``uuid4`` (an OS random
+    read and an object for every token)."""
+    return f"{_token_prefix}{next(_token_counter):x}"
+
+
+def _reseed_tokens() -> None:
+    global _token_prefix, _token_counter
+    _token_prefix = os.urandom(12).hex() + "-"
+    _token_counter = itertools.count()
+
+
+_token_prefix: str
+_token_counter: itertools.count[int]
+_reseed_tokens()
+if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent's tokens
+    os.register_at_fork(after_in_child=_reseed_tokens)

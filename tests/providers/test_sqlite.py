@@ -33,7 +33,7 @@ from duro._messages import (
 )
 from duro._status import ErrorCategory, ErrorInfo, State
 from duro.providers import _sqlite_schema
-from duro.providers._sqlite import SqliteProvider
+from duro.providers._sqlite import SqliteProvider, _new_token
 from duro.providers._sqlite_errors import (
     NotADuroDatabaseError,
     ReadOnlyStoreError,
@@ -639,7 +639,7 @@ async def test_two_providers_on_one_file_never_lock_the_same_instance(db_path: P
 _WORKER_SCRIPT = textwrap.dedent(
     """
     import sys, anyio
-    from duro.providers._sqlite import SqliteProvider
+    from duro.providers._sqlite import SqliteProvider, _new_token
     from duro.providers._types import (
         ExecutionStatus, FetchTurnRequest, TurnChanges, TurnCommit,
     )
@@ -718,7 +718,7 @@ async def test_other_processes_on_one_file_never_take_the_same_instance(db_path:
 _OPEN_AT_ONCE_SCRIPT = textwrap.dedent(
     """
     import sys, time, anyio
-    from duro.providers._sqlite import SqliteProvider
+    from duro.providers._sqlite import SqliteProvider, _new_token
     from duro._messages import StartOrchestrationMessage
 
     async def main(path, go, name):
@@ -731,6 +731,25 @@ _OPEN_AT_ONCE_SCRIPT = textwrap.dedent(
     anyio.run(main, sys.argv[1], float(sys.argv[2]), sys.argv[3])
     """
 )
+
+
+def test_lock_tokens_never_repeat_within_a_process() -> None:
+    assert len({_new_token() for _ in range(10_000)}) == 10_000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_a_forked_child_makes_lock_tokens_its_parent_never_makes() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next tokens, then leave without any cleanup
+        os.write(write, " ".join(_new_token() for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as child_out:
+        child_tokens = set(child_out.read().split())
+    os.waitpid(pid, 0)
+    assert len(child_tokens) == 100
+    assert not child_tokens & {_new_token() for _ in range(100)}
 
 
 def test_processes_opening_a_new_file_at_the_same_moment_all_succeed(tmp_path: Path) -> None:
