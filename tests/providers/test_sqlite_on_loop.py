@@ -112,8 +112,30 @@ async def test_checkpoints_keep_the_wal_bounded_under_continuous_writes(db_path:
         # Without checkpoints (automatic ones are off) 3,000 starts leave a WAL of tens of
         # megabytes; each checkpoint lets the next write restart it from the beginning.
         assert checkpointer.checkpoints >= 1
+        assert checkpointer.reached_end == checkpointer.checkpoints  # no other writer
         wal = await anyio.Path(f"{db_path}-wal").stat()
         assert wal.st_size < 8 * 2**20
+
+
+async def test_checkpoints_keep_the_wal_bounded_while_two_providers_write_without_pause(
+    db_path: Path,
+) -> None:
+    # Each provider is another process to the other: a checkpoint holding one provider's lock
+    # does not stop the other's commits, so it must take the file's write lock to reach the
+    # end of the WAL (before: the WAL never restarted and grew by every commit).
+    async with SqliteProvider(db_path) as first, SqliteProvider(db_path) as second:
+
+        async def start_many(provider: SqliteProvider, prefix: str) -> None:
+            for n in range(3000):
+                await provider.start_orchestration(start(f"{prefix}{n}"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(start_many, first, "a")
+            tg.start_soon(start_many, second, "b")
+        wal = await anyio.Path(f"{db_path}-wal").stat()
+        assert wal.st_size < 16 * 2**20
+        ends = [p._db.checkpointer.reached_end for p in (first, second) if p._db.checkpointer]
+        assert sum(ends) >= 1
 
 
 def test_the_checkpointer_thread_ends_on_stop_and_restarts_on_demand(db_path: Path) -> None:
