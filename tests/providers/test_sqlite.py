@@ -639,7 +639,7 @@ async def test_two_providers_on_one_file_never_lock_the_same_instance(db_path: P
 _WORKER_SCRIPT = textwrap.dedent(
     """
     import sys, anyio
-    from duro.providers._sqlite import SqliteProvider, _new_token
+    from duro.providers._sqlite import SqliteProvider
     from duro.providers._types import (
         ExecutionStatus, FetchTurnRequest, TurnChanges, TurnCommit,
     )
@@ -718,7 +718,7 @@ async def test_other_processes_on_one_file_never_take_the_same_instance(db_path:
 _OPEN_AT_ONCE_SCRIPT = textwrap.dedent(
     """
     import sys, time, anyio
-    from duro.providers._sqlite import SqliteProvider, _new_token
+    from duro.providers._sqlite import SqliteProvider
     from duro._messages import StartOrchestrationMessage
 
     async def main(path, go, name):

@@ -109,12 +109,14 @@ async def test_checkpoints_keep_the_wal_bounded_under_continuous_writes(db_path:
         assert isinstance(checkpointer, Checkpointer)
         for n in range(3000):
             await provider.start_orchestration(start(f"i{n}"))
-        # Without checkpoints (automatic ones are off) 3,000 starts leave a WAL of tens of
-        # megabytes; each checkpoint lets the next write restart it from the beginning.
+        # Without checkpoints (automatic ones are off) 3,000 starts leave a WAL of about
+        # 67 MB; each checkpoint lets the next write restart it from the beginning. The file
+        # keeps the largest size it reached: 200 commits and those made during a checkpoint's
+        # first pass (6-8 MB here, on a loaded machine too).
         assert checkpointer.checkpoints >= 1
         assert checkpointer.reached_end == checkpointer.checkpoints  # no other writer
         wal = await anyio.Path(f"{db_path}-wal").stat()
-        assert wal.st_size < 8 * 2**20
+        assert wal.st_size < 24 * 2**20
 
 
 async def test_checkpoints_keep_the_wal_bounded_while_two_providers_write_without_pause(
@@ -132,8 +134,11 @@ async def test_checkpoints_keep_the_wal_bounded_while_two_providers_write_withou
         async with anyio.create_task_group() as tg:
             tg.start_soon(start_many, first, "a")
             tg.start_soon(start_many, second, "b")
+        # The WAL file keeps the largest size it reached. With restarts that depends on how
+        # many commits land during a checkpoint (12-22 MB here, on a loaded machine too);
+        # without them the 6,000 commits leave 135 MB.
         wal = await anyio.Path(f"{db_path}-wal").stat()
-        assert wal.st_size < 16 * 2**20
+        assert wal.st_size < 48 * 2**20
         ends = [p._db.checkpointer.reached_end for p in (first, second) if p._db.checkpointer]
         assert sum(ends) >= 1
 
