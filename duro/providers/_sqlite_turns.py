@@ -444,6 +444,8 @@ def encode_error(error: ErrorInfo | None) -> bytes | None:
 
 _STORED_ROW = "i.execution_id, i.name, i.execution_status, i.parent_instance_id, i.restarting"
 """What ``_update_instance_txn`` compares, read with the lock check."""
+StoredRow = tuple[int, str, str, str | None, int]
+"""``_STORED_ROW`` as read."""
 
 
 def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> None:
@@ -458,7 +460,7 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
         raise LockLostError(op, LOCK_LOST)
     if lock[0] != iid:
         raise LockLostError(op, "lock token belongs to another instance")
-    stored: tuple[int, str, str, str | None, int] | None = None if lock[1] is None else lock[1:]
+    stored: StoredRow | None = None if lock[1] is None else lock[1:]
     current = None if stored is None else stored[0]  # the instance row's execution
     if current is not None and commit.changes.execution_id < current:
         raise ProviderError(
@@ -570,7 +572,7 @@ def _insert_instance_txn(
 def _update_instance_txn(
     conn: sqlite3.Connection,
     commit: TurnCommit,
-    stored: tuple[int, str, str, str | None, int],
+    stored: StoredRow,
     error: bytes | None,
     now: int,
     completed_at: int | None,
