@@ -292,3 +292,19 @@ async def test_activity_context_hands_an_activity_the_details_of_an_earlier_atte
     assert activity_context().last_heartbeat_details is None
     ctx.heartbeat({"page": 8})  # the runtime stores it; the test context only keeps it
     assert ctx.last_heartbeat_details == {"page": 7}
+
+
+async def test_the_clock_reports_the_earliest_deadline_still_waited_for() -> None:
+    clock = VirtualClock(start_ms=0)
+    never = anyio.Event()
+    assert clock.next_deadline_ms() is None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(clock.wait, never, 2.0)
+        tg.start_soon(clock.wait, never, 1.0)
+        await anyio.wait_all_tasks_blocked()
+        assert clock.next_deadline_ms() == 1000
+        await clock.advance(1.0)
+        await anyio.wait_all_tasks_blocked()
+        assert clock.next_deadline_ms() == 2000
+        await clock.advance(1.0)
+    assert clock.next_deadline_ms() is None

@@ -25,6 +25,12 @@ class VirtualClock:
         """The virtual time in milliseconds since the epoch."""
         return self._now_ms
 
+    def next_deadline_ms(self) -> int | None:
+        """The earliest time, still ahead, that a task waits for on this clock; None while no
+        task waits with a time-out (one busy with real I/O, say, waits on nothing here)."""
+        ahead = [deadline for deadline, _ in self._sleepers if deadline > self._now_ms]
+        return min(ahead, default=None)
+
     async def wait(self, event: anyio.Event, timeout: float | None) -> bool:
         """Wait until ``event`` is set or the clock is advanced ``timeout`` seconds past now;
         True if the event was set."""
