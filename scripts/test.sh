@@ -4,7 +4,8 @@
 # Creates (or reuses) .venv, installs duro with its dev, cli and ui extras, installs the pinned
 # local Cosmos DB test server when its npm project exists, installs Debian's Chromium for the
 # browser test of `duro ui` when it is missing (as root, with apt-get; about 30 s), and runs
-# pytest. Extra arguments go to pytest: `bash scripts/test.sh -k sqlite -x`.
+# pytest on two worker processes (pytest-xdist; DURO_TEST_WORKERS changes the count, 0 runs
+# in this process). Extra arguments go to pytest: `bash scripts/test.sh -k sqlite -x`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,4 +25,4 @@ fi
 if [[ -f tests/cosmos_server/package.json ]]; then
     npm ci --prefix tests/cosmos_server --no-audit --no-fund --loglevel=error
 fi
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q -n "${DURO_TEST_WORKERS:-2}" "$@"
