@@ -465,6 +465,28 @@ async def test_undecodable_queue_message_is_dead_lettered_not_dropped(
         assert dead == [("orchestrator_queue", "i1", b"\x00\xff")]
 
 
+async def test_undecodable_work_item_is_dead_lettered_and_the_next_one_is_locked(
+    db_path: Path, clock: VirtualClock
+) -> None:
+    async with SqliteProvider(db_path, clock=clock) as provider:
+        await schedule_activities(provider, "i1", [activity_task("i1", 1), activity_task("i1", 2)])
+        conn = raw_connection(db_path)
+        conn.execute("UPDATE worker_queue SET data = x'00ff' WHERE seq = 1")
+        conn.close()
+
+        item = await provider.fetch_activity(FetchActivityRequest(lock_timeout=30))
+
+        assert item is not None
+        assert item.task.seq == 2
+        assert item.delivery_count == 1
+        conn = raw_connection(db_path)
+        dead = conn.execute("SELECT source, instance_id, data FROM dead_letters").fetchall()
+        left = conn.execute("SELECT seq FROM worker_queue").fetchall()
+        conn.close()
+        assert dead == [("worker_queue", None, b"\x00\xff")]
+        assert left == [(2,)]
+
+
 # -- full disk and locked database -------------------------------------------------------------
 
 
