@@ -71,14 +71,14 @@ async def approval(ctx: duro.OrchestrationContext, amount: int) -> dict[str, Any
     }
 
 
-async def test_thirty_day_approval_with_retries_and_timeout_completes_in_well_under_a_second(
+async def test_thirty_day_approval_with_retries_and_timeout_completes_without_real_waiting(
     store: Callable[[VirtualClock], Provider],
 ) -> None:
-    began = time.monotonic()
     async with WorkflowEnvironment(registry, store=store) as env:
         await env.client.start_orchestration("a-1", approval, 120)
+        # Five real seconds for 32 days and 3 hours of timers and back-offs: only skipping
+        # can finish in time (how fast it is belongs to benchmarks, not to this test).
         status = await env.client.wait_for_orchestration("a-1", timeout=5)
-    assert time.monotonic() - began < 1.0
     assert status.state is duro.State.COMPLETED, status.error
     assert status.output["receipt"] == "paid 120 on attempt 3"
     assert status.output["decision"] == "timed out"
