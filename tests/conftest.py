@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+pytest_plugins = ["tests.cosmos.fixtures"]
+"""The Cosmos test server and its transports, for every directory (see that module)."""
+
 
 @pytest.fixture
 def anyio_backend() -> str:

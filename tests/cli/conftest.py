@@ -19,16 +19,6 @@ from typing import Any
 
 import pytest
 
-from tests.cosmos.conftest import (
-    cosmos_key,
-    cosmos_proxy,
-    cosmos_proxy_env,
-    cosmos_server,
-    cosmos_server_url,
-)
-
-__all__ = ["cosmos_key", "cosmos_proxy", "cosmos_proxy_env", "cosmos_server", "cosmos_server_url"]
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

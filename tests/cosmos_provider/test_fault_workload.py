@@ -38,7 +38,6 @@ from duro.testing._contract._fixtures import (
 )
 from duro_cosmos import CosmosConfig, CosmosProvider, HttpRetryPolicy
 from tests.cosmos.compat_faults import FaultPlan, FaultRule
-from tests.cosmos.conftest import cosmos_proxy, cosmos_proxy_env  # noqa: F401 (fixtures)
 from tests.cosmos.proxy import ProxyEnv
 from tests.cosmos.support import CosmosTestEnv
 
@@ -167,7 +166,7 @@ async def test_workload_completes_exactly_once_under_injected_faults(
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 async def test_workload_in_two_processes_under_faults_through_the_proxy(
-    cosmos_proxy_env: ProxyEnv,  # noqa: F811
+    cosmos_proxy_env: ProxyEnv,
     tmp_path: Path,
 ) -> None:
     env = cosmos_proxy_env

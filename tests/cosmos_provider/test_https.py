@@ -34,13 +34,10 @@ from duro import ProviderError
 from duro_cosmos import CosmosConfig, CosmosProvider, HttpRetryPolicy
 from duro_cosmos._rest import CosmosError
 from tests.cosmos.compat import EMULATOR_KEY
-from tests.cosmos.conftest import cosmos_https_server
 from tests.cosmos.server import SERVER_DIR, CosmosServer, cli_path
 from tests.cosmos.support import drop_database, unique_name
 
 from ._smoke import provider_smoke, run_orchestrations
-
-__all__ = ["cosmos_https_server"]
 
 pytestmark = pytest.mark.anyio
 

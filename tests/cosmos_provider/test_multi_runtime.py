@@ -34,7 +34,6 @@ import duro
 from duro_cosmos import CosmosProvider
 from duro_cosmos._documents import SLOT_COUNT, slot_of
 from duro_cosmos._membership import assign
-from tests.cosmos.conftest import cosmos_proxy, cosmos_proxy_env  # noqa: F401 (fixtures)
 from tests.cosmos.proxy import ProxyEnv
 
 from . import worker
@@ -231,7 +230,7 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(cosmos_proxy_env: ProxyEnv, tmp_path: Path) -> AsyncIterator[Cluster]:  # noqa: F811
+async def cluster(cosmos_proxy_env: ProxyEnv, tmp_path: Path) -> AsyncIterator[Cluster]:
     env = cosmos_proxy_env
     store = worker.make_provider(env.url, env.key, env.database, env.container)
     async with store:

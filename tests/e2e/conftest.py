@@ -18,24 +18,7 @@ import duro
 import duro.providers
 from duro.providers import Provider
 from duro.testing import VirtualClock
-from tests.cosmos.conftest import (
-    compat_transport,
-    cosmos_env,
-    cosmos_faults,
-    cosmos_key,
-    cosmos_server,
-    cosmos_server_url,
-)
 from tests.cosmos.support import CosmosTestEnv
-
-__all__ = [
-    "compat_transport",
-    "cosmos_env",
-    "cosmos_faults",
-    "cosmos_key",
-    "cosmos_server",
-    "cosmos_server_url",
-]
 
 BACKENDS = ("asyncio", "trio")
 STORES = ("memory", "sqlite", "cosmos")

@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 
-from tests.cosmos.conftest import cosmos_server, cosmos_server_url  # noqa: F401 (fixtures)
-
 from .soak import SoakConfig, SoakReport, run_soak
 from .soak_figures import Kill, Spread, percentile, recovery, step_kind
 
@@ -68,7 +66,7 @@ async def test_sqlite_soak_loses_and_repeats_nothing_committed(tmp_path: Path) -
 @needs_sigkill
 async def test_cosmos_soak_under_throttling_loses_and_repeats_nothing_committed(
     tmp_path: Path,
-    cosmos_server_url: str,  # noqa: F811
+    cosmos_server_url: str,
 ) -> None:
     config = SoakConfig(
         store="cosmos", minutes=0.5, rate=120, kill_every=2.0, aim=True, step_seconds=0.25,

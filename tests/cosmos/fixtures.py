@@ -1,5 +1,8 @@
 """Fixtures for Cosmos DB tests: the local server, the compat/fault transport, unique names.
 
+``tests/conftest.py`` registers this module as a plugin, so every test directory can ask for
+these fixtures by name.
+
 * ``cosmos_server`` (session): the HTTP server, started once; ``cosmos_server_url`` its URL.
 * ``cosmos_https_server`` (session): the HTTPS server, started only if a test asks for it.
 * ``cosmos_faults`` / ``compat_transport`` (function): a fresh fault plan and transport.
