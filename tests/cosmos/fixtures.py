@@ -27,7 +27,7 @@ from .compat import EMULATOR_KEY, CompatTransport
 from .compat_faults import FaultPlan
 from .proxy import CompatProxy, ProxyEnv
 from .server import CosmosServer, start_server
-from .support import CosmosTestEnv, drop_database, unique_name
+from .support import CosmosTestEnv, fresh_database, unique_name
 
 
 @pytest.fixture(scope="session")
@@ -74,17 +74,14 @@ def compat_transport(
 def cosmos_env(
     cosmos_server_url: str, cosmos_key: str, compat_transport: CompatTransport
 ) -> Iterator[CosmosTestEnv]:
-    env = CosmosTestEnv(
-        url=cosmos_server_url,
-        key=cosmos_key,
-        database=unique_name("test"),
-        container=unique_name("c"),
-        transport=compat_transport,
-    )
-    try:
-        yield env
-    finally:
-        drop_database(cosmos_server_url, env.database)
+    with fresh_database(cosmos_server_url) as database:
+        yield CosmosTestEnv(
+            url=cosmos_server_url,
+            key=cosmos_key,
+            database=database,
+            container=unique_name("c"),
+            transport=compat_transport,
+        )
 
 
 @pytest.fixture
@@ -111,14 +108,11 @@ def cosmos_proxy_env(
     cosmos_server_url: str, cosmos_key: str, cosmos_proxy: CompatProxy
 ) -> Iterator[ProxyEnv]:
     """``cosmos_proxy`` plus a unique database and container name (not created)."""
-    env = ProxyEnv(
-        url=cosmos_proxy.url,
-        key=cosmos_key,
-        database=unique_name("test"),
-        container=unique_name("c"),
-        proxy=cosmos_proxy,
-    )
-    try:
-        yield env
-    finally:
-        drop_database(cosmos_server_url, env.database)
+    with fresh_database(cosmos_server_url) as database:
+        yield ProxyEnv(
+            url=cosmos_proxy.url,
+            key=cosmos_key,
+            database=database,
+            container=unique_name("c"),
+            proxy=cosmos_proxy,
+        )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -11,7 +13,7 @@ import httpx
 from .compat import CompatTransport
 from .compat_faults import FaultPlan, RequestLog
 
-__all__ = ["CosmosTestEnv", "drop_database", "unique_name"]
+__all__ = ["CosmosTestEnv", "drop_database", "fresh_database", "unique_name"]
 
 
 def unique_name(prefix: str) -> str:
@@ -48,3 +50,13 @@ def drop_database(server_url: str, database: str) -> None:
         response = client.delete(f"/dbs/{quote(database, safe='')}")
         if response.status_code not in (204, 404):
             raise RuntimeError(f"dropping test database {database}: {response.status_code}")
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str, prefix: str = "test") -> Iterator[str]:
+    """A unique database name, dropped from the server when the block ends."""
+    database = unique_name(prefix)
+    try:
+        yield database
+    finally:
+        drop_database(server_url, database)

@@ -11,7 +11,7 @@ import pytest
 from ._rest import Rest
 from .compat import CompatTransport
 from .server import CosmosServer, CosmosServerError, cli_path
-from .support import CosmosTestEnv, drop_database, unique_name
+from .support import CosmosTestEnv, fresh_database
 
 pytestmark = pytest.mark.anyio
 
@@ -166,13 +166,10 @@ def test_http_server_is_running(cosmos_server: CosmosServer) -> None:
 
 async def test_https_server_through_the_compat_transport(cosmos_https_server: CosmosServer) -> None:
     assert cosmos_https_server.url.startswith("https://")
-    database = unique_name("tls")
     transport = CompatTransport(cosmos_https_server.url)
-    try:
+    with fresh_database(cosmos_https_server.url, "tls") as database:
         async with httpx.AsyncClient(transport=transport, base_url=cosmos_https_server.url) as c:
             api = Rest(c, transport.key or "", database, "c")
             await api.setup()
             assert (await api.create({"id": "d1", "pk": "p1"})).status_code == 201
             assert (await api.read("d1", "p1")).json()["id"] == "d1"
-    finally:
-        drop_database(cosmos_https_server.url, database)

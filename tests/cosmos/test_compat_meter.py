@@ -17,7 +17,7 @@ from .compat import EMULATOR_KEY, CompatTransport
 from .compat_indexing import DEFAULT_POLICY, IndexPolicy
 from .compat_meter import METER_SOURCE_HEADER, MeterSnapshot
 from .compat_ru import DEFAULT_RU_TABLE
-from .support import CosmosTestEnv, drop_database, unique_name
+from .support import CosmosTestEnv, fresh_database, unique_name
 
 pytestmark = pytest.mark.anyio
 
@@ -32,8 +32,7 @@ def make_rest(cosmos_server_url: str) -> RestFactory:
     @asynccontextmanager
     async def factory(partitions: int = 1) -> AsyncIterator[tuple[Rest, CompatTransport]]:
         transport = CompatTransport(cosmos_server_url, key=EMULATOR_KEY, partitions=partitions)
-        database = unique_name("meter")
-        try:
+        with fresh_database(cosmos_server_url, "meter") as database:
             async with httpx.AsyncClient(
                 transport=transport, base_url=cosmos_server_url, timeout=30
             ) as client:
@@ -41,8 +40,6 @@ def make_rest(cosmos_server_url: str) -> RestFactory:
                 await api.setup()
                 transport.meter.reset()
                 yield api, transport
-        finally:
-            drop_database(cosmos_server_url, database)
 
     return factory
 

@@ -35,7 +35,7 @@ from duro_cosmos import CosmosConfig, CosmosProvider, HttpRetryPolicy
 from duro_cosmos._rest import CosmosError
 from tests.cosmos.compat import EMULATOR_KEY
 from tests.cosmos.server import SERVER_DIR, CosmosServer, cli_path
-from tests.cosmos.support import drop_database, unique_name
+from tests.cosmos.support import fresh_database, unique_name
 
 from ._smoke import provider_smoke, run_orchestrations
 
@@ -50,11 +50,8 @@ def _provider(config: CosmosConfig) -> CosmosProvider:
 
 @pytest.fixture
 def names(cosmos_https_server: CosmosServer) -> Iterator[dict[str, str]]:
-    values = {"COSMOS_DATABASE": unique_name("https"), "COSMOS_CONTAINER": unique_name("c")}
-    try:
-        yield values
-    finally:
-        drop_database(cosmos_https_server.url, values["COSMOS_DATABASE"])
+    with fresh_database(cosmos_https_server.url, "https") as database:
+        yield {"COSMOS_DATABASE": database, "COSMOS_CONTAINER": unique_name("c")}
 
 
 async def _first_use_error(config: CosmosConfig) -> CosmosError:
