@@ -48,6 +48,14 @@ class ExecutionStatus(enum.Enum):
     def is_terminal(self) -> bool:
         return self is not ExecutionStatus.RUNNING
 
+    @property
+    def commits_kv(self) -> bool:
+        """Whether an execution ending with this status merges its KV writes into the
+        instance's committed KV, the snapshot later executions start from (completed,
+        continued as new). A failed execution's writes stay apart: client reads still see
+        them, and a rewind replays from the KV the execution started with."""
+        return self is ExecutionStatus.COMPLETED or self is ExecutionStatus.CONTINUED_AS_NEW
+
     def instance_state(self) -> State:
         """The instance state this execution status shows to clients."""
         if self is ExecutionStatus.COMPLETED:

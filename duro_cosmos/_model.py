@@ -277,13 +277,18 @@ def kv_apply(
     clear_all: bool,
     changes: Iterable[KvChange],
     merge: bool,
+    *,
+    restarted: bool = False,
 ) -> tuple[list[KvDoc], list[str]]:
-    """The bucket documents to upsert and the bucket ids to delete after a commit."""
+    """The bucket documents to upsert and the bucket ids to delete after a commit;
+    ``restarted``: a restart's first commit, which starts from no KV at all."""
     entries: dict[str, dict[str, KvSlot]] = {
-        bucket_id: {k: msgspec.structs.replace(v) for k, v in doc.entries.items()}
+        bucket_id: {}
+        if restarted
+        else {k: msgspec.structs.replace(v) for k, v in doc.entries.items()}
         for bucket_id, doc in buckets.items()
     }
-    touched: set[str] = set()
+    touched: set[str] = set(entries) if restarted else set()
     if clear_all:
         for bucket_id, bucket in entries.items():
             for entry in bucket.values():

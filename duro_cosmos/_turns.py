@@ -485,9 +485,11 @@ class Turns:
             ops.append(BatchOperation.create(dump(history)))
         history_index = 1 if history is not None else -1
         ops.extend(BatchOperation.delete(doc_id) for doc_id in lock.batch)
+        before = lock.instance
         upserts, deletes = kv_apply(
             instance_id, lock.kv, commit.changes.kv_clear_all, commit.changes.kv_changes.values(),
-            merge=commit.changes.execution_status.is_terminal,
+            merge=commit.changes.execution_status.commits_kv,
+            restarted=before.restarting and commit.changes.execution_id > before.execution_id,
         )  # fmt: skip
         ops.extend(BatchOperation.upsert(dump(doc)) for doc in upserts)
         ops.extend(BatchOperation.delete(doc_id) for doc_id in deletes)

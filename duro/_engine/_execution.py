@@ -55,7 +55,7 @@ from .._messages import (
     RewindOrchestrationMessage,
     ScheduledMessage,
 )
-from .._records import KvEntry, TurnChanges
+from .._records import KvChange, KvEntry, TurnChanges
 from .._registry import Registered, Registry
 from .._serde import decode, encode
 from .._status import ErrorInfo
@@ -212,9 +212,16 @@ class Execution:
         """Record a rewind after replaying what it keeps, and send again the work of every
         step still open there: activities (same seq and attempt) and timers (due when they
         were), and a rewind to each open sub-orchestration, which runs a failed child again
-        or has a finished one report again."""
+        or has a finished one report again. The store's KV delta becomes the replayed KV:
+        what the undone part wrote is gone (the failed execution's writes were never merged,
+        so the snapshot this replay started from is the execution's own)."""
         self._recorder.record(marker)
         turn = self._recorder.turn
+        turn.kv_clear_all = True
+        turn.kv_changes = {
+            key: KvChange(key=key, value=entry.value, updated_at_ms=entry.updated_at_ms)
+            for key, entry in self._state.kv.items()
+        }
         scheduling = {
             event.seq: event
             for event in self._recorder.history

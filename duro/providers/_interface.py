@@ -207,8 +207,12 @@ class Provider(abc.ABC):
            ``DuplicateEventError``;
         4. custom status: if ``custom_status_changed``, store it and bump its version by one;
         5. KV: ``kv_clear_all`` then ``kv_changes`` go to the current execution's delta;
-           when the execution status is terminal (completed, failed, continued-as-new) the
-           delta is merged into the committed KV and emptied. Entries keep the
+           when the execution completes or continues as new (``ExecutionStatus.commits_kv``)
+           the delta is merged into the committed KV and emptied. A failed execution's delta
+           stays apart (client reads show it; a rewind clears and rewrites it), so the
+           committed KV remains the snapshot the execution started from. A restart's first
+           commit (the record was restarting and the commit opens the next execution) drops
+           the committed KV and the delta before it writes. Entries keep the
            ``updated_at_ms`` their change carries; values are stored byte for byte;
         6. insert ``activity_tasks`` into the worker queue (visible now), then withdraw the
            work items of ``cancelled_activities`` (this execution's seq numbers; missing ones

@@ -166,6 +166,8 @@ class InstanceRow:
 
     def apply_changes(self, changes: TurnChanges, now_ms: int) -> None:
         """Steps 2-5 of ``commit_turns`` (record, history, custom status, KV); never fails."""
+        if self.restarting and changes.execution_id > self.execution_id:
+            self.kv, self.kv_delta = {}, {}  # a restart starts from no KV at all
         self.restarting = False
         self.name = changes.name
         self.version = changes.version
@@ -197,7 +199,7 @@ class InstanceRow:
             self.custom_status = changes.custom_status
             self.custom_status_version += 1
         self.apply_kv(changes.kv_clear_all, changes.kv_changes.values())
-        if status.is_terminal:
+        if status.commits_kv:
             self.merge_kv_delta()
 
 

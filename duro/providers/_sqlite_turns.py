@@ -511,7 +511,10 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
             " custom_status_version = custom_status_version + 1 WHERE instance_id = ?",
             (commit.changes.custom_status, iid),
         )
-    _apply_kv_txn(conn, commit, now)
+    # A restart's first commit: the new execution starts from no KV at all (client reads
+    # and the snapshot later turns replay from), whatever earlier executions left.
+    restarted = stored is not None and bool(stored[4]) and commit.changes.execution_id > stored[0]
+    _apply_kv_txn(conn, commit, now, restarted=restarted)
     if commit.changes.activity_tasks:
         conn.executemany(
             "INSERT INTO worker_queue (instance_id, execution_id, seq, session_id, tag, data,"
@@ -624,9 +627,14 @@ def _append_history_txn(
         ) from exc
 
 
-def _apply_kv_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> None:
+def _apply_kv_txn(
+    conn: sqlite3.Connection, commit: TurnCommit, now: int, *, restarted: bool
+) -> None:
     iid = commit.changes.instance_id
-    if commit.changes.kv_clear_all:
+    if restarted:
+        conn.execute("DELETE FROM kv_store WHERE instance_id = ?", (iid,))
+        conn.execute("DELETE FROM kv_delta WHERE instance_id = ?", (iid,))
+    elif commit.changes.kv_clear_all:
         conn.execute("UPDATE kv_delta SET value = NULL WHERE instance_id = ?", (iid,))
         conn.execute(
             "INSERT OR IGNORE INTO kv_delta (instance_id, key, value, updated_at_ms)"
@@ -639,7 +647,7 @@ def _apply_kv_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> Non
         " updated_at_ms = excluded.updated_at_ms",
         [(iid, c.key, c.value, c.updated_at_ms) for c in commit.changes.kv_changes.values()],
     )
-    if commit.changes.execution_status.is_terminal:
+    if commit.changes.execution_status.commits_kv:
         conn.execute(
             "INSERT INTO kv_store (instance_id, key, value, updated_at_ms)"
             " SELECT instance_id, key, value, updated_at_ms FROM kv_delta"

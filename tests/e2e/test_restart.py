@@ -30,6 +30,13 @@ def _register(registry: duro.Registry) -> None:
         return f"{tag}:{await ctx.wait_for_event('go', type=str)}"
 
     @registry.orchestration
+    async def remember(ctx: duro.OrchestrationContext, tag: str) -> list[object]:
+        before = ctx.kv.get("tag")
+        ctx.kv.set("tag", tag)
+        await ctx.wait_for_event("go")
+        return [before, ctx.kv.get("tag")]
+
+    @registry.orchestration
     async def countdown(ctx: duro.OrchestrationContext, n: int) -> int:
         if n > 0:
             ctx.continue_as_new(n - 1)
@@ -98,3 +105,25 @@ async def test_restart_after_continue_as_new_uses_the_latest_executions_input(
 
 async def _running(client: duro.Client, instance_id: str) -> bool:
     return (await client.get_status(instance_id)).state is duro.State.RUNNING
+
+
+async def test_a_restarted_instance_replays_from_no_kv_after_its_first_turn(
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+) -> None:
+    _register(registry)
+
+    async def waits_in(execution_id: int) -> bool:
+        status = await client.get_status("r-kv")
+        return status.state is duro.State.RUNNING and status.execution_id == execution_id
+
+    # No cache: the turn that takes the event replays the execution from the store's snapshot.
+    async with runtime(store, registry, clock, execution_cache_size=0):
+        await client.start_orchestration("r-kv", "remember", "a")
+        await wait_until(lambda: waits_in(1), what="first execution waits")
+        await client.raise_event("r-kv", "go")
+        assert await completed(client, "r-kv") == [None, "a"]
+        await client.restart_orchestration("r-kv")
+        await wait_until(lambda: waits_in(2), what="restarted execution waits")
+        await client.raise_event("r-kv", "go")
+        assert await completed(client, "r-kv") == [None, "a"]
+    assert await client.get_value("r-kv", "tag") == "a"

@@ -44,6 +44,13 @@ def _register(registry: duro.Registry, calls: Calls, switch: Switch) -> None:
         return [reserved, charged]
 
     @registry.orchestration
+    async def tally(ctx: duro.OrchestrationContext, amount: int) -> list[int]:
+        seen = ctx.kv.get("charges", 0, type=int)  # read before this execution writes it
+        ctx.kv.set("charges", seen + 1)
+        await ctx.schedule_activity(charge, amount)
+        return [seen, seen + 1]
+
+    @registry.orchestration
     async def parent(ctx: duro.OrchestrationContext, amount: int) -> list[str]:
         first = await ctx.schedule_activity(reserve, "parent")
         child = await ctx.schedule_sub_orchestration(order, amount, instance_id="rw-child")
@@ -75,6 +82,23 @@ async def test_a_failed_activity_runs_again_and_what_succeeded_is_kept(
     # a rewound history still replays: the client's export runs through the replay checker
     exported = await client.export_history("rw-1")
     duro.testing.replay(registry, exported)
+
+
+async def test_a_rewound_execution_replays_from_the_kv_it_started_with(
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+) -> None:
+    calls, switch = Calls(), Switch()
+    _register(registry, calls, switch)
+    async with runtime(store, registry, clock):
+        await client.start_orchestration("rw-kv", "tally", 7)
+        await failed(client, "rw-kv")
+        assert await client.get_value("rw-kv", "charges") == 1  # what the code wrote shows
+        switch.fixed = True
+        await client.rewind_orchestration("rw-kv")
+        await history_has(client, "rw-kv", ExecutionRewound)
+        # The replay reads the value the first run read, not the failed execution's write.
+        assert await completed(client, "rw-kv") == [0, 1]
+    assert await client.get_value("rw-kv", "charges") == 1
 
 
 async def test_a_rewound_parent_rewinds_its_failed_child(

@@ -13,6 +13,7 @@ from ...providers._types import (
     ExecutionStatus,
     KvEntry,
     PruneRequest,
+    StartRequest,
 )
 from .._clock import VirtualClock
 from ._base import ContractBase
@@ -28,6 +29,7 @@ from ._fixtures import (
     next_turn,
     payload,
     start_and_lock,
+    start_message,
     turn_commit,
 )
 
@@ -248,9 +250,8 @@ class KvContract(ContractBase):
         assert await _values(provider, "i1") == {"a": b"1"}
 
     @pytest.mark.anyio
-    @pytest.mark.parametrize("status", [ExecutionStatus.COMPLETED, ExecutionStatus.FAILED])
-    async def test_kv_is_merged_into_the_snapshot_when_the_execution_ends(
-        self, provider: Provider, clock: VirtualClock, status: ExecutionStatus
+    async def test_kv_is_merged_into_the_snapshot_when_the_execution_completes(
+        self, provider: Provider, clock: VirtualClock
     ) -> None:
         now = clock.now_ms()
         await create_instance(
@@ -259,12 +260,79 @@ class KvContract(ContractBase):
         await next_turn(
             provider,
             "i1",
-            status=status,
+            status=ExecutionStatus.COMPLETED,
             kv_changes=[kv_set("b", 2, at_ms=now), kv_delete("gone", at_ms=now)],
         )
 
         assert await _snapshot(provider, "i1") == {"a": b"1", "b": b"2"}
         assert await _values(provider, "i1") == {"a": b"1", "b": b"2"}
+
+    @pytest.mark.anyio
+    async def test_kv_of_a_failed_execution_stays_out_of_the_snapshot_but_reads_as_written(
+        self, provider: Provider, clock: VirtualClock
+    ) -> None:
+        # A rewind replays the failed execution from the KV it started with (decision 0009).
+        now = clock.now_ms()
+        await create_instance(provider, "i1", kv_changes=[kv_set("a", 1, at_ms=now)])
+        await continue_as_new(provider, "i1")
+        await next_turn(provider, "i1", kv_changes=[kv_set("b", 2, at_ms=now)])
+        await next_turn(
+            provider,
+            "i1",
+            status=ExecutionStatus.FAILED,
+            kv_changes=[kv_set("a", 9, at_ms=now + 1), kv_set("c", 3, at_ms=now + 1)],
+        )
+
+        assert await _values(provider, "i1") == {"a": b"9", "b": b"2", "c": b"3"}
+        assert await _snapshot(provider, "i1") == {"a": b"1"}
+        # A later turn of the failed execution merges nothing either.
+        assert await _snapshot(provider, "i1") == {"a": b"1"}
+        assert await _values(provider, "i1") == {"a": b"9", "b": b"2", "c": b"3"}
+
+    @pytest.mark.anyio
+    async def test_kv_of_a_failed_execution_is_replaced_by_a_rewinds_clear_and_writes(
+        self, provider: Provider, clock: VirtualClock
+    ) -> None:
+        now = clock.now_ms()
+        await create_instance(provider, "i1", kv_changes=[kv_set("a", 1, at_ms=now)])
+        await continue_as_new(provider, "i1", kv_changes=[kv_set("kept", 0, at_ms=now)])
+        await next_turn(
+            provider,
+            "i1",
+            status=ExecutionStatus.FAILED,
+            kv_changes=[kv_set("undone", 5, at_ms=now + 1), kv_delete("kept", at_ms=now + 1)],
+        )
+        # The rewind turn: the execution runs again with the replayed KV as its delta.
+        await next_turn(
+            provider,
+            "i1",
+            kv_clear_all=True,
+            kv_changes=[kv_set("a", 1, at_ms=now), kv_set("kept", 0, at_ms=now)],
+        )
+        assert await _values(provider, "i1") == {"a": b"1", "kept": b"0"}
+
+        await next_turn(provider, "i1", status=ExecutionStatus.COMPLETED)
+
+        assert await _snapshot(provider, "i1") == {"a": b"1", "kept": b"0"}
+        assert await _values(provider, "i1") == {"a": b"1", "kept": b"0"}
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("status", [ExecutionStatus.COMPLETED, ExecutionStatus.FAILED])
+    async def test_kv_of_a_restarted_instance_starts_empty_for_reads_and_snapshots(
+        self, provider: Provider, clock: VirtualClock, status: ExecutionStatus
+    ) -> None:
+        now = clock.now_ms()
+        await create_instance(provider, "i1", kv_changes=[kv_set("old", 1, at_ms=now)])
+        await next_turn(provider, "i1", status=status, kv_changes=[kv_set("delta", 2, at_ms=now)])
+        await provider.start_instance(
+            StartRequest(start=start_message("i1"), if_exists="restart_if_finished")
+        )
+        item = await lock_instance(provider, "i1")
+        # The runtime clears too; the store must not rely on it.
+        await provider.commit_turn(turn_commit(item, kv_changes=[kv_set("new", 3, at_ms=now)]))
+
+        assert await _values(provider, "i1") == {"new": b"3"}
+        assert await _snapshot(provider, "i1") == {}
 
     @pytest.mark.anyio
     async def test_kv_is_merged_on_continue_as_new_and_seeds_the_next_snapshot(
