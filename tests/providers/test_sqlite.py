@@ -885,3 +885,31 @@ async def test_a_waiting_fetch_takes_work_another_process_writes_without_waiting
                     ScheduledMessage(message=start_message("elsewhere"))
                 )
     assert fetched[0] is not None and fetched[0].instance_id == "elsewhere"
+
+
+async def test_a_fetch_that_waited_long_still_notices_another_process_within_a_look(
+    db_path: Path,
+) -> None:
+    # The looks at data_version double from 1 ms to a cap (64 ms) and stay there while the
+    # fetch waits: after two idle seconds a write is seen within one look, not after a gap
+    # as long as the wait so far (the looks used to double up to poll_interval).
+    waiting = SqliteProvider(db_path, poll_interval=60.0)
+    writing = SqliteProvider(db_path)
+    fetched: list[Any] = []
+
+    async def fetch() -> None:
+        request = FetchTurnRequest(lock_timeout=5, poll_timeout=30.0)
+        fetched.append(await waiting.fetch_turn(request))
+
+    async with waiting, writing:
+        await writing.open()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fetch)
+            await anyio.sleep(2.1)  # doubling gaps would be 2 s long by now
+            with anyio.fail_after(1.5):
+                await writing.enqueue_orchestrator_message(
+                    ScheduledMessage(message=start_message("late"))
+                )
+                while not fetched:  # noqa: ASYNC110 - until the waiting fetch returns
+                    await anyio.sleep(0.005)
+    assert fetched[0] is not None and fetched[0].instance_id == "late"
