@@ -44,6 +44,13 @@ def test_drain_benchmark_completes_every_instance_it_started() -> None:
     assert run.stdout.startswith("W2 sqlite n=20: ")
 
 
+def test_idle_benchmark_reports_cpu_and_pick_up_of_a_runtime_process() -> None:
+    run = _benchmark("benchmarks.idle", "--seconds", "1", "--starts", "2")
+    assert (
+        "% of a core" in run.stdout and "pick-up of a start from another process, 2" in run.stdout
+    )
+
+
 def test_quick_cosmos_cells_report_request_units_across_runtimes_and_partitions() -> None:
     run = _benchmark(
         "benchmarks.run", "--quick", "--provider", "cosmos", "--peers", "none",
