@@ -861,38 +861,13 @@ async def test_turn_and_activity_round_trip(db_path: Path, clock: VirtualClock) 
         assert turn.history == [started()] and turn.execution_id == 1
 
 
-async def test_a_waiting_fetch_takes_work_another_process_writes_without_waiting_a_poll(
-    db_path: Path,
-) -> None:
-    # Two providers on one file stand for two processes: a write through one does not notify
-    # the other's waiters, but it changes the file's data_version, which a waiter watches.
-    waiting = SqliteProvider(db_path, poll_interval=60.0)
-    writing = SqliteProvider(db_path)
-    fetched: list[Any] = []
+async def _fetched_across_processes(db_path: Path, *, idle: float, within: float) -> Any:
+    """What a fetch long-polling through one provider (30 s; ``poll_interval`` 60 s) returns
+    when another provider writes a start ``idle`` seconds into its wait; fails unless it
+    returns within ``within`` seconds of the write.
 
-    async def fetch() -> None:
-        request = FetchTurnRequest(lock_timeout=5, poll_timeout=30.0)
-        fetched.append(await waiting.fetch_turn(request))
-
-    async with waiting, writing:
-        await writing.open()
-        with anyio.fail_after(10):  # a poll would take 30 s
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(fetch)
-                while waiting._db._watch is None:  # noqa: ASYNC110 - until it waits for work
-                    await anyio.sleep(0.001)
-                await writing.enqueue_orchestrator_message(
-                    ScheduledMessage(message=start_message("elsewhere"))
-                )
-    assert fetched[0] is not None and fetched[0].instance_id == "elsewhere"
-
-
-async def test_a_fetch_that_waited_long_still_notices_another_process_within_a_look(
-    db_path: Path,
-) -> None:
-    # The looks at data_version double from 1 ms to a cap (64 ms) and stay there while the
-    # fetch waits: after two idle seconds a write is seen within one look, not after a gap
-    # as long as the wait so far (the looks used to double up to poll_interval).
+    Two providers on one file stand for two processes: a write through one does not notify
+    the other's waiters, but it changes the file's data_version, which a waiter watches."""
     waiting = SqliteProvider(db_path, poll_interval=60.0)
     writing = SqliteProvider(db_path)
     fetched: list[Any] = []
@@ -905,11 +880,32 @@ async def test_a_fetch_that_waited_long_still_notices_another_process_within_a_l
         await writing.open()
         async with anyio.create_task_group() as tg:
             tg.start_soon(fetch)
-            await anyio.sleep(2.1)  # doubling gaps would be 2 s long by now
-            with anyio.fail_after(1.5):
+            while waiting._db._watch is None:  # noqa: ASYNC110 - until it waits for work
+                await anyio.sleep(0.001)
+            await anyio.sleep(idle)
+            with anyio.fail_after(within):
                 await writing.enqueue_orchestrator_message(
-                    ScheduledMessage(message=start_message("late"))
+                    ScheduledMessage(message=start_message("elsewhere"))
                 )
                 while not fetched:  # noqa: ASYNC110 - until the waiting fetch returns
                     await anyio.sleep(0.005)
-    assert fetched[0] is not None and fetched[0].instance_id == "late"
+    return fetched[0]
+
+
+async def test_a_waiting_fetch_takes_work_another_process_writes_without_waiting_a_poll(
+    db_path: Path,
+) -> None:
+    item = await _fetched_across_processes(db_path, idle=0.0, within=10.0)  # a poll: 30 s
+
+    assert item is not None and item.instance_id == "elsewhere"
+
+
+async def test_a_fetch_that_waited_long_still_notices_another_process_within_a_look(
+    db_path: Path,
+) -> None:
+    # The looks at data_version double from 1 ms to a cap (64 ms) and stay there while the
+    # fetch waits: after two idle seconds a write is seen within one look, not after a gap
+    # as long as the wait so far (the looks used to double up to poll_interval).
+    item = await _fetched_across_processes(db_path, idle=2.1, within=1.5)
+
+    assert item is not None and item.instance_id == "elsewhere"
