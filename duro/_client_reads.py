@@ -345,7 +345,7 @@ class InstanceReads:
         record = await self._require(instance_id)
         execution = execution_id or record.execution_id
         events = await self.store.read_history(instance_id, execution)
-        kv = await self.store.get_kv_items(instance_id)
+        kv = await self.store.get_kv_snapshot(instance_id)
         return HistoryFile(
             instance_id=instance_id,
             execution_id=execution,

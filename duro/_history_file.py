@@ -20,8 +20,10 @@ replayed against changed code by ``duro.testing.replay`` / ``replay_all``. The l
 
 ``events`` are the stored history events (``duro.history``), one per line, payloads byte for
 byte as recorded: replay compares activity and child inputs as bytes, so do not re-indent a
-file with a JSON pretty-printer. ``kv`` is the instance's durable map when it was exported
-(replay starts from it, as a worker does). Stability: a reader of version ``n`` reads every
+file with a JSON pretty-printer. ``kv`` is the instance's committed durable map when it was
+exported: for a running or failed execution the map it started from (replay starts from it,
+as a worker does, and replays the execution's own writes from its events); an execution that
+completed has merged its writes into it. Stability: a reader of version ``n`` reads every
 file of version ``<= n``; new fields get defaults; a file of a newer version is refused with a
 ``PayloadError`` that says so.
 """

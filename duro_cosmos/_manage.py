@@ -34,7 +34,7 @@ from duro.providers._types import (
 from ._context import Context
 from ._documents import INSTANCE_DOC_ID, InstanceDoc, KvDoc, dump, load
 from ._known_work import KnownWork
-from ._model import kv_merged, record_of
+from ._model import kv_merged, kv_snapshot, record_of
 from ._rest import (
     MAX_BATCH_OPERATIONS,
     BatchOperation,
@@ -87,20 +87,25 @@ class Management:
             for info in sorted(doc.executions, key=lambda e: e.execution_id)
         ]
 
-    async def _kv(self, instance_id: str) -> dict[str, KvEntry]:
+    async def _kv(self, instance_id: str, *, committed: bool = False) -> dict[str, KvEntry]:
+        """The merged view, or with ``committed`` the committed entries alone."""
         rows = await self._ctx.store.query_partition(
             instance_id,
             "SELECT * FROM c WHERE c.instanceId = @pk AND (c.type = 'kv' OR c.type = 'instance')",
         )
         if not any(r.get("type") == "instance" for r in rows):
             return {}
-        return kv_merged(load(r, KvDoc) for r in rows if r.get("type") == "kv")
+        buckets = (load(r, KvDoc) for r in rows if r.get("type") == "kv")
+        return kv_snapshot(buckets) if committed else kv_merged(buckets)
 
     async def get_kv_value(self, instance_id: str, key: str) -> KvEntry | None:
         return (await self._kv(instance_id)).get(key)
 
     async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
         return await self._kv(instance_id)
+
+    async def get_kv_snapshot(self, instance_id: str) -> dict[str, KvEntry]:
+        return await self._kv(instance_id, committed=True)
 
     # -- listings -------------------------------------------------------------------------------
 

@@ -249,6 +249,10 @@ class CosmosProvider(Provider):
     async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
         return self._codec.decode_kv(instance_id, await self._manage.get_kv_items(instance_id))
 
+    async def get_kv_snapshot(self, instance_id: str) -> dict[str, KvEntry]:
+        snapshot = await self._manage.get_kv_snapshot(instance_id)
+        return self._codec.decode_kv(instance_id, snapshot)
+
     async def list_instances(self, query: InstanceQuery) -> InstancePage:
         return self._codec.decode_page(await self._manage.list_instances(query))
 

@@ -266,6 +266,9 @@ class InstrumentedProvider(Provider):
     async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
         return await self._plain("get_kv_items", self.inner.get_kv_items(instance_id))
 
+    async def get_kv_snapshot(self, instance_id: str) -> dict[str, KvEntry]:
+        return await self._plain("get_kv_snapshot", self.inner.get_kv_snapshot(instance_id))
+
     async def list_instances(self, query: InstanceQuery) -> InstancePage:
         return await self._plain("list_instances", self.inner.list_instances(query))
 

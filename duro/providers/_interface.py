@@ -387,6 +387,14 @@ class Provider(abc.ABC):
     async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
         """Every key of the merged KV view; {} for an unknown instance."""
 
+    async def get_kv_snapshot(self, instance_id: str) -> dict[str, KvEntry]:
+        """The committed KV alone, without the current execution's delta: what a running or
+        failed execution started from and replays from (an execution that completed or
+        continued as new has merged its writes into it). {} for an unknown instance. History
+        exports carry it. The default returns ``get_kv_items``, which is the same only while
+        no delta is pending: stores override it."""
+        return await self.get_kv_items(instance_id)
+
     # -- management ----------------------------------------------------------------------------
 
     @abc.abstractmethod

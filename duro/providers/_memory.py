@@ -48,6 +48,7 @@ from ._memory_manage import (
     count_instances_nowait,
     delete_instance_nowait,
     kv_items_nowait,
+    kv_snapshot_nowait,
     kv_value_nowait,
     list_instances_nowait,
     prune_nowait,
@@ -244,6 +245,10 @@ class InMemoryProvider(Provider):
     async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
         await anyio.lowlevel.checkpoint()
         return self._codec.decode_kv(instance_id, kv_items_nowait(self._tables, instance_id))
+
+    async def get_kv_snapshot(self, instance_id: str) -> dict[str, KvEntry]:
+        await anyio.lowlevel.checkpoint()
+        return self._codec.decode_kv(instance_id, kv_snapshot_nowait(self._tables, instance_id))
 
     # -- management -----------------------------------------------------------------------------
 

@@ -69,6 +69,11 @@ def kv_items_nowait(tables: MemoryTables, instance_id: str) -> dict[str, KvEntry
     return {} if instance is None else instance.merged_kv()
 
 
+def kv_snapshot_nowait(tables: MemoryTables, instance_id: str) -> dict[str, KvEntry]:
+    instance = tables.instances.get(instance_id)
+    return {} if instance is None else dict(instance.kv)
+
+
 def list_instances_nowait(tables: MemoryTables, query: InstanceQuery) -> InstancePage:
     records = [(row.record(), row.created_seq) for row in tables.instances.values()]
     for start_row in tables.pending_starts():

@@ -55,6 +55,7 @@ from ._sqlite_manage import (
     count_instances_txn,
     delete_instance_txn,
     kv_items_txn,
+    kv_snapshot_txn,
     list_instances_txn,
     prune_txn,
     queue_depths_txn,
@@ -387,6 +388,12 @@ class SqliteProvider(Provider):
 
     async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
         items = await self._db.read("get_kv_items", partial(kv_items_txn, instance_id=instance_id))
+        return self._codec.decode_kv(instance_id, items)
+
+    async def get_kv_snapshot(self, instance_id: str) -> dict[str, KvEntry]:
+        items = await self._db.read(
+            "get_kv_snapshot", partial(kv_snapshot_txn, instance_id=instance_id)
+        )
         return self._codec.decode_kv(instance_id, items)
 
     # -- management -----------------------------------------------------------------------------

@@ -116,6 +116,16 @@ def read_executions_txn(conn: sqlite3.Connection, instance_id: str) -> list[Exec
     ]
 
 
+def kv_snapshot_txn(conn: sqlite3.Connection, instance_id: str) -> dict[str, KvEntry]:
+    """The committed store alone (what the current execution replays from)."""
+    return {
+        key: KvEntry(value=value, updated_at_ms=updated)
+        for key, value, updated in conn.execute(
+            "SELECT key, value, updated_at_ms FROM kv_store WHERE instance_id = ?", (instance_id,)
+        )
+    }
+
+
 def kv_items_txn(
     conn: sqlite3.Connection, instance_id: str, key: str | None = None
 ) -> dict[str, KvEntry]:

@@ -128,8 +128,8 @@ OPERATIONS = frozenset(
         "commit_turns", "abandon_turn", "renew_turn_lock", "fetch_activities",
         "complete_activities", "abandon_activity", "renew_activity_lock", "renew_sessions",
         "cleanup_orphaned_sessions", "read_instance", "read_history", "list_executions",
-        "read_executions",
-        "get_kv_value", "get_kv_items", "list_instances", "count_instances", "list_children",
+        "read_executions", "get_kv_value", "get_kv_items", "get_kv_snapshot", "list_instances",
+        "count_instances", "list_children",
         "delete_instance", "prune_executions", "queue_depths", "maintain",
     }
 )  # fmt: skip
@@ -309,6 +309,9 @@ class FaultyProvider(Provider):
 
     async def get_kv_items(self, instance_id: str) -> dict[str, KvEntry]:
         return await self._call("get_kv_items", lambda: self.inner.get_kv_items(instance_id))
+
+    async def get_kv_snapshot(self, instance_id: str) -> dict[str, KvEntry]:
+        return await self._call("get_kv_snapshot", lambda: self.inner.get_kv_snapshot(instance_id))
 
     async def list_instances(self, query: InstanceQuery) -> InstancePage:
         return await self._call("list_instances", lambda: self.inner.list_instances(query))

@@ -317,6 +317,25 @@ class KvContract(ContractBase):
         assert await _values(provider, "i1") == {"a": b"1", "kept": b"0"}
 
     @pytest.mark.anyio
+    async def test_kv_snapshot_read_leaves_out_the_running_or_failed_executions_writes(
+        self, provider: Provider, clock: VirtualClock
+    ) -> None:
+        now = clock.now_ms()
+        await create_instance(provider, "i1", kv_changes=[kv_set("a", 1, at_ms=now)])
+        await continue_as_new(provider, "i1", kv_changes=[kv_set("b", 2, at_ms=now + 1)])
+        committed = {"a": KvEntry(value=b"1", updated_at_ms=now)}
+        assert await provider.get_kv_snapshot("i1") == committed
+
+        await next_turn(
+            provider, "i1", status=ExecutionStatus.FAILED, kv_changes=[kv_set("a", 9, at_ms=now)]
+        )
+        assert await provider.get_kv_snapshot("i1") == committed
+        await create_instance(provider, "i2", kv_changes=[kv_set("c", 3, at_ms=now)])
+        await next_turn(provider, "i2", status=ExecutionStatus.COMPLETED)
+        assert await provider.get_kv_snapshot("i2") == {"c": KvEntry(value=b"3", updated_at_ms=now)}
+        assert await provider.get_kv_snapshot("nobody") == {}
+
+    @pytest.mark.anyio
     @pytest.mark.parametrize("status", [ExecutionStatus.COMPLETED, ExecutionStatus.FAILED])
     async def test_kv_of_a_restarted_instance_starts_empty_for_reads_and_snapshots(
         self, provider: Provider, clock: VirtualClock, status: ExecutionStatus
