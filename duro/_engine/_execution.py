@@ -212,11 +212,13 @@ class Execution:
         """Record a rewind after replaying what it keeps, and send again the work of every
         step still open there: activities (same seq and attempt) and timers (due when they
         were), and a rewind to each open sub-orchestration, which runs a failed child again
-        or has a finished one report again. The store's KV delta becomes the replayed KV:
-        what the undone part wrote is gone (the failed execution's writes were never merged,
-        so the snapshot this replay started from is the execution's own)."""
+        or has a finished one report again. The store's KV delta and custom status become the
+        replayed ones: what the undone part wrote is gone (the failed execution's KV writes
+        were never merged, so the snapshot this replay started from is the execution's own)."""
         self._recorder.record(marker)
         turn = self._recorder.turn
+        turn.custom_status_changed = True
+        turn.custom_status = self._state.custom_status
         turn.kv_clear_all = True
         turn.kv_changes = {
             key: KvChange(key=key, value=entry.value, updated_at_ms=entry.updated_at_ms)

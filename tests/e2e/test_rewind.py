@@ -101,6 +101,35 @@ async def test_a_rewound_execution_replays_from_the_kv_it_started_with(
     assert await client.get_value("rw-kv", "charges") == 1
 
 
+async def test_a_rewound_execution_shows_the_custom_status_of_the_part_it_keeps(
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+) -> None:
+    calls, switch = Calls(), Switch()
+    _register(registry, calls, switch)
+
+    @registry.orchestration
+    async def staged(ctx: duro.OrchestrationContext, amount: int) -> str:
+        ctx.set_custom_status("charging")
+        try:
+            await ctx.schedule_activity("charge", amount)
+        except duro.ActivityFailedError:
+            ctx.set_custom_status("gave up")  # undone by the rewind
+            raise
+        await ctx.wait_for_event("shipped")
+        return "done"
+
+    async with runtime(store, registry, clock):
+        await client.start_orchestration("rw-cs", staged, 4)
+        await failed(client, "rw-cs")
+        assert (await client.get_status("rw-cs")).custom_status == "gave up"
+        switch.fixed = True
+        await client.rewind_orchestration("rw-cs")
+        await history_has(client, "rw-cs", ExecutionRewound)
+        assert (await client.get_status("rw-cs")).custom_status == "charging"
+        await client.raise_event("rw-cs", "shipped")
+        assert await completed(client, "rw-cs") == "done"
+
+
 async def test_a_rewound_parent_rewinds_its_failed_child(
     store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
 ) -> None:
