@@ -116,13 +116,14 @@ def read_executions_txn(conn: sqlite3.Connection, instance_id: str) -> list[Exec
     ]
 
 
-def kv_snapshot_txn(conn: sqlite3.Connection, instance_id: str) -> dict[str, KvEntry]:
-    """The committed store alone (what the current execution replays from)."""
+def kv_snapshot_txn(
+    conn: sqlite3.Connection, instance_id: str, key: str | None = None
+) -> dict[str, KvEntry]:
+    """The committed store alone (what the current execution replays from); one key with
+    ``key``."""
     return {
-        key: KvEntry(value=value, updated_at_ms=updated)
-        for key, value, updated in conn.execute(
-            "SELECT key, value, updated_at_ms FROM kv_store WHERE instance_id = ?", (instance_id,)
-        )
+        k: KvEntry(value=value, updated_at_ms=updated)
+        for k, value, updated in _kv_rows(conn, "kv_store", instance_id, key)
     }
 
 
@@ -130,23 +131,23 @@ def kv_items_txn(
     conn: sqlite3.Connection, instance_id: str, key: str | None = None
 ) -> dict[str, KvEntry]:
     """The merged view: the current execution's delta over the committed store."""
-    key_filter = "" if key is None else " AND key = :key"
-    merged: dict[str, KvEntry] = {}
-    params = {"iid": instance_id, "key": key}
-    for k, value, updated in conn.execute(
-        f"SELECT key, value, updated_at_ms FROM kv_store WHERE instance_id = :iid{key_filter}",
-        params,
-    ):
-        merged[k] = KvEntry(value=value, updated_at_ms=updated)
-    for k, value, updated in conn.execute(
-        f"SELECT key, value, updated_at_ms FROM kv_delta WHERE instance_id = :iid{key_filter}",
-        params,
-    ):
+    merged = kv_snapshot_txn(conn, instance_id, key)
+    for k, value, updated in _kv_rows(conn, "kv_delta", instance_id, key):
         if value is None:
             merged.pop(k, None)
         else:
             merged[k] = KvEntry(value=value, updated_at_ms=updated)
     return merged
+
+
+def _kv_rows(
+    conn: sqlite3.Connection, table: str, instance_id: str, key: str | None
+) -> sqlite3.Cursor:
+    key_filter = "" if key is None else " AND key = :key"
+    return conn.execute(
+        f"SELECT key, value, updated_at_ms FROM {table} WHERE instance_id = :iid{key_filter}",
+        {"iid": instance_id, "key": key},
+    )
 
 
 def _parse_continuation(token: str) -> tuple[int, int]:
