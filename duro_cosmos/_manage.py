@@ -93,8 +93,9 @@ class Management:
             instance_id,
             "SELECT * FROM c WHERE c.instanceId = @pk AND (c.type = 'kv' OR c.type = 'instance')",
         )
-        if not any(r.get("type") == "instance" for r in rows):
-            return {}
+        instance = next((r for r in rows if r.get("type") == "instance"), None)
+        if instance is None or instance.get("restarting"):
+            return {}  # a queued restart reads as new: its first turn drops the old KV
         buckets = (load(r, KvDoc) for r in rows if r.get("type") == "kv")
         return kv_snapshot(buckets) if committed else kv_merged(buckets)
 

@@ -61,7 +61,8 @@ def record_of(doc: InstanceDoc) -> InstanceRecord:
             created_at_ms=doc.created_at,
             updated_at_ms=doc.created_at,
         )
-    # A queued restart reads as PENDING: the finished execution's outcome is not shown.
+    # A queued restart reads as PENDING: the finished execution's outcome and custom status
+    # are not shown.
     status = None if doc.restarting else ExecutionStatus(_status_of(doc))
     return InstanceRecord(
         instance_id=doc.instance_id,
@@ -72,7 +73,7 @@ def record_of(doc: InstanceDoc) -> InstanceRecord:
         execution_status=status,
         output=None if status is None else raw(doc.output),
         error=None if status is None else decode_error(doc.error),
-        custom_status=raw(doc.custom_status),
+        custom_status=None if doc.restarting else raw(doc.custom_status),
         custom_status_version=doc.custom_status_version,
         parent_instance_id=doc.parent_instance_id,
         created_at_ms=doc.created_at,

@@ -57,7 +57,7 @@ def read_executions_nowait(tables: MemoryTables, instance_id: str) -> list[Execu
 
 def kv_value_nowait(tables: MemoryTables, instance_id: str, key: str) -> KvEntry | None:
     instance = tables.instances.get(instance_id)
-    if instance is None:
+    if instance is None or instance.restarting:
         return None
     if key in instance.kv_delta:
         return instance.kv_delta[key]
@@ -66,12 +66,12 @@ def kv_value_nowait(tables: MemoryTables, instance_id: str, key: str) -> KvEntry
 
 def kv_items_nowait(tables: MemoryTables, instance_id: str) -> dict[str, KvEntry]:
     instance = tables.instances.get(instance_id)
-    return {} if instance is None else instance.merged_kv()
+    return {} if instance is None or instance.restarting else instance.merged_kv()
 
 
 def kv_snapshot_nowait(tables: MemoryTables, instance_id: str) -> dict[str, KvEntry]:
     instance = tables.instances.get(instance_id)
-    return {} if instance is None else dict(instance.kv)
+    return {} if instance is None or instance.restarting else dict(instance.kv)
 
 
 def list_instances_nowait(tables: MemoryTables, query: InstanceQuery) -> InstancePage:

@@ -102,8 +102,8 @@ class InstanceRow:
     kv_delta: dict[str, KvEntry | None] = field(default_factory=dict)
     """The current execution's writes; None is a tombstone."""
     restarting: bool = False
-    """A restart is queued (``start_instance``): the record reads as PENDING until the next
-    commit."""
+    """A restart is queued (``start_instance``): the record reads as PENDING, without custom
+    status or KV, until the next commit."""
 
     @property
     def status(self) -> ExecutionStatus:
@@ -118,7 +118,6 @@ class InstanceRow:
                 name=self.name,
                 version=self.version,
                 execution_id=self.execution_id,
-                custom_status=self.custom_status,
                 custom_status_version=self.custom_status_version,
                 parent_instance_id=self.parent_instance_id,
                 created_at_ms=self.created_at_ms,

@@ -143,9 +143,12 @@ def kv_items_txn(
 def _kv_rows(
     conn: sqlite3.Connection, table: str, instance_id: str, key: str | None
 ) -> sqlite3.Cursor:
+    # A queued restart reads as a new instance: its finished executions' KV is not shown
+    # (its first turn drops it).
     key_filter = "" if key is None else " AND key = :key"
     return conn.execute(
-        f"SELECT key, value, updated_at_ms FROM {table} WHERE instance_id = :iid{key_filter}",
+        f"SELECT key, value, updated_at_ms FROM {table} WHERE instance_id = :iid{key_filter}"
+        " AND NOT EXISTS (SELECT 1 FROM instances WHERE instance_id = :iid AND restarting)",
         {"iid": instance_id, "key": key},
     )
 

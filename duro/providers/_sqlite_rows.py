@@ -15,12 +15,13 @@ INSTANCE_COLUMNS = (
     " CASE WHEN restarting THEN NULL ELSE execution_status END AS execution_status,"
     " CASE WHEN restarting THEN NULL ELSE output END AS output,"
     " CASE WHEN restarting THEN NULL ELSE error END AS error,"
-    " custom_status, custom_status_version, parent_instance_id, created_at_ms,"
+    " CASE WHEN restarting THEN NULL ELSE custom_status END AS custom_status,"
+    " custom_status_version, parent_instance_id, created_at_ms,"
     " updated_at_ms, CASE WHEN restarting THEN NULL ELSE completed_at_ms END AS completed_at_ms"
 )
 """Column order ``instance_from_row`` expects; index 3 is the current execution id. A
-restarting instance reads as PENDING (no status, output or error) with its finished
-execution's id."""
+restarting instance reads as PENDING (no status, output, error or custom status) with its
+finished execution's id."""
 
 PENDING_COLUMNS = (
     "q.instance_id, q.start_name, q.start_version, 0, NULL, NULL, NULL, NULL, 0,"

@@ -37,6 +37,12 @@ def _register(registry: duro.Registry) -> None:
         return [before, ctx.kv.get("tag")]
 
     @registry.orchestration
+    async def report(ctx: duro.OrchestrationContext, tag: str) -> str:
+        ctx.set_custom_status({"done": tag})
+        ctx.kv.set("tag", tag)
+        return tag
+
+    @registry.orchestration
     async def countdown(ctx: duro.OrchestrationContext, n: int) -> int:
         if n > 0:
             ctx.continue_as_new(n - 1)
@@ -127,3 +133,20 @@ async def test_a_restarted_instance_replays_from_no_kv_after_its_first_turn(
         await client.raise_event("r-kv", "go")
         assert await completed(client, "r-kv") == [None, "a"]
     assert await client.get_value("r-kv", "tag") == "a"
+
+
+async def test_a_queued_restart_shows_no_custom_status_or_kv_of_the_finished_execution(
+    store: Provider, registry: duro.Registry, client: duro.Client, clock: VirtualClock
+) -> None:
+    _register(registry)
+    async with runtime(store, registry, clock):
+        await client.start_orchestration("r-shown", "report", "a")
+        assert await completed(client, "r-shown") == "a"
+    assert (await client.get_status("r-shown")).custom_status == {"done": "a"}
+
+    await client.restart_orchestration("r-shown")  # no runtime: it stays queued
+
+    status = await client.get_status("r-shown")
+    assert (status.state, status.custom_status) == (duro.State.PENDING, None)
+    assert await client.get_value("r-shown", "tag") is None
+    assert await client.get_values("r-shown") == {}

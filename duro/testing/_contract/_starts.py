@@ -135,7 +135,7 @@ class StartContract(ContractBase):
         self, provider: Provider, clock: VirtualClock, status: ExecutionStatus
     ) -> None:
         await create_instance(provider, "i1", kv_changes=[kv_set("k", 1, at_ms=clock.now_ms())])
-        await next_turn(provider, "i1", status=status, output="old")
+        await next_turn(provider, "i1", status=status, output="old", custom_status=b'"done"')
         await clock.advance(1)
 
         outcome = await provider.start_instance(
@@ -154,7 +154,11 @@ class StartContract(ContractBase):
             1,
             None,
         )
-        assert (record.output, record.error) == (None, None)
+        assert (record.output, record.error, record.custom_status) == (None, None, None)
+        # Reads show a new instance, not the finished execution's KV (its first turn drops it).
+        assert await provider.get_kv_value("i1", "k") is None
+        assert await provider.get_kv_items("i1") == {}
+        assert await provider.get_kv_snapshot("i1") == {}
         pending = await provider.list_instances(InstanceQuery(states=frozenset({State.PENDING})))
         assert [r.instance_id for r in pending.instances] == ["i1"]
         finished = await provider.list_instances(
