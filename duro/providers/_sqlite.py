@@ -9,14 +9,15 @@ Layout of the implementation:
 * ``_sqlite_turns`` / ``_sqlite_activities`` / ``_sqlite_manage``: one ``*_txn`` function per
   contract operation, each run as exactly one transaction (``BEGIN IMMEDIATE`` for writes).
 * ``_sqlite_errors``: typed errors and the translation of ``sqlite3`` errors.
+* ``_sqlite_wake``: wake-ups between processes on one file (Unix datagram sockets).
 
 Correctness never depends on in-process state: locks are rows with tokens and expiry times
 (milliseconds from the provider's clock, computed in Python), so several providers, runtimes
 or processes can share one file. In-process state is only used to wake long-polling fetches
-early: writes through this provider object notify its waiters at once; writes from other
-processes change the file's ``PRAGMA data_version``, which a waiting fetch reads after 1 ms,
-then at doubling intervals up to 64 ms (a read of shared memory, not a query), so work
-another process writes is picked up within milliseconds while it is busy.
+early: writes through this provider object notify its waiters at once, and other processes'
+waiters through their sockets. A waiting fetch also reads the file's ``PRAGMA data_version``
+(shared memory, not a query) after 1 ms, then at doubling intervals, for the commits of
+processes that cannot wake it.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ from ._sqlite_turns import (
     start_instance_txn,
     turn_work_remains_txn,
 )
+from ._sqlite_wake import ACTIVITIES, TURNS, PeerWakeups
 from ._types import (
     AbandonRequest,
     ActivityCommit,
@@ -119,8 +121,9 @@ class SqliteProvider(Provider):
 
     ``busy_timeout`` is how long a write waits for another process's write lock before
     failing with a retryable ``StoreBusyError``. ``poll_interval`` is how often (real seconds)
-    a long-polling fetch queries the file again; other processes' commits wake it sooner
-    (it watches the file's change counter, at least every 64 ms). With
+    a long-polling fetch queries the file again; other processes' commits wake it within
+    milliseconds (through sockets in ``<path>-wake/``, or by watching the file's change
+    counter every 64 ms where none can be bound). With
     ``codec`` (for example ``duro.AesGcmCodec``) every payload is stored in its encoded form;
     every process that opens the file needs the same codec keys.
     """
@@ -144,6 +147,7 @@ class SqliteProvider(Provider):
         self._db = Database(self._path, busy_timeout=busy_timeout)
         self._turn_signal = WorkSignal()
         self._activity_signal = WorkSignal()
+        self._peers = PeerWakeups(self._path)
 
     @classmethod
     def in_memory(cls, *, clock: Clock | None = None, codec: Codec | None = None) -> SqliteProvider:
@@ -165,6 +169,7 @@ class SqliteProvider(Provider):
         await self._db.open()
 
     async def close(self) -> None:
+        self._peers.close()
         await self._db.close()
 
     async def runtime_started(self, worker_id: str) -> None:
@@ -180,8 +185,7 @@ class SqliteProvider(Provider):
         )
         if reclaimed:
             log.info("%s took back %d lock(s) its previous run held", worker_id, reclaimed)
-            self._turn_signal.notify()
-            self._activity_signal.notify()
+            self._work_written(TURNS | ACTIVITIES)
 
     # -- client side ----------------------------------------------------------------------------
 
@@ -191,7 +195,7 @@ class SqliteProvider(Provider):
             "start_instance",
             partial(start_instance_txn, request=request, now=self._clock.now_ms()),
         )
-        self._turn_signal.notify()
+        self._work_written(TURNS)
         return outcome
 
     async def enqueue_orchestrator_message(self, message: ScheduledMessage) -> None:
@@ -205,7 +209,7 @@ class SqliteProvider(Provider):
                 now=self._clock.now_ms(),
             ),
         )
-        self._turn_signal.notify()
+        self._work_written(TURNS)
 
     # -- orchestration turns --------------------------------------------------------------------
 
@@ -234,9 +238,8 @@ class SqliteProvider(Provider):
         results = await self._db.write(
             "commit_turns", partial(commit_turns_txn, commits=commits, now=self._clock.now_ms())
         )
-        self._turn_signal.notify()
-        if any(c.changes.activity_tasks for c in commits):
-            self._activity_signal.notify()
+        scheduled = any(c.changes.activity_tasks for c in commits)
+        self._work_written(TURNS | (ACTIVITIES if scheduled else 0))
         return results
 
     async def commit_turns_and_fetch_activities(
@@ -256,9 +259,7 @@ class SqliteProvider(Provider):
             return results, items, more
 
         results, items, more = await self._db.write("commit_turns", txn)
-        self._turn_signal.notify()
-        if more:
-            self._activity_signal.notify()
+        self._work_written(TURNS | (ACTIVITIES if more else 0))
         return results, await self._codec.decode_activities(items, self.abandon_activity)
 
     async def complete_activities_and_fetch_turns(
@@ -282,17 +283,16 @@ class SqliteProvider(Provider):
             return results, decode_turn_list(turns), more
 
         results, items, more = await self._db.write_then("complete_activities", txn, decode)
-        self._activity_signal.notify()
         # A result due later moves the waiting fetches' next due time: they must hear of it.
-        if more or any(c.result and c.result.visible_at_ms is not None for c in commits):
-            self._turn_signal.notify()
+        later = any(c.result and c.result.visible_at_ms is not None for c in commits)
+        self._work_written(ACTIVITIES | (TURNS if more or later else 0), peers=TURNS)
         return results, await self._codec.decode_turns(items, self.abandon_turn)
 
     async def abandon_turn(self, request: AbandonRequest) -> None:
         await self._db.write(
             "abandon_turn", partial(abandon_turn_txn, request=request, now=self._clock.now_ms())
         )
-        self._turn_signal.notify()
+        self._work_written(TURNS)
 
     async def renew_turn_lock(self, request: RenewRequest) -> None:
         await self._db.write(
@@ -324,9 +324,8 @@ class SqliteProvider(Provider):
             "complete_activities",
             partial(complete_activities_txn, commits=commits, now=self._clock.now_ms()),
         )
-        self._activity_signal.notify()
-        if any(c.result is not None for c in commits):
-            self._turn_signal.notify()
+        results_written = any(c.result is not None for c in commits)
+        self._work_written(ACTIVITIES | (TURNS if results_written else 0), peers=TURNS)
         return results
 
     async def abandon_activity(self, request: AbandonRequest) -> None:
@@ -334,7 +333,7 @@ class SqliteProvider(Provider):
             "abandon_activity",
             partial(abandon_activity_txn, request=request, now=self._clock.now_ms()),
         )
-        self._activity_signal.notify()
+        self._work_written(ACTIVITIES)
 
     async def renew_activity_lock(self, request: RenewRequest) -> None:
         request = self._codec.encode_renewal(request)
@@ -431,6 +430,23 @@ class SqliteProvider(Provider):
 
     # -- long polling ---------------------------------------------------------------------------
 
+    def _work_written(self, kinds: int, *, peers: int = TURNS | ACTIVITIES) -> None:
+        """Wake the fetches waiting for ``kinds`` of work, here and (``kinds & peers``) in the
+        other processes on this file."""
+        self._wake_here(kinds)
+        if kinds & peers and not self._db.in_memory:
+            self._peers.announce(kinds & peers)
+
+    def _wake_here(self, kinds: int) -> None:
+        if kinds & TURNS:
+            self._turn_signal.notify()
+        if kinds & ACTIVITIES:
+            self._activity_signal.notify()
+
+    async def _forward_peer_wakeups(self) -> None:
+        while True:
+            self._wake_here(await self._peers.wait())
+
     async def _long_poll(
         self,
         signal: WorkSignal,
@@ -453,13 +469,28 @@ class SqliteProvider(Provider):
             pace = await self._wait_for_work(event, until, pace)
 
     async def _wait_for_work(self, event: anyio.Event, until_ms: int, pace: float) -> float:
-        """Until a write here sets ``event``, the clock reaches ``until_ms``, another process
-        commits, or ``poll_interval`` real seconds pass (then the caller queries again).
+        """Until a write here or a peer's wake-up sets ``event``, the clock reaches
+        ``until_ms``, another process commits, or ``poll_interval`` real seconds pass (then
+        the caller queries again); returns the pace of ``_watch_for_work``."""
+        if not self._db.in_memory:
+            self._peers.listen()
+        if not self._peers.listening:
+            return await self._watch_for_work(event, until_ms, pace, _MOST_CHANGE_CHECK_S)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._forward_peer_wakeups)
+            # Peers wake us; the looks only find the few that cannot (see _sqlite_wake).
+            pace = await self._watch_for_work(event, until_ms, pace, self._poll_interval)
+            tg.cancel_scope.cancel()
+        return pace
+
+    async def _watch_for_work(
+        self, event: anyio.Event, until_ms: int, pace: float, most: float
+    ) -> float:
+        """Waits like ``_wait_for_work``, minus the peers' wake-ups.
 
         Looks for other processes' commits after ``pace`` real seconds, then at doubling
-        intervals up to ``_MOST_CHANGE_CHECK_S``; returns the pace for the caller's next wait,
-        so a fetch that found nothing keeps looking at the same rate instead of starting over
-        at 1 ms."""
+        intervals up to ``most``; returns the pace for the caller's next wait, so a fetch that
+        found nothing keeps looking at the same rate instead of starting over at 1 ms."""
         version = self._db.data_version()
         if version is None:
             pace = self._poll_interval  # an in-memory database: no other process writes it
@@ -472,7 +503,7 @@ class SqliteProvider(Provider):
             waited += step
             if not scope.cancelled_caught or self._db.data_version() != version:
                 return _FIRST_CHANGE_CHECK_S  # work may come in a burst: look soon again
-            pace = min(pace * 2, _MOST_CHANGE_CHECK_S)
+            pace = min(pace * 2, most)
             if waited >= self._poll_interval:
                 return pace
 
@@ -488,9 +519,10 @@ def _skips_read_now(request: FetchActivityRequest) -> FetchActivityRequest:
 _FIRST_CHANGE_CHECK_S = 0.001
 """How soon a waiting fetch first looks for other processes' commits."""
 _MOST_CHANGE_CHECK_S = 0.064
-"""The longest gap between two looks: work another process writes to an idle file waits 32 ms
-on average. Each look wakes the event loop, 100-250 us of CPU on a small VM, so a waiting
-fetch costs about 16 of them a second."""
+"""The longest gap between two looks of a provider without a socket (with one, peers wake it
+and the looks stretch to ``poll_interval``): work another process writes to an idle file
+waits 32 ms on average. Each look wakes the event loop, 100-250 us of CPU on a small VM, so a
+waiting fetch costs about 16 of them a second."""
 
 
 def _new_token() -> str:

@@ -73,8 +73,10 @@ def reachable_bytes(root: object) -> bytes:
 
 def sqlite_dump(path: Path) -> dict[str, bytes]:
     """The database file with its WAL and shared-memory files byte for byte (``"files"``),
-    and every value of each table as SQLite returns it, by table name."""
-    out = {"files": b"\n".join(p.read_bytes() for p in sorted(path.parent.glob(path.name + "*")))}
+    and every value of each table as SQLite returns it, by table name. (The ``-wake``
+    directory beside them holds sockets only.)"""
+    files = sorted(p for p in path.parent.glob(path.name + "*") if p.is_file())
+    out = {"files": b"\n".join(p.read_bytes() for p in files)}
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]

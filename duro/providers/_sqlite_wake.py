@@ -1,0 +1,204 @@
+"""Wake-ups between processes that share one SQLite file.
+
+A write through one provider wakes the fetches waiting in its own process at once (a
+``WorkSignal``); fetches in other processes would only see it when they next look at the
+file's ``PRAGMA data_version`` (after 1 ms, then up to every 64 ms). Here each provider also
+binds a Unix datagram socket in a directory beside the file (``<file>-wake/``), and after a
+write that makes work it sends one byte to every other socket there: a waiting fetch in
+another process wakes within a fraction of a millisecond.
+
+It only ever speeds things up. Correctness never depends on a datagram arriving: the work of
+a peer without Unix sockets (Windows), one whose path is too long for a socket address, or an
+older duro is still found by the ``data_version`` looks. A sender never blocks: a peer whose
+queue is full has wake-ups waiting already, and a socket left by a killed process is removed
+by the first sender that meets it. Senders list the directory again whenever its
+modification time changes, so a process that starts is woken from its first wait on.
+
+Datagrams are only read while a fetch waits, so a busy process is not woken by its peers'
+commits: they queue (at most ``net.unix.max_dgram_qlen``, 10 by default on Linux) and cost
+one spurious query when it next waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import weakref
+
+import anyio
+
+log = logging.getLogger("duro.providers.sqlite")
+
+TURNS = 1
+"""Datagram bit: orchestrator messages were written."""
+ACTIVITIES = 2
+"""Datagram bit: activity work items were written."""
+
+_PEERS_FRESH_S = 1.0
+"""How long a listing of the directory is used while the directory's modification time stays
+the same (a file system whose times are coarse could hide a second change in one tick)."""
+
+
+class PeerWakeups:
+    """This provider's socket in ``<path>-wake/`` and the list of its peers' sockets."""
+
+    def __init__(self, db_path: str) -> None:
+        self._dir = os.path.realpath(db_path) + "-wake"
+        self._sock: socket.socket | None = None
+        """Bound to ``<dir>/<name>`` once a fetch waited; unbound while it only sends."""
+        self._release: weakref.finalize[..., PeerWakeups] = weakref.finalize(self, _nothing)
+        """Closes ``_sock`` (and removes its file) once: at ``close``, or when a provider that
+        was never closed is collected or the interpreter exits."""
+        self._name = ""
+        self._pid = 0
+        """The process that bound ``_name``: a forked child must neither use nor remove it."""
+        self._peers: list[str] = []
+        self._listed_at = -_PEERS_FRESH_S
+        self._listed_mtime = -1
+        self._unavailable = not hasattr(socket, "AF_UNIX")
+
+    @property
+    def listening(self) -> bool:
+        if self._name and self._pid != os.getpid():
+            self._forget_inherited()
+        return bool(self._name)
+
+    def listen(self) -> None:
+        """Bind a socket for this provider (once), so peers' wake-ups reach it; on any
+        failure, stay without one. Only a provider whose fetches wait binds one: peers send
+        to every socket in the directory, and a client that never waits would only make
+        them send more."""
+        if self.listening or self._unavailable:
+            return
+        sock = _new_socket()
+        name = os.urandom(8).hex()
+        try:
+            self._bind(sock, name)
+        except OSError as exc:
+            # A path too long for a socket address, a read-only directory: the data_version
+            # looks still find other processes' work, only later.
+            sock.close()
+            self._unavailable = True
+            log.info("no wake-ups from other processes for %s: %s", self._dir, exc)
+            return
+        self._own(sock, name)
+        self._listed_at = -_PEERS_FRESH_S  # leave itself out of the list from now on
+
+    def _bind(self, sock: socket.socket, name: str) -> None:
+        for _ in range(3):
+            os.makedirs(self._dir, exist_ok=True)
+            try:
+                sock.bind(os.path.join(self._dir, name))
+                return
+            except FileNotFoundError:
+                continue  # the last peer to close removed the directory in between
+        raise FileNotFoundError(f"{self._dir} keeps disappearing")
+
+    def close(self) -> None:
+        if self._name and self._pid != os.getpid():
+            self._forget_inherited()
+        self._release()
+        self._sock, self._name = None, ""
+
+    def announce(self, kinds: int) -> None:
+        """Wake the other processes' fetches waiting for ``kinds`` (``TURNS | ACTIVITIES``)."""
+        if self._unavailable:
+            return
+        sock = self._sock
+        if sock is None:
+            sock = _new_socket()
+            self._own(sock, "")
+        self._refresh_peers()
+        payload = bytes((kinds,))
+        for peer in self._peers:
+            try:
+                sock.sendto(payload, peer)
+            except (ConnectionRefusedError, FileNotFoundError):
+                self._forget(peer)
+            except OSError:
+                pass  # its queue is full (it has wake-ups waiting), or it is going away
+
+    def drain(self) -> int:
+        """Read every datagram waiting; the union of their ``kinds`` (0: none)."""
+        kinds = 0
+        sock = self._sock if self._name else None
+        while sock is not None:
+            try:
+                data = sock.recv(16)
+            except OSError:  # BlockingIOError: nothing more waits
+                break
+            for byte in data:
+                kinds |= byte
+        return kinds
+
+    async def wait(self) -> int:
+        """Until a peer's datagram arrives; returns the kinds read (forever if not listening)."""
+        sock = self._sock
+        if sock is None or not self._name:
+            await anyio.sleep_forever()
+            return 0
+        # Several fetches may wait at once, and each backend allows one waiter per descriptor.
+        fd = os.dup(sock.fileno())
+        try:
+            await anyio.wait_readable(fd)
+        finally:
+            os.close(fd)
+        return self.drain()
+
+    def _own(self, sock: socket.socket, name: str) -> None:
+        self._release()
+        self._sock, self._name, self._pid = sock, name, os.getpid()
+        self._release = weakref.finalize(self, _release, sock, self._dir, name)
+
+    def _forget_inherited(self) -> None:
+        self._release.detach()  # the parent's: a forked child must not remove its file
+        if self._sock is not None:
+            self._sock.close()
+        self._sock, self._name = None, ""
+
+    def _refresh_peers(self) -> None:
+        """Lists the directory again when a socket came or went (one ``stat``, 1-2 us)."""
+        try:
+            mtime = os.stat(self._dir).st_mtime_ns
+        except OSError:
+            mtime = -1
+        now = time.monotonic()
+        if mtime == self._listed_mtime and now - self._listed_at < _PEERS_FRESH_S:
+            return
+        try:
+            names = os.listdir(self._dir)
+        except OSError:
+            names = []
+        self._peers = [os.path.join(self._dir, n) for n in names if n != self._name]
+        self._listed_at, self._listed_mtime = now, mtime
+
+    def _forget(self, peer: str) -> None:
+        # Refused: the file is there but no socket is bound to it (its process was killed).
+        try:
+            os.unlink(peer)
+        except OSError:
+            pass
+        if peer in self._peers:
+            self._peers.remove(peer)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _release(sock: socket.socket, directory: str, name: str) -> None:
+    sock.close()
+    if name:
+        try:
+            os.unlink(os.path.join(directory, name))
+            os.rmdir(directory)  # only succeeds when no other process is listening
+        except OSError:
+            pass
+
+
+def _new_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    return sock
