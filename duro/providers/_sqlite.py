@@ -432,7 +432,8 @@ class SqliteProvider(Provider):
 
     def _work_written(self, kinds: int, *, peers: int = TURNS | ACTIVITIES) -> None:
         """Wake the fetches waiting for ``kinds`` of work, here and (``kinds & peers``) in the
-        other processes on this file."""
+        other processes on this file. A completed activity wakes this process's activity
+        fetches (it freed one of their slots) but only the turn fetches of others."""
         self._wake_here(kinds)
         if kinds & peers and not self._db.in_memory:
             self._peers.announce(kinds & peers)

@@ -45,7 +45,10 @@ class PeerWakeups:
     """This provider's socket in ``<path>-wake/`` and the list of its peers' sockets."""
 
     def __init__(self, db_path: str) -> None:
-        self._dir = os.path.realpath(db_path) + "-wake"
+        self._db_path = db_path
+        self._dir = ""
+        """``<real path of the file>-wake``, resolved at first use (a provider does no I/O
+        before)."""
         self._sock: socket.socket | None = None
         """Bound to ``<dir>/<name>`` once a fetch waited; unbound while it only sends."""
         self._release: weakref.finalize[..., PeerWakeups] = weakref.finalize(self, _nothing)
@@ -72,6 +75,7 @@ class PeerWakeups:
         them send more."""
         if self.listening or self._unavailable:
             return
+        self._resolve_dir()
         sock = _new_socket()
         name = os.urandom(8).hex()
         try:
@@ -108,6 +112,7 @@ class PeerWakeups:
             return
         sock = self._sock
         if sock is None:
+            self._resolve_dir()
             sock = _new_socket()
             self._own(sock, "")
         self._refresh_peers()
@@ -146,6 +151,10 @@ class PeerWakeups:
         finally:
             os.close(fd)
         return self.drain()
+
+    def _resolve_dir(self) -> None:
+        if not self._dir:
+            self._dir = os.path.realpath(self._db_path) + "-wake"
 
     def _own(self, sock: socket.socket, name: str) -> None:
         self._release()
