@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
+from functools import partial
 from typing import TypeVar
 
 import httpx
@@ -46,6 +47,7 @@ from duro.providers._types import (
 from ._activities import Activities
 from ._context import Context
 from ._dispatch import Dispatch
+from ._fanout import each_concurrently
 from ._manage import Management
 from ._outbox import Outbox
 from ._rest import CosmosConfig, CosmosError, HttpRetryPolicy, RequestStatistics
@@ -200,7 +202,7 @@ class CosmosProvider(Provider):
     async def commit_turns(self, commits: Sequence[TurnCommit]) -> list[ProviderError | None]:
         commits = self._codec.encode_turn_commits(commits)
         # One partition per instance: turns of different instances share no transaction.
-        return [await _failure_of(self._turns.commit, commit) for commit in commits]
+        return await each_concurrently(partial(_failure_of, self._turns.commit), commits)
 
     async def abandon_turn(self, request: AbandonRequest) -> None:
         await self._turns.abandon(request)
@@ -216,7 +218,7 @@ class CosmosProvider(Provider):
         self, commits: Sequence[ActivityCommit]
     ) -> list[ProviderError | None]:
         commits = self._codec.encode_activity_commits(commits)
-        return [await _failure_of(self._activities.complete, commit) for commit in commits]
+        return await each_concurrently(partial(_failure_of, self._activities.complete), commits)
 
     async def abandon_activity(self, request: AbandonRequest) -> None:
         await self._activities.abandon(request)

@@ -51,6 +51,7 @@ from ._documents import (
     parse_token,
     slot_of,
 )
+from ._fanout import each_concurrently
 from ._model import (
     apply_commit,
     check_new_events,
@@ -231,18 +232,23 @@ class Turns:
         held = {lock.instance_id for lock in ctx.turn_locks.values() if lock.until > now}
         held.update(request.skip_instances)  # left to other workers: not taken, still known
         taken: list[OrchestrationWorkItem] = []
+
+        async def lock_one(instance_id: str) -> OrchestrationWorkItem | None:
+            try:
+                return await self._try_lock(instance_id, request, now)
+            finally:
+                ctx.claiming.discard(instance_id)
+
         while len(taken) < limit:
             candidates = self._dispatch.known.take_turns(
                 now, limit - len(taken), held | ctx.claiming, self._dispatch.mine
             )
             if not candidates:
                 break
-            for instance_id in candidates:
-                ctx.claiming.add(instance_id)
-                try:
-                    item = await self._try_lock(instance_id, request, now)
-                finally:
-                    ctx.claiming.discard(instance_id)
+            ctx.claiming.update(candidates)  # before any request: other fetches skip them
+            for instance_id, item in zip(
+                candidates, await each_concurrently(lock_one, candidates), strict=True
+            ):
                 if item is not None:
                     taken.append(item)
                     held.add(instance_id)
