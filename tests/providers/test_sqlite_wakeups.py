@@ -12,8 +12,9 @@ import socket
 import sys
 import tempfile
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -65,29 +66,49 @@ async def fetch_turn_waiting(provider: SqliteProvider) -> OrchestrationWorkItem 
     return await provider.fetch_turn(FetchTurnRequest(lock_timeout=5, poll_timeout=60.0))
 
 
-async def until_listening(provider: SqliteProvider) -> None:
-    while not provider._peers.listening:  # noqa: ASYNC110 - until its fetch waits
-        await anyio.sleep(0.001)
+def listening(provider: SqliteProvider) -> Callable[[], bool]:
+    return lambda: provider._peers.listening
+
+
+async def run_once_waiting(
+    fetch: Callable[[], Coroutine[Any, Any, object]],
+    waits: Callable[[], bool],
+    write: Callable[[], Awaitable[object]],
+) -> None:
+    """Run ``fetch``, and ``write`` as soon as ``waits`` says the fetch waits; both must end
+    within ``GUARD_S``."""
+    with anyio.fail_after(GUARD_S):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fetch)
+            while not waits():  # noqa: ASYNC110 - until the fetch waits
+                await anyio.sleep(0.001)
+            await write()
+
+
+async def turn_fetched_around(
+    waiting: SqliteProvider, write: Callable[[], Awaitable[object]]
+) -> OrchestrationWorkItem | None:
+    """What a turn fetch waiting through ``waiting`` returns when ``write`` runs."""
+    fetched: list[OrchestrationWorkItem | None] = []
+
+    async def fetch() -> None:
+        fetched.append(await fetch_turn_waiting(waiting))
+
+    await run_once_waiting(fetch, listening(waiting), write)
+    return fetched[0]
 
 
 async def test_a_waiting_turn_fetch_wakes_when_another_provider_starts_an_instance(
     db_path: Path,
 ) -> None:
     waiting, writing = waiting_provider(db_path), SqliteProvider(db_path)
-    fetched: list[OrchestrationWorkItem | None] = []
-
-    async def fetch() -> None:
-        fetched.append(await fetch_turn_waiting(waiting))
-
     async with waiting, writing:
         await writing.open()
-        with anyio.fail_after(GUARD_S):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(fetch)
-                await until_listening(waiting)
-                await writing.start_orchestration(start_message("elsewhere"))
+        item = await turn_fetched_around(
+            waiting, lambda: writing.start_orchestration(start_message("elsewhere"))
+        )
 
-    assert fetched[0] is not None and fetched[0].instance_id == "elsewhere"
+    assert item is not None and item.instance_id == "elsewhere"
 
 
 async def test_a_waiting_activity_fetch_wakes_when_another_provider_schedules_work(
@@ -103,11 +124,11 @@ async def test_a_waiting_activity_fetch_wakes_when_another_provider_schedules_wo
 
     async with waiting, writing:
         await writing.open()
-        with anyio.fail_after(GUARD_S):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(fetch)
-                await until_listening(waiting)
-                await schedule_activities(writing, "i", [activity_task("i", 1, name="charge")])
+        await run_once_waiting(
+            fetch,
+            listening(waiting),
+            lambda: schedule_activities(writing, "i", [activity_task("i", 1, name="charge")]),
+        )
 
     assert fetched == ["charge"]
 
@@ -116,25 +137,15 @@ async def test_a_waiting_turn_fetch_wakes_when_another_provider_reports_a_result
     db_path: Path,
 ) -> None:
     waiting, writing = waiting_provider(db_path), SqliteProvider(db_path)
-    fetched: list[OrchestrationWorkItem | None] = []
-
-    async def fetch() -> None:
-        fetched.append(await fetch_turn_waiting(waiting))
-
     task = activity_task("i", 1)
     async with waiting, writing:
         await schedule_activities(writing, "i", [task])
         work = await writing.fetch_activity(FetchActivityRequest(lock_timeout=5))
         assert work is not None
-        with anyio.fail_after(GUARD_S):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(fetch)
-                await until_listening(waiting)
-                await writing.complete_activity(
-                    ActivityCommit(lock_token=work.lock_token, result=activity_result(task, 1))
-                )
+        commit = ActivityCommit(lock_token=work.lock_token, result=activity_result(task, 1))
+        item = await turn_fetched_around(waiting, lambda: writing.complete_activity(commit))
 
-    assert fetched[0] is not None and fetched[0].instance_id == "i"
+    assert item is not None and item.instance_id == "i"
 
 
 _START_SCRIPT = textwrap.dedent(
@@ -156,19 +167,13 @@ async def test_a_waiting_fetch_wakes_when_another_process_starts_an_instance(
     db_path: Path,
 ) -> None:
     waiting = waiting_provider(db_path)
-    fetched: list[OrchestrationWorkItem | None] = []
-
-    async def fetch() -> None:
-        fetched.append(await fetch_turn_waiting(waiting))
-
     async with waiting:
-        with anyio.fail_after(GUARD_S):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(fetch)
-                await until_listening(waiting)
-                await anyio.run_process([sys.executable, "-c", _START_SCRIPT, str(db_path)])
+        item = await turn_fetched_around(
+            waiting,
+            lambda: anyio.run_process([sys.executable, "-c", _START_SCRIPT, str(db_path)]),
+        )
 
-    assert fetched[0] is not None and fetched[0].instance_id == "from-a-process"
+    assert item is not None and item.instance_id == "from-a-process"
 
 
 def leave_a_dead_socket(db_path: Path) -> anyio.Path:
@@ -226,14 +231,13 @@ async def test_a_path_too_long_for_a_socket_still_finds_other_providers_work_by_
 
     async with waiting, writing:
         await writing.open()
-        with anyio.fail_after(GUARD_S):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(fetch)
-                while waiting._db._watch is None:  # noqa: ASYNC110 - until it waits
-                    await anyio.sleep(0.001)
-                await writing.enqueue_orchestrator_message(
-                    ScheduledMessage(message=start_message("deep"))
-                )
+        await run_once_waiting(
+            fetch,
+            lambda: waiting._db._watch is not None,
+            lambda: writing.enqueue_orchestrator_message(
+                ScheduledMessage(message=start_message("deep"))
+            ),
+        )
 
         assert not waiting._peers.listening
 
