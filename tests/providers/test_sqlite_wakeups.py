@@ -208,8 +208,12 @@ async def test_only_a_provider_whose_fetch_waited_listens_and_closing_it_cleans_
         assert await waiting.fetch_turn(FetchTurnRequest(lock_timeout=5)) is not None
         assert not await wake_dir.exists()  # nothing waited yet: nobody listens
 
-        with anyio.move_on_after(0.05):
-            await fetch_turn_waiting(waiting)  # nothing left: it waits
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fetch_turn_waiting, waiting)  # nothing left: it waits
+            with anyio.fail_after(GUARD_S):
+                while not waiting._peers.listening:  # noqa: ASYNC110 - until it waits
+                    await anyio.sleep(0.001)
+            tg.cancel_scope.cancel()
         assert len([p async for p in wake_dir.iterdir()]) == 1
         assert not writing._peers.listening
 
