@@ -473,26 +473,44 @@ class SqliteProvider(Provider):
         """Until a write here or a peer's wake-up sets ``event``, the clock reaches
         ``until_ms``, another process commits, or ``poll_interval`` real seconds pass (then
         the caller queries again); returns the pace of ``_watch_for_work``."""
-        if not self._db.in_memory:
+        version = self._db.data_version()
+        if version is not None:
             self._peers.listen()
         if not self._peers.listening:
-            return await self._watch_for_work(event, until_ms, pace, _MOST_CHANGE_CHECK_S)
+            return await self._watch_for_work(event, until_ms, pace, version, _MOST_CHANGE_CHECK_S)
+        if pace < _WAKEUPS_AFTER_S:
+            # A fetch that just found work looks at 1, 2, 4 ms first: waiting on the socket
+            # costs a task and a descriptor per wait (about 0.2 ms), and busy processes end
+            # most waits within those looks.
+            pace = await self._watch_for_work(
+                event, until_ms, pace, version, _WAKEUPS_AFTER_S, ramp=True
+            )
+            if pace < _WAKEUPS_AFTER_S:
+                return pace  # woken, or the file changed
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._forward_peer_wakeups)
             # Peers wake us; the looks only find the few that cannot (see _sqlite_wake).
-            pace = await self._watch_for_work(event, until_ms, pace, self._poll_interval)
+            pace = await self._watch_for_work(event, until_ms, pace, version, self._poll_interval)
             tg.cancel_scope.cancel()
         return pace
 
     async def _watch_for_work(
-        self, event: anyio.Event, until_ms: int, pace: float, most: float
+        self,
+        event: anyio.Event,
+        until_ms: int,
+        pace: float,
+        version: int | None,
+        most: float,
+        *,
+        ramp: bool = False,
     ) -> float:
         """Waits like ``_wait_for_work``, minus the peers' wake-ups.
 
-        Looks for other processes' commits after ``pace`` real seconds, then at doubling
-        intervals up to ``most``; returns the pace for the caller's next wait, so a fetch that
-        found nothing keeps looking at the same rate instead of starting over at 1 ms."""
-        version = self._db.data_version()
+        Looks for other processes' commits (a ``data_version`` other than ``version``) after
+        ``pace`` real seconds, then at doubling intervals up to ``most``; returns the pace for
+        the caller's next wait, so a fetch that found nothing keeps looking at the same rate
+        instead of starting over at 1 ms. With ``ramp``, returns as soon as the pace reaches
+        ``most``."""
         if version is None:
             pace = self._poll_interval  # an in-memory database: no other process writes it
         waited = 0.0
@@ -505,7 +523,7 @@ class SqliteProvider(Provider):
             if not scope.cancelled_caught or self._db.data_version() != version:
                 return _FIRST_CHANGE_CHECK_S  # work may come in a burst: look soon again
             pace = min(pace * 2, most)
-            if waited >= self._poll_interval:
+            if waited >= self._poll_interval or (ramp and pace >= most):
                 return pace
 
 
@@ -519,6 +537,8 @@ def _skips_read_now(request: FetchActivityRequest) -> FetchActivityRequest:
 
 _FIRST_CHANGE_CHECK_S = 0.001
 """How soon a waiting fetch first looks for other processes' commits."""
+_WAKEUPS_AFTER_S = 0.008
+"""How long (as a look's pace) a fetch waits by looks alone before it also waits on its socket."""
 _MOST_CHANGE_CHECK_S = 0.064
 """The longest gap between two looks of a provider without a socket (with one, peers wake it
 and the looks stretch to ``poll_interval``): work another process writes to an idle file
