@@ -8,7 +8,7 @@ import collections
 from .._errors import InstanceNotFoundError, InstanceStillRunningError, ProviderError
 from .._history import HistoryEvent
 from .._status import State
-from ._memory_state import MemoryTables, pending_record
+from ._memory_state import InstanceRow, MemoryTables, pending_record
 from ._memory_turns import release_turn_lock, row_locked
 from ._types import (
     LISTED_STATES,
@@ -56,8 +56,8 @@ def read_executions_nowait(tables: MemoryTables, instance_id: str) -> list[Execu
 
 
 def kv_value_nowait(tables: MemoryTables, instance_id: str, key: str) -> KvEntry | None:
-    instance = tables.instances.get(instance_id)
-    if instance is None or instance.restarting:
+    instance = _kv_owner(tables, instance_id)
+    if instance is None:
         return None
     if key in instance.kv_delta:
         return instance.kv_delta[key]
@@ -65,13 +65,20 @@ def kv_value_nowait(tables: MemoryTables, instance_id: str, key: str) -> KvEntry
 
 
 def kv_items_nowait(tables: MemoryTables, instance_id: str) -> dict[str, KvEntry]:
-    instance = tables.instances.get(instance_id)
-    return {} if instance is None or instance.restarting else instance.merged_kv()
+    instance = _kv_owner(tables, instance_id)
+    return {} if instance is None else instance.merged_kv()
 
 
 def kv_snapshot_nowait(tables: MemoryTables, instance_id: str) -> dict[str, KvEntry]:
+    instance = _kv_owner(tables, instance_id)
+    return {} if instance is None else dict(instance.kv)
+
+
+def _kv_owner(tables: MemoryTables, instance_id: str) -> InstanceRow | None:
+    """The instance whose KV reads show; None for an unknown one or a queued restart (it
+    reads as new: its first turn drops the finished executions' KV)."""
     instance = tables.instances.get(instance_id)
-    return {} if instance is None or instance.restarting else dict(instance.kv)
+    return None if instance is None or instance.restarting else instance
 
 
 def list_instances_nowait(tables: MemoryTables, query: InstanceQuery) -> InstancePage:

@@ -121,17 +121,18 @@ def kv_snapshot_txn(
 ) -> dict[str, KvEntry]:
     """The committed store alone (what the current execution replays from); one key with
     ``key``."""
-    return {
-        k: KvEntry(value=value, updated_at_ms=updated)
-        for k, value, updated in _kv_rows(conn, "kv_store", instance_id, key)
-    }
+    if _restart_queued(conn, instance_id):
+        return {}
+    return _committed_kv(conn, instance_id, key)
 
 
 def kv_items_txn(
     conn: sqlite3.Connection, instance_id: str, key: str | None = None
 ) -> dict[str, KvEntry]:
     """The merged view: the current execution's delta over the committed store."""
-    merged = kv_snapshot_txn(conn, instance_id, key)
+    if _restart_queued(conn, instance_id):
+        return {}
+    merged = _committed_kv(conn, instance_id, key)
     for k, value, updated in _kv_rows(conn, "kv_delta", instance_id, key):
         if value is None:
             merged.pop(k, None)
@@ -140,15 +141,30 @@ def kv_items_txn(
     return merged
 
 
+def _restart_queued(conn: sqlite3.Connection, instance_id: str) -> bool:
+    """A queued restart reads as a new instance: its finished executions' KV is not shown
+    (its first turn drops it)."""
+    row = conn.execute(
+        "SELECT restarting FROM instances WHERE instance_id = ?", (instance_id,)
+    ).fetchone()
+    return row is not None and bool(row[0])
+
+
+def _committed_kv(
+    conn: sqlite3.Connection, instance_id: str, key: str | None
+) -> dict[str, KvEntry]:
+    return {
+        k: KvEntry(value=value, updated_at_ms=updated)
+        for k, value, updated in _kv_rows(conn, "kv_store", instance_id, key)
+    }
+
+
 def _kv_rows(
     conn: sqlite3.Connection, table: str, instance_id: str, key: str | None
 ) -> sqlite3.Cursor:
-    # A queued restart reads as a new instance: its finished executions' KV is not shown
-    # (its first turn drops it).
     key_filter = "" if key is None else " AND key = :key"
     return conn.execute(
-        f"SELECT key, value, updated_at_ms FROM {table} WHERE instance_id = :iid{key_filter}"
-        " AND NOT EXISTS (SELECT 1 FROM instances WHERE instance_id = :iid AND restarting)",
+        f"SELECT key, value, updated_at_ms FROM {table} WHERE instance_id = :iid{key_filter}",
         {"iid": instance_id, "key": key},
     )
 
