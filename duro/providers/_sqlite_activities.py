@@ -94,6 +94,7 @@ def _lock_activity_txn(
             dead_letter_txn(conn, "worker_queue", None, data, str(exc), now)
             conn.execute("DELETE FROM worker_queue WHERE id = ?", (item_id,))
             continue
+        token = _item_token(token, item_id)
         [(delivery_count,)] = conn.execute(
             "UPDATE worker_queue SET lock_token = ?, locked_until_ms = ?, lock_owner = ?,"
             " delivery_count = delivery_count + 1 WHERE id = ? RETURNING delivery_count",
@@ -133,9 +134,17 @@ def _activity_due_txn(conn: sqlite3.Connection, now: int) -> int | None:
     return due
 
 
+def _item_token(base: str, item_id: int) -> str:
+    """A work item's lock token names its row, so a completion finds it by primary key (no
+    index on tokens; schema version 6)."""
+    return f"{base}|{item_id}"
+
+
 def _live_item_txn(conn: sqlite3.Connection, op: str, token: str) -> tuple[int, str | None]:
+    item_id = token.rpartition("|")[2]
     row = conn.execute(
-        "SELECT id, session_id FROM worker_queue WHERE lock_token = ?", (token,)
+        "SELECT id, session_id FROM worker_queue WHERE id = ? AND lock_token = ?",
+        (int(item_id) if item_id.isdecimal() else None, token),
     ).fetchone()
     if row is None:
         raise LockLostError(op, "work item was withdrawn, completed or taken over")

@@ -409,7 +409,8 @@ def queue_depths_txn(conn: sqlite3.Connection, now: int) -> QueueDepths:
         FROM (
           SELECT q.visible_at_ms, EXISTS (
             SELECT 1 FROM instance_locks l
-            WHERE l.lock_token = q.lock_token AND l.locked_until_ms > :now) AS live
+            WHERE l.instance_id = q.instance_id AND l.lock_token = q.lock_token
+              AND l.locked_until_ms > :now) AS live
           FROM orchestrator_queue q
         ) AS q
         """,

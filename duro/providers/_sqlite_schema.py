@@ -216,7 +216,63 @@ _V5 = (
     "CREATE INDEX instances_restarting ON instances (created_at_ms, created_seq) WHERE restarting",
 )
 
-MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4, _V5)
+_WORKER_QUEUE_COLUMNS = (
+    "id, instance_id, execution_id, seq, session_id, tag, data, visible_at_ms, lock_token,"
+    " locked_until_ms, delivery_count, lock_owner"
+)
+
+# Version 6 (duro 0.2): a step writes fewer index entries, and those are what the file's one
+# write lock is held for. A lock token names the row it locks (``<token>|<instance id>`` for a
+# turn, ``<token>|<work item id>`` for an activity), so a commit finds its lock by primary key
+# and no token needs an index: the queue's partial one goes, and so do the UNIQUE ones of the
+# lock table (now WITHOUT ROWID: one b-tree, not three) and of the work queue (rebuilt, its
+# AUTOINCREMENT sequence kept). The work queue's visibility index goes too: fetches walk the
+# queue in id order, and only an idle fetch's "when is the next item due" reads the rest.
+_V6 = (
+    "DROP INDEX orchestrator_queue_by_token",
+    "DROP INDEX worker_queue_by_visible",
+    """
+    CREATE TABLE instance_locks_v6 (
+        instance_id TEXT PRIMARY KEY,
+        lock_token TEXT NOT NULL,
+        locked_until_ms INTEGER NOT NULL,
+        owner_id TEXT NOT NULL DEFAULT ''
+    ) WITHOUT ROWID
+    """,
+    "INSERT INTO instance_locks_v6 SELECT instance_id, lock_token, locked_until_ms, owner_id"
+    " FROM instance_locks",
+    "DROP TABLE instance_locks",
+    "ALTER TABLE instance_locks_v6 RENAME TO instance_locks",
+    """
+    CREATE TABLE worker_queue_v6 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance_id TEXT NOT NULL,
+        execution_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        session_id TEXT,
+        tag TEXT,
+        data BLOB NOT NULL,
+        visible_at_ms INTEGER NOT NULL,
+        lock_token TEXT,
+        locked_until_ms INTEGER,
+        delivery_count INTEGER NOT NULL DEFAULT 0,
+        lock_owner TEXT
+    )
+    """,
+    f"INSERT INTO worker_queue_v6 ({_WORKER_QUEUE_COLUMNS})"
+    f" SELECT {_WORKER_QUEUE_COLUMNS} FROM worker_queue",
+    # Ids are never reused (a late completion of a deleted item must not match a new one).
+    "DELETE FROM sqlite_sequence WHERE name = 'worker_queue_v6'",
+    "INSERT INTO sqlite_sequence (name, seq)"
+    " SELECT 'worker_queue_v6', seq FROM sqlite_sequence WHERE name = 'worker_queue'",
+    "DROP TABLE worker_queue",
+    "ALTER TABLE worker_queue_v6 RENAME TO worker_queue",
+    "CREATE INDEX worker_queue_by_activity ON worker_queue (instance_id, execution_id, seq)",
+    "CREATE INDEX worker_queue_by_session ON worker_queue (session_id)"
+    " WHERE session_id IS NOT NULL",
+)
+
+MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4, _V5, _V6)
 """``MIGRATIONS[n]`` upgrades schema version ``n`` to ``n + 1``."""
 
 

@@ -204,6 +204,7 @@ def _lock_turn_txn(
             continue
         if not batch:
             continue
+        token = _turn_token(token, instance_id)
         conn.execute(
             "INSERT INTO instance_locks (instance_id, lock_token, locked_until_ms, owner_id)"
             " VALUES (?, ?, ?, ?) ON CONFLICT (instance_id) DO UPDATE SET"
@@ -425,9 +426,20 @@ def expire_turn_locks_txn(conn: sqlite3.Connection, owner_id: str, now: int) -> 
 LOCK_LOST = "lock token is unknown, released or taken over"
 
 
+def _turn_token(base: str, instance_id: str) -> str:
+    """A turn's lock token names its instance, so its lock and messages are found by the
+    instance's keys (no index on tokens; schema version 6). ``base`` holds no ``|``."""
+    return f"{base}|{instance_id}"
+
+
+def _token_instance(token: str) -> str:
+    return token.partition("|")[2]
+
+
 def live_turn_lock_txn(conn: sqlite3.Connection, op: str, token: str) -> str:
     row = conn.execute(
-        "SELECT instance_id FROM instance_locks WHERE lock_token = ?", (token,)
+        "SELECT instance_id FROM instance_locks WHERE instance_id = ? AND lock_token = ?",
+        (_token_instance(token), token),
     ).fetchone()
     if row is None:
         raise LockLostError(op, LOCK_LOST)
@@ -453,8 +465,9 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
     iid = commit.changes.instance_id
     lock = conn.execute(
         f"SELECT l.instance_id, {_STORED_ROW} FROM instance_locks l"
-        " LEFT JOIN instances i ON i.instance_id = l.instance_id WHERE l.lock_token = ?",
-        (commit.lock_token,),
+        " LEFT JOIN instances i ON i.instance_id = l.instance_id"
+        " WHERE l.instance_id = ? AND l.lock_token = ?",
+        (_token_instance(commit.lock_token), commit.lock_token),
     ).fetchone()
     if lock is None:
         raise LockLostError(op, LOCK_LOST)
@@ -474,11 +487,15 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
     if current is None:
         start = conn.execute(
             "SELECT enqueued_at_ms, id FROM orchestrator_queue"
-            f" WHERE lock_token = ? AND kind = '{_START}' ORDER BY id LIMIT 1",
-            (commit.lock_token,),
+            " WHERE instance_id = ? AND lock_token = ?"
+            f" AND kind = '{_START}' ORDER BY id LIMIT 1",
+            (iid, commit.lock_token),
         ).fetchone()
     created_at, created_seq = (now, 0) if start is None else start
-    conn.execute("DELETE FROM orchestrator_queue WHERE lock_token = ?", (commit.lock_token,))
+    conn.execute(
+        "DELETE FROM orchestrator_queue WHERE instance_id = ? AND lock_token = ?",
+        (iid, commit.lock_token),
+    )
 
     status = commit.changes.execution_status
     error = encode_error(commit.changes.error)
@@ -671,8 +688,8 @@ def abandon_turn_txn(conn: sqlite3.Connection, request: AbandonRequest, now: int
     )
     conn.execute(
         f"UPDATE orchestrator_queue SET lock_token = NULL, delivery_count = {delivery_count}"
-        " WHERE lock_token = ?",
-        (request.lock_token,),
+        " WHERE instance_id = ? AND lock_token = ?",
+        (iid, request.lock_token),
     )
     # Every message of the instance moves, not just the batch, so a message that arrived
     # during the turn is not served alone ahead of older ones (as InMemoryProvider does).
@@ -684,8 +701,8 @@ def abandon_turn_txn(conn: sqlite3.Connection, request: AbandonRequest, now: int
 
 
 def renew_turn_txn(conn: sqlite3.Connection, request: RenewRequest, now: int) -> None:
-    live_turn_lock_txn(conn, "renew_turn_lock", request.lock_token)
+    iid = live_turn_lock_txn(conn, "renew_turn_lock", request.lock_token)
     conn.execute(
-        "UPDATE instance_locks SET locked_until_ms = ? WHERE lock_token = ?",
-        (now + ms(request.extend_for), request.lock_token),
+        "UPDATE instance_locks SET locked_until_ms = ? WHERE instance_id = ?",
+        (now + ms(request.extend_for), iid),
     )

@@ -217,6 +217,54 @@ async def test_older_schema_is_upgraded_in_place_keeping_data(
         conn.close()
 
 
+async def test_version_5_file_keeps_its_locks_and_work_items_and_never_reuses_an_item_id(
+    db_path: Path, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Version 6 rebuilt the lock table and the work queue (without their token indexes).
+    with monkeypatch.context() as before_v6:
+        before_v6.setattr(_sqlite_schema, "MIGRATIONS", _sqlite_schema.MIGRATIONS[:5])
+        async with SqliteProvider(db_path, clock=clock) as provider:
+            tasks = [activity_task("i1", seq) for seq in (1, 2, 3)]
+            await schedule_activities(provider, "i1", tasks)
+            first = await provider.fetch_activity(FetchActivityRequest(lock_timeout=30))
+            assert first is not None and first.task.seq == 1
+            await provider.complete_activity(ActivityCommit(lock_token=first.lock_token, result=None))
+            held = await provider.fetch_activity(FetchActivityRequest(lock_timeout=30))
+            assert held is not None and held.task.seq == 2
+            await provider.start_orchestration(start_message("i2"))
+            turn = await provider.fetch_turn(FetchTurnRequest(lock_timeout=30))
+            assert turn is not None and turn.instance_id == "i2"
+    conn = raw_connection(db_path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+        # The newest work item (seq 3) gets id 3; delete it so only the sequence remembers.
+        conn.execute("DELETE FROM worker_queue WHERE seq = 3")
+    finally:
+        conn.close()
+
+    async with SqliteProvider(db_path, clock=clock) as provider:
+        # Locks taken before the upgrade still hold, and are still honoured.
+        assert await provider.fetch_activity(FetchActivityRequest(lock_timeout=30)) is None
+        assert await provider.fetch_turn(FetchTurnRequest(lock_timeout=30)) is None
+        await provider.complete_activity(ActivityCommit(lock_token=held.lock_token, result=None))
+        await provider.commit_turn(first_turn(turn.lock_token, "i2"))
+        await schedule_activities(provider, "i3", [activity_task("i3", 1)])
+        again = await provider.fetch_activity(FetchActivityRequest(lock_timeout=30))
+        assert again is not None and again.task.instance_id == "i3"
+        assert again.lock_token.endswith("|4")  # ids 1-3 were used before the upgrade
+        record = await provider.read_instance("i2")
+        assert record is not None and record.state is State.RUNNING
+
+    conn = raw_connection(db_path)
+    try:
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert not {"orchestrator_queue_by_token", "worker_queue_by_visible"} & indexes
+        assert not any(name.startswith("sqlite_autoindex_worker_queue") for name in indexes)
+        assert not any(name.startswith("sqlite_autoindex_instance_locks") for name in indexes)
+    finally:
+        conn.close()
+
+
 async def test_version_1_file_keeps_its_queued_messages_and_delivery_counts(
     db_path: Path, clock: VirtualClock
 ) -> None:
