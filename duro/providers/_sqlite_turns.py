@@ -504,23 +504,33 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
         _update_instance_txn(conn, commit, stored, error, now, instance_completed)
     else:
         _insert_instance_txn(conn, commit, error, now, instance_completed, created_at, created_seq)
-    conn.execute(
-        "INSERT INTO executions (instance_id, execution_id, status, output, error,"
-        " started_at_ms, completed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (instance_id, execution_id) DO UPDATE SET status = excluded.status,"
-        " output = excluded.output, error = excluded.error,"
-        " completed_at_ms = CASE WHEN excluded.completed_at_ms IS NULL THEN NULL"
-        " ELSE coalesce(executions.completed_at_ms, excluded.completed_at_ms) END",
-        (
-            iid,
-            commit.changes.execution_id,
-            status.value,
-            commit.changes.output,
-            error,
-            now,
-            now if status.is_terminal else None,
-        ),
+    # Most turns leave the execution's row as it was (still running): skip the write.
+    unchanged = (
+        stored is not None
+        and stored[0] == commit.changes.execution_id
+        and stored[2] == status.value
+        and not status.is_terminal
+        and commit.changes.output is None
+        and error is None
     )
+    if not unchanged:
+        conn.execute(
+            "INSERT INTO executions (instance_id, execution_id, status, output, error,"
+            " started_at_ms, completed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (instance_id, execution_id) DO UPDATE SET status = excluded.status,"
+            " output = excluded.output, error = excluded.error,"
+            " completed_at_ms = CASE WHEN excluded.completed_at_ms IS NULL THEN NULL"
+            " ELSE coalesce(executions.completed_at_ms, excluded.completed_at_ms) END",
+            (
+                iid,
+                commit.changes.execution_id,
+                status.value,
+                commit.changes.output,
+                error,
+                now,
+                now if status.is_terminal else None,
+            ),
+        )
     _append_history_txn(conn, iid, commit.changes.execution_id, commit.changes.new_events)
     if commit.changes.custom_status_changed:
         conn.execute(
