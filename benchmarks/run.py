@@ -148,6 +148,7 @@ def build_plan(args: argparse.Namespace) -> list[Spec]:
             if provider == "cosmos" and not args.quick:
                 pn, pk = COSMOS_SIZES[workload]
                 reps = 1
+            pn = args.sizes.get(workload, pn)
             for config in duro_configs(args, provider, workload):
                 plan.append(
                     Spec(
@@ -171,7 +172,7 @@ def build_plan(args: argparse.Namespace) -> list[Spec]:
             if workload in SINGLE_RUN:
                 configs = (PEER_LONG_CONFIG[peer_name],)
             repeats = 1 if workload in SINGLE_RUN else args.repeats
-            n = (
+            n = args.sizes.get(workload) or (
                 PEER_SCALED[(peer_name, workload)][0]
                 if (peer_name, workload) in PEER_SCALED
                 else None
@@ -353,6 +354,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="multi-process SQLite cells run beside 'sqlite' for W1, W2 and W6 "
         f"(comma list of {', '.join(SQLITE_PROCESSES)}; 'none' for none)",
     )
+    p.add_argument(
+        "--n",
+        default="",
+        metavar="W1=1000,...",
+        help="orchestrations per workload for every system and config, instead of the "
+        "default sizes (e.g. W1=1000,W2=1000: long enough for several processes to reach "
+        "a steady state)",
+    )
     p.add_argument("--no-chart", action="store_true", help="skip the PNG (needs matplotlib)")
     p.add_argument(
         "--save",
@@ -378,6 +387,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not values or any(not low <= v <= high for v in values):
             p.error(f"--{name.replace('_', '-')}: each value must be {low}..{high}")
         setattr(args, name, list(dict.fromkeys(values)))
+    args.sizes = _sizes(p, args.n)
     cells = [x.strip() for x in args.sqlite_processes.split(",") if x.strip()]
     if cells == ["none"]:
         cells = []
@@ -395,6 +405,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.save is None:
         args.save = not args.quick
     return args
+
+
+def _sizes(p: argparse.ArgumentParser, text: str) -> dict[str, int]:
+    """``--n W1=1000,W2=1000`` as ``{"W1": 1000, "W2": 1000}``."""
+    sizes: dict[str, int] = {}
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        workload, _, count = item.partition("=")
+        workload = workload.strip().upper()
+        if workload not in ALL_WORKLOADS or not count.strip().isdecimal() or int(count) < 1:
+            p.error(f"--n: {item!r} is not WORKLOAD=COUNT (a workload of {ALL_WORKLOADS})")
+        sizes[workload] = int(count)
+    return sizes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -485,6 +507,7 @@ def save(
             "cosmos_partitions": args.cosmos_partitions,
             "cosmos_runtimes": args.cosmos_runtimes,
             "sqlite_processes": args.sqlite_processes,
+            "sizes": args.sizes,
         },
         "scaled_peer_cells": {
             f"{s}/{w}": {"n": n, "reason": why}

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -76,3 +78,22 @@ def test_failover_benchmark_reports_both_ways_a_runtime_goes() -> None:
     lines = run.stdout.splitlines()
     for case in ("sigkill", "exit"):
         assert any(line.startswith(case) and "served p50" in line for line in lines), run.stdout
+
+
+def test_a_size_given_on_the_command_line_applies_to_every_system_of_that_workload() -> None:
+    from benchmarks.run import build_plan, parse_args
+
+    args = parse_args(["--workloads", "W1,W2", "--provider", "sqlite", "--n", "w1=1000"])
+    plan = build_plan(args)
+    assert {s.system for s in plan} == {"duro", "duroxide", "dbos"}
+    assert {s.n for s in plan if s.workload == "W1"} == {1000}
+    assert 1000 not in {s.n for s in plan if s.workload == "W2"}
+
+
+def test_a_malformed_size_is_refused_naming_the_item(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.run import parse_args
+
+    for bad in ("W9=10", "W1=ten", "W1=0", "W1"):
+        with pytest.raises(SystemExit):
+            parse_args(["--n", bad])
+        assert f"--n: {bad!r}" in capsys.readouterr().err
