@@ -140,11 +140,15 @@ def _item_token(base: str, item_id: int) -> str:
     return f"{base}|{item_id}"
 
 
-def _live_item_txn(conn: sqlite3.Connection, op: str, token: str) -> tuple[int, str | None]:
+def _token_item(token: str) -> int | None:
     item_id = token.rpartition("|")[2]
+    return int(item_id) if item_id.isdecimal() else None
+
+
+def _live_item_txn(conn: sqlite3.Connection, op: str, token: str) -> tuple[int, str | None]:
     row = conn.execute(
         "SELECT id, session_id FROM worker_queue WHERE id = ? AND lock_token = ?",
-        (int(item_id) if item_id.isdecimal() else None, token),
+        (_token_item(token), token),
     ).fetchone()
     if row is None:
         raise LockLostError(op, "work item was withdrawn, completed or taken over")
