@@ -8,8 +8,10 @@ First nothing happens for ``--seconds``: its CPU over that window (from ``/proc`
 settling pause) is the idle cost, in percent of one core. Then this process, as a client,
 starts no-op orchestrations at random moments 0.3-0.6 s apart and times each from the start
 call to its durable completion: with the runtime idle, that is how long a workflow started by
-another process (a web service beside its workers) waits to be picked up. Run two trees
-alternately to compare them: the machine is noisy.
+another process (a web service beside its workers) waits to be picked up. Each start's
+``wait_for_orchestration`` is timed too, from the durable completion to its return: how late a
+client in another process learns that an instance ended. Run two trees alternately to compare
+them: the machine is noisy.
 """
 
 from __future__ import annotations
@@ -54,27 +56,36 @@ async def measure(seconds: float, starts: int) -> None:
                 await anyio.sleep(seconds)
                 idle = (_cpu_seconds_of(pid) - cpu) / (time.monotonic() - began)
                 client = duro.Client(store, registry=registry)
-                waits = [await _pick_up(client, f"idle-{i}") for i in range(starts)]
+                timed = [await _pick_up(client, f"idle-{i}") for i in range(starts)]
             finally:
                 await processes.stop()
-    waits.sort()
+    waits = sorted(pick_up for pick_up, _ in timed)
+    lags = sorted(lag for _, lag in timed)
     print(f"idle runtime: {idle * 100:.2f} % of a core over {seconds:.0f} s")
     print(
         f"pick-up of a start from another process, {starts} starts: mean "
         f"{statistics.mean(waits):.1f} ms, median {statistics.median(waits):.1f} ms, p90 "
         f"{waits[int(len(waits) * 0.9)]:.1f} ms, max {waits[-1]:.1f} ms"
     )
+    print(
+        f"wait_for_orchestration returned after the completion, {starts} waits: mean "
+        f"{statistics.mean(lags):.1f} ms, median {statistics.median(lags):.1f} ms, p90 "
+        f"{lags[int(len(lags) * 0.9)]:.1f} ms, max {lags[-1]:.1f} ms"
+    )
 
 
-async def _pick_up(client: duro.Client, instance_id: str) -> float:
-    """Milliseconds from a start call (at a random moment) to the durable completion."""
+async def _pick_up(client: duro.Client, instance_id: str) -> tuple[float, float]:
+    """Milliseconds from a start call (at a random moment) to the durable completion, and from
+    there to the return of the client's wait."""
     await anyio.sleep(random.uniform(0.3, 0.6))
     began = time.time()
     await client.start_orchestration(instance_id, chain, [1, 0])
     status = await client.wait_for_orchestration(instance_id, timeout=30)
+    returned = time.time()
     if status.state is not duro.State.COMPLETED or status.updated_at is None:
         raise RuntimeError(f"{instance_id}: {status.state.value} ({status.error})")
-    return (status.updated_at.timestamp() - began) * 1000
+    completed = status.updated_at.timestamp()
+    return (completed - began) * 1000, (returned - completed) * 1000
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from types import UnionType
 from typing import Any, Literal, TypeVar, overload
 
-import anyio
 import msgspec
 
 from ._bulk import children_of
@@ -221,9 +220,9 @@ class InstanceReads:
                     f"instance {instance_id!r} did not {what.removeprefix('to ')} within "
                     f"{seconds} s (state: {state})"
                 )
-            # A runtime in this process wakes us at once; polling covers every other writer.
-            with anyio.move_on_after(min(delay, remaining)):
-                await changed.wait()
+            # A runtime here or (through the store) elsewhere wakes us at once; polling covers
+            # every other writer.
+            await watch.wait(changed, min(delay, remaining), self.store)
             delay = min(delay * 2, _POLL_MAX)
 
     @overload
@@ -323,8 +322,7 @@ class InstanceReads:
                     f"instance {instance_id!r} set no KV value {key!r} within {seconds} s "
                     f"(state: {state})"
                 )
-            with anyio.move_on_after(min(delay, remaining)):
-                await changed.wait()
+            await watch.wait(changed, min(delay, remaining), self.store)
             delay = min(delay * 2, _POLL_MAX)
 
     async def get_history(

@@ -51,6 +51,7 @@ def test_idle_benchmark_reports_cpu_and_pick_up_of_a_runtime_process() -> None:
     assert (
         "% of a core" in run.stdout and "pick-up of a start from another process, 2" in run.stdout
     )
+    assert "wait_for_orchestration returned after the completion, 2 waits" in run.stdout
 
 
 def test_quick_cosmos_cells_report_request_units_across_runtimes_and_partitions() -> None:

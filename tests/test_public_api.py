@@ -118,6 +118,7 @@ EXPECTED_HISTORY = {
 EXPECTED_PROVIDERS = {
     "InstanceCountQuery",
     "InstanceCounts",
+    "InstanceNotice",
     "AbandonRequest",
     "ActivityCommit",
     "ActivityResultMessage",

@@ -29,6 +29,7 @@ from ._types import (
     FetchTurnRequest,
     InstanceCountQuery,
     InstanceCounts,
+    InstanceNotice,
     InstancePage,
     InstanceQuery,
     InstanceRecord,
@@ -115,6 +116,9 @@ class InstrumentedProvider(Provider):
         if meters is None:
             return await self.inner.maintain()
         return await self._measure(meters, "maintain", self.inner.maintain())
+
+    async def instance_notices(self) -> list[InstanceNotice]:
+        return await self.inner.instance_notices()  # a wait: never timed
 
     # -- client side -----------------------------------------------------------------------------
 

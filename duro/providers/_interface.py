@@ -38,6 +38,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import ClassVar, Self, TypeVar
 
+import anyio
+
 from .._errors import ProviderError
 from .._history import HistoryEvent
 from .._messages import StartOrchestrationMessage
@@ -54,6 +56,7 @@ from ._types import (
     FetchTurnRequest,
     InstanceCountQuery,
     InstanceCounts,
+    InstanceNotice,
     InstancePage,
     InstanceQuery,
     InstanceRecord,
@@ -109,6 +112,20 @@ class Provider(abc.ABC):
         and the call is retried after a second.
         """
         return None
+
+    async def instance_notices(self) -> list[InstanceNotice]:
+        """Wait for word that other processes committed turns of some instances.
+
+        A client calls it while it waits for an instance (``Client.wait_for_orchestration``
+        and the other waits), so a turn committed by a runtime in another process wakes the
+        waiter at once instead of at its next poll; a runtime in the waiter's own process
+        wakes it without the store. Returns once there is word, possibly about instances
+        nobody here waits for. Word is a hint: it may be late or lost, and the waiter reads
+        the instance from the store either way. The default never returns (a store without
+        such word: the waits only poll).
+        """
+        await anyio.sleep_forever()
+        return []
 
     async def __aenter__(self) -> Self:
         await self.open()

@@ -79,7 +79,7 @@ from ._sqlite_turns import (
     start_instance_txn,
     turn_work_remains_txn,
 )
-from ._sqlite_wake import ACTIVITIES, TURNS, PeerWakeups
+from ._sqlite_wake import ACTIVITIES, TURNS, PeerWakeups, decode_notices, encode_notices
 from ._types import (
     AbandonRequest,
     ActivityCommit,
@@ -91,6 +91,7 @@ from ._types import (
     FetchTurnRequest,
     InstanceCountQuery,
     InstanceCounts,
+    InstanceNotice,
     InstancePage,
     InstanceQuery,
     InstanceRecord,
@@ -148,6 +149,8 @@ class SqliteProvider(Provider):
         self._turn_signal = WorkSignal()
         self._activity_signal = WorkSignal()
         self._peers = PeerWakeups(self._path)
+        self._watchers = PeerWakeups(self._path, suffix="-watch")
+        """Clients in other processes waiting for instances (see ``instance_notices``)."""
 
     @classmethod
     def in_memory(cls, *, clock: Clock | None = None, codec: Codec | None = None) -> SqliteProvider:
@@ -170,6 +173,7 @@ class SqliteProvider(Provider):
 
     async def close(self) -> None:
         self._peers.close()
+        self._watchers.close()
         await self._db.close()
 
     async def runtime_started(self, worker_id: str) -> None:
@@ -240,6 +244,7 @@ class SqliteProvider(Provider):
         )
         scheduled = any(c.changes.activity_tasks for c in commits)
         self._work_written(TURNS | (ACTIVITIES if scheduled else 0))
+        self._tell_watchers(commits, results)
         return results
 
     async def commit_turns_and_fetch_activities(
@@ -260,6 +265,7 @@ class SqliteProvider(Provider):
 
         results, items, more = await self._db.write("commit_turns", txn)
         self._work_written(TURNS | (ACTIVITIES if more else 0))
+        self._tell_watchers(commits, results)
         return results, await self._codec.decode_activities(items, self.abandon_activity)
 
     async def complete_activities_and_fetch_turns(
@@ -443,6 +449,32 @@ class SqliteProvider(Provider):
             self._turn_signal.notify()
         if kinds & ACTIVITIES:
             self._activity_signal.notify()
+
+    def _tell_watchers(
+        self, commits: Sequence[TurnCommit], results: Sequence[ProviderError | None]
+    ) -> None:
+        """Send the committed turns' instances to the clients waiting in other processes."""
+        if self._db.in_memory or not self._watchers.has_peers():
+            return
+        notices = [
+            InstanceNotice(
+                c.changes.instance_id, c.changes.execution_status.instance_state().is_terminal
+            )
+            for c, error in zip(commits, results, strict=True)
+            if error is None
+        ]
+        for datagram in encode_notices(notices):
+            self._watchers.send(datagram)
+
+    async def instance_notices(self) -> list[InstanceNotice]:
+        if self._db.in_memory:  # no other process: this one's runtime tells its clients
+            return await super().instance_notices()
+        self._watchers.listen()
+        while True:
+            await self._watchers.readable()
+            notices = decode_notices(self._watchers.receive())
+            if notices:
+                return notices
 
     async def _forward_peer_wakeups(self) -> None:
         while True:

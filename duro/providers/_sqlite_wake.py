@@ -17,6 +17,10 @@ modification time changes, so a process that starts is woken from its first wait
 Datagrams are only read while a fetch waits, so a busy process is not woken by its peers'
 commits: they queue (at most ``net.unix.max_dgram_qlen``, 10 by default on Linux) and cost
 one spurious query when it next waits.
+
+Clients that wait for instances use a second directory, ``<file>-watch/``, the same way (see
+``instance_notices``): runtimes send them the ids of the instances whose turns they
+committed, and only clients listen there, so runtimes never wake each other with them.
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ import os
 import socket
 import time
 import weakref
+from collections.abc import Iterable, Sequence
 
 import anyio
+
+from ._types import InstanceNotice
 
 log = logging.getLogger("duro.providers.sqlite")
 
@@ -36,18 +43,22 @@ TURNS = 1
 ACTIVITIES = 2
 """Datagram bit: activity work items were written."""
 
+MAX_DATAGRAM = 65536
+"""The most one datagram may hold (a receive reads at most this many bytes)."""
+
 _PEERS_FRESH_S = 1.0
 """How long a listing of the directory is used while the directory's modification time stays
 the same (a file system whose times are coarse could hide a second change in one tick)."""
 
 
 class PeerWakeups:
-    """This provider's socket in ``<path>-wake/`` and the list of its peers' sockets."""
+    """This provider's socket in ``<path><suffix>/`` and the list of its peers' sockets."""
 
-    def __init__(self, db_path: str) -> None:
+    def __init__(self, db_path: str, suffix: str = "-wake") -> None:
         self._db_path = db_path
+        self._suffix = suffix
         self._dir = ""
-        """``<real path of the file>-wake``, resolved at first use (a provider does no I/O
+        """``<real path of the file><suffix>``, resolved at first use (a provider does no I/O
         before)."""
         self._sock: socket.socket | None = None
         """Bound to ``<dir>/<name>`` once a fetch waited; unbound while it only sends."""
@@ -106,8 +117,20 @@ class PeerWakeups:
         self._release()
         self._sock, self._name = None, ""
 
+    def has_peers(self) -> bool:
+        """Whether another socket is in the directory (a ``stat``, see ``_refresh_peers``)."""
+        if self._unavailable:
+            return False
+        self._resolve_dir()
+        self._refresh_peers()
+        return bool(self._peers)
+
     def announce(self, kinds: int) -> None:
         """Wake the other processes' fetches waiting for ``kinds`` (``TURNS | ACTIVITIES``)."""
+        self.send(bytes((kinds,)))
+
+    def send(self, payload: bytes) -> None:
+        """Send ``payload`` to every other socket in the directory (none: nothing to do)."""
         if self._unavailable:
             return
         sock = self._sock
@@ -116,7 +139,6 @@ class PeerWakeups:
             sock = _new_socket()
             self._own(sock, "")
         self._refresh_peers()
-        payload = bytes((kinds,))
         for peer in self._peers:
             try:
                 sock.sendto(payload, peer)
@@ -128,33 +150,43 @@ class PeerWakeups:
     def drain(self) -> int:
         """Read every datagram waiting; the union of their ``kinds`` (0: none)."""
         kinds = 0
-        sock = self._sock if self._name else None
-        while sock is not None:
-            try:
-                data = sock.recv(16)
-            except OSError:  # BlockingIOError: nothing more waits
-                break
+        for data in self.receive():
             for byte in data:
                 kinds |= byte
         return kinds
 
+    def receive(self) -> list[bytes]:
+        """Every datagram waiting, oldest first (none if not listening)."""
+        received: list[bytes] = []
+        sock = self._sock if self._name else None
+        while sock is not None:
+            try:
+                received.append(sock.recv(MAX_DATAGRAM))
+            except OSError:  # BlockingIOError: nothing more waits
+                break
+        return received
+
     async def wait(self) -> int:
         """Until a peer's datagram arrives; returns the kinds read (forever if not listening)."""
+        await self.readable()
+        return self.drain()
+
+    async def readable(self) -> None:
+        """Until a peer's datagram waits to be read (forever if not listening)."""
         sock = self._sock
         if sock is None or not self._name:
             await anyio.sleep_forever()
-            return 0
+            return
         # Several fetches may wait at once, and each backend allows one waiter per descriptor.
         fd = os.dup(sock.fileno())
         try:
             await anyio.wait_readable(fd)
         finally:
             os.close(fd)
-        return self.drain()
 
     def _resolve_dir(self) -> None:
         if not self._dir:
-            self._dir = os.path.realpath(self._db_path) + "-wake"
+            self._dir = os.path.realpath(self._db_path) + self._suffix
 
     def _own(self, sock: socket.socket, name: str) -> None:
         self._release()
@@ -191,6 +223,37 @@ class PeerWakeups:
             pass
         if peer in self._peers:
             self._peers.remove(peer)
+
+
+def encode_notices(notices: Sequence[InstanceNotice]) -> list[bytes]:
+    """``notices`` as datagrams of ``MAX_DATAGRAM`` bytes at most: one line per instance,
+    ``E<id>`` (ended) or ``C<id>`` (changed); instance ids hold no line breaks."""
+    datagrams: list[bytes] = []
+    lines: list[bytes] = []
+    size = 0
+    for notice in notices:
+        line = (b"E" if notice.ended else b"C") + notice.instance_id.encode()
+        if lines and size + len(line) + 1 > MAX_DATAGRAM:
+            datagrams.append(b"\n".join(lines))
+            lines, size = [], 0
+        lines.append(line)
+        size += len(line) + 1
+    if lines:
+        datagrams.append(b"\n".join(lines))
+    return datagrams
+
+
+def decode_notices(datagrams: Iterable[bytes]) -> list[InstanceNotice]:
+    """What ``encode_notices`` sent; anything else in a datagram is skipped."""
+    notices: list[InstanceNotice] = []
+    for datagram in datagrams:
+        for line in datagram.split(b"\n"):
+            kind, instance_id = line[:1], line[1:]
+            if kind in (b"E", b"C") and instance_id:
+                notices.append(
+                    InstanceNotice(instance_id.decode(errors="replace"), ended=kind == b"E")
+                )
+    return notices
 
 
 def _nothing() -> None:

@@ -281,6 +281,15 @@ class PruneResult:
     events_deleted: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class InstanceNotice:
+    """Word that a turn of ``instance_id`` committed in another process (see
+    ``Provider.instance_notices``); ``ended``: it completed or failed the instance."""
+
+    instance_id: str
+    ended: bool
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QueueDepths:
     orchestrator: int = 0

@@ -41,6 +41,7 @@ from ..providers import (
     FetchTurnRequest,
     InstanceCountQuery,
     InstanceCounts,
+    InstanceNotice,
     InstancePage,
     InstanceQuery,
     InstanceRecord,
@@ -237,6 +238,9 @@ class FaultyProvider(Provider):
 
     async def maintain(self) -> float | None:
         return await self._call("maintain", self.inner.maintain)
+
+    async def instance_notices(self) -> list[InstanceNotice]:
+        return await self.inner.instance_notices()  # a hint: faults would only delay waits
 
     # -- every other operation --------------------------------------------------------------
 

@@ -228,7 +228,9 @@ async def test_version_5_file_keeps_its_locks_and_work_items_and_never_reuses_an
             await schedule_activities(provider, "i1", tasks)
             first = await provider.fetch_activity(FetchActivityRequest(lock_timeout=30))
             assert first is not None and first.task.seq == 1
-            await provider.complete_activity(ActivityCommit(lock_token=first.lock_token, result=None))
+            await provider.complete_activity(
+                ActivityCommit(lock_token=first.lock_token, result=None)
+            )
             held = await provider.fetch_activity(FetchActivityRequest(lock_timeout=30))
             assert held is not None and held.task.seq == 2
             await provider.start_orchestration(start_message("i2"))
