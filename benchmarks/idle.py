@@ -10,8 +10,10 @@ starts no-op orchestrations at random moments 0.3-0.6 s apart and times each fro
 call to its durable completion: with the runtime idle, that is how long a workflow started by
 another process (a web service beside its workers) waits to be picked up. Each start's
 ``wait_for_orchestration`` is timed too, from the durable completion to its return: how late a
-client in another process learns that an instance ended. Run two trees alternately to compare
-them: the machine is noisy.
+client in another process learns that an instance ended. Last, ``--back-to-back`` starts, each
+right after the previous wait returned, are timed from the start call to the wait's return
+(what a caller that runs a workflow and waits for its result sees). Run two trees alternately
+to compare them: the machine is noisy.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _cpu_seconds_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(seconds: float, starts: int) -> None:
+async def measure(seconds: float, starts: int, back_to_back: int) -> None:
     with tempfile.TemporaryDirectory() as db_dir:
         path = os.path.join(db_dir, "duro.db")
         store = duro.SqliteProvider(path)
@@ -57,6 +59,9 @@ async def measure(seconds: float, starts: int) -> None:
                 idle = (_cpu_seconds_of(pid) - cpu) / (time.monotonic() - began)
                 client = duro.Client(store, registry=registry)
                 timed = [await _pick_up(client, f"idle-{i}") for i in range(starts)]
+                rounds = sorted(
+                    [await _round_trip(client, f"b2b-{i}") for i in range(back_to_back)]
+                )
             finally:
                 await processes.stop()
     waits = sorted(pick_up for pick_up, _ in timed)
@@ -72,6 +77,12 @@ async def measure(seconds: float, starts: int) -> None:
         f"{statistics.mean(lags):.1f} ms, median {statistics.median(lags):.1f} ms, p90 "
         f"{lags[int(len(lags) * 0.9)]:.1f} ms, max {lags[-1]:.1f} ms"
     )
+    if rounds:
+        print(
+            f"start and wait back to back, {back_to_back} workflows: median "
+            f"{statistics.median(rounds):.2f} ms, p99 {rounds[int(len(rounds) * 0.99)]:.2f} ms, "
+            f"max {rounds[-1]:.2f} ms"
+        )
 
 
 async def _pick_up(client: duro.Client, instance_id: str) -> tuple[float, float]:
@@ -88,12 +99,25 @@ async def _pick_up(client: duro.Client, instance_id: str) -> tuple[float, float]
     return (completed - began) * 1000, (returned - completed) * 1000
 
 
+async def _round_trip(client: duro.Client, instance_id: str) -> float:
+    """Milliseconds from a start call to the return of the wait for its result."""
+    began = time.perf_counter()
+    await client.start_orchestration(instance_id, chain, [1, 0])
+    status = await client.wait_for_orchestration(instance_id, timeout=30)
+    if status.state is not duro.State.COMPLETED:
+        raise RuntimeError(f"{instance_id}: {status.state.value} ({status.error})")
+    return (time.perf_counter() - began) * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="idle window")
     parser.add_argument("--starts", type=int, default=40, help="pick-up samples")
+    parser.add_argument(
+        "--back-to-back", type=int, default=200, help="starts each waited for before the next"
+    )
     args = parser.parse_args()
-    anyio.run(measure, args.seconds, args.starts)
+    anyio.run(measure, args.seconds, args.starts, args.back_to_back)
 
 
 if __name__ == "__main__":

@@ -47,11 +47,12 @@ def test_drain_benchmark_completes_every_instance_it_started() -> None:
 
 
 def test_idle_benchmark_reports_cpu_and_pick_up_of_a_runtime_process() -> None:
-    run = _benchmark("benchmarks.idle", "--seconds", "1", "--starts", "2")
+    run = _benchmark("benchmarks.idle", "--seconds", "1", "--starts", "2", "--back-to-back", "3")
     assert (
         "% of a core" in run.stdout and "pick-up of a start from another process, 2" in run.stdout
     )
     assert "wait_for_orchestration returned after the completion, 2 waits" in run.stdout
+    assert "start and wait back to back, 3 workflows" in run.stdout
 
 
 def test_quick_cosmos_cells_report_request_units_across_runtimes_and_partitions() -> None:

@@ -150,18 +150,19 @@ class PeerWakeups:
     def drain(self) -> int:
         """Read every datagram waiting; the union of their ``kinds`` (0: none)."""
         kinds = 0
-        for data in self.receive():
+        for data in self.receive(16):
             for byte in data:
                 kinds |= byte
         return kinds
 
-    def receive(self) -> list[bytes]:
-        """Every datagram waiting, oldest first (none if not listening)."""
+    def receive(self, max_bytes: int = MAX_DATAGRAM) -> list[bytes]:
+        """Every datagram waiting, oldest first, each cut to ``max_bytes`` (none if not
+        listening)."""
         received: list[bytes] = []
         sock = self._sock if self._name else None
         while sock is not None:
             try:
-                received.append(sock.recv(MAX_DATAGRAM))
+                received.append(sock.recv(max_bytes))
             except OSError:  # BlockingIOError: nothing more waits
                 break
         return received
