@@ -148,6 +148,9 @@ class SqliteProvider(Provider):
         self._db = Database(self._path, busy_timeout=busy_timeout)
         self._turn_signal = WorkSignal()
         self._activity_signal = WorkSignal()
+        self._idle_pace: dict[WorkSignal, float] = {}
+        """The pace of looks a long poll that found no work ended at, by the work it waited
+        for: the next long poll for that work starts there."""
         self._peers = PeerWakeups(self._path)
         self._watchers = PeerWakeups(self._path, suffix="-watch")
         """Clients in other processes waiting for instances (see ``instance_notices``)."""
@@ -488,7 +491,9 @@ class SqliteProvider(Provider):
     ) -> list[W]:
         """Try, then wait for a wake-up, the next due time or the deadline, and try again."""
         deadline = self._clock.now_ms() + ms(poll_timeout)
-        pace = _FIRST_CHANGE_CHECK_S
+        # A fetch after one that waited in vain goes on at its pace: looking at 1, 2, 4 ms
+        # again would wake an idle process a dozen times a second for nothing.
+        pace = self._idle_pace.pop(signal, _FIRST_CHANGE_CHECK_S)
         while True:
             # Taken before the query, so a write that lands in between still wakes us.
             event = signal.current()
@@ -497,6 +502,8 @@ class SqliteProvider(Provider):
                 return result
             now = self._clock.now_ms()
             if now >= deadline:
+                if poll_timeout > 0:
+                    self._idle_pace[signal] = pace
                 return []
             until = deadline if result.due_ms is None else min(deadline, result.due_ms)
             pace = await self._wait_for_work(event, until, pace)
@@ -549,11 +556,14 @@ class SqliteProvider(Provider):
         while True:
             step = min(pace, self._poll_interval - waited)
             left_ms = max(until_ms - self._clock.now_ms(), 1)
+            woken = False
             with anyio.move_on_after(step) as scope:
-                await WorkSignal.wait(self._clock, event, left_ms / 1000)
+                woken = await WorkSignal.wait(self._clock, event, left_ms / 1000)
             waited += step
-            if not scope.cancelled_caught or self._db.data_version() != version:
+            if woken or self._db.data_version() != version:
                 return _FIRST_CHANGE_CHECK_S  # work may come in a burst: look soon again
+            if not scope.cancelled_caught:
+                return pace  # the due time (or the poll's end) came: no sign of a burst
             pace = min(pace * 2, most)
             if waited >= self._poll_interval or (ramp and pace >= most):
                 return pace
