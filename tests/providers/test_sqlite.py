@@ -961,3 +961,41 @@ async def test_a_fetch_that_waited_long_still_notices_another_process_within_a_l
     item = await _fetched_across_processes(db_path, idle=2.1, within=1.5)
 
     assert item is not None and item.instance_id == "elsewhere"
+
+
+async def _paces_of_looks(provider: SqliteProvider) -> list[float]:
+    """The pace each of ``provider``'s waits for work starts at, from now on (a spy)."""
+    paces: list[float] = []
+    wait = provider._wait_for_work
+
+    async def spy(event: anyio.Event, until_ms: int, pace: float) -> float:
+        paces.append(pace)
+        return await wait(event, until_ms, pace)
+
+    provider._wait_for_work = spy  # type: ignore[method-assign]
+    return paces
+
+
+async def test_a_fetch_after_one_that_found_nothing_goes_on_at_the_pace_it_reached(
+    db_path: Path,
+) -> None:
+    async with SqliteProvider(db_path, poll_interval=0.05) as provider:
+        paces = await _paces_of_looks(provider)
+        await provider.fetch_turn(FetchTurnRequest(lock_timeout=5, poll_timeout=0.3))
+        first_poll = len(paces)
+        await provider.fetch_turn(FetchTurnRequest(lock_timeout=5, poll_timeout=0.1))
+
+    # The first long poll starts looking at 1 ms; the next one does not start over.
+    assert paces[0] == 0.001
+    assert paces[first_poll] > 0.001
+
+
+async def test_a_wait_that_ends_at_its_due_time_keeps_its_pace(db_path: Path) -> None:
+    async with SqliteProvider(db_path, poll_interval=60.0) as provider:
+        await provider.open()
+        version = provider._db.data_version()
+        due = provider._clock.now_ms() + 20
+
+        pace = await provider._watch_for_work(anyio.Event(), due, 0.064, version, 0.064)
+
+    assert pace == 0.064  # a due time is not a sign of a burst of work (that would be 1 ms)
