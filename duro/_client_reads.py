@@ -26,6 +26,19 @@ T = TypeVar("T")
 
 _POLL_START = 0.005
 _POLL_MAX = 0.05
+_POLL_SHARE = 0.1
+"""Past ``_POLL_MAX``, a wait polls no more often than every tenth of the time it has waited:
+each poll is a read the store may bill (a Cosmos DB point read is 1 RU), and a wait for a
+workflow that takes minutes would otherwise read 20 times a second throughout."""
+_POLL_LONGEST = 1.0
+
+
+def _next_poll(delay: float, began: float) -> float:
+    """The pause before the poll after one that waited ``delay``, in a wait begun at
+    ``began`` (``time.monotonic``)."""
+    if delay < _POLL_MAX:
+        return min(delay * 2, _POLL_MAX)
+    return min(max((time.monotonic() - began) * _POLL_SHARE, _POLL_MAX), _POLL_LONGEST)
 
 
 def _to_datetime(ms: int | None) -> datetime | None:
@@ -194,7 +207,8 @@ class InstanceReads:
         output_type: Any = Any,
     ) -> OrchestrationStatus[Any]:
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
-        deadline = time.monotonic() + seconds
+        began = time.monotonic()
+        deadline = began + seconds
         delay = _POLL_START
         watch = watch_for(self.store)
         state = "unknown"
@@ -223,7 +237,7 @@ class InstanceReads:
             # A runtime here or (through the store) elsewhere wakes us at once; polling covers
             # every other writer.
             await watch.wait(changed, min(delay, remaining), self.store)
-            delay = min(delay * 2, _POLL_MAX)
+            delay = _next_poll(delay, began)
 
     @overload
     async def get_value(self, instance_id: str, key: str, *, type: type[T]) -> T | None: ...
@@ -302,7 +316,8 @@ class InstanceReads:
         validate_instance_id(instance_id)
         check_name(key, "a KV key")
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
-        deadline = time.monotonic() + seconds
+        began = time.monotonic()
+        deadline = began + seconds
         delay = _POLL_START
         watch = watch_for(self.store)
         while True:
@@ -323,7 +338,7 @@ class InstanceReads:
                     f"(state: {state})"
                 )
             await watch.wait(changed, min(delay, remaining), self.store)
-            delay = min(delay * 2, _POLL_MAX)
+            delay = _next_poll(delay, began)
 
     async def get_history(
         self, instance_id: str, execution_id: int | None = None

@@ -281,6 +281,7 @@ async def test_a_forked_child_closing_its_copy_leaves_the_parents_socket(
 def polls_every_minute(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_client_reads, "_POLL_START", 60.0)
     monkeypatch.setattr(_client_reads, "_POLL_MAX", 60.0)
+    monkeypatch.setattr(_client_reads, "_POLL_LONGEST", 60.0)
 
 
 def watch_dir(db_path: Path) -> anyio.Path:
