@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from .providers._types import ANY_INSTANCE
+
 if TYPE_CHECKING:
     from .providers import Provider
 
@@ -41,7 +43,14 @@ class InstanceWatch:
         return event
 
     def notify(self, instance_id: str, *, ended: bool) -> None:
-        """A turn of ``instance_id`` committed; ``ended``: it completed or failed the instance."""
+        """A turn of ``instance_id`` committed; ``ended``: it completed or failed the instance.
+        ``"*"`` (word was lost) wakes every waiter."""
+        if instance_id == ANY_INSTANCE:
+            for events in (self._changes, self._endings):
+                for event in events.values():
+                    event.set()
+                events.clear()
+            return
         _set(self._changes.pop(instance_id, None))
         if ended:
             _set(self._endings.pop(instance_id, None))

@@ -119,6 +119,7 @@ EXPECTED_PROVIDERS = {
     "InstanceCountQuery",
     "InstanceCounts",
     "InstanceNotice",
+    "ANY_INSTANCE",
     "AbandonRequest",
     "ActivityCommit",
     "ActivityResultMessage",

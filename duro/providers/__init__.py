@@ -27,6 +27,7 @@ from ._instrumented import InstrumentedProvider
 from ._interface import Provider
 from ._signal import WorkSignal
 from ._types import (
+    ANY_INSTANCE,
     AbandonRequest,
     ActivityCommit,
     ActivityWorkItem,
@@ -60,6 +61,7 @@ from ._types import (
 )
 
 __all__ = [
+    "ANY_INSTANCE",
     "AbandonRequest",
     "ActivityCommit",
     "ActivityResultMessage",

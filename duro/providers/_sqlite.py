@@ -32,6 +32,7 @@ from functools import partial
 from typing import TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._codec import Codec
@@ -79,8 +80,16 @@ from ._sqlite_turns import (
     start_instance_txn,
     turn_work_remains_txn,
 )
-from ._sqlite_wake import ACTIVITIES, TURNS, PeerWakeups, decode_notices, encode_notices
+from ._sqlite_wake import (
+    ACTIVITIES,
+    LOST,
+    TURNS,
+    PeerWakeups,
+    decode_notices,
+    encode_notices,
+)
 from ._types import (
+    ANY_INSTANCE,
     AbandonRequest,
     ActivityCommit,
     ActivityWorkItem,
@@ -467,12 +476,18 @@ class SqliteProvider(Provider):
             if error is None
         ]
         for datagram in encode_notices(notices):
-            self._watchers.send(datagram)
+            self._watchers.send(datagram, after_loss=LOST)
 
     async def instance_notices(self) -> list[InstanceNotice]:
         if self._db.in_memory:  # no other process: this one's runtime tells its clients
             return await super().instance_notices()
-        self._watchers.listen()
+        if not self._watchers.listening:
+            self._watchers.listen()
+            if self._watchers.listening:
+                # Turns committed before the socket was bound told nobody: every waiter reads
+                # its instance again, now that no later turn can pass unheard.
+                await anyio.lowlevel.checkpoint()
+                return [InstanceNotice(ANY_INSTANCE, ended=True)]
         while True:
             await self._watchers.readable()
             notices = decode_notices(self._watchers.receive())
@@ -500,6 +515,9 @@ class SqliteProvider(Provider):
             result = await attempt()
             if not isinstance(result, NoWork):
                 return result
+            # Idle now: tell the clients whose queue was full that they missed word (no later
+            # commit may come to carry it).
+            self._watchers.resend_lost(LOST)
             now = self._clock.now_ms()
             if now >= deadline:
                 if poll_timeout > 0:

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 
 import anyio
 
-from ._types import InstanceNotice
+from ._types import ANY_INSTANCE, InstanceNotice
 
 log = logging.getLogger("duro.providers.sqlite")
 
@@ -69,6 +69,8 @@ class PeerWakeups:
         self._pid = 0
         """The process that bound ``_name``: a forked child must neither use nor remove it."""
         self._peers: list[str] = []
+        self._dropped: set[str] = set()
+        """Peers a ``send`` with ``after_loss`` could not reach (their queue was full)."""
         self._listed_at = -_PEERS_FRESH_S
         self._listed_mtime = -1
         self._unavailable = not hasattr(socket, "AF_UNIX")
@@ -129,8 +131,10 @@ class PeerWakeups:
         """Wake the other processes' fetches waiting for ``kinds`` (``TURNS | ACTIVITIES``)."""
         self.send(bytes((kinds,)))
 
-    def send(self, payload: bytes) -> None:
-        """Send ``payload`` to every other socket in the directory (none: nothing to do)."""
+    def send(self, payload: bytes, *, after_loss: bytes = b"") -> None:
+        """Send ``payload`` to every other socket in the directory (none: nothing to do). A
+        peer that missed an earlier send with ``after_loss`` gets ``after_loss`` first, in
+        the same datagram."""
         if self._unavailable:
             return
         sock = self._sock
@@ -140,12 +144,34 @@ class PeerWakeups:
             self._own(sock, "")
         self._refresh_peers()
         for peer in self._peers:
+            missed = after_loss and peer in self._dropped
             try:
-                sock.sendto(payload, peer)
+                sock.sendto(after_loss + payload if missed else payload, peer)
             except (ConnectionRefusedError, FileNotFoundError):
                 self._forget(peer)
             except OSError:
-                pass  # its queue is full (it has wake-ups waiting), or it is going away
+                # Its queue is full (it has wake-ups waiting), or it is going away.
+                if after_loss:
+                    self._dropped.add(peer)
+            else:
+                if missed:
+                    self._dropped.discard(peer)
+
+    def resend_lost(self, after_loss: bytes) -> None:
+        """Send ``after_loss`` alone to the peers that missed a send (see ``send``) and can
+        take one now."""
+        sock = self._sock
+        if not self._dropped or sock is None:
+            return
+        for peer in list(self._dropped):
+            try:
+                sock.sendto(after_loss, peer)
+            except (ConnectionRefusedError, FileNotFoundError):
+                self._forget(peer)
+            except OSError:
+                pass  # still full
+            else:
+                self._dropped.discard(peer)
 
     def drain(self) -> int:
         """Read every datagram waiting; the union of their ``kinds`` (0: none)."""
@@ -201,13 +227,17 @@ class PeerWakeups:
         self._sock, self._name = None, ""
 
     def _refresh_peers(self) -> None:
-        """Lists the directory again when a socket came or went (one ``stat``, 1-2 us)."""
+        """Lists the directory again when a socket came or went (one ``stat``, 1-2 us), and
+        while it exists but lists no peer."""
         try:
             mtime = os.stat(self._dir).st_mtime_ns
         except OSError:
             mtime = -1
         now = time.monotonic()
-        if mtime == self._listed_mtime and now - self._listed_at < _PEERS_FRESH_S:
+        fresh = mtime == self._listed_mtime and now - self._listed_at < _PEERS_FRESH_S
+        # An existing directory that listed empty is a peer between creating it and binding
+        # its socket, often within one tick of a coarse clock: look until the socket shows.
+        if fresh and (self._peers or mtime == -1):
             return
         try:
             names = os.listdir(self._dir)
@@ -224,17 +254,22 @@ class PeerWakeups:
             pass
         if peer in self._peers:
             self._peers.remove(peer)
+        self._dropped.discard(peer)
+
+
+LOST = b"*\n"
+"""Leads the first notice datagram a peer gets after one it missed (its queue was full)."""
 
 
 def encode_notices(notices: Sequence[InstanceNotice]) -> list[bytes]:
-    """``notices`` as datagrams of ``MAX_DATAGRAM`` bytes at most: one line per instance,
-    ``E<id>`` (ended) or ``C<id>`` (changed); instance ids hold no line breaks."""
+    """``notices`` as datagrams of ``MAX_DATAGRAM - len(LOST)`` bytes at most: one line per
+    instance, ``E<id>`` (ended) or ``C<id>`` (changed); instance ids hold no line breaks."""
     datagrams: list[bytes] = []
     lines: list[bytes] = []
     size = 0
     for notice in notices:
         line = (b"E" if notice.ended else b"C") + notice.instance_id.encode()
-        if lines and size + len(line) + 1 > MAX_DATAGRAM:
+        if lines and size + len(line) + 1 > MAX_DATAGRAM - len(LOST):
             datagrams.append(b"\n".join(lines))
             lines, size = [], 0
         lines.append(line)
@@ -245,12 +280,15 @@ def encode_notices(notices: Sequence[InstanceNotice]) -> list[bytes]:
 
 
 def decode_notices(datagrams: Iterable[bytes]) -> list[InstanceNotice]:
-    """What ``encode_notices`` sent; anything else in a datagram is skipped."""
+    """What ``encode_notices`` sent (``LOST``: an ``ANY_INSTANCE`` notice); anything else in
+    a datagram is skipped."""
     notices: list[InstanceNotice] = []
     for datagram in datagrams:
         for line in datagram.split(b"\n"):
             kind, instance_id = line[:1], line[1:]
-            if kind in (b"E", b"C") and instance_id:
+            if line == LOST.rstrip():
+                notices.append(InstanceNotice(ANY_INSTANCE, ended=True))
+            elif kind in (b"E", b"C") and instance_id:
                 notices.append(
                     InstanceNotice(instance_id.decode(errors="replace"), ended=kind == b"E")
                 )

@@ -281,10 +281,17 @@ class PruneResult:
     events_deleted: int = 0
 
 
+ANY_INSTANCE = "*"
+"""An ``InstanceNotice.instance_id`` that stands for every instance (never a valid id)."""
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceNotice:
     """Word that a turn of ``instance_id`` committed in another process (see
-    ``Provider.instance_notices``); ``ended``: it completed or failed the instance."""
+    ``Provider.instance_notices``); ``ended``: it completed or failed the instance.
+
+    ``instance_id`` ``"*"`` (``ANY_INSTANCE``): word about some instances was lost, so every
+    waiter should read its instance again."""
 
     instance_id: str
     ended: bool

@@ -11,6 +11,7 @@ waits' polls to a minute, far beyond the guard: a wait that returns was woken by
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -25,7 +26,8 @@ import pytest
 
 import duro
 from duro import _client_reads
-from duro.providers import ExecutionStatus, InstanceNotice
+from duro._watch import InstanceWatch
+from duro.providers import ANY_INSTANCE, ExecutionStatus, InstanceNotice
 from duro.providers._sqlite import SqliteProvider
 from duro.providers._sqlite_wake import MAX_DATAGRAM, PeerWakeups, decode_notices, encode_notices
 from duro.providers._types import (
@@ -301,6 +303,9 @@ async def test_a_listening_provider_hears_of_turns_another_provider_commits(
     async with SqliteProvider(db_path) as listening, SqliteProvider(db_path) as running:
         ended = await start_and_lock(running, "ends")
         goes_on = await start_and_lock(running, "goes-on")
+        # The first call binds the socket and tells every waiter to read again: turns
+        # committed before it told nobody.
+        assert await listening.instance_notices() == [InstanceNotice(ANY_INSTANCE, ended=True)]
         heard: list[InstanceNotice] = []
 
         async def listen() -> None:
@@ -323,6 +328,7 @@ async def test_a_failed_commit_is_not_announced(db_path: Path) -> None:
         stale = await start_and_lock(running, "stale")
         fresh = await start_and_lock(running, "fresh")
         await running.commit_turns([turn_commit(stale)])  # its lock token is spent now
+        await listening.instance_notices()  # binds
         heard: list[InstanceNotice] = []
 
         async def listen() -> None:
@@ -336,6 +342,36 @@ async def test_a_failed_commit_is_not_announced(db_path: Path) -> None:
 
     assert errors[0] is not None and errors[1] is None
     assert heard == [InstanceNotice("fresh", ended=False)]
+
+
+async def test_a_listener_that_missed_notices_is_told_with_the_next_one(db_path: Path) -> None:
+    async with SqliteProvider(db_path) as listening, SqliteProvider(db_path) as running:
+        listening._watchers.listen()
+        (socket_file,) = [p async for p in watch_dir(db_path).iterdir()]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as filler:
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):  # until its queue is full
+                while True:
+                    filler.sendto(b"Cfiller", str(socket_file))
+        missed = await start_and_lock(running, "missed")
+        await running.commit_turns([turn_commit(missed, status=ExecutionStatus.COMPLETED)])
+        listening._watchers.receive()  # the queue empties: only the filler was in it
+        later = await start_and_lock(running, "later")
+        await running.commit_turns([turn_commit(later)])
+
+        with anyio.fail_after(GUARD_S):
+            heard = await listening.instance_notices()
+
+    assert heard == [InstanceNotice(ANY_INSTANCE, ended=True), InstanceNotice("later", False)]
+
+
+def test_word_that_notices_were_lost_wakes_every_waiter() -> None:
+    watch = InstanceWatch()
+    change, ending = watch.event("a"), watch.event("b", ending_only=True)
+
+    watch.notify(ANY_INSTANCE, ended=True)
+
+    assert change.is_set() and ending.is_set()
 
 
 async def test_nobody_listens_until_a_client_waits_and_the_socket_goes_at_close(
