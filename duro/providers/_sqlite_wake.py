@@ -73,6 +73,8 @@ class PeerWakeups:
         """Peers a ``send`` with ``after_loss`` could not reach (their queue was full)."""
         self._listed_at = -_PEERS_FRESH_S
         self._listed_mtime = -1
+        self._listed_empty = False
+        """The last listing found no socket at all (not even this provider's)."""
         self._unavailable = not hasattr(socket, "AF_UNIX")
 
     @property
@@ -237,14 +239,14 @@ class PeerWakeups:
         fresh = mtime == self._listed_mtime and now - self._listed_at < _PEERS_FRESH_S
         # An existing directory that listed empty is a peer between creating it and binding
         # its socket, often within one tick of a coarse clock: look until the socket shows.
-        if fresh and (self._peers or mtime == -1):
+        if fresh and not (self._listed_empty and mtime != -1):
             return
         try:
             names = os.listdir(self._dir)
         except OSError:
             names = []
         self._peers = [os.path.join(self._dir, n) for n in names if n != self._name]
-        self._listed_at, self._listed_mtime = now, mtime
+        self._listed_at, self._listed_mtime, self._listed_empty = now, mtime, not names
 
     def _forget(self, peer: str) -> None:
         # Refused: the file is there but no socket is bound to it (its process was killed).

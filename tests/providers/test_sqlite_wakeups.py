@@ -420,6 +420,11 @@ _RUNTIME_SCRIPT = textwrap.dedent(
         return f"hello {name}"
 
 
+    @registry.orchestration
+    async def echo(ctx: duro.OrchestrationContext, value: str) -> str:
+        return value
+
+
     async def main() -> None:
         store = duro.SqliteProvider(sys.argv[1])
         async with store, duro.Runtime(store, registry):
@@ -464,3 +469,37 @@ async def test_a_client_wait_wakes_when_a_runtime_in_another_process_ends_the_in
 
     assert statuses[0].state is duro.State.COMPLETED
     assert statuses[0].output == "hello you"
+
+
+async def test_many_concurrent_waits_all_hear_a_burst_of_endings_from_another_process(
+    db_path: Path, polls_every_minute: None
+) -> None:
+    # Each task starts a workflow and waits for it, and the runtime ends them as fast as
+    # they come: endings land before the client's socket is bound, and more datagrams than
+    # a socket queue holds (10 on Linux). The first bind and the "some were lost" mark
+    # cover both; without them most of these waits sit out their minute-long poll.
+    store = duro.SqliteProvider(db_path)
+    ids = [f"echo-{n}" for n in range(300)]
+    outputs: dict[str, object] = {}
+    async with store:
+        client = duro.Client(store)
+
+        async def run(instance_id: str) -> None:
+            await client.start_orchestration(instance_id, "echo", instance_id)
+            status = await client.wait_for_orchestration(instance_id, timeout=GUARD_S)
+            outputs[instance_id] = status.output
+
+        async with await anyio.open_process(
+            [sys.executable, "-c", _RUNTIME_SCRIPT, str(db_path), str(GUARD_S)]
+        ) as runtime:
+            try:
+                assert runtime.stdout is not None
+                await runtime.stdout.receive()  # "ready"
+                with anyio.move_on_after(GUARD_S):
+                    async with anyio.create_task_group() as tg:
+                        for instance_id in ids:
+                            tg.start_soon(run, instance_id)
+            finally:
+                runtime.terminate()
+
+    assert outputs == {instance_id: instance_id for instance_id in ids}
