@@ -32,7 +32,6 @@ from functools import partial
 from typing import TypeVar
 
 import anyio
-import anyio.lowlevel
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._codec import Codec
@@ -485,8 +484,8 @@ class SqliteProvider(Provider):
             self._watchers.listen()
             if self._watchers.listening:
                 # Turns committed before the socket was bound told nobody: every waiter reads
-                # its instance again, now that no later turn can pass unheard.
-                await anyio.lowlevel.checkpoint()
+                # its instance again, now that no later turn can pass unheard. (No await
+                # before returning it: a cancelled call must not bind without telling.)
                 return [InstanceNotice(ANY_INSTANCE, ended=True)]
         while True:
             await self._watchers.readable()
