@@ -84,10 +84,10 @@ class PeerWakeups:
         return bool(self._name)
 
     def listen(self) -> None:
-        """Bind a socket for this provider (once), so peers' wake-ups reach it; on any
-        failure, stay without one. Only a provider whose fetches wait binds one: peers send
-        to every socket in the directory, and a client that never waits would only make
-        them send more."""
+        """Bind a socket for this provider (once), so peers' datagrams reach it; on any
+        failure, stay without one. Only a provider that waits binds one (a fetch in
+        ``-wake/``, a client's wait in ``-watch/``): peers send to every socket in the
+        directory, and one that never waits would only make them send more."""
         if self.listening or self._unavailable:
             return
         self._resolve_dir()
