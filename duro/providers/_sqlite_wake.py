@@ -147,17 +147,11 @@ class PeerWakeups:
         self._refresh_peers()
         for peer in self._peers:
             missed = after_loss and peer in self._dropped
-            try:
-                sock.sendto(after_loss + payload if missed else payload, peer)
-            except (ConnectionRefusedError, FileNotFoundError):
-                self._forget(peer)
-            except OSError:
-                # Its queue is full (it has wake-ups waiting), or it is going away.
-                if after_loss:
-                    self._dropped.add(peer)
-            else:
-                if missed:
-                    self._dropped.discard(peer)
+            delivered = self._send_to(sock, peer, after_loss + payload if missed else payload)
+            if delivered and missed:
+                self._dropped.discard(peer)
+            elif delivered is False and after_loss:
+                self._dropped.add(peer)
 
     def resend_lost(self, after_loss: bytes) -> None:
         """Send ``after_loss`` alone to the peers that missed a send (see ``send``) and can
@@ -166,14 +160,20 @@ class PeerWakeups:
         if not self._dropped or sock is None:
             return
         for peer in list(self._dropped):
-            try:
-                sock.sendto(after_loss, peer)
-            except (ConnectionRefusedError, FileNotFoundError):
-                self._forget(peer)
-            except OSError:
-                pass  # still full
-            else:
+            if self._send_to(sock, peer, after_loss):
                 self._dropped.discard(peer)
+
+    def _send_to(self, sock: socket.socket, peer: str, data: bytes) -> bool | None:
+        """Whether ``data`` reached ``peer``'s queue; None (and the peer forgotten) if no
+        socket is bound there any more."""
+        try:
+            sock.sendto(data, peer)
+        except (ConnectionRefusedError, FileNotFoundError):
+            self._forget(peer)
+            return None
+        except OSError:
+            return False  # its queue is full (it has datagrams waiting), or it is going away
+        return True
 
     def drain(self) -> int:
         """Read every datagram waiting; the union of their ``kinds`` (0: none)."""
