@@ -145,13 +145,16 @@ def _token_item(token: str) -> int | None:
     return int(item_id) if item_id.isdecimal() else None
 
 
+_ITEM_LOST = "work item was withdrawn, completed or taken over"
+
+
 def _live_item_txn(conn: sqlite3.Connection, op: str, token: str) -> tuple[int, str | None]:
     row = conn.execute(
         "SELECT id, session_id FROM worker_queue WHERE id = ? AND lock_token = ?",
         (_token_item(token), token),
     ).fetchone()
     if row is None:
-        raise LockLostError(op, "work item was withdrawn, completed or taken over")
+        raise LockLostError(op, _ITEM_LOST)
     return row[0], row[1]
 
 
@@ -207,9 +210,14 @@ def complete_activities_txn(
 
 
 def complete_activity_txn(conn: sqlite3.Connection, commit: ActivityCommit, now: int) -> None:
-    item_id, session_id = _live_item_txn(conn, "complete_activity", commit.lock_token)
-    conn.execute("DELETE FROM worker_queue WHERE id = ?", (item_id,))
-    _touch_session_txn(conn, session_id, now)
+    # The lock check and the removal in one statement.
+    row = conn.execute(
+        "DELETE FROM worker_queue WHERE id = ? AND lock_token = ? RETURNING session_id",
+        (_token_item(commit.lock_token), commit.lock_token),
+    ).fetchone()
+    if row is None:
+        raise LockLostError("complete_activity", _ITEM_LOST)
+    _touch_session_txn(conn, row[0], now)
     if commit.result is not None:
         insert_message_txn(conn, commit.result.message, commit.result.visible_at_ms, now)
 

@@ -10,15 +10,22 @@ import msgspec
 from .._status import ErrorInfo, State
 from ._types import ExecutionStatus, InstanceRecord
 
-INSTANCE_COLUMNS = (
-    "instance_id, name, version, execution_id,"
-    " CASE WHEN restarting THEN NULL ELSE execution_status END AS execution_status,"
-    " CASE WHEN restarting THEN NULL ELSE output END AS output,"
-    " CASE WHEN restarting THEN NULL ELSE error END AS error,"
-    " CASE WHEN restarting THEN NULL ELSE custom_status END AS custom_status,"
-    " custom_status_version, parent_instance_id, created_at_ms,"
-    " updated_at_ms, CASE WHEN restarting THEN NULL ELSE completed_at_ms END AS completed_at_ms"
-)
+
+def instance_columns(table: str = "") -> str:
+    """``INSTANCE_COLUMNS`` read from ``table`` (an alias in a join), if given."""
+    t = f"{table}." if table else ""
+    return (
+        f"{t}instance_id, {t}name, {t}version, {t}execution_id,"
+        f" CASE WHEN {t}restarting THEN NULL ELSE {t}execution_status END AS execution_status,"
+        f" CASE WHEN {t}restarting THEN NULL ELSE {t}output END AS output,"
+        f" CASE WHEN {t}restarting THEN NULL ELSE {t}error END AS error,"
+        f" CASE WHEN {t}restarting THEN NULL ELSE {t}custom_status END AS custom_status,"
+        f" {t}custom_status_version, {t}parent_instance_id, {t}created_at_ms, {t}updated_at_ms,"
+        f" CASE WHEN {t}restarting THEN NULL ELSE {t}completed_at_ms END AS completed_at_ms"
+    )
+
+
+INSTANCE_COLUMNS = instance_columns()
 """Column order ``instance_from_row`` expects; index 3 is the current execution id. A
 restarting instance reads as PENDING (no status, output, error or custom status) with its
 finished execution's id."""

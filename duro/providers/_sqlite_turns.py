@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -27,7 +27,7 @@ from .._messages import (
     encode_message,
 )
 from .._status import ErrorInfo
-from ._sqlite_rows import INSTANCE_COLUMNS, instance_from_row, json_array
+from ._sqlite_rows import instance_columns, instance_from_row, json_array
 from ._types import (
     AbandonRequest,
     InstanceRecord,
@@ -148,16 +148,22 @@ class RawTurn:
 # walks the (visible_at_ms, id) index and stops at the first qualifying message. Messages of a
 # never-started instance only qualify when a start is visible (or when they are droppable
 # orphans), so they cannot starve the queue. ``{skip}`` leaves out the instances the caller
-# hands to other workers (a JSON array in ``:skip``).
+# hands to other workers (a JSON array in ``:skip``). The candidate's instance row comes with
+# it (NULLs if it has none), and its current execution's event count (event ids are dense):
+# the turn needs both, and one statement costs less than three.
 _CANDIDATE_TEMPLATE = f"""
-SELECT q.instance_id, EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = q.instance_id)
+SELECT q.instance_id, {instance_columns("i")}, (
+  SELECT max(h.event_id) FROM history h
+  WHERE h.instance_id = i.instance_id AND h.execution_id = i.execution_id
+)
 FROM orchestrator_queue q
 LEFT JOIN instance_locks l ON l.instance_id = q.instance_id
+LEFT JOIN instances i ON i.instance_id = q.instance_id
 WHERE q.visible_at_ms <= :now
   AND (l.locked_until_ms IS NULL OR l.locked_until_ms <= :now){{skip}}
   AND (
     q.kind IN ('{_START}', '{_ORPHAN_DROPPABLE[0]}', '{_ORPHAN_DROPPABLE[1]}')
-    OR EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = q.instance_id)
+    OR i.instance_id IS NOT NULL
     OR EXISTS (
       SELECT 1 FROM orchestrator_queue s
       WHERE s.instance_id = q.instance_id AND s.kind = '{_START}' AND s.visible_at_ms <= :now
@@ -191,42 +197,42 @@ def _lock_turn_txn(
         row = conn.execute(sql, params).fetchone()
         if row is None:
             return NoWork(_turn_due_txn(conn, now))
-        instance_id, has_instance = row[0], bool(row[1])
-        batch = _visible_batch_txn(conn, instance_id, now)
-        if not has_instance and not any(isinstance(m, StartOrchestrationMessage) for _, m in batch):
+        instance_id: str = row[0]
+        instance_row: tuple[Any, ...] | None = None if row[1] is None else row[1:-1]
+        event_count: int = row[-1] or 0
+        turn_token = _turn_token(token, instance_id)
+        batch, delivery_count = _tag_batch_txn(conn, instance_id, turn_token, now)
+        started = instance_row is not None
+        if not started and not any(isinstance(m, StartOrchestrationMessage) for m in batch):
             # Never started and no start in sight: drop what only a running instance could
-            # use; everything else stays for a later start.
+            # use; everything else stays, untouched, for a later start.
             conn.execute(
-                "DELETE FROM orchestrator_queue WHERE instance_id = ? AND visible_at_ms <= ?"
+                "DELETE FROM orchestrator_queue WHERE instance_id = ? AND lock_token = ?"
                 f" AND kind IN ('{_ORPHAN_DROPPABLE[0]}', '{_ORPHAN_DROPPABLE[1]}')",
-                (instance_id, now),
+                (instance_id, turn_token),
+            )
+            conn.execute(
+                "UPDATE orchestrator_queue SET lock_token = NULL,"
+                " delivery_count = delivery_count - 1 WHERE instance_id = ? AND lock_token = ?",
+                (instance_id, turn_token),
             )
             continue
         if not batch:
             continue
-        token = _turn_token(token, instance_id)
         conn.execute(
             "INSERT INTO instance_locks (instance_id, lock_token, locked_until_ms, owner_id)"
             " VALUES (?, ?, ?, ?) ON CONFLICT (instance_id) DO UPDATE SET"
             " lock_token = excluded.lock_token, locked_until_ms = excluded.locked_until_ms,"
             " owner_id = excluded.owner_id",
-            (instance_id, token, lock_until, owner_id),
+            (instance_id, turn_token, lock_until, owner_id),
         )
-        # The batch is every visible message of the instance (undecodable ones were just set
-        # aside), so tagging by visibility tags exactly the batch.
-        counts = conn.execute(
-            "UPDATE orchestrator_queue SET lock_token = ?, delivery_count = delivery_count + 1"
-            " WHERE instance_id = ? AND visible_at_ms <= ? RETURNING delivery_count",
-            (token, instance_id, now),
-        ).fetchall()
-        delivery_count: int = max(count for (count,) in counts)
-        instance_row = conn.execute(
-            f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?", (instance_id,)
-        ).fetchone()
         history_rows: list[tuple[int, bytes]] = []
         kv_rows: list[tuple[str, bytes, int]] = []
-        omitted = instance_row is not None and _cached_copy_is_current(
-            conn, instance_id, int(instance_row[3]), (cached or {}).get(instance_id)
+        # The caller's in-memory copy is exactly the stored history: reading and decoding
+        # it again would be wasted work.
+        omitted = instance_row is not None and (cached or {}).get(instance_id) == (
+            instance_row[3],
+            event_count,
         )
         if instance_row is not None and not omitted:
             history_rows = conn.execute(
@@ -240,11 +246,11 @@ def _lock_turn_txn(
             ).fetchall()
         return RawTurn(
             instance_id=instance_id,
-            token=token,
+            token=turn_token,
             execution_id=0 if instance_row is None else int(instance_row[3]),
             instance_row=instance_row,
             history_rows=history_rows,
-            messages=[message for _, message in batch],
+            messages=batch,
             delivery_count=delivery_count,
             kv_rows=kv_rows,
             history_omitted=omitted,
@@ -317,37 +323,30 @@ def commit_turns_txn(
     return each_in_savepoint_txn(conn, commits, lambda c: commit_turn_txn(conn, c, now))
 
 
-def _cached_copy_is_current(
-    conn: sqlite3.Connection, instance_id: str, execution_id: int, cached: tuple[int, int] | None
-) -> bool:
-    """Whether the caller's in-memory history is exactly the stored one (event ids are dense,
-    so the highest id is the count): then reading and decoding it again is wasted work."""
-    if cached is None or cached[0] != execution_id:
-        return False
-    count = conn.execute(
-        "SELECT max(event_id) FROM history WHERE instance_id = ? AND execution_id = ?",
-        (instance_id, execution_id),
-    ).fetchone()[0]
-    return (count or 0) == cached[1]
-
-
-def _visible_batch_txn(
-    conn: sqlite3.Connection, instance_id: str, now: int
-) -> list[tuple[int, AnyOrchestratorMessage]]:
-    """Visible messages of one instance in visibility order; undecodable ones are set aside."""
-    batch: list[tuple[int, AnyOrchestratorMessage]] = []
+def _tag_batch_txn(
+    conn: sqlite3.Connection, instance_id: str, token: str, now: int
+) -> tuple[list[AnyOrchestratorMessage], int]:
+    """Tag every visible message of one instance with ``token`` (one more delivery each);
+    returns them in visibility order, and their highest delivery count. Undecodable ones are
+    set aside instead."""
     rows = conn.execute(
-        "SELECT id, data FROM orchestrator_queue WHERE instance_id = ? AND visible_at_ms <= ?"
-        " ORDER BY visible_at_ms, id",
-        (instance_id, now),
+        "UPDATE orchestrator_queue SET lock_token = ?, delivery_count = delivery_count + 1"
+        " WHERE instance_id = ? AND visible_at_ms <= ?"
+        " RETURNING visible_at_ms, id, data, delivery_count",
+        (token, instance_id, now),
     ).fetchall()
-    for message_id, data in rows:
+    rows.sort(key=lambda r: (r[0], r[1]))
+    batch: list[AnyOrchestratorMessage] = []
+    delivery_count = 0
+    for _, message_id, data, count in rows:
         try:
-            batch.append((message_id, decode_message(data)))
+            batch.append(decode_message(data))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             dead_letter_txn(conn, "orchestrator_queue", instance_id, data, str(exc), now)
             conn.execute("DELETE FROM orchestrator_queue WHERE id = ?", (message_id,))
-    return batch
+        else:
+            delivery_count = max(delivery_count, count)
+    return batch, delivery_count
 
 
 def dead_letter_txn(
@@ -668,12 +667,13 @@ def _apply_kv_txn(
             " SELECT instance_id, key, NULL, ? FROM kv_store WHERE instance_id = ?",
             (now, iid),
         )
-    conn.executemany(
-        "INSERT INTO kv_delta (instance_id, key, value, updated_at_ms) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (instance_id, key) DO UPDATE SET value = excluded.value,"
-        " updated_at_ms = excluded.updated_at_ms",
-        [(iid, c.key, c.value, c.updated_at_ms) for c in commit.changes.kv_changes.values()],
-    )
+    if commit.changes.kv_changes:
+        conn.executemany(
+            "INSERT INTO kv_delta (instance_id, key, value, updated_at_ms) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (instance_id, key) DO UPDATE SET value = excluded.value,"
+            " updated_at_ms = excluded.updated_at_ms",
+            [(iid, c.key, c.value, c.updated_at_ms) for c in commit.changes.kv_changes.values()],
+        )
     if commit.changes.execution_status.commits_kv:
         conn.execute(
             "INSERT INTO kv_store (instance_id, key, value, updated_at_ms)"
