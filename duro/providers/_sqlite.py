@@ -73,6 +73,7 @@ from ._sqlite_turns import (
     decode_turns,
     expire_turn_locks_txn,
     fetch_turns_txn,
+    forget_worker_txn,
     insert_message_txn,
     ms,
     renew_turn_txn,
@@ -202,6 +203,14 @@ class SqliteProvider(Provider):
             log.info("%s took back %d lock(s) its previous run held", worker_id, reclaimed)
             self._work_written(TURNS | ACTIVITIES)
 
+    async def runtime_stopped(self, worker_id: str) -> None:
+        # Its executions left memory with it: the others need not leave its instances to it.
+        handed = await self._db.write(
+            "runtime_stopped", partial(forget_worker_txn, worker_id=worker_id), on_loop=False
+        )
+        if handed:
+            self._work_written(TURNS)
+
     # -- client side ----------------------------------------------------------------------------
 
     async def start_instance(self, request: StartRequest) -> StartOutcome:
@@ -236,15 +245,20 @@ class SqliteProvider(Provider):
         items = await self._long_poll(self._turn_signal, request.poll_timeout, attempt)
         return await self._codec.decode_turns(items, self.abandon_turn)
 
-    @staticmethod
     def _fetch_turns_txn(
-        request: FetchTurnRequest, now: int
+        self, request: FetchTurnRequest, now: int
     ) -> Callable[[sqlite3.Connection], list[RawTurn] | NoWork]:
         return partial(
             fetch_turns_txn, now=now, lock_until=now + ms(request.lock_timeout),
             owner_id=request.owner_id, new_token=_new_token, max_items=request.max_items,
             cached=request.cached_histories, skip=tuple(request.skip_instances),
+            shared=self._shared(),
         )  # fmt: skip
+
+    def _shared(self) -> bool:
+        """Whether runtimes in other processes fetch from this file too (then each leaves
+        the others' instances to them for a while: see ``_sqlite_turns._candidate_txn``)."""
+        return not self._db.in_memory and self._peers.has_peers()
 
     async def commit_turns(self, commits: Sequence[TurnCommit]) -> list[ProviderError | None]:
         if not commits:

@@ -272,7 +272,13 @@ _V6 = (
     " WHERE session_id IS NOT NULL",
 )
 
-MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# Version 7 (duro 0.2): the worker that ran an instance's last turn, and so holds its
+# execution in memory. While other workers share the file they leave the instance's next
+# turns to it for a while (see ``_sqlite_turns._candidate_txn``): elsewhere a turn would read
+# and replay the whole history.
+_V7 = ("ALTER TABLE instances ADD COLUMN last_worker_id TEXT",)
+
+MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 """``MIGRATIONS[n]`` upgrades schema version ``n`` to ``n + 1``."""
 
 

@@ -160,7 +160,7 @@ FROM orchestrator_queue q
 LEFT JOIN instance_locks l ON l.instance_id = q.instance_id
 LEFT JOIN instances i ON i.instance_id = q.instance_id
 WHERE q.visible_at_ms <= :now
-  AND (l.locked_until_ms IS NULL OR l.locked_until_ms <= :now){{skip}}
+  AND (l.locked_until_ms IS NULL OR l.locked_until_ms <= :now){{skip}}{{affinity}}
   AND (
     q.kind IN ('{_START}', '{_ORPHAN_DROPPABLE[0]}', '{_ORPHAN_DROPPABLE[1]}')
     OR i.instance_id IS NOT NULL
@@ -172,10 +172,50 @@ WHERE q.visible_at_ms <= :now
 ORDER BY q.visible_at_ms, q.id
 LIMIT 1
 """
-_CANDIDATE_SQL = _CANDIDATE_TEMPLATE.format(skip="")
-_CANDIDATE_SKIPPING_SQL = _CANDIDATE_TEMPLATE.format(
-    skip="\n  AND q.instance_id NOT IN (SELECT value FROM json_each(:skip))"
+_SKIP = "\n  AND q.instance_id NOT IN (SELECT value FROM json_each(:skip))"
+# A message of an instance whose last turn another worker ran is left to that worker (it
+# holds the execution in memory; here the turn would read and replay the whole history) until
+# it has waited since ``:others_after``.
+_AFFINITY = (
+    "\n  AND (i.last_worker_id IS NULL OR i.last_worker_id = :me"
+    " OR q.visible_at_ms <= :others_after)"
 )
+_CANDIDATES = {
+    (skipping, shared): _CANDIDATE_TEMPLATE.format(
+        skip=_SKIP if skipping else "", affinity=_AFFINITY if shared else ""
+    )
+    for skipping in (False, True)
+    for shared in (False, True)
+}
+_CANDIDATE_SQL = _CANDIDATE_TEMPLATE.format(skip="", affinity="")
+
+AFFINITY_BUSY_MS = 2_000
+"""How long a worker that has other turns to run leaves a message to the worker that ran its
+instance's last turn. Long enough to outlast the queue's wait under a backlog; a worker that
+stops hands its instances over at once (``runtime_stopped``), so this bounds only a crashed
+or stalled one."""
+AFFINITY_IDLE_MS = 20
+"""The same for a worker with nothing else to run: a few of the other worker's fetches."""
+
+
+def _candidate_txn(
+    conn: sqlite3.Connection, params: dict[str, object], *, skipping: bool, shared: bool
+) -> Any:
+    """The next message's instance to lock (a ``_CANDIDATE_TEMPLATE`` row), or None.
+
+    ``shared``: other workers use the file, so messages of their instances wait for them a
+    while (``AFFINITY_BUSY_MS`` while this worker has anything else to run, else
+    ``AFFINITY_IDLE_MS``)."""
+    sql = _CANDIDATES[skipping, shared]
+    if not shared:
+        return conn.execute(sql, params).fetchone()
+    now = params["now"]
+    assert isinstance(now, int)
+    for wait in (AFFINITY_BUSY_MS, AFFINITY_IDLE_MS):
+        row = conn.execute(sql, {**params, "others_after": now - wait}).fetchone()
+        if row is not None:
+            return row
+    return None
 
 
 def _lock_turn_txn(
@@ -187,16 +227,17 @@ def _lock_turn_txn(
     token: str,
     cached: Mapping[str, tuple[int, int]] | None = None,
     skip: Collection[str] = (),
+    shared: bool = False,
 ) -> RawTurn | NoWork:
-    """Lock one instance and read its batch (none of ``skip``)."""
+    """Lock one instance and read its batch (none of ``skip``; see ``_candidate_txn`` for
+    ``shared``)."""
+    params: dict[str, object] = {"now": now, "me": owner_id}
     if skip:
-        sql, params = _CANDIDATE_SKIPPING_SQL, {"now": now, "skip": json_array(skip)}
-    else:
-        sql, params = _CANDIDATE_SQL, {"now": now}
+        params["skip"] = json_array(skip)
     while True:
-        row = conn.execute(sql, params).fetchone()
+        row = _candidate_txn(conn, params, skipping=bool(skip), shared=shared)
         if row is None:
-            return NoWork(_turn_due_txn(conn, now))
+            return NoWork(_turn_due_txn(conn, now, owner_id if shared else None))
         instance_id: str = row[0]
         instance_row: tuple[Any, ...] | None = None if row[1] is None else row[1:-1]
         event_count: int = row[-1] or 0
@@ -267,8 +308,10 @@ def fetch_turns_txn(
     max_items: int,
     cached: Mapping[str, tuple[int, int]] | None = None,
     skip: Collection[str] = (),
+    shared: bool = False,
 ) -> list[RawTurn] | NoWork:
-    """Lock up to ``max_items`` instances, each with its batch (none of ``skip``)."""
+    """Lock up to ``max_items`` instances, each with its batch (none of ``skip``; see
+    ``_candidate_txn`` for ``shared``)."""
     turns: list[RawTurn] = []
     for _ in range(max(1, max_items)):
         result = _lock_turn_txn(
@@ -279,6 +322,7 @@ def fetch_turns_txn(
             token=new_token(),
             cached=cached,
             skip=skip,
+            shared=shared,
         )
         if isinstance(result, NoWork):
             return turns or result
@@ -364,13 +408,22 @@ def dead_letter_txn(
     )
 
 
-def _turn_due_txn(conn: sqlite3.Connection, now: int) -> int | None:
+def _turn_due_txn(conn: sqlite3.Connection, now: int, me: str | None = None) -> int | None:
+    """When a message becomes visible or a lock expires; with ``me`` (a worker sharing the
+    file), also when a message left to another worker stops waiting for it."""
+    params = {"now": now, "me": me, "after": now - AFFINITY_IDLE_MS, "wait": AFFINITY_IDLE_MS}
+    left_to_others = (
+        " UNION ALL SELECT min(q.visible_at_ms) + :wait FROM orchestrator_queue q"
+        " JOIN instances i ON i.instance_id = q.instance_id"
+        " WHERE q.visible_at_ms > :after AND q.visible_at_ms <= :now AND i.last_worker_id <> :me"
+    )
     due: int | None = conn.execute(
         "SELECT min(t) FROM ("
         " SELECT min(visible_at_ms) AS t FROM orchestrator_queue WHERE visible_at_ms > :now"
         " UNION ALL"
-        " SELECT min(locked_until_ms) FROM instance_locks WHERE locked_until_ms > :now)",
-        {"now": now},
+        " SELECT min(locked_until_ms) FROM instance_locks WHERE locked_until_ms > :now"
+        f"{left_to_others if me is not None else ''})",
+        params,
     ).fetchone()[0]
     return due
 
@@ -408,6 +461,14 @@ def _decode_turn(raw: RawTurn) -> OrchestrationWorkItem:
         history_error=history_error,
         history_omitted=raw.history_omitted,
     )
+
+
+def forget_worker_txn(conn: sqlite3.Connection, worker_id: str) -> int:
+    """Stop leaving ``worker_id``'s instances to it (it stopped: its memory is gone)."""
+    cursor = conn.execute(
+        "UPDATE instances SET last_worker_id = NULL WHERE last_worker_id = ?", (worker_id,)
+    )
+    return cursor.rowcount
 
 
 def expire_turn_locks_txn(conn: sqlite3.Connection, owner_id: str, now: int) -> int:
@@ -453,9 +514,12 @@ def encode_error(error: ErrorInfo | None) -> bytes | None:
     return None if error is None else _ERROR_ENCODER.encode(error)
 
 
-_STORED_ROW = "i.execution_id, i.name, i.execution_status, i.parent_instance_id, i.restarting"
+_STORED_ROW = (
+    "i.execution_id, i.name, i.execution_status, i.parent_instance_id, i.restarting,"
+    " i.last_worker_id"
+)
 """What ``_update_instance_txn`` compares, read with the lock check."""
-StoredRow = tuple[int, str, str, str | None, int]
+StoredRow = tuple[int, str, str, str | None, int, str | None]
 """``_STORED_ROW`` as read."""
 
 
@@ -463,7 +527,7 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
     op = "commit_turn"
     iid = commit.changes.instance_id
     lock = conn.execute(
-        f"SELECT l.instance_id, {_STORED_ROW} FROM instance_locks l"
+        f"SELECT l.instance_id, l.owner_id, {_STORED_ROW} FROM instance_locks l"
         " LEFT JOIN instances i ON i.instance_id = l.instance_id"
         " WHERE l.instance_id = ? AND l.lock_token = ?",
         (_token_instance(commit.lock_token), commit.lock_token),
@@ -472,7 +536,8 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
         raise LockLostError(op, LOCK_LOST)
     if lock[0] != iid:
         raise LockLostError(op, "lock token belongs to another instance")
-    stored: StoredRow | None = None if lock[1] is None else lock[1:]
+    worker: str = lock[1]
+    stored: StoredRow | None = None if lock[2] is None else lock[2:]
     current = None if stored is None else stored[0]  # the instance row's execution
     if current is not None and commit.changes.execution_id < current:
         raise ProviderError(
@@ -500,9 +565,11 @@ def commit_turn_txn(conn: sqlite3.Connection, commit: TurnCommit, now: int) -> N
     error = encode_error(commit.changes.error)
     instance_completed = now if status.instance_state().is_terminal else None
     if stored is not None:
-        _update_instance_txn(conn, commit, stored, error, now, instance_completed)
+        _update_instance_txn(conn, commit, stored, error, now, instance_completed, worker)
     else:
-        _insert_instance_txn(conn, commit, error, now, instance_completed, created_at, created_seq)
+        _insert_instance_txn(
+            conn, commit, error, now, instance_completed, created_at, created_seq, worker
+        )
     # Most turns leave the execution's row as it was (still running): skip the write.
     unchanged = (
         stored is not None
@@ -574,13 +641,14 @@ def _insert_instance_txn(
     completed_at: int | None,
     created_at: int,
     created_seq: int,
+    worker: str,
 ) -> None:
-    """The instance's row, at its first commit."""
+    """The instance's row, at its first commit (``worker`` ran it)."""
     c = commit.changes
     conn.execute(
         "INSERT INTO instances (instance_id, name, version, execution_id, execution_status,"
         " output, error, parent_instance_id, created_at_ms, created_seq, updated_at_ms,"
-        " completed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " completed_at_ms, last_worker_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             c.instance_id,
             c.name,
@@ -594,6 +662,7 @@ def _insert_instance_txn(
             created_seq,
             now,
             completed_at,
+            worker,
         ),
     )
 
@@ -605,12 +674,14 @@ def _update_instance_txn(
     error: bytes | None,
     now: int,
     completed_at: int | None,
+    worker: str,
 ) -> None:
-    """The instance's row after a later commit. Indexed columns (name, status, parent,
-    restarting) are set only when they change: SQLite rewrites an index entry for every
-    column an UPDATE sets, changed or not, and most turns change none of them."""
+    """The instance's row after a later commit (``worker`` ran it). Indexed columns (name,
+    status, parent, restarting) are set only when they change, and so is ``last_worker_id``:
+    SQLite rewrites an index entry for every column an UPDATE sets, changed or not, and most
+    turns change none of them."""
     c = commit.changes
-    _, name, status, parent, restarting = stored
+    _, name, status, parent, restarting, last_worker = stored
     sets: dict[str, object] = {
         "version": c.version,
         "execution_id": c.execution_id,
@@ -627,6 +698,8 @@ def _update_instance_txn(
         sets["parent_instance_id"] = c.parent_instance_id
     if restarting:
         sets["restarting"] = 0
+    if last_worker != worker:
+        sets["last_worker_id"] = worker
     assignments = ", ".join(f"{column} = ?" for column in sets)
     conn.execute(
         f"UPDATE instances SET {assignments} WHERE instance_id = ?", (*sets.values(), c.instance_id)
@@ -708,6 +781,13 @@ def abandon_turn_txn(conn: sqlite3.Connection, request: AbandonRequest, now: int
         (now + ms(request.delay), iid),
     )
     conn.execute("DELETE FROM instance_locks WHERE instance_id = ?", (iid,))
+    # Its worker gave the turn up (it lacks the code, or the execution): others need not
+    # leave the instance to it.
+    conn.execute(
+        "UPDATE instances SET last_worker_id = NULL"
+        " WHERE instance_id = ? AND last_worker_id IS NOT NULL",
+        (iid,),
+    )
 
 
 def renew_turn_txn(conn: sqlite3.Connection, request: RenewRequest, now: int) -> None:
