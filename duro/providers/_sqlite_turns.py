@@ -199,20 +199,19 @@ AFFINITY_IDLE_MS = 20
 
 
 def _candidate_txn(
-    conn: sqlite3.Connection, params: dict[str, object], *, skipping: bool, shared: bool
-) -> Any:
+    conn: sqlite3.Connection, now: int, params: dict[str, object], *, skipping: bool, shared: bool
+) -> tuple[Any, ...] | None:
     """The next message's instance to lock (a ``_CANDIDATE_TEMPLATE`` row), or None.
 
     ``shared``: other workers use the file, so messages of their instances wait for them a
     while (``AFFINITY_BUSY_MS`` while this worker has anything else to run, else
     ``AFFINITY_IDLE_MS``)."""
     sql = _CANDIDATES[skipping, shared]
-    if not shared:
-        return conn.execute(sql, params).fetchone()
-    now = params["now"]
-    assert isinstance(now, int)
-    for wait in (AFFINITY_BUSY_MS, AFFINITY_IDLE_MS):
-        row = conn.execute(sql, {**params, "others_after": now - wait}).fetchone()
+    waits = (AFFINITY_BUSY_MS, AFFINITY_IDLE_MS) if shared else (0,)
+    for wait in waits:
+        row: tuple[Any, ...] | None = conn.execute(
+            sql, {**params, "others_after": now - wait}
+        ).fetchone()
         if row is not None:
             return row
     return None
@@ -235,7 +234,7 @@ def _lock_turn_txn(
     if skip:
         params["skip"] = json_array(skip)
     while True:
-        row = _candidate_txn(conn, params, skipping=bool(skip), shared=shared)
+        row = _candidate_txn(conn, now, params, skipping=bool(skip), shared=shared)
         if row is None:
             return NoWork(_turn_due_txn(conn, now, owner_id if shared else None))
         instance_id: str = row[0]
@@ -408,23 +407,29 @@ def dead_letter_txn(
     )
 
 
+_TURN_DUE_SQL = (
+    "SELECT min(t) FROM ("
+    " SELECT min(visible_at_ms) AS t FROM orchestrator_queue WHERE visible_at_ms > :now"
+    " UNION ALL"
+    " SELECT min(locked_until_ms) FROM instance_locks WHERE locked_until_ms > :now{})"
+)
+_TURN_DUE_SQL_ALONE = _TURN_DUE_SQL.format("")
+_TURN_DUE_SQL_SHARED = _TURN_DUE_SQL.format(
+    " UNION ALL SELECT min(q.visible_at_ms) + :wait FROM orchestrator_queue q"
+    " JOIN instances i ON i.instance_id = q.instance_id"
+    " WHERE q.visible_at_ms > :now - :wait AND q.visible_at_ms <= :now"
+    " AND i.last_worker_id <> :me"
+)
+
+
 def _turn_due_txn(conn: sqlite3.Connection, now: int, me: str | None = None) -> int | None:
     """When a message becomes visible or a lock expires; with ``me`` (a worker sharing the
     file), also when a message left to another worker stops waiting for it."""
-    params = {"now": now, "me": me, "after": now - AFFINITY_IDLE_MS, "wait": AFFINITY_IDLE_MS}
-    left_to_others = (
-        " UNION ALL SELECT min(q.visible_at_ms) + :wait FROM orchestrator_queue q"
-        " JOIN instances i ON i.instance_id = q.instance_id"
-        " WHERE q.visible_at_ms > :after AND q.visible_at_ms <= :now AND i.last_worker_id <> :me"
-    )
-    due: int | None = conn.execute(
-        "SELECT min(t) FROM ("
-        " SELECT min(visible_at_ms) AS t FROM orchestrator_queue WHERE visible_at_ms > :now"
-        " UNION ALL"
-        " SELECT min(locked_until_ms) FROM instance_locks WHERE locked_until_ms > :now"
-        f"{left_to_others if me is not None else ''})",
-        params,
-    ).fetchone()[0]
+    if me is None:
+        due: int | None = conn.execute(_TURN_DUE_SQL_ALONE, {"now": now}).fetchone()[0]
+    else:
+        params = {"now": now, "me": me, "wait": AFFINITY_IDLE_MS}
+        due = conn.execute(_TURN_DUE_SQL_SHARED, params).fetchone()[0]
     return due
 
 
