@@ -145,7 +145,7 @@ class PeerWakeups:
             sock = _new_socket()
             self._own(sock, "")
         self._refresh_peers()
-        for peer in self._peers:
+        for peer in tuple(self._peers):  # a dead peer is forgotten on the way
             missed = after_loss and peer in self._dropped
             delivered = self._send_to(sock, peer, after_loss + payload if missed else payload)
             if delivered and missed:

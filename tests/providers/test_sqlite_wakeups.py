@@ -29,7 +29,13 @@ from duro import _client_reads
 from duro._watch import InstanceWatch
 from duro.providers import ANY_INSTANCE, ExecutionStatus, InstanceNotice
 from duro.providers._sqlite import SqliteProvider
-from duro.providers._sqlite_wake import MAX_DATAGRAM, PeerWakeups, decode_notices, encode_notices
+from duro.providers._sqlite_wake import (
+    MAX_DATAGRAM,
+    TURNS,
+    PeerWakeups,
+    decode_notices,
+    encode_notices,
+)
 from duro.providers._types import (
     ActivityCommit,
     FetchActivityRequest,
@@ -207,6 +213,26 @@ async def test_a_socket_a_killed_process_left_is_removed_by_the_next_writer(
         await writing.start_orchestration(start_message("i"))
 
         assert not await left.exists()
+
+
+def test_a_send_reaches_the_peer_listed_after_a_dead_one(db_path: Path) -> None:
+    left = leave_a_dead_socket(db_path)
+    listening, sending = PeerWakeups(str(db_path)), PeerWakeups(str(db_path))
+    try:
+        listening.listen()
+        sending._resolve_dir()
+        sending._refresh_peers()
+        # The dead socket first: forgetting it must not skip the one after it.
+        dead = os.path.realpath(left)
+        sending._peers.sort(key=lambda peer: peer != dead)
+        assert sending._peers[0] == dead and len(sending._peers) == 2
+
+        sending.announce(TURNS)
+
+        assert listening.drain() == TURNS
+    finally:
+        listening.close()
+        sending.close()
 
 
 async def test_only_a_provider_whose_fetch_waited_listens_and_closing_it_cleans_up(
