@@ -50,20 +50,21 @@ async def fetch(provider: SqliteProvider, worker: str) -> OrchestrationWorkItem 
     )
 
 
-async def run_first_turn(provider: SqliteProvider, worker: str, instance_id: str) -> None:
-    """Start ``instance_id`` and commit its first turn as ``worker``."""
+async def message_after_a_turn(provider: SqliteProvider, worker: str, instance_id: str) -> None:
+    """Start ``instance_id``, commit its first turn as ``worker``, then queue a message for
+    it (a next turn's work)."""
     await provider.start_orchestration(start_message(instance_id))
     item = await fetch(provider, worker)
     assert item is not None and item.instance_id == instance_id
     await provider.commit_turn(turn_commit(item))
+    await provider.enqueue_orchestrator_message(external_event(instance_id))
 
 
 async def test_a_message_waits_for_the_worker_that_ran_the_instances_last_turn(
     pair: tuple[SqliteProvider, SqliteProvider],
 ) -> None:
     a, b = pair
-    await run_first_turn(a, A, "i1")
-    await b.enqueue_orchestrator_message(external_event("i1"))
+    await message_after_a_turn(a, A, "i1")
 
     assert await fetch(b, B) is None
     item = await fetch(a, A)
@@ -74,8 +75,7 @@ async def test_an_idle_worker_takes_the_instance_over_after_a_short_wait(
     pair: tuple[SqliteProvider, SqliteProvider], clock: VirtualClock
 ) -> None:
     a, b = pair
-    await run_first_turn(a, A, "i1")
-    await a.enqueue_orchestrator_message(external_event("i1"))
+    await message_after_a_turn(a, A, "i1")
 
     await clock.advance((AFFINITY_IDLE_MS - 1) / 1000)
     assert await fetch(b, B) is None
@@ -88,8 +88,7 @@ async def test_a_worker_with_other_work_runs_it_first_and_takes_over_after_the_l
     pair: tuple[SqliteProvider, SqliteProvider], clock: VirtualClock
 ) -> None:
     a, b = pair
-    await run_first_turn(a, A, "left-to-a")
-    await a.enqueue_orchestrator_message(external_event("left-to-a"))
+    await message_after_a_turn(a, A, "left-to-a")
     await clock.advance(1.0)
     await b.start_orchestration(start_message("new-1"))
 
@@ -107,8 +106,7 @@ async def test_the_turn_commit_moves_the_instance_to_the_worker_that_ran_it(
     pair: tuple[SqliteProvider, SqliteProvider], clock: VirtualClock
 ) -> None:
     a, b = pair
-    await run_first_turn(a, A, "i1")
-    await a.enqueue_orchestrator_message(external_event("i1"))
+    await message_after_a_turn(a, A, "i1")
     await clock.advance(AFFINITY_IDLE_MS / 1000)
     item = await fetch(b, B)
     assert item is not None
@@ -124,8 +122,7 @@ async def test_a_stopped_worker_hands_its_instances_over_at_once(
     pair: tuple[SqliteProvider, SqliteProvider],
 ) -> None:
     a, b = pair
-    await run_first_turn(a, A, "i1")
-    await a.enqueue_orchestrator_message(external_event("i1"))
+    await message_after_a_turn(a, A, "i1")
 
     await a.runtime_stopped(A)
     item = await fetch(b, B)
@@ -137,8 +134,7 @@ async def test_an_abandoned_turn_is_left_to_no_worker(
 ) -> None:
     # A worker that lacks an instance's code hands its turns on this way.
     a, b = pair
-    await run_first_turn(a, A, "i1")
-    await a.enqueue_orchestrator_message(external_event("i1"))
+    await message_after_a_turn(a, A, "i1")
     item = await fetch(a, A)
     assert item is not None
     await a.abandon_turn(AbandonRequest(lock_token=item.lock_token))
@@ -153,8 +149,7 @@ async def test_a_worker_alone_on_the_file_leaves_nothing_to_others(
     # The worker that ran the last turn stopped without saying so (it crashed): a runtime
     # alone on the file does not wait for it.
     async with SqliteProvider(tmp_path / "duro.db", clock=clock) as provider:
-        await run_first_turn(provider, A, "i1")
-        await provider.enqueue_orchestrator_message(external_event("i1"))
+        await message_after_a_turn(provider, A, "i1")
         item = await fetch(provider, B)
         assert item is not None and item.instance_id == "i1"
 
@@ -163,8 +158,7 @@ async def test_a_fetch_that_found_only_others_work_is_due_when_the_idle_wait_end
     pair: tuple[SqliteProvider, SqliteProvider], clock: VirtualClock
 ) -> None:
     a, b = pair
-    await run_first_turn(a, A, "i1")
-    await a.enqueue_orchestrator_message(external_event("i1"))
+    await message_after_a_turn(a, A, "i1")
     visible = clock.now_ms()
     now = visible + 5
 
