@@ -11,7 +11,6 @@ import anyio
 
 from .._clock import Clock
 from .._engine import (
-    Commit,
     Defer,
     DeferReason,
     Execution,
@@ -72,17 +71,53 @@ class ExecutionCache:
         self._idle_capacity = min(idle_capacity, capacity)
         self._busy: OrderedDict[str, Execution] = OrderedDict()
         self._idle: OrderedDict[str, Execution] = OrderedDict()
+        self._committing: dict[str, tuple[str, Execution]] = {}
+        """Executions whose turn is committing, with the turn's lock token (see ``hold``);
+        bounded by the turns in flight."""
         self.index: dict[str, tuple[int, int]] = {}
 
     def peek(self, instance_id: str) -> Execution | None:
         """The cached execution, left in place (and in its LRU position)."""
         found = self._busy.get(instance_id)
-        return found if found is not None else self._idle.get(instance_id)
+        if found is None:
+            found = self._idle.get(instance_id)
+        if found is None and instance_id in self._committing:
+            found = self._committing[instance_id][1]
+        return found
 
     def take(self, instance_id: str) -> Execution | None:
         self.index.pop(instance_id, None)
         found = self._busy.pop(instance_id, None)
-        return found if found is not None else self._idle.pop(instance_id, None)
+        if found is None:
+            found = self._idle.pop(instance_id, None)
+        committing = self._committing.pop(instance_id, None)
+        return found if committing is None else committing[1]
+
+    def hold(self, instance_id: str, lock_token: str, execution: Execution) -> None:
+        """Keep ``execution`` while its turn (``lock_token``) commits, indexed as committed.
+
+        The store may run the next fetch in the same round trip as the commit (the turn that
+        an activity report makes due, say), before the turn's own task resumes: that fetch
+        then skips loading the history (it matches the index only once the commit landed),
+        and the next turn takes the execution from here. Then ``settle`` finds it gone."""
+        self._committing[instance_id] = (lock_token, execution)
+        self.index[instance_id] = (execution.execution_id, len(execution.history))
+
+    def settle(self, instance_id: str, lock_token: str, *, committed: bool, now_ms: int) -> None:
+        """The commit of turn ``lock_token`` returned: cache its execution, or drop it if the
+        turn did not commit (it ran ahead of stored history). Nothing if the next turn took
+        it."""
+        held = self._committing.get(instance_id)
+        if held is None or held[0] != lock_token:
+            return
+        del self._committing[instance_id]
+        execution = held[1]
+        if committed:
+            idle = not execution.expects_completion_by(now_ms + IDLE_HORIZON_MS)
+            self.put(instance_id, execution, idle=idle)
+        else:
+            self.index.pop(instance_id, None)
+            execution.discard()
 
     def put(self, instance_id: str, execution: Execution, *, idle: bool) -> None:
         self.take(instance_id)
@@ -242,26 +277,27 @@ class OrchestrationDispatcher:
         changes = decision.changes
         if observed is not None:
             observed.stamp(changes)
+        execution = decision.execution
+        if execution is not None:
+            self.cache.hold(item.instance_id, item.lock_token, execution)
         failure = await self._committer.submit_until_applied(
             lambda: TurnCommit(lock_token=item.lock_token, changes=changes),
             f"committing the turn of {item.instance_id}",
         )
+        if execution is not None:
+            now_ms = self._clock.now_ms()
+            self.cache.settle(
+                item.instance_id, item.lock_token, committed=failure is None, now_ms=now_ms
+            )
         if isinstance(failure, LockLostError):
             log.info("lock on %s was lost before commit; the turn is void", item.instance_id)
-            _discard(decision)
             return TurnResult(TurnOutcome.LOCK_LOST, decision)
         if failure is not None:
             log.error("committing the turn of %s failed: %s", item.instance_id, failure)
-            _discard(decision)
             await self._abandon(item, delays.COMMIT_FAILED)
             return TurnResult(TurnOutcome.ABANDONED, decision, failure)
         self.turns_committed += 1
         self._watch.notify(item.instance_id, ended=changes.execution_status in _ENDINGS)
-        if decision.execution is not None:
-            execution = decision.execution
-            due_by = self._clock.now_ms() + IDLE_HORIZON_MS
-            idle = not execution.expects_completion_by(due_by)
-            self.cache.put(item.instance_id, execution, idle=idle)
         if changes.cancelled_activities:
             self._on_withdrawn(item.instance_id, changes.execution_id, changes.cancelled_activities)
         return TurnResult(_outcome(changes, observed), decision)
@@ -343,9 +379,3 @@ class OrchestrationDispatcher:
 def _outcome(changes: TurnChanges, observed: ObservedTurn | None) -> TurnOutcome:
     # Only worth working out for telemetry.
     return TurnOutcome.RUNNING if observed is None else committed_outcome(changes)
-
-
-def _discard(decision: Commit) -> None:
-    """The turn did not commit: its live execution ran ahead of stored history."""
-    if decision.execution is not None:
-        decision.execution.discard()
