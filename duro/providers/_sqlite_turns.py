@@ -209,9 +209,8 @@ def _candidate_txn(
     sql = _CANDIDATES[skipping, shared]
     waits = (AFFINITY_BUSY_MS, AFFINITY_IDLE_MS) if shared else (0,)
     for wait in waits:
-        row: tuple[Any, ...] | None = conn.execute(
-            sql, {**params, "others_after": now - wait}
-        ).fetchone()
+        params["others_after"] = now - wait
+        row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
         if row is not None:
             return row
     return None

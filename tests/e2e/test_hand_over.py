@@ -36,10 +36,13 @@ class CountingSqlite(duro.SqliteProvider):
         super().__init__(path)
         self.fetches_with_commits = hand_over  # type: ignore[misc]
         self.items: Counter[str] = Counter()
+        self.turns: list[OrchestrationWorkItem] = []
+        """Every turn handed out, fetched or handed over, in order."""
 
     async def fetch_turns(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
         turns = await super().fetch_turns(request)
         self.items["fetch_turns"] += len(turns)
+        self.turns.extend(turns)
         return turns
 
     async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
@@ -59,6 +62,7 @@ class CountingSqlite(duro.SqliteProvider):
     ) -> tuple[list[duro.ProviderError | None], list[OrchestrationWorkItem]]:
         results, turns = await super().complete_activities_and_fetch_turns(commits, fetch)
         self.items["handed turns"] += len(turns)
+        self.turns.extend(turns)
         return results, turns
 
 
@@ -105,3 +109,30 @@ async def test_a_store_without_the_flag_is_only_fetched_from(tmp_path: Path) -> 
     store = CountingSqlite(tmp_path / "h.db", hand_over=False)
     await run_chain(store, steps=4)
     assert +store.items == {"fetch_turns": 5, "fetch_activities": 4}
+
+
+async def test_a_fan_outs_handed_turns_never_load_the_history_the_runtime_holds(
+    tmp_path: Path,
+) -> None:
+    # A report's hand-over fetches the turn it makes due in the report's round trip, often
+    # before the previous turn's task has put its execution back (ExecutionCache.hold).
+    registry = duro.Registry()
+
+    @registry.activity
+    async def echo(ctx: duro.ActivityContext, value: int) -> int:
+        return value
+
+    @registry.orchestration
+    async def fan_out(ctx: duro.OrchestrationContext, k: int) -> list[int]:
+        return await ctx.join([ctx.schedule_activity(echo, i) for i in range(k)])
+
+    store = CountingSqlite(tmp_path / "fan.db", hand_over=True)
+    # The default options: reports come in batches and hand their turns over.
+    async with store, duro.Runtime(store, registry):
+        client = duro.Client(store)
+        await client.start_orchestration("fan", "fan_out", 200)
+        assert await completed(client, "fan") == list(range(200))
+
+    later = store.turns[1:]
+    assert store.items["handed turns"] > 1
+    assert [turn for turn in later if not turn.history_omitted] == []

@@ -2,24 +2,16 @@
 
 A store that reports activities and fetches the turns they make due in one round trip can
 run that fetch before the committing turn's task resumes. The execution stays indexed and
-available meanwhile, so the next turn neither loads the history nor replays it.
+available meanwhile, so the next turn neither loads the history nor replays it (the whole
+runtime: ``tests/e2e/test_hand_over.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, cast
 
-import pytest
-
-import duro
-from duro import ProviderError
 from duro._engine import Execution
 from duro._runtime._orchestrator import ExecutionCache
-from duro.providers import ActivityCommit, FetchTurnRequest, OrchestrationWorkItem
-
-pytestmark = pytest.mark.anyio
 
 
 class FakeExecution:
@@ -83,49 +75,3 @@ def test_the_next_turn_takes_the_execution_and_the_settling_turn_leaves_it_alone
     assert cache.index == {"i1": (1, 4)}
     cache.settle("i1", "turn-2", committed=True, now_ms=0)
     assert cache.take("i1") is execution
-
-
-class RecordingStore(duro.SqliteProvider):
-    """Keeps every turn it hands out."""
-
-    turns: list[OrchestrationWorkItem]
-
-    async def fetch_turns(self, request: FetchTurnRequest) -> list[OrchestrationWorkItem]:
-        items = await super().fetch_turns(request)
-        self.turns.extend(items)
-        return items
-
-    async def complete_activities_and_fetch_turns(
-        self, commits: Sequence[ActivityCommit], fetch: FetchTurnRequest
-    ) -> tuple[list[ProviderError | None], list[OrchestrationWorkItem]]:
-        results, items = await super().complete_activities_and_fetch_turns(commits, fetch)
-        self.turns.extend(items)
-        return results, items
-
-
-registry = duro.Registry()
-
-
-@registry.activity
-async def echo(ctx: duro.ActivityContext, x: int) -> int:
-    return x
-
-
-@registry.orchestration
-async def fan_out(ctx: duro.OrchestrationContext, k: int) -> list[int]:
-    return await ctx.join([ctx.schedule_activity(echo, i) for i in range(k)])
-
-
-async def test_a_fan_outs_later_turns_never_load_the_history_the_runtime_holds(
-    tmp_path: Path,
-) -> None:
-    store = RecordingStore(tmp_path / "fan.db")
-    store.turns = []
-    async with store, duro.Runtime(store, registry) as runtime:
-        await runtime.client.start_orchestration("fan", fan_out, 200)
-        status = await runtime.client.wait_for_orchestration("fan", timeout=60)
-
-    assert status.output == list(range(200))
-    later = store.turns[1:]
-    assert len(later) > 1
-    assert [turn for turn in later if not turn.history_omitted] == []
