@@ -15,6 +15,7 @@ import anyio.to_thread
 import pytest
 
 from duro._messages import StartOrchestrationMessage
+from duro.providers import _sqlite_db
 from duro.providers._sqlite import SqliteProvider
 from duro.providers._sqlite_checkpoint import Checkpointer
 from duro.providers._types import FetchTurnRequest
@@ -91,6 +92,77 @@ async def test_a_write_that_meets_another_connections_lock_waits_for_it_on_the_l
         assert await provider.read_instance("i1") is not None
         assert await provider.read_instance("i2") is not None
         assert hops.count == 0  # no thread: the wait and both writes ran on the loop
+
+
+class WaitRecorder:
+    """Records how ``_LockWait`` waits: naps on the loop thread and sleeps on loop timers."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.naps: list[float] = []
+        self.timer_sleeps: list[float] = []
+        real_sleep = anyio.sleep
+
+        async def timer_sleep(seconds: float) -> None:
+            self.timer_sleeps.append(seconds)
+            await real_sleep(0)
+
+        monkeypatch.setattr(_sqlite_db.time, "sleep", self.naps.append)
+        monkeypatch.setattr(_sqlite_db.anyio, "sleep", timer_sleep)
+
+
+async def test_a_lock_wait_naps_on_the_loop_thread_while_the_loop_has_nothing_else_to_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_sqlite_db, "_NAPPING_S", 60.0)  # the whole test within the window
+    recorder = WaitRecorder(monkeypatch)
+    wait = _sqlite_db._LockWait(busy_timeout=60)
+    for _ in range(3):
+        assert await wait.before_next_try()
+    assert recorder.naps == [_sqlite_db._NAP_S] * 3
+    assert recorder.timer_sleeps == []
+
+
+# trio runs a batch of ready tasks in shuffled order, so one checkpoint may come back before
+# the others ran; the wait then naps once and they run at the next.
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_lock_wait_lets_ready_tasks_run_and_then_tries_again_without_a_nap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_sqlite_db, "_NAPPING_S", 60.0)
+    recorder = WaitRecorder(monkeypatch)
+    wait = _sqlite_db._LockWait(busy_timeout=60)
+    ran = 0
+
+    async def busy_task() -> None:
+        nonlocal ran
+        ran += 1
+        deadline = time.perf_counter() + 0.001  # longer than an idle loop's checkpoint
+        while time.perf_counter() < deadline:
+            pass
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(busy_task)
+        assert await wait.before_next_try()
+    assert ran == 1
+    assert recorder.naps == []
+    assert recorder.timer_sleeps == []
+
+
+async def test_a_long_lock_wait_moves_to_loop_timers_and_ends_at_the_busy_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_sqlite_db, "_NAPPING_S", 0.0)  # the window has passed
+    recorder = WaitRecorder(monkeypatch)
+    wait = _sqlite_db._LockWait(busy_timeout=60)
+    for _ in range(8):
+        assert await wait.before_next_try()
+    assert recorder.naps == []
+    first, most = _sqlite_db._RETRY_FIRST_S, _sqlite_db._RETRY_MOST_S
+    assert recorder.timer_sleeps == [min(first * 2**n, most) for n in range(8)]
+
+    timed_out = _sqlite_db._LockWait(busy_timeout=0)
+    assert not await timed_out.before_next_try()
+    assert len(recorder.timer_sleeps) == 8  # gave up without waiting
 
 
 async def test_a_caller_cancelled_before_its_write_writes_nothing(db_path: Path) -> None:
