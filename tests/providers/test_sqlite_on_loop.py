@@ -114,6 +114,9 @@ async def test_a_lock_wait_naps_on_the_loop_thread_while_the_loop_has_nothing_el
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(_sqlite_db, "_NAPPING_S", 60.0)  # the whole test within the window
+    # A loaded machine may take longer than 50 us over an idle checkpoint (then the wait just
+    # tries again without a nap): here every checkpoint counts as idle.
+    monkeypatch.setattr(_sqlite_db, "_IDLE_CHECKPOINT_S", 60.0)
     recorder = WaitRecorder(monkeypatch)
     wait = _sqlite_db._LockWait(busy_timeout=60)
     for _ in range(3):
