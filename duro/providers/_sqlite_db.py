@@ -161,11 +161,11 @@ class Database:
         A batch of short writes runs on the loop thread. While another process holds the
         file's write lock, the flush waits for it here, on the loop (see ``_LockWait``, up to
         ``busy_timeout``): the loop keeps running turns meanwhile and the writes queued in
-        the wait join the batch. A thread waited before, then ran the
-        transaction competing with the loop for the GIL (holding the file's lock longer)
-        and handed every result back: that cost two processes on one file much of their
-        gain. Only a lock held in this process (a checkpoint, a long write) or a long write
-        itself sends a batch to a thread.
+        the wait join the batch. A thread waited before, then ran the transaction competing
+        with the loop for the GIL (holding the file's lock longer) and handed every result
+        back: that cost two processes on one file much of their gain. Only a lock held in
+        this process (a checkpoint, a long write) or a long write itself sends a batch to a
+        thread.
         """
         self._flushing = True
         try:

@@ -100,13 +100,20 @@ class WaitRecorder:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.naps: list[float] = []
         self.timer_sleeps: list[float] = []
-        real_sleep = anyio.sleep
+        real_sleep, real_timer_sleep = time.sleep, anyio.sleep
+        loop_thread = threading.current_thread()
+
+        def nap(seconds: float) -> None:
+            if threading.current_thread() is loop_thread:
+                self.naps.append(seconds)
+            else:  # another test's leftover thread: not ours to count
+                real_sleep(seconds)
 
         async def timer_sleep(seconds: float) -> None:
             self.timer_sleeps.append(seconds)
-            await real_sleep(0)
+            await real_timer_sleep(0)
 
-        monkeypatch.setattr(_sqlite_db.time, "sleep", self.naps.append)
+        monkeypatch.setattr(_sqlite_db.time, "sleep", nap)
         monkeypatch.setattr(_sqlite_db.anyio, "sleep", timer_sleep)
 
 
