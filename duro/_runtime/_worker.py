@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -31,7 +33,7 @@ from ._activity_context import ActivityContext
 from ._batching import BatchCommitter
 from ._handoff import HandOffs
 from ._isolation import SuspectIsolation
-from ._leases import ActivityLeases, RunningActivity
+from ._leases import ActivityLeases, Key, RunningActivity
 from ._options import RuntimeOptions
 from ._polling import FetchScopes, IdleBackoff, run_fetch_loop
 from ._pool import WorkPool
@@ -46,6 +48,50 @@ log = logging.getLogger("duro.runtime.worker")
 
 
 CompleteActivities = Callable[[Sequence[ActivityCommit]], Awaitable[list[ProviderError | None]]]
+
+
+@dataclass(slots=True)
+class KeptOutcome:
+    ctx: ActivityContext
+    result: msgspec.Raw | None
+    error: ErrorInfo | None
+    until: float
+    """Monotonic time after which it is forgotten."""
+
+
+class UnreportedOutcomes:
+    """Outcomes of runs whose report found the work item's lock gone, kept for a while.
+
+    A run that outlasts its lock (a blocked event loop, a stalled store) may be fetched again
+    by this same worker. If the new delivery starts while the run is still going, it adopts
+    the run (``ActivityLeases.adopt``). But the run may end first and its report reach the
+    store after the new lock was taken, and before the new delivery's task started: the
+    report fails, and the new delivery would run the activity a second time. It reports the
+    kept outcome under its own lock instead. An outcome nobody asks for (the item was
+    withdrawn, or another worker took it) is forgotten after a lock timeout, and at most
+    ``capacity`` are kept.
+    """
+
+    def __init__(self, keep_for: float, capacity: int = 1024) -> None:
+        self._keep_for = max(1.0, keep_for)
+        self._capacity = capacity
+        self._kept: dict[Key, KeptOutcome] = {}
+
+    def keep(
+        self, key: Key, ctx: ActivityContext, result: msgspec.Raw | None, error: ErrorInfo | None
+    ) -> None:
+        now = time.monotonic()
+        for old in [k for k, kept in self._kept.items() if kept.until <= now]:
+            del self._kept[old]
+        if len(self._kept) >= self._capacity:
+            del self._kept[next(iter(self._kept))]
+        self._kept[key] = KeptOutcome(ctx, result, error, now + self._keep_for)
+
+    def take(self, key: Key) -> KeptOutcome | None:
+        if not self._kept:
+            return None
+        kept = self._kept.pop(key, None)
+        return kept if kept is not None and kept.until > time.monotonic() else None
 
 
 class ActivityWorker:
@@ -77,6 +123,7 @@ class ActivityWorker:
         self._request = request
         self._handoffs = handoffs
         self._leases = ActivityLeases(provider, options)
+        self._unreported = UnreportedOutcomes(options.activity_lock_timeout)
         self._isolation = SuspectIsolation(lambda: self.pool.active)
         self._reporter = BatchCommitter[ActivityCommit](
             complete_activities, options.commit_retries, "complete_activity"
@@ -138,6 +185,16 @@ class ActivityWorker:
         task = item.task
         key = (task.instance_id, task.execution_id, task.seq)
         if self._leases.adopt(key, item):
+            return
+        kept = self._unreported.take(key)
+        if kept is not None:
+            # Its run here ended and its report met this very fetch's new lock: report the
+            # outcome under it rather than run the activity again.
+            running = self._leases.add(key, item, kept.ctx)
+            try:
+                await self._report(running, kept.result, kept.error)
+            finally:
+                self._leases.remove(key)
             return
         details = bytes(task.heartbeat_details)  # b"null" when no heartbeat carried any
         ctx = ActivityContext(
@@ -294,7 +351,13 @@ class ActivityWorker:
         if failure is None:
             self.activities_completed += 1
         elif isinstance(failure, LockLostError):
-            log.info("result of %s for %s dropped: item withdrawn", task.name, task.instance_id)
+            # Withdrawn, taken over, or fetched again by this worker, its new run not yet
+            # adopting this one: kept for that last case (see UnreportedOutcomes).
+            key = (task.instance_id, task.execution_id, task.seq)
+            self._unreported.keep(key, running.ctx, result, error)
+            log.info(
+                "result of %s for %s not stored: its lock was lost", task.name, task.instance_id
+            )
         else:
             log.error("reporting %s for %s failed: %s", task.name, task.instance_id, failure)
             await self._abandon(running.item)

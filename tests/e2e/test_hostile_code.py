@@ -6,16 +6,18 @@ attempt with a clear error, and go on serving (and shut down) as if nothing happ
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 import pytest
 
 import duro
-from duro.providers import Provider
+from duro.providers import ActivityCommit, ActivityWorkItem, FetchActivityRequest, Provider
 from duro.testing import VirtualClock
 
 from ._support import completed, failed, runtime
@@ -218,6 +220,68 @@ async def test_an_activity_outliving_its_lock_unrenewed_runs_once_and_its_result
     async with runtime(store, registry, clock, activity_lock_timeout=2.0):
         await client.start_orchestration("stall-1", orch)
         assert await completed(client, "stall-1") == "finished"
+    assert runs == [1]
+
+
+class ReportCrossesItsRefetch(duro.SqliteProvider):
+    """The first activity report reaches the store just after this worker fetched the item
+    again (its lock taken back, as a blocked event loop lets it expire), and the new delivery
+    starts only once the first run has ended: the order a blocked loop can produce."""
+
+    fetches_with_commits = False  # reports go through complete_activities
+
+    def __init__(self, path: Path, worker_id: str) -> None:
+        super().__init__(path)
+        self.worker_id = worker_id
+        self.runtime: duro.Runtime | None = None
+        self.crossed = False
+        self.refetched: list[ActivityWorkItem] = []
+
+    async def complete_activities(
+        self, commits: Sequence[ActivityCommit]
+    ) -> list[duro.ProviderError | None]:
+        if not self.crossed:
+            self.crossed = True
+            await self.runtime_started(self.worker_id)  # this worker's locks end now
+            self.refetched = await super().fetch_activities(
+                FetchActivityRequest(lock_timeout=30, owner_id=self.worker_id)
+            )
+            assert len(self.refetched) == 1
+        return await super().complete_activities(commits)
+
+    async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
+        runtime = self.runtime
+        if self.refetched and runtime is not None and runtime.in_flight == 0:
+            items, self.refetched = self.refetched, []
+            return items
+        return await super().fetch_activities(
+            dataclasses.replace(request, poll_timeout=min(request.poll_timeout, 0.01))
+        )
+
+
+async def test_a_report_that_meets_this_workers_refetch_is_stored_without_a_second_run(
+    tmp_path: Path,
+) -> None:
+    registry = duro.Registry()
+    runs: list[int] = []
+
+    @registry.activity
+    async def once(ctx: duro.ActivityContext, _: None) -> str:
+        runs.append(ctx.attempt)
+        return "finished"
+
+    @registry.orchestration
+    async def orch(ctx: duro.OrchestrationContext, _: None) -> str:
+        result: str = await ctx.schedule_activity(once)
+        return result
+
+    async with ReportCrossesItsRefetch(tmp_path / "crossed.db", "w1") as store:
+        client = duro.Client(store)
+        async with runtime(store, registry, worker_id="w1") as rt:
+            store.runtime = rt
+            await client.start_orchestration("crossed-1", orch)
+            assert await completed(client, "crossed-1") == "finished"
+    assert store.crossed and not store.refetched
     assert runs == [1]
 
 
