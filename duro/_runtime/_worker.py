@@ -16,7 +16,7 @@ from .._clock import Clock
 from .._engine import application_error, configuration_error, poison_error
 from .._errors import LockLostError, PayloadError, ProviderError, UnregisteredError
 from .._history import NULL
-from .._messages import ActivityResultMessage
+from .._messages import ActivityResultMessage, ActivityTask
 from .._registry import Registered, Registry
 from .._serde import decode, encode
 from .._status import ErrorCategory, ErrorInfo
@@ -59,6 +59,11 @@ class KeptOutcome:
     """Monotonic time after which it is forgotten."""
 
 
+def _key(task: ActivityTask) -> Key:
+    """Names one scheduled activity across its deliveries (and its leases here)."""
+    return (task.instance_id, task.execution_id, task.seq)
+
+
 class UnreportedOutcomes:
     """Outcomes of runs whose report found the work item's lock gone, kept for a while.
 
@@ -88,8 +93,6 @@ class UnreportedOutcomes:
         self._kept[key] = KeptOutcome(ctx, result, error, now + self._keep_for)
 
     def take(self, key: Key) -> KeptOutcome | None:
-        if not self._kept:
-            return None
         kept = self._kept.pop(key, None)
         return kept if kept is not None and kept.until > time.monotonic() else None
 
@@ -183,7 +186,7 @@ class ActivityWorker:
 
     async def _execute(self, item: ActivityWorkItem) -> None:
         task = item.task
-        key = (task.instance_id, task.execution_id, task.seq)
+        key = _key(task)
         if self._leases.adopt(key, item):
             return
         kept = self._unreported.take(key)
@@ -353,8 +356,7 @@ class ActivityWorker:
         elif isinstance(failure, LockLostError):
             # Withdrawn, taken over, or fetched again by this worker, its new run not yet
             # adopting this one: kept for that last case (see UnreportedOutcomes).
-            key = (task.instance_id, task.execution_id, task.seq)
-            self._unreported.keep(key, running.ctx, result, error)
+            self._unreported.keep(_key(task), running.ctx, result, error)
             log.info(
                 "result of %s for %s not stored: its lock was lost", task.name, task.instance_id
             )

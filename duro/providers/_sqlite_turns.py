@@ -187,7 +187,7 @@ _CANDIDATES = {
     for skipping in (False, True)
     for shared in (False, True)
 }
-_CANDIDATE_SQL = _CANDIDATE_TEMPLATE.format(skip="", affinity="")
+_CANDIDATE_SQL = _CANDIDATES[False, False]
 
 AFFINITY_BUSY_MS = 2_000
 """How long a worker that has other turns to run leaves a message to the worker that ran its
