@@ -36,6 +36,10 @@ ISOLATED = 0.5
 UNSTARTED = 0.0
 """Work fetched as shutdown began, released for another runtime (no delivery counted)."""
 
+REFETCHED_AFTER_LOCK_LOST = 0.0
+"""An activity run cancelled for a lost lock that this worker then fetched again: offered
+again at once (the refetch counted the delivery)."""
+
 ENGINE_CRASHED = 5.0
 """A turn whose engine run raised (a duro bug): retried later, counted."""
 

@@ -35,6 +35,14 @@ class RunningActivity:
     """Seconds the activity may go without ``ctx.heartbeat()`` (None: no limit)."""
     heartbeat_missed: bool = False
     """It went longer than that: the attempt fails, whatever it returns."""
+    lost_lock_token: str | None = None
+    """The lock whose loss a renewal found and cancelled the run for."""
+
+    def fetched_again_since_lock_lost(self) -> bool:
+        """Cancelled for a lost lock, then adopted by this worker's new delivery: the work
+        is still wanted (the lock went to this worker), only this run of it is not."""
+        lost = self.lost_lock_token
+        return lost is not None and lost != self.item.lock_token
 
     def heartbeat_due(self) -> float | None:
         """Monotonic time by which the next heartbeat must come, or None."""
@@ -143,6 +151,9 @@ class ActivityLeases:
             if details is not None:
                 running.ctx._confirm_stored(details)
         except LockLostError:
+            if running.item.lock_token != request.lock_token:
+                return  # fetched again here meanwhile (see adopt): the new lock holds
+            running.lost_lock_token = request.lock_token
             self._request_cancel(running, "the work item was withdrawn or its lock was lost")
         except ProviderError as exc:
             task = running.item.task

@@ -249,6 +249,10 @@ class ActivityWorker:
                 await self._report(running, None, missed)
                 return
             # Under the newest lock: this worker may have fetched the item again meanwhile.
+            if running.fetched_again_since_lock_lost():
+                # Stopped for nothing: give the new delivery back to run in full.
+                await self._abandon(running.item, delays.REFETCHED_AFTER_LOCK_LOST)
+                return
             if ctx.is_cancelled:
                 # Withdrawn or lock lost: the orchestration no longer wants this result.
                 await self._drop(running.item)

@@ -10,17 +10,23 @@ import dataclasses
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
 import pytest
 
 import duro
-from duro.providers import ActivityCommit, ActivityWorkItem, FetchActivityRequest, Provider
+from duro.providers import (
+    ActivityCommit,
+    ActivityWorkItem,
+    FetchActivityRequest,
+    Provider,
+    RenewRequest,
+)
 from duro.testing import VirtualClock
 
-from ._support import completed, failed, runtime
+from ._support import completed, failed, runtime, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -283,6 +289,85 @@ async def test_a_report_that_meets_this_workers_refetch_is_stored_without_a_seco
             assert await completed(client, "crossed-1") == "finished"
     assert store.crossed and not store.refetched
     assert runs == [1]
+
+
+class RenewalCrossesItsRefetch(duro.SqliteProvider):
+    """The first lock renewal of a running activity fails because this worker fetched the
+    item again (its lock taken back, as a blocked event loop lets it expire). With
+    ``adopted_first`` the new delivery reaches the worker before that failure does, else
+    just after it; either way while the first run still goes on."""
+
+    def __init__(self, path: Path, worker_id: str, *, adopted_first: bool) -> None:
+        super().__init__(path)
+        self.worker_id = worker_id
+        self.adopted_first = adopted_first
+        self.adopted: Callable[[], bool] = lambda: False
+        self.renewal_failed = False
+        self.refetched: list[ActivityWorkItem] = []
+
+    async def renew_activity_lock(self, request: RenewRequest) -> None:
+        if self.renewal_failed or self.refetched:
+            return await super().renew_activity_lock(request)
+        await self.runtime_started(self.worker_id)  # this worker's locks end now
+        self.refetched = await super().fetch_activities(
+            FetchActivityRequest(lock_timeout=30, owner_id=self.worker_id)
+        )
+        assert len(self.refetched) == 1
+        if self.adopted_first:
+            await wait_until(self.adopted, what="the new delivery adopted by the running one")
+        try:
+            await super().renew_activity_lock(request)  # the old lock: LockLostError
+        finally:
+            self.renewal_failed = True
+
+    async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
+        if self.refetched and (self.adopted_first or self.renewal_failed):
+            items, self.refetched = self.refetched, []
+            return items
+        return await super().fetch_activities(
+            dataclasses.replace(request, poll_timeout=min(request.poll_timeout, 0.01))
+        )
+
+
+@pytest.mark.parametrize(
+    ("adopted_first", "expected_runs"),
+    [
+        # The renewal's failure is stale: the new lock holds, the run goes on and is reported.
+        (True, 1),
+        # The run was cancelled for its lost lock, then fetched again here: it is offered
+        # again rather than dropped under the new lock, and runs a second time.
+        (False, 2),
+    ],
+)
+async def test_a_renewal_that_meets_this_workers_refetch_leaves_the_activity_to_finish(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    adopted_first: bool,
+    expected_runs: int,
+) -> None:
+    registry = duro.Registry()
+    runs: list[int] = []
+    store = RenewalCrossesItsRefetch(tmp_path / "renewed.db", "w1", adopted_first=adopted_first)
+    store.adopted = lambda: any("fetched again" in r.getMessage() for r in caplog.records)
+
+    @registry.activity
+    async def first_run_outlives_its_lock(ctx: duro.ActivityContext, _: None) -> str:
+        runs.append(ctx.attempt)
+        if len(runs) == 1:
+            await wait_until(lambda: store.renewal_failed and store.adopted())
+        return "finished"
+
+    @registry.orchestration
+    async def orch(ctx: duro.OrchestrationContext, _: None) -> str:
+        result: str = await ctx.schedule_activity(first_run_outlives_its_lock)
+        return result
+
+    async with store:
+        client = duro.Client(store)
+        async with runtime(store, registry, worker_id="w1", activity_lock_timeout=0.3):
+            await client.start_orchestration("renewed-1", orch)
+            assert await completed(client, "renewed-1") == "finished"
+    assert len(runs) == expected_runs
 
 
 async def test_an_async_activity_blocking_the_event_loop_runs_once_and_is_reported(
