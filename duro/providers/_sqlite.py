@@ -10,6 +10,8 @@ Layout of the implementation:
   contract operation, each run as exactly one transaction (``BEGIN IMMEDIATE`` for writes).
 * ``_sqlite_errors``: typed errors and the translation of ``sqlite3`` errors.
 * ``_sqlite_wake``: wake-ups between processes on one file (Unix datagram sockets).
+* ``_sqlite_liveness``: which runtimes on the file are alive, so a killed one's locks end at
+  once instead of expiring.
 
 Correctness never depends on in-process state: locks are rows with tokens and expiry times
 (milliseconds from the provider's clock, computed in Python), so several providers, runtimes
@@ -46,11 +48,13 @@ from ._sqlite_activities import (
     cleanup_sessions_txn,
     complete_activities_txn,
     expire_activity_locks_txn,
+    expire_sessions_txn,
     fetch_activities_txn,
     renew_activity_txn,
     renew_sessions_txn,
 )
 from ._sqlite_db import MEMORY, Database
+from ._sqlite_liveness import RuntimeLiveness
 from ._sqlite_manage import (
     children_txn,
     count_instances_txn,
@@ -163,6 +167,7 @@ class SqliteProvider(Provider):
         self._peers = PeerWakeups(self._path)
         self._watchers = PeerWakeups(self._path, suffix="-watch")
         """Clients in other processes waiting for instances (see ``instance_notices``)."""
+        self._liveness = RuntimeLiveness(self._path)
 
     @classmethod
     def in_memory(cls, *, clock: Clock | None = None, codec: Codec | None = None) -> SqliteProvider:
@@ -184,20 +189,21 @@ class SqliteProvider(Provider):
         await self._db.open()
 
     async def close(self) -> None:
+        self._liveness.release_all()
         self._peers.close()
         self._watchers.close()
         await self._db.close()
 
     async def runtime_started(self, worker_id: str) -> None:
+        if not self._db.in_memory:
+            # First: a peer burying this id's previous run must be done before it (see
+            # _sqlite_liveness), and from now on peers know this run is alive.
+            await self._liveness.claim(worker_id)
         now = self._clock.now_ms()
         # worker_id names one live process: locks under it belong to a run that has ended
         # (crashed), so they need not wait for their expiry. Their tokens still fence.
         reclaimed = await self._db.write(
-            "runtime_started",
-            lambda conn: (
-                expire_turn_locks_txn(conn, worker_id, now)
-                + expire_activity_locks_txn(conn, worker_id, now)
-            ),
+            "runtime_started", partial(_expire_locks_txn, worker_id=worker_id, now=now)
         )
         if reclaimed:
             log.info("%s took back %d lock(s) its previous run held", worker_id, reclaimed)
@@ -210,6 +216,32 @@ class SqliteProvider(Provider):
         )
         if handed:
             self._work_written(TURNS)
+        self._liveness.release(worker_id)
+
+    async def _take_over_dead_runtimes(self) -> None:
+        """End the locks, sessions and affinity of runtimes whose process died (see
+        ``_sqlite_liveness``): their work moves now, not when their locks expire."""
+        for dead in self._liveness.dead():
+            try:
+                ended = await self._db.write(
+                    "take_over",
+                    partial(_end_worker_txn, worker_id=dead.worker_id, now=self._clock.now_ms()),
+                    on_loop=False,  # scans the instances (no index by last worker)
+                )
+            except ProviderError as exc:
+                dead.leave()  # the next look tries again
+                log.warning("taking over runtime %s failed: %s", dead.worker_id, exc)
+                continue
+            except BaseException:  # cancelled: the lock must not stay held here
+                dead.leave()
+                raise
+            dead.bury()
+            log.warning(
+                "runtime %s ended without stopping (killed?): %d of its locks and sessions "
+                "ended now, not at their expiry",
+                dead.worker_id, ended,
+            )  # fmt: skip
+            self._work_written(TURNS | ACTIVITIES)
 
     # -- client side ----------------------------------------------------------------------------
 
@@ -523,6 +555,8 @@ class SqliteProvider(Provider):
         # again would wake an idle process a dozen times a second for nothing.
         pace = self._idle_pace.pop(signal, _FIRST_CHANGE_CHECK_S)
         while True:
+            if self._liveness.due():
+                await self._take_over_dead_runtimes()
             # Taken before the query, so a write that lands in between still wakes us.
             event = signal.current()
             result = await attempt()
@@ -598,6 +632,20 @@ class SqliteProvider(Provider):
             pace = min(pace * 2, most)
             if waited >= self._poll_interval or (ramp and pace >= most):
                 return pace
+
+
+def _expire_locks_txn(conn: sqlite3.Connection, worker_id: str, now: int) -> int:
+    return expire_turn_locks_txn(conn, worker_id, now) + expire_activity_locks_txn(
+        conn, worker_id, now
+    )
+
+
+def _end_worker_txn(conn: sqlite3.Connection, worker_id: str, now: int) -> int:
+    """A runtime whose process died: its locks and sessions end now, and its instances are
+    no longer left to it (its memory died with it)."""
+    ended = _expire_locks_txn(conn, worker_id, now) + expire_sessions_txn(conn, worker_id, now)
+    forget_worker_txn(conn, worker_id)
+    return ended
 
 
 def _skips_read_now(request: FetchActivityRequest) -> FetchActivityRequest:

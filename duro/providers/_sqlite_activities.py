@@ -168,6 +168,15 @@ def expire_activity_locks_txn(conn: sqlite3.Connection, owner_id: str, now: int)
     return cursor.rowcount
 
 
+def expire_sessions_txn(conn: sqlite3.Connection, owner_id: str, now: int) -> int:
+    """End ``owner_id``'s sessions now (the next fetch of their work claims them anew)."""
+    cursor = conn.execute(
+        "UPDATE sessions SET locked_until_ms = ? WHERE owner_id = ? AND locked_until_ms > ?",
+        (now, owner_id, now),
+    )
+    return cursor.rowcount
+
+
 def _touch_session_txn(conn: sqlite3.Connection, session_id: str | None, now: int) -> None:
     if session_id is not None:
         conn.execute(
