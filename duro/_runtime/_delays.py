@@ -30,8 +30,9 @@ HANDED_OFF = 0.0
 workers that have the code may take it while this one skips it."""
 
 
-ISOLATED = 0.5
-"""Work given back because a suspect item runs alone (see ``_isolation``), no delivery counted."""
+ISOLATED = 0.0
+"""Work given back because a suspect item runs alone (see ``_isolation``), no delivery
+counted: offered at once, to other workers, since this one takes nothing new meanwhile."""
 
 UNSTARTED = 0.0
 """Work fetched as shutdown began, released for another runtime (no delivery counted)."""

@@ -36,6 +36,8 @@ class WorkPool(Generic[T]):
         self.changes = 0
         """Items started plus items finished: unchanged between two reads means no item
         started or finished in between."""
+        self._held_back: anyio.Event | None = None
+        """Set (and dropped) by :meth:`go_on`; present while the pool takes no new items."""
 
     @contextlib.asynccontextmanager
     async def running(
@@ -59,20 +61,40 @@ class WorkPool(Generic[T]):
         self._task_group = None
 
     async def reserve(self, most: int) -> int:
-        """Wait for one free slot, then take up to ``most`` in all without waiting."""
-        await self._free.acquire()
-        return 1 + self._take(most - 1)
+        """Wait for one free slot (and for :meth:`go_on` while held back), then take up to
+        ``most`` in all without waiting."""
+        while True:
+            while self._held_back is not None:
+                await self._held_back.wait()
+            await self._free.acquire()
+            if self._held_back is None:
+                return 1 + self._take(most - 1)
+            self._free.release()  # held back while it waited for the slot
 
     def try_reserve(self, most: int) -> int:
-        """Take up to ``most`` free slots without waiting (0 while closed or full).
+        """Take up to ``most`` free slots without waiting (0 while closed, full or held
+        back).
 
         The caller owes each one back: :meth:`start` an item in it or :meth:`release` it.
         """
         if self._closing or self._stopping is None or self._stopping.is_set():
             return 0
+        if self._held_back is not None:
+            return 0
         taken = self._take(most)
         self._lent += taken
         return taken
+
+    def hold_back(self) -> None:
+        """Take no new items (neither fetched nor handed over) until :meth:`go_on`; the
+        items already started run on."""
+        if self._held_back is None:
+            self._held_back = anyio.Event()
+
+    def go_on(self) -> None:
+        if self._held_back is not None:
+            self._held_back.set()
+            self._held_back = None
 
     def release(self, count: int, *, lent: bool = False) -> None:
         for _ in range(count):

@@ -127,7 +127,7 @@ class ActivityWorker:
         self._handoffs = handoffs
         self._leases = ActivityLeases(provider, options)
         self._unreported = UnreportedOutcomes(options.activity_lock_timeout)
-        self._isolation = SuspectIsolation(lambda: self.pool.active)
+        self._isolation = SuspectIsolation(self.pool)
         self._reporter = BatchCommitter[ActivityCommit](
             complete_activities, options.commit_retries, "complete_activity"
         )
