@@ -229,40 +229,62 @@ async def test_an_activity_outliving_its_lock_unrenewed_runs_once_and_its_result
     assert runs == [1]
 
 
-class ReportCrossesItsRefetch(duro.SqliteProvider):
-    """The first activity report reaches the store just after this worker fetched the item
-    again (its lock taken back, as a blocked event loop lets it expire), and the new delivery
-    starts only once the first run has ended: the order a blocked loop can produce."""
-
-    fetches_with_commits = False  # reports go through complete_activities
+class RefetchedHere(duro.SqliteProvider):
+    """Stages what a blocked event loop can cause: this worker's lock on its running activity
+    ends and this worker fetches the item again (``refetch``). The new delivery reaches the
+    runtime once ``hand_over_now()`` says so; until then no other fetch gets through, so
+    the runtime cannot take the item itself in between."""
 
     def __init__(self, path: Path, worker_id: str) -> None:
         super().__init__(path)
         self.worker_id = worker_id
+        self.crossing = False
+        self.refetched: list[ActivityWorkItem] = []
+
+    async def refetch(self) -> None:
+        self.crossing = True
+        await self.runtime_started(self.worker_id)  # this worker's locks end now
+        self.refetched = await super().fetch_activities(
+            FetchActivityRequest(lock_timeout=30, owner_id=self.worker_id)
+        )
+        assert len(self.refetched) == 1
+
+    def hand_over_now(self) -> bool:
+        return True
+
+    async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
+        if self.crossing:
+            if self.refetched and self.hand_over_now():
+                items, self.refetched, self.crossing = self.refetched, [], False
+                return items
+            await anyio.sleep(0.01)  # an empty poll as long as the runtime's shortest back-off
+            return []
+        return await super().fetch_activities(
+            dataclasses.replace(request, poll_timeout=min(request.poll_timeout, 0.01))
+        )
+
+
+class ReportCrossesItsRefetch(RefetchedHere):
+    """The first activity report reaches the store just after this worker fetched the item
+    again, and the new delivery starts only once the first run has ended."""
+
+    fetches_with_commits = False  # reports go through complete_activities
+
+    def __init__(self, path: Path, worker_id: str) -> None:
+        super().__init__(path, worker_id)
         self.runtime: duro.Runtime | None = None
         self.crossed = False
-        self.refetched: list[ActivityWorkItem] = []
 
     async def complete_activities(
         self, commits: Sequence[ActivityCommit]
     ) -> list[duro.ProviderError | None]:
         if not self.crossed:
             self.crossed = True
-            await self.runtime_started(self.worker_id)  # this worker's locks end now
-            self.refetched = await super().fetch_activities(
-                FetchActivityRequest(lock_timeout=30, owner_id=self.worker_id)
-            )
-            assert len(self.refetched) == 1
+            await self.refetch()
         return await super().complete_activities(commits)
 
-    async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
-        runtime = self.runtime
-        if self.refetched and runtime is not None and runtime.in_flight == 0:
-            items, self.refetched = self.refetched, []
-            return items
-        return await super().fetch_activities(
-            dataclasses.replace(request, poll_timeout=min(request.poll_timeout, 0.01))
-        )
+    def hand_over_now(self) -> bool:
+        return self.runtime is not None and self.runtime.in_flight == 0
 
 
 async def test_a_report_that_meets_this_workers_refetch_is_stored_without_a_second_run(
@@ -291,28 +313,21 @@ async def test_a_report_that_meets_this_workers_refetch_is_stored_without_a_seco
     assert runs == [1]
 
 
-class RenewalCrossesItsRefetch(duro.SqliteProvider):
+class RenewalCrossesItsRefetch(RefetchedHere):
     """The first lock renewal of a running activity fails because this worker fetched the
-    item again (its lock taken back, as a blocked event loop lets it expire). With
-    ``adopted_first`` the new delivery reaches the worker before that failure does, else
-    just after it; either way while the first run still goes on."""
+    item again. With ``adopted_first`` the new delivery reaches the worker before that
+    failure does, else just after it; either way while the first run still goes on."""
 
     def __init__(self, path: Path, worker_id: str, *, adopted_first: bool) -> None:
-        super().__init__(path)
-        self.worker_id = worker_id
+        super().__init__(path, worker_id)
         self.adopted_first = adopted_first
         self.adopted: Callable[[], bool] = lambda: False
         self.renewal_failed = False
-        self.refetched: list[ActivityWorkItem] = []
 
     async def renew_activity_lock(self, request: RenewRequest) -> None:
-        if self.renewal_failed or self.refetched:
+        if self.renewal_failed or self.crossing:
             return await super().renew_activity_lock(request)
-        await self.runtime_started(self.worker_id)  # this worker's locks end now
-        self.refetched = await super().fetch_activities(
-            FetchActivityRequest(lock_timeout=30, owner_id=self.worker_id)
-        )
-        assert len(self.refetched) == 1
+        await self.refetch()
         if self.adopted_first:
             await wait_until(self.adopted, what="the new delivery adopted by the running one")
         try:
@@ -320,13 +335,8 @@ class RenewalCrossesItsRefetch(duro.SqliteProvider):
         finally:
             self.renewal_failed = True
 
-    async def fetch_activities(self, request: FetchActivityRequest) -> list[ActivityWorkItem]:
-        if self.refetched and (self.adopted_first or self.renewal_failed):
-            items, self.refetched = self.refetched, []
-            return items
-        return await super().fetch_activities(
-            dataclasses.replace(request, poll_timeout=min(request.poll_timeout, 0.01))
-        )
+    def hand_over_now(self) -> bool:
+        return self.adopted_first or self.renewal_failed
 
 
 @pytest.mark.parametrize(
