@@ -78,10 +78,6 @@ class RuntimeLiveness:
         self._looked_at = 0.0
         self.available = fcntl is not None
 
-    @property
-    def claimed(self) -> bool:
-        return bool(self._held)
-
     async def claim(self, worker_id: str) -> bool:
         """Hold ``worker_id``'s file while its runtime runs; False (and logged) if another
         live process holds it: two runtimes run under one id, and neither is watched."""

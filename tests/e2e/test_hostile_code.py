@@ -240,9 +240,12 @@ class RefetchedHere(duro.SqliteProvider):
         self.worker_id = worker_id
         self.crossing = False
         self.refetched: list[ActivityWorkItem] = []
+        self.fetching = 0
+        """The runtime's fetches in the store now (one would take the item once unlocked)."""
 
     async def refetch(self) -> None:
         self.crossing = True
+        await wait_until(lambda: self.fetching == 0, what="the runtime's fetch to end")
         await self.runtime_started(self.worker_id)  # this worker's locks end now
         self.refetched = await super().fetch_activities(
             FetchActivityRequest(lock_timeout=30, owner_id=self.worker_id)
@@ -259,9 +262,13 @@ class RefetchedHere(duro.SqliteProvider):
                 return items
             await anyio.sleep(0.01)  # an empty poll as long as the runtime's shortest back-off
             return []
-        return await super().fetch_activities(
-            dataclasses.replace(request, poll_timeout=min(request.poll_timeout, 0.01))
-        )
+        self.fetching += 1
+        try:
+            return await super().fetch_activities(
+                dataclasses.replace(request, poll_timeout=min(request.poll_timeout, 0.01))
+            )
+        finally:
+            self.fetching -= 1
 
 
 class ReportCrossesItsRefetch(RefetchedHere):
