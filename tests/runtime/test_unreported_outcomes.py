@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from duro._runtime._activity_context import ActivityContext
-from duro._runtime._worker import UnreportedOutcomes
+from duro._runtime._unreported import UnreportedOutcomes
 
 
 def context() -> ActivityContext:
