@@ -347,6 +347,11 @@ async def _run_sqlite_processes(args: argparse.Namespace, result: RunResult) -> 
         finally:
             others = await processes.stop()
     result.extra["processes"] = 1 + len(extra_roles)
+    # How the turns spread: the harness's runtime first (it also starts the workflows).
+    result.extra["turns_by_process"] = [
+        rt.turns_committed,
+        *(o["turns_committed"] for o in others.values()),
+    ]
     result.extra["cpu_s_all_processes"] = cpu_seconds() + sum(o["cpu_s"] for o in others.values())
     result.extra["peak_rss_mb_other_processes"] = max(
         (o["peak_rss_mb"] for o in others.values()), default=None

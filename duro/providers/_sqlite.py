@@ -168,6 +168,9 @@ class SqliteProvider(Provider):
         self._watchers = PeerWakeups(self._path, suffix="-watch")
         """Clients in other processes waiting for instances (see ``instance_notices``)."""
         self._liveness = RuntimeLiveness(self._path)
+        self._runtimes: list[str] = []
+        """Worker ids of the runtimes running on this provider, oldest first; starts made
+        here name the oldest (see ``_sqlite_turns.PEERS_FIRST_MS``)."""
 
     @classmethod
     def in_memory(cls, *, clock: Clock | None = None, codec: Codec | None = None) -> SqliteProvider:
@@ -208,8 +211,11 @@ class SqliteProvider(Provider):
         if reclaimed:
             log.info("%s took back %d lock(s) its previous run held", worker_id, reclaimed)
             self._work_written(TURNS | ACTIVITIES)
+        self._runtimes.append(worker_id)
 
     async def runtime_stopped(self, worker_id: str) -> None:
+        if worker_id in self._runtimes:
+            self._runtimes.remove(worker_id)
         # Its executions left memory with it: the others need not leave its instances to it.
         handed = await self._db.write(
             "runtime_stopped", partial(forget_worker_txn, worker_id=worker_id), on_loop=False
@@ -249,7 +255,12 @@ class SqliteProvider(Provider):
         request = self._codec.encode_start(request)
         outcome = await self._db.write(
             "start_instance",
-            partial(start_instance_txn, request=request, now=self._clock.now_ms()),
+            partial(
+                start_instance_txn,
+                request=request,
+                now=self._clock.now_ms(),
+                started_by=self._runtimes[0] if self._runtimes else None,
+            ),
         )
         self._work_written(TURNS)
         return outcome

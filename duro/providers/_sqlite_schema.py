@@ -278,7 +278,13 @@ _V6 = (
 # and replay the whole history.
 _V7 = ("ALTER TABLE instances ADD COLUMN last_worker_id TEXT",)
 
-MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# Version 8 (duro 0.2): a start records the runtime of the process that started it. While
+# other runtimes share the file, that runtime leaves the instance's first turn to them for a
+# moment (see ``_sqlite_turns.PEERS_FIRST_MS``): whoever runs the first turn keeps the
+# instance (version 7), so otherwise the process that starts the workflows runs most of them.
+_V8 = ("ALTER TABLE orchestrator_queue ADD COLUMN started_by TEXT",)
+
+MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 """``MIGRATIONS[n]`` upgrades schema version ``n`` to ``n + 1``."""
 
 

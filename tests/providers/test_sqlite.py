@@ -223,9 +223,10 @@ async def test_version_5_file_keeps_its_locks_and_work_items_and_never_reuses_an
     # Version 6 rebuilt the lock table and the work queue (without their token indexes).
     conn = raw_connection(db_path)
     _sqlite_schema.migrate(conn, str(db_path), target=5)
-    # Today's turn commits write a column of version 7: the version-5 file lends it while
-    # the test builds its state, and gives it back before the upgrade.
+    # Today's starts and turn commits write columns of versions 7 and 8: the version-5 file
+    # lends them while the test builds its state, and gives them back before the upgrade.
     conn.execute("ALTER TABLE instances ADD COLUMN last_worker_id TEXT")
+    conn.execute("ALTER TABLE orchestrator_queue ADD COLUMN started_by TEXT")
     conn.close()
     with monkeypatch.context() as before_v6:
         before_v6.setattr(_sqlite_schema, "MIGRATIONS", _sqlite_schema.MIGRATIONS[:5])
@@ -246,6 +247,7 @@ async def test_version_5_file_keeps_its_locks_and_work_items_and_never_reuses_an
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
         conn.execute("ALTER TABLE instances DROP COLUMN last_worker_id")
+        conn.execute("ALTER TABLE orchestrator_queue DROP COLUMN started_by")
         # The newest work item (seq 3) gets id 3; delete it so only the sequence remembers.
         conn.execute("DELETE FROM worker_queue WHERE seq = 3")
     finally:

@@ -1,5 +1,6 @@
 """Runtimes in several processes on one SQLite file leave an instance's turns to the runtime
-that ran its last one (it holds the execution in memory), for a while (``_candidate_txn``).
+that ran its last one (it holds the execution in memory), for a while (``_candidate_txn``),
+and a workflow started in a runtime's own process to the others, for a moment.
 
 Two providers on one file stand for two processes; each binds its wake-up socket, as a
 runtime's waiting fetch does, so each sees the other.
@@ -18,6 +19,7 @@ from duro.providers._sqlite import SqliteProvider
 from duro.providers._sqlite_turns import (
     AFFINITY_BUSY_MS,
     AFFINITY_IDLE_MS,
+    PEERS_FIRST_MS,
     NoWork,
     fetch_turns_txn,
 )
@@ -191,3 +193,85 @@ async def test_a_version_6_file_gains_the_column_and_its_work_goes_to_any_worker
         assert "last_worker_id" in columns
     finally:
         conn.close()
+
+
+async def test_a_workflow_started_in_a_runtimes_process_goes_to_the_other_runtimes_first(
+    pair: tuple[SqliteProvider, SqliteProvider], clock: VirtualClock
+) -> None:
+    a, b = pair
+    await a.runtime_started(A)
+    await a.start_orchestration(start_message("mine"))
+
+    assert await fetch(a, A) is None
+    item = await fetch(b, B)
+    assert item is not None and item.instance_id == "mine"
+
+
+async def test_the_starting_runtime_takes_its_workflow_once_the_others_left_it(
+    pair: tuple[SqliteProvider, SqliteProvider], clock: VirtualClock
+) -> None:
+    a, _ = pair
+    await a.runtime_started(A)
+    await a.start_orchestration(start_message("mine"))
+
+    await clock.advance((PEERS_FIRST_MS - 1) / 1000)
+    assert await fetch(a, A) is None
+    await clock.advance(0.001)
+    item = await fetch(a, A)
+    assert item is not None and item.instance_id == "mine"
+
+
+async def test_a_runtime_runs_other_processes_starts_before_its_own(
+    pair: tuple[SqliteProvider, SqliteProvider], clock: VirtualClock
+) -> None:
+    a, b = pair
+    await a.runtime_started(A)
+    await a.start_orchestration(start_message("mine"))
+    await clock.advance(0.001)
+    await b.start_orchestration(start_message("theirs"))
+
+    item = await fetch(a, A)
+    assert item is not None and item.instance_id == "theirs"
+
+
+async def test_a_runtime_alone_on_the_file_runs_its_own_starts_at_once(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    async with SqliteProvider(tmp_path / "duro.db", clock=clock) as provider:
+        await provider.runtime_started(A)
+        await provider.start_orchestration(start_message("mine"))
+        item = await fetch(provider, A)
+        assert item is not None and item.instance_id == "mine"
+
+
+async def test_a_start_names_a_runtime_that_still_runs_in_its_process(
+    pair: tuple[SqliteProvider, SqliteProvider],
+) -> None:
+    a, _ = pair
+    await a.runtime_started(A)
+    await a.runtime_stopped(A)
+    await a.runtime_started("worker-a2")
+    await a.start_orchestration(start_message("mine"))
+
+    assert await fetch(a, "worker-a2") is None
+    item = await fetch(a, A)
+    assert item is not None and item.instance_id == "mine"
+
+
+async def test_a_fetch_that_found_only_its_own_start_is_due_when_the_others_had_their_moment(
+    pair: tuple[SqliteProvider, SqliteProvider], clock: VirtualClock
+) -> None:
+    a, _ = pair
+    await a.runtime_started(A)
+    await a.start_orchestration(start_message("mine"))
+    visible = clock.now_ms()
+    now = visible + 1
+
+    found = await a._db.write(
+        "fetch_turns",
+        lambda conn: fetch_turns_txn(
+            conn, now=now, lock_until=now + 30_000, owner_id=A,
+            new_token=lambda: "t", max_items=4, shared=True,
+        ),
+    )  # fmt: skip
+    assert found == NoWork(due_ms=visible + PEERS_FIRST_MS)
