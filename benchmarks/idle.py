@@ -12,13 +12,16 @@ another process (a web service beside its workers) waits to be picked up. Each s
 ``wait_for_orchestration`` is timed too, from the durable completion to its return: how late a
 client in another process learns that an instance ended. Last, ``--back-to-back`` starts, each
 right after the previous wait returned, are timed from the start call to the wait's return
-(what a caller that runs a workflow and waits for its result sees). Run two trees alternately
-to compare them: the machine is noisy.
+(what a caller that runs a workflow and waits for its result sees). ``--runtime-here`` runs a
+second runtime in this process for the starts and waits: a web service with an embedded
+runtime beside a worker process (its own starts go to the other runtime first). Run two
+trees alternately to compare them: the machine is noisy.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import statistics
@@ -43,7 +46,7 @@ def _cpu_seconds_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(seconds: float, starts: int, back_to_back: int) -> None:
+async def measure(seconds: float, starts: int, back_to_back: int, runtime_here: bool) -> None:
     with tempfile.TemporaryDirectory() as db_dir:
         path = os.path.join(db_dir, "duro.db")
         store = duro.SqliteProvider(path)
@@ -58,10 +61,13 @@ async def measure(seconds: float, starts: int, back_to_back: int) -> None:
                 await anyio.sleep(seconds)
                 idle = (_cpu_seconds_of(pid) - cpu) / (time.monotonic() - began)
                 client = duro.Client(store, registry=registry)
-                timed = [await _pick_up(client, f"idle-{i}") for i in range(starts)]
-                rounds = sorted(
-                    [await _round_trip(client, f"b2b-{i}") for i in range(back_to_back)]
-                )
+                async with contextlib.AsyncExitStack() as here:
+                    if runtime_here:
+                        await here.enter_async_context(duro.Runtime(store, registry))
+                    timed = [await _pick_up(client, f"idle-{i}") for i in range(starts)]
+                    rounds = sorted(
+                        [await _round_trip(client, f"b2b-{i}") for i in range(back_to_back)]
+                    )
             finally:
                 await processes.stop()
     waits = sorted(pick_up for pick_up, _ in timed)
@@ -116,8 +122,11 @@ def main() -> None:
     parser.add_argument(
         "--back-to-back", type=int, default=200, help="starts each waited for before the next"
     )
+    parser.add_argument(
+        "--runtime-here", action="store_true", help="also run a runtime in the starting process"
+    )
     args = parser.parse_args()
-    anyio.run(measure, args.seconds, args.starts, args.back_to_back)
+    anyio.run(measure, args.seconds, args.starts, args.back_to_back, args.runtime_here)
 
 
 if __name__ == "__main__":

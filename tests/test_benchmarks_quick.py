@@ -55,6 +55,14 @@ def test_idle_benchmark_reports_cpu_and_pick_up_of_a_runtime_process() -> None:
     assert "start and wait back to back, 3 workflows" in run.stdout
 
 
+def test_idle_benchmark_can_start_from_a_process_that_runs_a_runtime_too() -> None:
+    run = _benchmark(
+        "benchmarks.idle", "--seconds", "1", "--starts", "2", "--back-to-back", "3",
+        "--runtime-here",
+    )  # fmt: skip
+    assert "start and wait back to back, 3 workflows" in run.stdout
+
+
 def test_quick_cosmos_cells_report_request_units_across_runtimes_and_partitions() -> None:
     run = _benchmark(
         "benchmarks.run", "--quick", "--provider", "cosmos", "--peers", "none",

@@ -215,9 +215,11 @@ PEERS_FIRST_MS = 5
 """How long a worker leaves a workflow started in its own process to the other workers on
 the file, busy or not. The worker that runs an instance's first turn keeps it (see
 ``_AFFINITY``), and a start wakes its own process's fetches first: without this, a process
-that starts the workflows ran most of them while the others idled (two runtimes, one of
-them starting 5,000 fan-outs: 55-60 % of the turns and a full core against 78 %). A few of
-the other workers' fetches; after it the starting worker takes the instance itself."""
+that starts the workflows runs most of them, and its start loop waits behind them (two
+runtimes, one of them starting 5,000 fan-outs: it ran 63-65 % of the turns; with this,
+9-11 %, see docs/performance.md). A few of the other workers' fetches; after it the
+starting worker takes the instance itself, so one that nobody else runs (the others are
+busy, or run activities only) waits that long."""
 
 
 def _candidate_txn(
