@@ -213,7 +213,7 @@ async def test_an_activity_outliving_its_lock_unrenewed_runs_once_and_its_result
     @registry.activity
     async def outlives_lock(ctx: duro.ActivityContext, _: None) -> str:
         runs.append(ctx.attempt)
-        for _ in range(3):
+        for _tick in range(3):
             await clock.advance(5)  # past activity_lock_timeout, renewal never due on time
             await anyio.sleep(0.05)  # lets the fetch loop run
         return "finished"
