@@ -52,6 +52,24 @@ async def fetch(provider: SqliteProvider, worker: str) -> OrchestrationWorkItem 
     )
 
 
+async def taken_once_waited(
+    clock: VirtualClock, wait_ms: int, provider: SqliteProvider, worker: str
+) -> OrchestrationWorkItem:
+    """Nothing for ``worker`` until ``wait_ms`` have passed, then a turn."""
+    await clock.advance((wait_ms - 1) / 1000)
+    assert await fetch(provider, worker) is None
+    await clock.advance(0.001)
+    item = await fetch(provider, worker)
+    assert item is not None
+    return item
+
+
+async def start_beside_runtime(provider: SqliteProvider, worker: str, instance_id: str) -> None:
+    """Start ``instance_id`` through ``provider``, on which runtime ``worker`` runs."""
+    await provider.runtime_started(worker)
+    await provider.start_orchestration(start_message(instance_id))
+
+
 async def message_after_a_turn(provider: SqliteProvider, worker: str, instance_id: str) -> None:
     """Start ``instance_id``, commit its first turn as ``worker``, then queue a message for
     it (a next turn's work)."""
@@ -79,11 +97,8 @@ async def test_an_idle_worker_takes_the_instance_over_after_a_short_wait(
     a, b = pair
     await message_after_a_turn(a, A, "i1")
 
-    await clock.advance((AFFINITY_IDLE_MS - 1) / 1000)
-    assert await fetch(b, B) is None
-    await clock.advance(0.001)
-    item = await fetch(b, B)
-    assert item is not None and item.instance_id == "i1"
+    item = await taken_once_waited(clock, AFFINITY_IDLE_MS, b, B)
+    assert item.instance_id == "i1"
 
 
 async def test_a_worker_with_other_work_runs_it_first_and_takes_over_after_the_long_wait(
@@ -196,11 +211,10 @@ async def test_a_version_6_file_gains_the_column_and_its_work_goes_to_any_worker
 
 
 async def test_a_workflow_started_in_a_runtimes_process_goes_to_the_other_runtimes_first(
-    pair: tuple[SqliteProvider, SqliteProvider], clock: VirtualClock
+    pair: tuple[SqliteProvider, SqliteProvider],
 ) -> None:
     a, b = pair
-    await a.runtime_started(A)
-    await a.start_orchestration(start_message("mine"))
+    await start_beside_runtime(a, A, "mine")
 
     assert await fetch(a, A) is None
     item = await fetch(b, B)
@@ -211,22 +225,17 @@ async def test_the_starting_runtime_takes_its_workflow_once_the_others_left_it(
     pair: tuple[SqliteProvider, SqliteProvider], clock: VirtualClock
 ) -> None:
     a, _ = pair
-    await a.runtime_started(A)
-    await a.start_orchestration(start_message("mine"))
+    await start_beside_runtime(a, A, "mine")
 
-    await clock.advance((PEERS_FIRST_MS - 1) / 1000)
-    assert await fetch(a, A) is None
-    await clock.advance(0.001)
-    item = await fetch(a, A)
-    assert item is not None and item.instance_id == "mine"
+    item = await taken_once_waited(clock, PEERS_FIRST_MS, a, A)
+    assert item.instance_id == "mine"
 
 
 async def test_a_runtime_runs_other_processes_starts_before_its_own(
     pair: tuple[SqliteProvider, SqliteProvider], clock: VirtualClock
 ) -> None:
     a, b = pair
-    await a.runtime_started(A)
-    await a.start_orchestration(start_message("mine"))
+    await start_beside_runtime(a, A, "mine")
     await clock.advance(0.001)
     await b.start_orchestration(start_message("theirs"))
 
@@ -238,8 +247,7 @@ async def test_a_runtime_alone_on_the_file_runs_its_own_starts_at_once(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
     async with SqliteProvider(tmp_path / "duro.db", clock=clock) as provider:
-        await provider.runtime_started(A)
-        await provider.start_orchestration(start_message("mine"))
+        await start_beside_runtime(provider, A, "mine")
         item = await fetch(provider, A)
         assert item is not None and item.instance_id == "mine"
 
@@ -250,8 +258,7 @@ async def test_a_start_names_a_runtime_that_still_runs_in_its_process(
     a, _ = pair
     await a.runtime_started(A)
     await a.runtime_stopped(A)
-    await a.runtime_started("worker-a2")
-    await a.start_orchestration(start_message("mine"))
+    await start_beside_runtime(a, "worker-a2", "mine")
 
     assert await fetch(a, "worker-a2") is None
     item = await fetch(a, A)
@@ -262,8 +269,7 @@ async def test_a_fetch_that_found_only_its_own_start_is_due_when_the_others_had_
     pair: tuple[SqliteProvider, SqliteProvider], clock: VirtualClock
 ) -> None:
     a, _ = pair
-    await a.runtime_started(A)
-    await a.start_orchestration(start_message("mine"))
+    await start_beside_runtime(a, A, "mine")
     visible = clock.now_ms()
     now = visible + 1
 
