@@ -62,8 +62,8 @@ def insert_message_txn(
     now: int,
     started_by: str | None = None,
 ) -> None:
-    """Queue ``message``; ``started_by``: the worker whose process started the instance (a
-    start message only, see ``PEERS_FIRST_MS``)."""
+    """Queue ``message``; ``started_by``: the worker whose process started the instance
+    (a start and the messages sent with it, see ``PEERS_FIRST_MS``)."""
     kind = message.__struct_config__.tag
     start_name = start_version = start_parent = None
     if isinstance(message, StartOrchestrationMessage):
@@ -123,10 +123,12 @@ def start_instance_txn(
             outcome = StartOutcome.RESTARTED
         else:
             raise InstanceAlreadyExistsError(iid)
+    # The messages sent with a start wait with it; those for an existing instance do not.
+    mark = None if outcome is StartOutcome.EXISTING else started_by
     if outcome is not StartOutcome.EXISTING:
-        insert_message_txn(conn, start, None, now, started_by)
+        insert_message_txn(conn, start, None, now, mark)
     for message in request.messages:
-        insert_message_txn(conn, message, None, now)
+        insert_message_txn(conn, message, None, now, mark)
     return outcome
 
 

@@ -23,7 +23,12 @@ from duro.providers._sqlite_turns import (
     NoWork,
     fetch_turns_txn,
 )
-from duro.providers._types import AbandonRequest, FetchTurnRequest, OrchestrationWorkItem
+from duro.providers._types import (
+    AbandonRequest,
+    FetchTurnRequest,
+    OrchestrationWorkItem,
+    StartRequest,
+)
 from duro.testing import VirtualClock
 from duro.testing._contract._fixtures import external_event, start_message, turn_commit
 
@@ -219,6 +224,42 @@ async def test_a_workflow_started_in_a_runtimes_process_goes_to_the_other_runtim
     assert await fetch(a, A) is None
     item = await fetch(b, B)
     assert item is not None and item.instance_id == "mine"
+
+
+async def test_the_messages_sent_with_a_start_go_to_the_other_runtimes_with_it(
+    pair: tuple[SqliteProvider, SqliteProvider],
+) -> None:
+    a, b = pair
+    await a.runtime_started(A)
+    await a.start_instance(
+        StartRequest(start=start_message("mine"), messages=(external_event("mine").message,))
+    )
+
+    assert await fetch(a, A) is None
+    item = await fetch(b, B)
+    assert item is not None and len(item.messages) == 2
+
+
+async def test_a_message_sent_with_a_start_to_an_existing_instance_stays_with_its_runtime(
+    pair: tuple[SqliteProvider, SqliteProvider],
+) -> None:
+    a, b = pair
+    await message_after_a_turn(a, A, "i1")
+    item = await fetch(a, A)
+    assert item is not None
+    await a.commit_turn(turn_commit(item, events=()))
+    await a.runtime_started(A)
+    await a.start_instance(
+        StartRequest(
+            start=start_message("i1"),
+            if_exists="use_existing",
+            messages=(external_event("i1").message,),
+        )
+    )
+
+    assert await fetch(b, B) is None
+    again = await fetch(a, A)
+    assert again is not None and again.instance_id == "i1"
 
 
 async def test_the_starting_runtime_takes_its_workflow_once_the_others_left_it(
