@@ -75,13 +75,17 @@ async def start_beside_runtime(provider: SqliteProvider, worker: str, instance_i
     await provider.start_orchestration(start_message(instance_id))
 
 
-async def message_after_a_turn(provider: SqliteProvider, worker: str, instance_id: str) -> None:
-    """Start ``instance_id``, commit its first turn as ``worker``, then queue a message for
-    it (a next turn's work)."""
+async def first_turn_run_by(provider: SqliteProvider, worker: str, instance_id: str) -> None:
+    """Start ``instance_id`` and commit its first turn as ``worker`` (nothing left queued)."""
     await provider.start_orchestration(start_message(instance_id))
     item = await fetch(provider, worker)
     assert item is not None and item.instance_id == instance_id
     await provider.commit_turn(turn_commit(item))
+
+
+async def message_after_a_turn(provider: SqliteProvider, worker: str, instance_id: str) -> None:
+    """``first_turn_run_by``, then queue a message for the instance (a next turn's work)."""
+    await first_turn_run_by(provider, worker, instance_id)
     await provider.enqueue_orchestrator_message(external_event(instance_id))
 
 
@@ -244,10 +248,7 @@ async def test_a_message_sent_with_a_start_to_an_existing_instance_stays_with_it
     pair: tuple[SqliteProvider, SqliteProvider],
 ) -> None:
     a, b = pair
-    await message_after_a_turn(a, A, "i1")
-    item = await fetch(a, A)
-    assert item is not None
-    await a.commit_turn(turn_commit(item, events=()))
+    await first_turn_run_by(a, A, "i1")
     await a.runtime_started(A)
     await a.start_instance(
         StartRequest(
